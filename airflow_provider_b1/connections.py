@@ -1,0 +1,133 @@
+"""Connection forms of every connection type this provider registers: one declaration each.
+
+The declarations are plain data so that :mod:`airflow_provider_b1.get_provider_info` can
+publish them (Airflow 3.2+ reads ``conn-fields`` and ``ui-field-behaviour`` from there) and the
+hooks can turn the same data into the legacy ``get_connection_form_widgets()`` /
+``get_ui_field_behaviour()`` answers that Airflow 3.1 reads. Custom fields are stored in
+``Connection.extra`` under their plain names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SAP_B1: dict[str, Any] = {
+    "hook-class-name": "airflow_provider_b1.hooks.sap_b1.SapB1Hook",
+    "hook-name": "SAP Business One Service Layer",
+    "connection-type": "sap_b1",
+    "ui-field-behaviour": {
+        "hidden-fields": ["port", "extra"],
+        "relabeling": {
+            "host": "Service Layer URL",
+            "schema": "Company database",
+            "login": "User name",
+            "password": "Password",
+        },
+        "placeholders": {
+            "host": "https://sap-host:50000/b1s/v2/",
+            "schema": "SBODEMOUS (case-sensitive)",
+            "login": "manager",
+        },
+    },
+    "conn-fields": {
+        "api_version": {
+            "label": "API version",
+            "description": "v1 (OData v3 flavour) or v2 (OData v4). Taken from the URL when it ends in /b1s/v1 or /b1s/v2.",
+            "schema": {"type": ["string", "null"], "enum": ["v1", "v2", None], "default": "v2"},
+        },
+        "verify_tls": {
+            "label": "Verify TLS certificate",
+            "description": "On by default. Switching it off is logged as a warning on every use; prefer a CA bundle or a pinned fingerprint.",
+            "schema": {"type": ["boolean", "null"], "default": True},
+        },
+        "ca_bundle": {
+            "label": "CA bundle path",
+            "description": "PEM file on the workers that signs the Service Layer's certificate (self-signed installations).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "cert_fingerprint": {
+            "label": "Pinned certificate SHA-256 fingerprint",
+            "description": "Hex SHA-256 of the server certificate (colons allowed). Lets exactly that certificate through and nothing else.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "page_size": {
+            "label": "Page size",
+            "description": "Records per page asked with Prefer: odata.maxpagesize (default 500; the server default is 20).",
+            "schema": {"type": ["integer", "null"], "minimum": 1, "default": 500},
+        },
+        "timezone": {
+            "label": "Server time zone",
+            "description": "IANA name of the SAP server's local time zone, in which UpdateDate/UpdateTime are stamped (default UTC).",
+            "schema": {"type": ["string", "null"], "default": "UTC"},
+        },
+        "language": {
+            "label": "Language",
+            "description": "Optional SAP language code sent at login (integer, e.g. 3 for English).",
+            "schema": {"type": ["integer", "null"]},
+        },
+    },
+}
+
+LOOKER: dict[str, Any] = {
+    "hook-class-name": "airflow_provider_b1.hooks.looker.LookerHook",
+    "hook-name": "Looker API 4.0",
+    "connection-type": "looker_api",
+    "ui-field-behaviour": {
+        "hidden-fields": ["port", "schema", "extra"],
+        "relabeling": {"host": "Looker API URL", "login": "Client ID", "password": "Client secret"},
+        "placeholders": {"host": "https://company.looker.com"},
+    },
+    "conn-fields": {
+        "verify_tls": {
+            "label": "Verify TLS certificate",
+            "description": "On by default.",
+            "schema": {"type": ["boolean", "null"], "default": True},
+        },
+        "ca_bundle": {
+            "label": "CA bundle path",
+            "description": "PEM file that signs the Looker API certificate, when it is not publicly trusted.",
+            "schema": {"type": ["string", "null"]},
+        },
+    },
+}
+
+CONNECTION_TYPES: list[dict[str, Any]] = [SAP_B1, LOOKER]
+
+
+def ui_field_behaviour(declaration: dict[str, Any]) -> dict[str, Any]:
+    """Return the legacy ``get_ui_field_behaviour()`` answer for a declaration."""
+    return declaration["ui-field-behaviour"]
+
+
+def form_widgets(declaration: dict[str, Any]) -> dict[str, Any]:
+    """Return the legacy ``get_connection_form_widgets()`` answer (Airflow 3.1) for a declaration.
+
+    Built from the same ``conn-fields`` that Airflow 3.2+ reads, so the two forms cannot drift.
+    Returns ``{}`` where the web form libraries are not installed (workers need no form).
+    """
+    try:
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, IntegerField, PasswordField, StringField
+        from wtforms.validators import Optional
+    except ImportError:
+        return {}
+    widgets: dict[str, Any] = {}
+    for name, field in declaration["conn-fields"].items():
+        kinds = field["schema"]["type"]
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        label = lazy_gettext(field["label"])
+        description = field.get("description", "")
+        if "boolean" in kinds:
+            widgets[name] = BooleanField(
+                label, description=description, default=field["schema"].get("default")
+            )
+        elif "integer" in kinds:
+            widgets[name] = IntegerField(
+                label, description=description, validators=[Optional()], widget=BS3TextFieldWidget()
+            )
+        elif field["schema"].get("format") == "password":
+            widgets[name] = PasswordField(label, description=description, widget=BS3PasswordFieldWidget())
+        else:
+            widgets[name] = StringField(label, description=description, widget=BS3TextFieldWidget())
+    return widgets

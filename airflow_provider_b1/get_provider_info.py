@@ -1,0 +1,31 @@
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from airflow_provider_b1.connections import CONNECTION_TYPES
+
+_INTEGRATION = "SAP Business One"
+
+
+def get_provider_info() -> dict:
+    return {
+        "package-name": "airflow-provider-b1",
+        "name": "SAP Business One",
+        "description": "SAP Business One Service Layer hook, sync engine and flows to Salesforce, "
+        "Microsoft Teams, ServiceTitan and a Postgres warehouse read by Looker.",
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "external-doc-url": "https://help.sap.com/docs/SAP_BUSINESS_ONE",
+            },
+            {
+                "integration-name": "Looker",
+                "external-doc-url": "https://cloud.google.com/looker/docs/api-intro",
+            },
+        ],
+        "hooks": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_b1.hooks.sap_b1"]},
+            {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.hooks.looker"]},
+        ],
+        "connection-types": [dict(c) for c in CONNECTION_TYPES],
+    }

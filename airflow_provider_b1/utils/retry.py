@@ -1,0 +1,64 @@
+"""The retry policy every hook uses: tenacity, exponential backoff with jitter, ``Retry-After`` honoured.
+
+A hook raises :class:`~airflow_provider_b1.exceptions.RetryableError` (or a subclass) for what
+may succeed later (connection errors, 502/503/504, 429) and anything else for what will not.
+The policy is bounded both in attempts and in total time, so no loop can run forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import tenacity
+
+from airflow_provider_b1.exceptions import RetryableError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long a hook retries a retryable failure.
+
+    :param max_attempts: attempts in all, the first one included.
+    :param max_elapsed: seconds after which no new attempt starts.
+    :param initial_wait: first backoff in seconds; doubled each time, with jitter.
+    :param max_wait: upper bound of one backoff, also the cap of a server's ``Retry-After``.
+    """
+
+    max_attempts: int = 6
+    max_elapsed: float = 300.0
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(max(float(retry_after), 0.0), self.max_wait)
+        return tenacity.wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait)(state)
+
+    def retrying(self, retry_on: type[BaseException] | tuple[type[BaseException], ...] = RetryableError):
+        """Return a :class:`tenacity.Retrying` that retries ``retry_on`` under this policy.
+
+        Use as ``for attempt in policy.retrying(): with attempt: ...`` or ``policy.retrying()(fn)``.
+        The last exception is re-raised as it was (``reraise=True``), never wrapped.
+        """
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(retry_on),
+            stop=tenacity.stop_after_attempt(self.max_attempts) | tenacity.stop_after_delay(self.max_elapsed),
+            wait=self._wait,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0
+    # str(exc) is safe: our exceptions never carry secrets.
+    log.warning("Attempt %d failed (%s); retrying in %.1f s", state.attempt_number, exc, wait)
+
+
+DEFAULT_POLICY = RetryPolicy()
