@@ -1,0 +1,172 @@
+"""``b1-sandbox``: start the local imitations of the external services.
+
+Each sandbox is one line in :data:`SANDBOXES`: a name and a builder returning
+``(app, connection_lines)``. The SAP Service Layer listens on ``--port`` (HTTPS with a generated
+self-signed certificate, plus plain HTTP on ``--http-port``); the others on free ports. When all
+are up, the URLs and ready-to-paste ``AIRFLOW_CONN_*`` lines are printed and, with
+``--ready-file``, written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_b1.sandbox.server import Served, serve_in_thread
+
+
+def _sap(args: argparse.Namespace) -> Any:
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+
+    config = SapSandboxConfig(
+        seed=args.seed,
+        invoices=args.invoices,
+        session_timeout_seconds=args.session_timeout_seconds,
+        login_delay=args.login_delay,
+        default_page_size=args.page_size,
+        timezone=args.timezone,
+        company_db=args.company_db,
+        users={args.user: args.password},
+    )
+    return create_app(config)
+
+
+def _sap_connections(
+    args: argparse.Namespace, https: Served | None, http: Served | None
+) -> tuple[dict, list[str]]:
+    lines = []
+    info: dict[str, Any] = {"company_db": args.company_db, "user": args.user, "password": args.password}
+    for served, conn_id in ((https, "SAP_B1_DEFAULT"), (http, "SAP_B1_HTTP" if https else "SAP_B1_DEFAULT")):
+        if served is None:
+            continue
+        extra: dict[str, Any] = {"timezone": args.timezone, "page_size": 500}
+        if served.ca_path:
+            extra["ca_bundle"] = served.ca_path
+        conn = {
+            "conn_type": "sap_b1",
+            "host": f"{served.base_url}/b1s/v2",
+            "schema": args.company_db,
+            "login": args.user,
+            "password": args.password,
+            "extra": extra,
+        }
+        lines.append(f"AIRFLOW_CONN_{conn_id}='{json.dumps(conn)}'")
+    return info, lines
+
+
+def _looker(args: argparse.Namespace) -> Any:
+    from airflow_provider_b1.sandbox.looker import create_app
+
+    return create_app()
+
+
+# Every sandbox b1-sandbox starts: (name, build its ASGI app from the command-line arguments).
+SANDBOXES: list[tuple[str, Callable[[argparse.Namespace], Any]]] = [
+    ("sap", _sap),
+    ("looker", _looker),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="b1-sandbox", description=__doc__.splitlines()[0])
+    p.add_argument("--only", action="append", help="start only these sandboxes (repeatable)")
+    p.add_argument("--invoices", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--port", type=int, default=0, help="port of the SAP Service Layer (0 = free port)")
+    p.add_argument(
+        "--http-port", type=int, default=0, help="plain HTTP port of SAP when --tls (0 = free port)"
+    )
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--session-timeout-seconds", type=float, default=None)
+    p.add_argument("--login-delay", type=float, default=0.0)
+    p.add_argument("--page-size", type=int, default=20)
+    p.add_argument("--timezone", default="America/Chicago")
+    p.add_argument("--company-db", default="SBODEMOUS")
+    p.add_argument("--user", default="manager")
+    p.add_argument("--password", default="manager-secret-1")
+    p.add_argument("--state-dir", default=None, help="where certificates go (default: a temporary folder)")
+    p.add_argument("--ready-file", default=None, help="write a JSON description here once serving")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    state = Path(args.state_dir or tempfile.mkdtemp(prefix="b1-sandbox-"))
+    state.mkdir(parents=True, exist_ok=True)
+    running: list[Served] = []
+    ready: dict[str, Any] = {"pid": os.getpid(), "state_dir": str(state), "sandboxes": {}}
+    conn_lines: list[str] = []
+    try:
+        for name, build in SANDBOXES:
+            if args.only and name not in args.only:
+                continue
+            app = build(args)
+            if name == "sap":
+                https = (
+                    serve_in_thread(app, tls=True, port=args.port, state_dir=str(state)) if args.tls else None
+                )
+                http = serve_in_thread(app, tls=False, port=args.http_port if args.tls else args.port)
+                running += [s for s in (https, http) if s]
+                primary = https or http
+                info, lines = _sap_connections(args, https, http)
+                conn_lines += lines
+                entry = {
+                    "base_url": primary.base_url,
+                    "port": primary.port,
+                    "ca_path": primary.ca_path,
+                    "cert_sha256": primary.cert_sha256,
+                    "https_url": https.base_url if https else None,
+                    "http_url": http.base_url,
+                    "service_root_v1": f"{primary.base_url}/b1s/v1/",
+                    "service_root_v2": f"{primary.base_url}/b1s/v2/",
+                    **info,
+                }
+            else:
+                served = serve_in_thread(app, tls=True, state_dir=str(state / name))
+                running.append(served)
+                entry = {
+                    "base_url": served.base_url,
+                    "port": served.port,
+                    "ca_path": served.ca_path,
+                    "cert_sha256": served.cert_sha256,
+                }
+            ready["sandboxes"][name] = entry
+        ready["connections"] = conn_lines
+        if args.ready_file:
+            tmp = Path(args.ready_file).with_suffix(".tmp")
+            tmp.write_text(json.dumps(ready, indent=2))
+            tmp.replace(args.ready_file)
+        if not args.quiet:
+            for name, entry in ready["sandboxes"].items():
+                print(
+                    f"{name}: {entry['base_url']}"
+                    + (f"  (plain HTTP: {entry['http_url']})" if entry.get("http_url") else "")
+                )
+                if entry.get("ca_path"):
+                    print(f"  CA bundle: {entry['ca_path']}  sha256: {entry['cert_sha256']}")
+            print()
+            for line in conn_lines:
+                print(line)
+            print("\nPress Ctrl+C to stop.", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for served in running:
+            served.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

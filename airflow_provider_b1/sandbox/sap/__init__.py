@@ -1,0 +1,11 @@
+"""A faithful imitation of the SAP Business One Service Layer, for tests and first tries.
+
+Independent of :mod:`airflow_provider_b1.hooks`: it shares no protocol code with them, so the
+two implementations check each other. Production code never imports it.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_b1.sandbox.sap.app import SapSandbox, SapSandboxConfig, create_app
+
+__all__ = ["SapSandbox", "SapSandboxConfig", "create_app"]

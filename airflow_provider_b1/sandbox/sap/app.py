@@ -1,0 +1,807 @@
+"""The Service Layer imitation as a FastAPI app: ``/b1s/v1``, ``/b1s/v2`` and ``/_sandbox``.
+
+Sessions: ``POST /Login`` sets ``B1SESSION=<guid>; HttpOnly`` and ``ROUTEID=.node1; path=/b1s``.
+A session expires after ``session_timeout_seconds`` without a request (sliding). Unknown or
+expired sessions get 401 with code 301 ``Invalid session or session already timeout.`` (or
+-5002 with ``expired_session_code=-5002``); v2 adds ``WWW-Authenticate: Basic realm=/b1s/v2/<path>``.
+
+Login failures: wrong company, user or password answer 401 / 100000027 ``Login failed``. After
+``lock_after_failures`` (default 5) consecutive failures of a known user, that user is locked:
+every later login, even with the right password, answers 401 / **10000962** ``User is locked;
+contact your administrator`` until ``POST /_sandbox/unlock`` or ``/_sandbox/reset``.
+
+Bad query options answer 400 / -1000 (``Property 'X' of 'Document' is invalid``, ``Invalid
+$filter: ...``); a bad ``$batch`` body 400 / -1000. See ``store`` for business errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from airflow_provider_b1.sandbox.sap import batch as batchmod
+from airflow_provider_b1.sandbox.sap.faults import Faults
+from airflow_provider_b1.sandbox.sap.odata import QueryError, key_literal, parse_resource, parse_select
+from airflow_provider_b1.sandbox.sap.store import SapError, Store
+
+try:  # msgspec ships with Airflow and encodes several times faster than json.
+    import msgspec
+
+    _encode: Callable[[Any], bytes] = msgspec.json.encode
+except ImportError:  # pragma: no cover
+
+    def _encode(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+V1_JSON = "application/json;odata=minimalmetadata;charset=utf-8"
+V2_JSON = "application/json;odata.metadata=minimal;charset=utf-8"
+PLAIN_JSON = "application/json;charset=utf-8"
+LOGIN_FAILED = (100000027, "Login failed")
+USER_LOCKED = (10000962, "User is locked; contact your administrator")
+INVALID_SESSION = "Invalid session or session already timeout."
+REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    412: "Precondition Failed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_UNAVAILABLE = (
+    b'<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>503 Service Unavailable</title>\n'
+    b"</head><body>\n<h1>Service Unavailable</h1>\n<p>The server is temporarily unable to service your\n"
+    b"request due to maintenance downtime or capacity problems. Please try again later.</p>\n</body></html>\n"
+)
+
+
+@dataclass
+class SapSandboxConfig:
+    """Settings of one imitated Service Layer.
+
+    :param seed: seed of the generated company data and of nothing else.
+    :param invoices: number of A/R invoices; other volumes follow from it.
+    :param session_timeout_minutes: the idle timeout announced at Login.
+    :param session_timeout_seconds: the idle timeout actually applied (defaults to the minutes).
+    :param login_delay: seconds a successful Login takes (real ones take 3-8 s).
+    :param failed_login_delay: seconds a failed Login takes.
+    :param default_page_size: the server's ``PageSize``.
+    :param company_db: the one company database that exists.
+    :param users: user name -> password.
+    :param timezone: the server's zone: UpdateDate/UpdateTime are stamped in it.
+    :param lock_after_failures: consecutive failed logins that lock a user (0 = never).
+    :param expired_session_code: 301 (confirmed) or -5002 (reported by some installations).
+    :param next_link_style: ``"relative"`` (``Invoices?$skip=20``), ``"path"``
+        (``/b1s/v2/Invoices?$skip=20``) or ``"url"`` (absolute URL).
+    :param anchor_date: the day generated data ends before (default: today in ``timezone``).
+    :param version: what Login reports as ``Version``.
+    :param v2_indent: tab-indent v2 replies as the real server does (slower).
+    """
+
+    seed: int = 1
+    invoices: int = 2000
+    session_timeout_minutes: int = 30
+    session_timeout_seconds: float | None = None
+    login_delay: float = 0.0
+    failed_login_delay: float = 0.0
+    default_page_size: int = 20
+    company_db: str = "SBODEMOUS"
+    users: dict[str, str] = field(default_factory=lambda: {"manager": "manager-secret-1"})
+    timezone: str = "America/Chicago"
+    lock_after_failures: int = 5
+    expired_session_code: int = 301
+    next_link_style: str = "relative"
+    anchor_date: dt.date | None = None
+    version: str = "1000310"
+    v2_indent: bool = False
+
+    def idle_timeout(self) -> float:
+        if self.session_timeout_seconds is not None:
+            return float(self.session_timeout_seconds)
+        return self.session_timeout_minutes * 60.0
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str | None = None
+
+
+@dataclass
+class Session:
+    user: str
+    company: str
+    last_seen: float
+
+
+class _Abort(Exception):
+    """Abort the connection without any reply."""
+
+
+class SapSandbox:
+    """State behind the app: the store, sessions, faults and counters."""
+
+    def __init__(self, config: SapSandboxConfig) -> None:
+        self.config = config
+        self.store = Store(
+            seed=config.seed, invoices=config.invoices, timezone=config.timezone, anchor=config.anchor_date
+        )
+        self.faults = Faults()
+        self.sessions: dict[str, Session] = {}
+        self.failures: dict[str, int] = {}
+        self.locked: set[str] = set()
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        self.logins = 0
+        self.failed_logins = 0
+        self.requests: dict[str, int] = {}
+        self.requests_total = 0
+        self.faults.injected = {}
+
+    def live_sessions(self) -> int:
+        now = time.monotonic()
+        timeout = self.config.idle_timeout()
+        for sid in [s for s, sess in self.sessions.items() if now - sess.last_seen > timeout]:
+            del self.sessions[sid]
+        return len(self.sessions)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "logins": self.logins,
+            "failed_logins": self.failed_logins,
+            "live_sessions": self.live_sessions(),
+            "requests": dict(self.requests),
+            "requests_total": self.requests_total,
+            "faults_injected": dict(self.faults.injected),
+            "locked_users": sorted(self.locked),
+        }
+
+    def count(self, label: str) -> None:
+        self.requests[label] = self.requests.get(label, 0) + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Reply helpers
+
+
+def error_reply(v2: bool, status: int, code: int, message: str, headers: list | None = None) -> Reply:
+    if v2:
+        body = {"error": {"code": str(code), "details": [{"code": "", "message": ""}], "message": message}}
+    else:
+        body = {"error": {"code": code, "message": {"lang": "en-us", "value": message}}}
+    return Reply(status, _encode(body), headers or [], PLAIN_JSON if v2 else V1_JSON)
+
+
+class Handler:
+    """Handles one Service Layer request (also used for each request inside a ``$batch``)."""
+
+    def __init__(self, sandbox: SapSandbox, version: str, base_url: str) -> None:
+        self.sb = sandbox
+        self.version = version
+        self.v2 = version == "v2"
+        self.base_url = base_url
+        self.root = f"{base_url}/b1s/{version}/"
+
+    # -- encoding --------------------------------------------------------------------------
+
+    def json(self, status: int, obj: Any, headers: list | None = None) -> Reply:
+        if self.v2 and self.sb.config.v2_indent:
+            body = json.dumps(obj, indent="\t", separators=(",", " : "), ensure_ascii=False).encode()
+        else:
+            body = _encode(obj)
+        headers = list(headers or [])
+        if self.v2:
+            headers.append(("OData-Version", "4.0"))
+        else:
+            headers.append(("DataServiceVersion", "3.0"))
+        return Reply(status, body, headers, V2_JSON if self.v2 else V1_JSON)
+
+    def error(self, exc: SapError | QueryError) -> Reply:
+        if isinstance(exc, SapError):
+            reply = error_reply(self.v2, exc.status, exc.code, exc.message)
+            if exc.close:
+                reply.headers.append(("Connection", "close"))
+            return reply
+        return error_reply(self.v2, 400, -1000, str(exc))
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Reply:
+        try:
+            parsed = parse_resource(path)
+            if parsed is None:
+                raise SapError(404, -1000, f"Invalid resource path: '{path}'")
+            name, key, rest = parsed
+            store = self.sb.store
+            with store.lock:
+                ent = store.entity(name)
+                if method == "GET":
+                    if key is None and rest == "$count":
+                        params = dict(parse_qsl(query, keep_blank_values=True))
+                        rows = store.query(ent, params.get("$filter"), None)
+                        return Reply(200, str(len(rows)).encode(), [], "text/plain;charset=utf-8")
+                    if rest:
+                        raise SapError(400, -5006, f"Action '{rest}' is not supported")
+                    if key is None:
+                        return self.collection(ent, query, headers)
+                    return self.single(ent, key, query)
+                if method == "POST":
+                    if key is not None and rest:
+                        store.action(name, key, rest)
+                        return Reply(204)
+                    if key is not None:
+                        raise SapError(405, -5006, "POST to an entity is not supported; use PATCH")
+                    payload = self.payload(body)
+                    ent, row = store.create(name, payload)
+                    new_key = row[ent.key_index]
+                    location = f"{self.root}{name}({key_literal(new_key)})"
+                    extra = [("ETag", ent.etag(row)), ("Location", location)]
+                    if "return-no-content" in headers.get("prefer", ""):
+                        return Reply(204, b"", [*extra, ("Preference-Applied", "return-no-content")])
+                    return self.json(201, self.entity_body(ent, row, None), extra)
+                if method in ("PATCH", "MERGE", "PUT"):
+                    if key is None:
+                        raise SapError(405, -5006, f"{method} needs an entity key")
+                    payload = self.payload(body)
+                    replace = (
+                        headers.get("b1s-replacecollectionsonpatch", "").lower() == "true" or method == "PUT"
+                    )
+                    store.update(
+                        name, key, payload, if_match=headers.get("if-match"), replace_collections=replace
+                    )
+                    return Reply(204, b"", [("ETag", ent.etag(ent.rows[key]))])
+                if method == "DELETE":
+                    if key is None:
+                        raise SapError(405, -5006, "DELETE needs an entity key")
+                    store.delete(name, key)
+                    return Reply(204)
+                raise SapError(405, -5006, f"Method {method} is not supported")
+        except (SapError, QueryError) as exc:
+            return self.error(exc)
+
+    @staticmethod
+    def payload(body: bytes) -> dict[str, Any]:
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise SapError(400, -1000, f"Invalid JSON in request body: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise SapError(400, -1000, "The request body must be a JSON object")
+        return payload
+
+    def entity_body(self, ent: Any, row: list, select: list[str] | None) -> dict[str, Any]:
+        if self.v2:
+            ctx = f"{self.root}$metadata#{ent.name}/$entity"
+            return {"@odata.context": ctx, **ent.serialize(row, True, select)}
+        return {
+            "odata.metadata": f"{self.root}$metadata#{ent.name}/@Element",
+            **ent.serialize(row, False, select),
+        }
+
+    def single(self, ent: Any, key: Any, query: str) -> Reply:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        select = (
+            parse_select(params["$select"], ent.has_property, ent.object_name)
+            if params.get("$select")
+            else None
+        )
+        row = self.sb.store.get(ent, key)
+        return self.json(200, self.entity_body(ent, row, select), [("ETag", ent.etag(row))])
+
+    def collection(self, ent: Any, query: str, headers: dict[str, str]) -> Reply:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        params = dict(pairs)
+        select = (
+            parse_select(params["$select"], ent.has_property, ent.object_name)
+            if params.get("$select")
+            else None
+        )
+        skip = _non_negative(params.get("$skip"), "$skip") or 0
+        top = _non_negative(params.get("$top"), "$top")
+        page_size = self.sb.config.default_page_size
+        extra: list[tuple[str, str]] = []
+        prefer = headers.get("prefer", "")
+        if "odata.maxpagesize" in prefer:
+            for part in prefer.split(","):
+                name, _, value = part.strip().partition("=")
+                if name.strip() == "odata.maxpagesize":
+                    page_size = _non_negative(value.strip(), "odata.maxpagesize") or 0
+                    extra.append(("Preference-Applied", f"odata.maxpagesize={page_size}"))
+        elif headers.get("b1s-pagesize"):
+            page_size = _non_negative(headers["b1s-pagesize"], "B1S-PageSize") or 0
+        rows = self.sb.store.query(ent, params.get("$filter"), params.get("$orderby"))
+        window = rows[skip:] if top is None else rows[skip : skip + top]
+        next_link = None
+        if page_size and len(window) > page_size:
+            window = window[:page_size]
+            keep = [(k, v) for k, v in pairs if k not in ("$skip", "$top")]
+            if top is not None:
+                keep.append(("$top", str(top - page_size)))
+            keep.append(("$skip", str(skip + page_size)))
+            rel = f"{ent.name}?" + "&".join(f"{k}={quote(v, safe=_SAFE)}" for k, v in keep)
+            style = self.sb.config.next_link_style
+            next_link = (
+                rel
+                if style == "relative"
+                else f"/b1s/{self.version}/{rel}"
+                if style == "path"
+                else self.root + rel
+            )
+        v2 = self.v2
+        serialize = ent.serialize
+        values = [serialize(row, v2, select) for row in window]
+        sel = ",".join(select) if select else None
+        if v2:
+            body: dict[str, Any] = {
+                "@odata.context": f"{self.root}$metadata#{ent.name}" + (f"({sel})" if sel else "")
+            }
+            if params.get("$count", "").lower() == "true":
+                body["@odata.count"] = len(rows)
+            body["value"] = values
+            if next_link:
+                body["@odata.nextLink"] = next_link
+        else:
+            body = {"odata.metadata": f"{self.root}$metadata#{ent.name}" + (f"&$select={sel}" if sel else "")}
+            if params.get("$inlinecount") == "allpages":
+                body["odata.count"] = str(len(rows))
+            body["value"] = values
+            if next_link:
+                body["odata.nextLink"] = next_link
+        return self.json(200, body, extra)
+
+
+_SAFE = "$,()'=:/*"
+
+
+def _non_negative(value: str | None, what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise QueryError(f"Invalid value '{value}' for {what}") from None
+    if number < 0:
+        raise QueryError(f"Invalid value '{value}' for {what}")
+    return number
+
+
+def resource_label(path: str) -> str:
+    """``Invoices(22)/Close`` -> ``Invoices``; used for stats and fault matching."""
+    if path.rstrip("/") == "ping":
+        return "ping"
+    head = path.split("/", 1)[0]
+    return head.split("(", 1)[0] or "/"
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+
+
+class _SandboxApp(FastAPI):
+    """FastAPI that remembers the server's own ``send`` so a handler can abort the connection."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["b1.raw_send"] = send
+        await super().__call__(scope, receive, send)
+
+
+async def _abort_connection(request: Request) -> Response:
+    """Reset the TCP connection with no reply (RST via SO_LINGER 0)."""
+    send = request.scope.get("b1.raw_send")
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Without RST a plain close still fails the client, so an error here is harmless.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.response_complete = True
+        await asyncio.sleep(0)
+        return Response(status_code=500)
+    # Not on uvicorn's transport: a truncated reply fails the client just as hard.
+    return Response(content=b"", status_code=200, headers={"Content-Length": "100000"})
+
+
+def _to_response(reply: Reply) -> Response:
+    resp = Response(content=b"" if reply.status == 204 else reply.body, status_code=reply.status)
+    if reply.content_type and reply.status != 204:
+        resp.headers["Content-Type"] = reply.content_type
+    for k, v in reply.headers:
+        if k.lower() == "set-cookie":
+            resp.raw_headers.append((b"set-cookie", v.encode("latin-1")))
+        else:
+            resp.headers[k] = v
+    return resp
+
+
+def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
+    """The Service Layer imitation; ``app.state.sandbox`` is its :class:`SapSandbox`.
+
+    :param config: settings; defaults to :class:`SapSandboxConfig()`.
+    """
+    config = config or SapSandboxConfig()
+    app = _SandboxApp(
+        title="SAP Business One Service Layer sandbox", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.sandbox = SapSandbox(config)
+
+    def sb() -> SapSandbox:
+        return app.state.sandbox
+
+    # -- control plane ---------------------------------------------------------------------
+
+    @app.get("/_sandbox/stats")
+    async def stats() -> dict:
+        return sb().stats()
+
+    @app.get("/_sandbox/faults")
+    async def get_faults() -> dict:
+        return sb().faults.settings
+
+    @app.post("/_sandbox/faults")
+    async def set_faults(request: Request) -> Response:
+        payload = await _json(request)
+        try:
+            settings = sb().faults.configure(payload)
+        except ValueError as exc:
+            return Response(_encode({"error": str(exc)}), 400, media_type="application/json")
+        return Response(_encode(settings), 200, media_type="application/json")
+
+    @app.post("/_sandbox/expire-sessions")
+    async def expire_sessions() -> dict:
+        count = len(sb().sessions)
+        sb().sessions.clear()
+        return {"expired": count}
+
+    @app.post("/_sandbox/unlock")
+    async def unlock() -> dict:
+        unlocked = sorted(sb().locked)
+        sb().locked.clear()
+        sb().failures.clear()
+        return {"unlocked": unlocked}
+
+    @app.get("/_sandbox/config")
+    async def get_config() -> dict:
+        return _config_dict(sb().config)
+
+    @app.post("/_sandbox/config")
+    async def set_config(request: Request) -> Response:
+        payload = await _json(request)
+        cfg = sb().config
+        allowed = {
+            "session_timeout_seconds",
+            "session_timeout_minutes",
+            "login_delay",
+            "failed_login_delay",
+            "default_page_size",
+            "lock_after_failures",
+            "expired_session_code",
+            "next_link_style",
+            "v2_indent",
+        }
+        unknown = set(payload) - allowed
+        if unknown:
+            return Response(
+                _encode({"error": f"Unknown settings: {sorted(unknown)}"}), 400, media_type="application/json"
+            )
+        if payload.get("next_link_style", "relative") not in ("relative", "path", "url"):
+            return Response(
+                _encode({"error": "next_link_style: relative, path or url"}),
+                400,
+                media_type="application/json",
+            )
+        for k, v in payload.items():
+            setattr(cfg, k, v)
+        return Response(_encode(_config_dict(cfg)), 200, media_type="application/json")
+
+    @app.post("/_sandbox/reset")
+    async def reset(request: Request) -> dict:
+        payload = await _json(request)
+        cfg = sb().config
+        if "invoices" in payload:
+            cfg.invoices = int(payload["invoices"])
+        if "session_timeout_seconds" in payload:
+            cfg.session_timeout_seconds = payload["session_timeout_seconds"]
+        if "seed" in payload:
+            cfg.seed = int(payload["seed"])
+        fresh = await asyncio.get_running_loop().run_in_executor(None, SapSandbox, cfg)
+        app.state.sandbox = fresh
+        return {"reset": True, "invoices": cfg.invoices, "seed": cfg.seed}
+
+    @app.get("/_sandbox/truth/{entity}")
+    async def truth(entity: str) -> Response:
+        from airflow_provider_b1.sandbox.sap.data import truth as truth_of
+
+        store = sb().store
+        if entity not in store.entities:
+            return Response(
+                _encode({"error": f"Unknown entity '{entity}'"}), 404, media_type="application/json"
+            )
+        with store.lock:
+            return Response(_encode(truth_of(store.entities[entity])), 200, media_type="application/json")
+
+    @app.post("/_sandbox/mutate")
+    async def mutate(request: Request) -> Response:
+        payload = await _json(request)
+        return _control(
+            lambda s: {
+                "keys": s.mutate(payload.get("entity", "Invoices"), payload.get("count"), payload.get("keys"))
+            }
+        )
+
+    @app.post("/_sandbox/corrupt")
+    async def corrupt(request: Request) -> Response:
+        payload = await _json(request)
+        return _control(
+            lambda s: {
+                "keys": s.corrupt(
+                    payload.get("entity", "Invoices"), payload.get("keys") or [], payload.get("kind", "")
+                )
+            }
+        )
+
+    @app.post("/_sandbox/repair")
+    async def repair(request: Request) -> Response:
+        payload = await _json(request)
+        return _control(lambda s: {"keys": s.repair(payload.get("entity", "Invoices"), payload.get("keys"))})
+
+    def _control(fn: Callable[[Store], dict]) -> Response:
+        store = sb().store
+        try:
+            with store.lock:
+                result = fn(store)
+        except SapError as exc:
+            return Response(_encode({"error": exc.message}), exc.status, media_type="application/json")
+        return Response(_encode(result), 200, media_type="application/json")
+
+    # -- the Service Layer -----------------------------------------------------------------
+
+    @app.api_route(
+        "/b1s/{version}/{path:path}",
+        methods=["GET", "POST", "PATCH", "PUT", "DELETE", "MERGE", "OPTIONS", "HEAD"],
+    )
+    async def service_layer(version: str, path: str, request: Request) -> Response:
+        sandbox = sb()
+        if version not in ("v1", "v2"):
+            return Response(b"Not Found", 404)
+        v2 = version == "v2"
+        method = request.method
+        override = request.headers.get("x-http-method-override")
+        if method == "POST" and override:
+            method = override.upper()
+        label = f"{method} {resource_label(path)}"
+        sandbox.count(label)
+        sandbox.requests_total += 1
+        is_login = path == "Login"
+        fault = sandbox.faults.before(label, login=is_login)
+        if fault == "reset":
+            return await _abort_connection(request)
+        if fault == "error":
+            return Response(_UNAVAILABLE, 503, media_type="text/html")
+        if fault == "rate_limit":
+            return Response(
+                b"Too Many Requests",
+                429,
+                headers={"Retry-After": str(sandbox.faults.retry_after)},
+                media_type="text/plain",
+            )
+        if fault == "slow":
+            await asyncio.sleep(sandbox.faults.slow_seconds)
+        base_url = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+        if path.rstrip("/") == "ping":
+            return Response(
+                _encode({"message": "pong", "sender": "load balancer", "timestamp": time.time()}),
+                200,
+                media_type="application/json",
+            )
+        body = await request.body()
+        if is_login and method == "POST":
+            return _to_response(await _login(sandbox, v2, version, base_url, body))
+        session = _session(sandbox, request)
+        if session is None or fault == "expire_session":
+            if session is not None:
+                sandbox.sessions.pop(request.cookies.get("B1SESSION", ""), None)
+            return _to_response(_invalid_session(sandbox, v2, version, path))
+        if path == "Logout" and method == "POST":
+            sandbox.sessions.pop(request.cookies.get("B1SESSION", ""), None)
+            return Response(status_code=204)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        handler = Handler(sandbox, version, base_url)
+        if path == "$batch" and method == "POST":
+            reply = _run_batch(sandbox, handler, headers, body)
+        else:
+            reply = handler.handle(method, path, request.url.query, headers, body)
+        after = sandbox.faults.after(label, method, reply.status)
+        if after == "reset":
+            return await _abort_connection(request)
+        if after == "error":
+            return Response(_UNAVAILABLE, 503, media_type="text/html")
+        return _to_response(reply)
+
+    return app
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}
+
+
+def _config_dict(cfg: SapSandboxConfig) -> dict[str, Any]:
+    out = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if k not in ("users", "anchor_date")}
+    out["idle_timeout_seconds"] = cfg.idle_timeout()
+    return out
+
+
+def _session(sandbox: SapSandbox, request: Request) -> Session | None:
+    sid = request.cookies.get("B1SESSION")
+    if not sid:
+        return None
+    session = sandbox.sessions.get(sid)
+    if session is None:
+        return None
+    now = time.monotonic()
+    if now - session.last_seen > sandbox.config.idle_timeout():
+        del sandbox.sessions[sid]
+        return None
+    session.last_seen = now
+    return session
+
+
+def _invalid_session(sandbox: SapSandbox, v2: bool, version: str, path: str) -> Reply:
+    code = sandbox.config.expired_session_code
+    headers = [("WWW-Authenticate", f"Basic realm=/b1s/{version}/{path}")] if v2 else []
+    return error_reply(v2, 401, code, INVALID_SESSION, headers)
+
+
+async def _login(sandbox: SapSandbox, v2: bool, version: str, base_url: str, body: bytes) -> Reply:
+    cfg = sandbox.config
+    try:
+        payload = json.loads(body or b"{}")
+        if not isinstance(payload, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        return error_reply(v2, 400, -1000, "Invalid login request: the body must be a JSON object")
+    user = payload.get("UserName")
+    if user in sandbox.locked:
+        await asyncio.sleep(cfg.failed_login_delay)
+        sandbox.failed_logins += 1
+        return error_reply(v2, 401, *USER_LOCKED)
+    ok = (
+        payload.get("CompanyDB") == cfg.company_db
+        and isinstance(user, str)
+        and user in cfg.users
+        and payload.get("Password") == cfg.users[user]
+    )
+    if not ok:
+        await asyncio.sleep(cfg.failed_login_delay)
+        sandbox.failed_logins += 1
+        if isinstance(user, str) and user in cfg.users:
+            sandbox.failures[user] = sandbox.failures.get(user, 0) + 1
+            if cfg.lock_after_failures and sandbox.failures[user] >= cfg.lock_after_failures:
+                sandbox.locked.add(user)
+        return error_reply(v2, 401, *LOGIN_FAILED)
+    delay = sandbox.faults.login_delay if sandbox.faults.login_delay is not None else cfg.login_delay
+    if delay:
+        await asyncio.sleep(float(delay))
+    sandbox.failures.pop(user, None)
+    sid = str(uuid.uuid4())
+    sandbox.sessions[sid] = Session(user, cfg.company_db, time.monotonic())
+    sandbox.logins += 1
+    minutes = cfg.session_timeout_minutes
+    if cfg.session_timeout_seconds is not None:
+        minutes = max(1, math.ceil(cfg.session_timeout_seconds / 60))
+    root = f"{base_url}/b1s/{version}/"
+    if v2:
+        body_obj = {"@odata.context": f"{root}$metadata#B1Sessions/$entity"}
+    else:
+        body_obj = {"odata.metadata": f"{root}$metadata#B1Sessions/@Element"}
+    body_obj.update({"SessionId": sid, "Version": cfg.version, "SessionTimeout": minutes})
+    headers = [("Set-Cookie", f"B1SESSION={sid}; HttpOnly"), ("Set-Cookie", "ROUTEID=.node1; path=/b1s")]
+    if v2:
+        headers.append(("OData-Version", "4.0"))
+    return Reply(200, _encode(body_obj), headers, V2_JSON if v2 else V1_JSON)
+
+
+def _run_batch(sandbox: SapSandbox, handler: Handler, headers: dict[str, str], body: bytes) -> Reply:
+    v2 = handler.v2
+    try:
+        parts = batchmod.parse_batch(body, headers.get("content-type", ""))
+    except QueryError as exc:
+        return error_reply(v2, 400, -1000, str(exc))
+    store = sandbox.store
+
+    def run(req: batchmod.BatchRequest) -> batchmod.BatchReply:
+        target = req.target
+        if "://" in target:
+            target = target.split("://", 1)[1].split("/", 1)[1] if "/" in target.split("://", 1)[1] else ""
+            target = "/" + target
+        prefix = f"/b1s/{handler.version}/"
+        if target.startswith(prefix):
+            target = target[len(prefix) :]
+        target = target.lstrip("/")
+        path, _, query = target.partition("?")
+        inner_headers = {k.lower(): v for k, v in req.headers.items()}
+        sandbox.count(f"$batch {req.method} {resource_label(path)}")
+        reply = handler.handle(req.method, path, query, inner_headers, req.body)
+        hdrs = list(reply.headers)
+        if reply.content_type and reply.status != 204:
+            hdrs.insert(0, ("Content-Type", reply.content_type))
+        return batchmod.BatchReply(
+            reply.status, REASONS.get(reply.status, ""), hdrs, reply.body, req.content_id
+        )
+
+    results: list = []
+    for part in parts:
+        if part.is_changeset:
+            problem = None
+            for req in part.changeset:
+                if req.method == "GET":
+                    problem = "GET requests are not allowed inside a changeset"
+                elif v2 and not req.content_id:
+                    problem = "Content-ID is required for each request in a changeset"
+            if problem:
+                results.append(_batch_error(handler, 400, -1000, problem))
+                break
+            with store.lock:
+                store.begin()
+                replies = []
+                failed = None
+                for req in part.changeset:
+                    reply = run(req)
+                    if reply.status >= 400:
+                        failed = reply
+                        break
+                    replies.append(reply)
+                if failed is not None:
+                    store.rollback()
+                    results.append(failed)
+                    break
+                store.commit()
+            results.append(replies)
+        else:
+            assert part.request is not None
+            reply = run(part.request)
+            results.append(reply)
+            if reply.status >= 400:
+                break
+    body_bytes, ctype = batchmod.build_response(results)
+    return Reply(200 if v2 else 202, body_bytes, [], ctype)
+
+
+def _batch_error(handler: Handler, status: int, code: int, message: str) -> batchmod.BatchReply:
+    reply = error_reply(handler.v2, status, code, message)
+    return batchmod.BatchReply(
+        status, REASONS.get(status, ""), [("Content-Type", reply.content_type or "")], reply.body
+    )
