@@ -27,5 +27,18 @@ def get_provider_info() -> dict:
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_b1.hooks.sap_b1"]},
             {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.hooks.looker"]},
         ],
+        "operators": [
+            {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.operators.looker"]},
+        ],
+        "transfers": [
+            {
+                "source-integration-name": _INTEGRATION,
+                "target-integration-name": "PostgreSQL",
+                "python-module": "airflow_provider_b1.transfers.sap_b1_to_warehouse",
+            }
+        ],
+        "triggers": [
+            {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.triggers.looker"]},
+        ],
         "connection-types": [dict(c) for c in CONNECTION_TYPES],
     }

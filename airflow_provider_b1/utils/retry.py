@@ -37,7 +37,9 @@ class RetryPolicy:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return min(max(float(retry_after), 0.0), self.max_wait)
-        return tenacity.wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait)(state)
+        return tenacity.wait_exponential_jitter(
+            multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
+        )(state)
 
     def retrying(self, retry_on: type[BaseException] | tuple[type[BaseException], ...] = RetryableError):
         """Return a :class:`tenacity.Retrying` that retries ``retry_on`` under this policy.

@@ -1,0 +1,16 @@
+# Customers, suppliers and leads (SAP BusinessPartners).
+view: dim_business_partner {
+  sql_table_name: sap_b1.dim_business_partner ;;
+
+  dimension: card_code { primary_key: yes label: "Code" sql: ${TABLE}.card_code ;; }
+  dimension: card_name { label: "Name" sql: ${TABLE}.card_name ;; }
+  dimension: card_type { label: "Type" sql: ${TABLE}.card_type ;; }
+  dimension: group_code { type: number sql: ${TABLE}.group_code ;; }
+  dimension: currency { sql: ${TABLE}.currency ;; }
+  dimension: email { sql: ${TABLE}.email ;; }
+  dimension: is_valid { type: yesno sql: ${TABLE}.is_valid ;; }
+  dimension: is_frozen { type: yesno sql: ${TABLE}.is_frozen ;; }
+  dimension: balance { type: number sql: ${TABLE}.balance ;; }
+  dimension: external_id { sql: ${TABLE}.external_id ;; }
+  measure: count { type: count }
+}

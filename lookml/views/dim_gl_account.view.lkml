@@ -1,0 +1,27 @@
+# Chart of accounts (SAP ChartOfAccounts) with its hierarchy: parent, level, top-level ancestor
+# and path from the root (the warehouse's dim_gl_account_hierarchy view flattens the tree).
+view: dim_gl_account {
+  derived_table: {
+    sql:
+      SELECT a.account_code, a.account_name, a.father_account_code, a.account_level, a.account_type,
+             a.is_postable, a.currency, a.balance,
+             h.root_account_code, h.depth, h.path
+      FROM sap_b1.dim_gl_account AS a
+      LEFT JOIN sap_b1.dim_gl_account_hierarchy AS h ON h.account_code = a.account_code ;;
+  }
+
+  dimension: account_code { primary_key: yes label: "GL account code" sql: ${TABLE}.account_code ;; }
+  dimension: account_name { label: "GL account" sql: ${TABLE}.account_name ;; }
+  dimension: father_account_code { label: "Parent account code" sql: ${TABLE}.father_account_code ;; }
+  dimension: account_level { label: "Level" type: number sql: COALESCE(${TABLE}.account_level, ${TABLE}.depth) ;; }
+  dimension: account_type {
+    label: "Type"
+    sql: ${TABLE}.account_type ;;
+    html: {% if value == 'at_Revenues' %}Revenue{% elsif value == 'at_Expenses' %}Expense{% else %}Other{% endif %} ;;
+  }
+  dimension: is_postable { type: yesno sql: ${TABLE}.is_postable ;; }
+  dimension: currency { sql: ${TABLE}.currency ;; }
+  dimension: root_account_code { label: "Top-level account code" sql: ${TABLE}.root_account_code ;; }
+  dimension: path { label: "Account path" sql: ${TABLE}.path ;; }
+  measure: count { type: count }
+}

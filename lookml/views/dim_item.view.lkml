@@ -1,0 +1,13 @@
+# Items (SAP Items).
+view: dim_item {
+  sql_table_name: sap_b1.dim_item ;;
+
+  dimension: item_code { primary_key: yes sql: ${TABLE}.item_code ;; }
+  dimension: item_name { sql: ${TABLE}.item_name ;; }
+  dimension: items_group_code { type: number sql: ${TABLE}.items_group_code ;; }
+  dimension: is_inventory_item { type: yesno sql: ${TABLE}.is_inventory_item ;; }
+  dimension: is_sales_item { type: yesno sql: ${TABLE}.is_sales_item ;; }
+  dimension: is_purchase_item { type: yesno sql: ${TABLE}.is_purchase_item ;; }
+  dimension: inventory_uom { sql: ${TABLE}.inventory_uom ;; }
+  measure: count { type: count }
+}
