@@ -1,0 +1,85 @@
+"""Replay the failed records of one flow, once the cause of their failure is fixed.
+
+Trigger it from the UI with the flow's name, optionally a time range of the failures, and
+``dry_run`` unticked to really send (ticked, it only counts and lists what it would replay).
+Records go through the flow's own idempotent write path, so replaying twice is harmless. Each
+replayed record gets a new row in the audit trail with the next attempt number.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID
+from airflow_provider_b1.sync.flows import registered_flows
+
+
+@dag(
+    dag_id="b1_replay_failed",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["b1", "replay"],
+    doc_md=__doc__,
+    params={
+        "flow": Param(
+            registered_flows()[0] if registered_flows() else "",
+            type="string",
+            minLength=1,
+            title="Flow",
+            description="The flow whose failed records to replay, as named in the audit trail.",
+            examples=registered_flows(),
+        ),
+        "since": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Failed since",
+            description="Only records that failed at or after this time (ISO 8601; UTC without offset).",
+        ),
+        "until": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Failed until",
+            description="Only records that failed before this time.",
+        ),
+        "dry_run": Param(
+            True,
+            type="boolean",
+            title="Dry run",
+            description="Only list what would be replayed. Untick to send the records again.",
+        ),
+        "audit_conn_id": Param(
+            DEFAULT_CONN_ID,
+            type="string",
+            title="Audit connection",
+            description="Airflow connection of the audit trail (Postgres or SQLite).",
+        ),
+    },
+)
+def b1_replay_failed():
+    @task
+    def replay() -> dict:
+        from airflow_provider_b1.sync import AuditTrail, parse_datetime, replay_failed
+
+        context = get_current_context()
+        params = context["params"]
+        with AuditTrail(params["audit_conn_id"]) as audit:
+            audit.ensure_schema()
+            summary = replay_failed(
+                audit,
+                params["flow"],
+                since=parse_datetime(params.get("since"), name="since"),
+                until=parse_datetime(params.get("until"), name="until"),
+                dry_run=bool(params.get("dry_run")),
+                context=context,
+            )
+        return summary.to_xcom()
+
+    replay()
+
+
+b1_replay_failed()

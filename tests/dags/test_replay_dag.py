@@ -1,0 +1,97 @@
+"""b1_replay_failed end to end with dag.test(): a fake flow whose replayer writes to a SQLite table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_b1.sync import Action, AuditRecord, AuditTrail, payload_hash, register_replayer
+from airflow_provider_b1.sync.flows import unregister_replayer
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "b1_replay_failed.py"
+FLOW = "fake_flow"
+
+
+def load_dag():
+    spec = importlib.util.spec_from_file_location("b1_replay_failed_under_test", DAG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.b1_replay_failed()
+
+
+@pytest.fixture
+def setup(airflow_db, tmp_path, monkeypatch):
+    audit_path = tmp_path / "audit.db"
+    target_path = tmp_path / "target.db"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_B1_AUDIT_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(audit_path)})
+    )
+    with sqlite3.connect(target_path) as db:
+        db.execute("CREATE TABLE customer (code TEXT PRIMARY KEY, name TEXT)")
+
+    def replayer(refs, context):
+        with sqlite3.connect(target_path) as db:
+            for ref in refs:
+                payload = {"code": ref.source_key, "name": f"Customer {ref.source_key}"}
+                cur = db.execute(
+                    "INSERT INTO customer (code, name) VALUES (?, ?) ON CONFLICT (code) DO NOTHING",
+                    (payload["code"], payload["name"]),
+                )
+                yield AuditRecord(
+                    ref.source_system,
+                    ref.source_entity,
+                    ref.source_key,
+                    Action.CREATED if cur.rowcount else Action.UNCHANGED,
+                    target_system="target",
+                    target_entity="customer",
+                    target_key=ref.source_key,
+                    payload_hash=payload_hash(payload),
+                )
+
+    register_replayer(FLOW, replayer)
+    audit = AuditTrail()
+    audit.ensure_schema()
+    with audit.session(FLOW, "fake_dag", "run-1", "load", 1) as session:
+        for key in ("C1", "C2"):
+            session.record(AuditRecord("src", "Customers", key, Action.FAILED, error="group 9 missing"))
+        session.record(AuditRecord("src", "Customers", "C3", Action.CREATED))
+    yield audit, target_path
+    audit.close()
+    unregister_replayer(FLOW)
+
+
+def customers(target_path):
+    with sqlite3.connect(target_path) as db:
+        return [row[0] for row in db.execute("SELECT code FROM customer ORDER BY code")]
+
+
+def test_dry_run_replays_nothing(setup):
+    audit, target_path = setup
+    dr = load_dag().test(run_conf={"flow": FLOW, "dry_run": True})
+    assert dr.state == "success"
+    assert customers(target_path) == []
+    assert len(audit.records_for_replay(FLOW)) == 2
+
+
+def test_replay_writes_the_failed_records_once_and_records_attempt_two(setup):
+    audit, target_path = setup
+    dr = load_dag().test(run_conf={"flow": FLOW, "dry_run": False})
+    assert dr.state == "success"
+    assert customers(target_path) == ["C1", "C2"]
+    assert audit.records_for_replay(FLOW) == []
+    history = audit.history(FLOW, "Customers", "C1")
+    assert [(h["action"], h["attempt"], h["dag_id"], h["task_id"]) for h in history] == [
+        ("failed", 1, "fake_dag", "load"),
+        ("created", 2, "b1_replay_failed", "replay"),
+    ]
+    assert audit.counts_for_run("b1_replay_failed", dr.run_id)["created"] == 2
+
+    # nothing left to replay: a second run sends nothing and changes nothing
+    dr = load_dag().test(run_conf={"flow": FLOW, "dry_run": False})
+    assert dr.state == "success"
+    assert customers(target_path) == ["C1", "C2"]
+    assert len(audit.history(FLOW, "Customers", "C1")) == 2
