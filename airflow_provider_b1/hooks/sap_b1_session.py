@@ -1,0 +1,435 @@
+"""How SAP Business One Service Layer sessions work, in one place.
+
+A Service Layer session costs a slow login (seconds) and holds a user licence while it lives, so
+one session serves every task process on a worker for as long as SAP keeps it alive:
+
+* **Login on first use.** Nothing happens until the first call needs a session.
+* **Shared across processes.** The session (the ``B1SESSION`` and ``ROUTEID`` cookies, always
+  together: ``ROUTEID`` pins the load balancer's node that owns the session) is cached in a file
+  named after ``sha256(url|company|user)`` in :func:`default_cache_dir`. The file is encrypted
+  with Fernet under a key derived (scrypt) from the connection's password and the cache key:
+  only a holder of the password can read it. Mode 0600, directory 0700.
+* **One login at a time.** Logins happen under a cross-process file lock. Whoever gets the
+  lock first re-reads the cache: if another caller refreshed the session while it waited, it
+  takes that session instead of logging in (B1SLayer's "skip if already refreshed").
+* **Renewed before the idle timeout.** ``SessionTimeout`` (minutes, from the login reply) is an
+  *idle* timeout, so expiry slides with use. Each process tracks its last use; the cache file's
+  modification time carries the last use across processes and is touched at most every few
+  seconds, never re-encrypted per request. A session that would expire within a safety margin
+  is replaced before it is used.
+* **Expired anyway** (server restart, another client logged out): 401 with code 301 or -5002
+  makes :meth:`SapSession.renew` run the same locked, skip-if-refreshed login; the caller then
+  retries its one call once.
+
+Secrets: the login body is never logged; every session id and cookie value is registered with
+Airflow's secret masker as soon as it is known.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from filelock import FileLock, Timeout
+
+from airflow_provider_b1.exceptions import RetryableError
+from airflow_provider_b1.hooks.sap_b1_errors import (
+    SapB1Error,
+    SapB1LoginError,
+    login_error_from_response,
+    never_sent,
+    transport_error,
+)
+from airflow_provider_b1.utils.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIES = ("B1SESSION", "ROUTEID")
+"""Cookies that make a session; both are sent back on every call."""
+
+TOUCH_INTERVAL = 5.0
+"""Seconds between updates of the shared last-use time (the cache file's mtime)."""
+
+LOCK_TIMEOUT = 300.0
+"""Seconds to wait for another process's login before giving up (logins take 3-8 s, more when slow)."""
+
+_CACHE_FORMAT = 1
+
+
+def mask(value: str | None) -> None:
+    """Register a run-time secret with Airflow's log masker, when running under Airflow.
+
+    Imported lazily so the hook also works outside a task (scripts, tests, the sandbox demo).
+    """
+    if not value:
+        return
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - Airflow is a dependency, but stay usable without it
+        return
+    with contextlib.suppress(Exception):
+        mask_secret(value)
+
+
+def default_cache_dir() -> Path:
+    """Directory of the shared session cache.
+
+    ``B1_SESSION_CACHE_DIR`` when set, else ``$AIRFLOW_HOME/b1_sessions`` (``~/airflow`` when
+    ``AIRFLOW_HOME`` is unset): on a worker, every task process sees the same directory.
+    """
+    configured = os.environ.get("B1_SESSION_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return Path(home) / "b1_sessions"
+
+
+@dataclass
+class SessionState:
+    """One Service Layer session, as cached.
+
+    :param cookies: session cookies (``B1SESSION``, ``ROUTEID`` when the balancer sets one).
+    :param timeout: idle timeout in seconds, from the login reply's ``SessionTimeout``.
+    :param login_at: epoch seconds of the login.
+    :param last_used: epoch seconds of the last use known to this process.
+    """
+
+    cookies: dict[str, str]
+    timeout: float
+    login_at: float
+    last_used: float = 0.0
+    touched: float = field(default=0.0, compare=False)
+
+    @property
+    def session_id(self) -> str:
+        """The ``B1SESSION`` value (a secret: never log it)."""
+        return self.cookies.get("B1SESSION", "")
+
+    def margin(self) -> float:
+        """Seconds before the idle timeout at which the session is renewed instead of used.
+
+        A tenth of the timeout, at most 60 s: covers clock drift and a request's own duration
+        without wasting much of a 30-minute session, and still works for a test's 2-second one.
+        """
+        return min(60.0, self.timeout * 0.1)
+
+    def is_fresh(self, now: float) -> bool:
+        """Whether the session should still be alive on the server for one more call."""
+        return now - max(self.last_used, self.login_at) < self.timeout - self.margin()
+
+    def cookie_header(self) -> str:
+        """The ``Cookie`` header value carrying every session cookie."""
+        return "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "format": _CACHE_FORMAT,
+                "cookies": self.cookies,
+                "timeout": self.timeout,
+                "login_at": self.login_at,
+                "last_used": self.last_used,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SessionState | None:
+        document = json.loads(data)
+        if document.get("format") != _CACHE_FORMAT or not document.get("cookies"):
+            return None
+        return cls(
+            cookies={str(k): str(v) for k, v in document["cookies"].items()},
+            timeout=float(document["timeout"]),
+            login_at=float(document["login_at"]),
+            last_used=float(document.get("last_used") or 0.0),
+        )
+
+
+class SessionCache:
+    """The encrypted, cross-process session file of one (Service Layer, company, user).
+
+    :param directory: cache directory (created 0700 when missing).
+    :param base_url: Service Layer root URL.
+    :param company: company database.
+    :param user: SAP user name.
+    :param password: the user's password; only used to derive the file's encryption key.
+    """
+
+    def __init__(self, directory: Path, base_url: str, company: str, user: str, password: str) -> None:
+        self.directory = Path(directory)
+        self.key = hashlib.sha256(f"{base_url.rstrip('/')}|{company}|{user}".encode()).hexdigest()
+        self.path = self.directory / f"{self.key}.session"
+        self.lock_path = self.directory / f"{self.key}.lock"
+        self._password = password
+        self._fernet: Fernet | None = None
+
+    @property
+    def fernet(self) -> Fernet:
+        # scrypt costs ~50 ms on purpose (the file is worth a password guess); derived once.
+        if self._fernet is None:
+            kdf = Scrypt(salt=self.key.encode(), length=32, n=2**14, r=8, p=1)
+            raw = kdf.derive(self._password.encode("utf-8"))
+            self._fernet = Fernet(base64.urlsafe_b64encode(raw))
+        return self._fernet
+
+    def _ensure_dir(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def lock(self) -> FileLock:
+        """A cross-process lock around login for this cache key."""
+        self._ensure_dir()
+        return FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT, mode=0o600)
+
+    def load(self) -> SessionState | None:
+        """Read the cached session, or ``None`` when absent, unreadable or from another password.
+
+        The file's modification time is the last use by any process, so it raises ``last_used``.
+        """
+        try:
+            token = self.path.read_bytes()
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("Cannot read the SAP session cache (%s); logging in instead.", type(exc).__name__)
+            return None
+        try:
+            state = SessionState.from_json(self.fernet.decrypt(token))
+        except (InvalidToken, ValueError, KeyError, TypeError):
+            # Another password (changed credentials) or a damaged file: never trust it.
+            log.info("Ignoring a SAP session cache entry that this connection cannot decrypt.")
+            return None
+        if state is None:
+            return None
+        state.last_used = max(state.last_used, mtime)
+        state.touched = mtime
+        for value in state.cookies.values():
+            mask(value)
+        return state
+
+    def store(self, state: SessionState) -> None:
+        """Write the session atomically (temporary file + rename), readable by the owner only."""
+        self._ensure_dir()
+        temporary = self.directory / f".{self.key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(self.fernet.encrypt(state.to_json()))
+            # The file time is the shared last use (see load), so it must not claim "now".
+            last_use = max(state.last_used, state.login_at)
+            os.utime(temporary, (last_use, last_use))
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        state.touched = last_use
+
+    def touch(self, state: SessionState) -> None:
+        """Publish a recent use to other processes, cheaply: the file's mtime, no re-encryption."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path, (state.last_used, state.last_used))
+            state.touched = state.last_used
+
+    def delete(self, only_if: SessionState | None = None) -> None:
+        """Remove the cached session (``only_if``: only when it still holds that session)."""
+        if only_if is not None:
+            current = self.load()
+            if current is None or current.session_id != only_if.session_id:
+                return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class SapSession:
+    """The session of one hook: log in on first use, share, renew, re-login once after 401.
+
+    Thread-safe (a prefetching reader and the caller may use it at the same time).
+
+    :param http: the ``requests.Session`` to send with (keep-alive, TLS adapter mounted).
+    :param base_url: Service Layer root ending in ``/``, e.g. ``https://h:50000/b1s/v2/``.
+    :param company: company database.
+    :param user: SAP user name.
+    :param password: SAP password.
+    :param language: optional SAP language code sent at login.
+    :param timeout: requests timeout for the login call.
+    :param retry_policy: retries of a login that failed on the way (connection, 502/503/504/429).
+    :param cache_dir: shared cache directory; :func:`default_cache_dir` when ``None``.
+    """
+
+    def __init__(
+        self,
+        http: requests.Session,
+        base_url: str,
+        company: str,
+        user: str,
+        password: str,
+        *,
+        language: int | None = None,
+        timeout: Any = (10, 300),
+        retry_policy: RetryPolicy | None = None,
+        cache_dir: Path | str | None = None,
+    ) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.company = company
+        self.user = user
+        self._password = password
+        self.language = language
+        self.timeout = timeout
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.cache = SessionCache(
+            Path(cache_dir) if cache_dir else default_cache_dir(), base_url, company, user, password
+        )
+        self._state: SessionState | None = None
+        self._lock = threading.RLock()
+        self.logins = 0
+        """Logins this object performed (the others' sessions were taken from the cache)."""
+
+    # -- public -----------------------------------------------------------------------------
+
+    def current(self) -> SessionState:
+        """A session fit for one more call: the one in memory, the shared one, or a new login."""
+        with self._lock:
+            state = self._state
+            if state is not None and state.is_fresh(time.time()):
+                return state
+            return self._replace(state)
+
+    def renew(self, failed: SessionState) -> SessionState:
+        """Replace a session the server refused (401, code 301 / -5002).
+
+        Skips the login when another caller already replaced ``failed``.
+
+        :param failed: the session that was refused.
+        """
+        with self._lock:
+            if self._state is not None and self._state.session_id != failed.session_id:
+                return self._state
+            return self._replace(failed, refused=True)
+
+    def mark_used(self, state: SessionState) -> None:
+        """Record a successful call: slides the idle timeout, shared at most every few seconds."""
+        now = time.time()
+        state.last_used = now
+        if now - state.touched >= TOUCH_INTERVAL:
+            self.cache.touch(state)
+
+    def logout(self) -> None:
+        """End the session on the server and forget it everywhere (frees the user licence).
+
+        Other processes that use the same session will log in again on their next call.
+        """
+        with self._lock:
+            state = self._state or self.cache.load()
+            self._state = None
+            if state is None:
+                return
+            with contextlib.suppress(requests.RequestException):
+                self.http.post(
+                    self.base_url + "Logout",
+                    headers={"Cookie": state.cookie_header()},
+                    timeout=self.timeout,
+                )
+            with self.cache.lock():
+                self.cache.delete(only_if=state)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _replace(self, stale: SessionState | None, *, refused: bool = False) -> SessionState:
+        """Adopt the shared session or log in, under the cross-process lock."""
+        # Fast path without the file lock: another process may already hold a good session.
+        shared = self.cache.load()
+        if shared is not None and self._usable(shared, stale, refused):
+            self._state = shared
+            return shared
+        try:
+            with self.cache.lock():
+                # Re-read inside the lock: whoever held it before us may have just logged in.
+                shared = self.cache.load()
+                if shared is not None and self._usable(shared, stale, refused):
+                    log.debug("Using the SAP session another task refreshed.")
+                    self._state = shared
+                    return shared
+                state = self._login()
+                self.cache.store(state)
+                self._state = state
+                return state
+        except Timeout:
+            raise SapB1LoginError(
+                f"Waited {LOCK_TIMEOUT:.0f} s for another task's SAP login to finish; check the Service Layer's "
+                "login times and remove a stale lock file from the session cache directory if a worker died.",
+            ) from None
+
+    @staticmethod
+    def _usable(shared: SessionState, stale: SessionState | None, refused: bool) -> bool:
+        if not shared.is_fresh(time.time()):
+            return False
+        # The session the server just refused is never taken back, however fresh it looks.
+        return not (refused and stale is not None and shared.session_id == stale.session_id)
+
+    def _login(self) -> SessionState:
+        body: dict[str, Any] = {"CompanyDB": self.company, "UserName": self.user, "Password": self._password}
+        if self.language is not None:
+            body["Language"] = self.language
+        url = self.base_url + "Login"
+        started = time.monotonic()
+        try:
+            for attempt in self.retry_policy.retrying():
+                with attempt:
+                    try:
+                        # The body is built here and never logged (requests/urllib3 do not log bodies).
+                        response = self.http.post(url, json=body, timeout=self.timeout)
+                    except requests.RequestException as exc:
+                        # A repeated login is harmless (at worst an extra session): any drop is retried.
+                        raise transport_error(
+                            exc, self.base_url, method="GET", sent=not never_sent(exc)
+                        ) from None
+                    if response.status_code != 200:
+                        raise login_error_from_response(response, self.company, self.user)
+        except RetryableError as exc:
+            # The login already spent the retry budget: the caller's retries must not multiply it.
+            exc.exhausted = True  # type: ignore[attr-defined]
+            raise
+        self.logins += 1
+        cookies = {name: value for name, value in response.cookies.items() if name in SESSION_COOKIES}
+        try:
+            document = response.json()
+        except ValueError:
+            document = {}
+        session_id = document.get("SessionId")
+        if "B1SESSION" not in cookies and session_id:
+            cookies["B1SESSION"] = str(session_id)
+        for value in (*cookies.values(), session_id):
+            mask(value)
+        if "B1SESSION" not in cookies:
+            raise SapB1Error(
+                "The Service Layer accepted the login but sent no B1SESSION cookie; check that the URL points "
+                "at the Service Layer (…/b1s/v1/ or …/b1s/v2/) and not at a proxy that strips cookies.",
+                status=response.status_code,
+            )
+        try:
+            timeout_minutes = float(document.get("SessionTimeout") or 30)
+        except (TypeError, ValueError):
+            timeout_minutes = 30.0
+        now = time.time()
+        log.info(
+            "Logged in to SAP Business One company %s as %s in %.1f s (idle timeout %g min).",
+            self.company,
+            self.user,
+            time.monotonic() - started,
+            timeout_minutes,
+        )
+        return SessionState(cookies=cookies, timeout=timeout_minutes * 60.0, login_at=now, last_used=now)

@@ -1,0 +1,289 @@
+"""Cursor logic, paging safety, prefetch and the encrypted session cache, without a server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+import threading
+import time
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+
+from airflow_provider_b1.hooks.sap_b1 import IncrementalRead, SapB1Error, SapB1Hook, SapCursor, _prefetched
+from airflow_provider_b1.hooks.sap_b1_session import SessionCache, SessionState
+
+CHICAGO = ZoneInfo("America/Chicago")
+
+
+class _FakeHook:
+    """Stands in for the hook: serves fixed pages and a server clock."""
+
+    server_tz = CHICAGO
+
+    def __init__(self, pages, server_now="Wed, 01 May 2024 20:00:00 GMT"):
+        self.pages = pages
+        self.server_now = server_now
+        self.asked: dict = {}
+
+    def _pages(self, entity, *, on_first_response=None, **kwargs):
+        self.asked = kwargs
+        response = requests.Response()
+        response.headers["Date"] = self.server_now
+        on_first_response(response)
+        yield from self.pages
+
+
+def _inv(key, date, time_of_day):
+    return {"DocEntry": key, "UpdateDate": date, "UpdateTime": time_of_day}
+
+
+def test_cursor_round_trips_through_primitives():
+    cursor = SapCursor("2024-05-01", "13:14:45", (3, 4))
+    data = cursor.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert SapCursor.from_dict(data) == cursor
+
+
+def test_cursor_from_window_start_uses_server_time_zone():
+    start = dt.datetime(2024, 5, 1, 18, 30, tzinfo=dt.timezone.utc)
+    assert SapCursor.from_datetime(start, CHICAGO) == SapCursor("2024-05-01", "13:30:00")
+    assert SapCursor.from_datetime(start, CHICAGO, date_only=True) == SapCursor("2024-05-01")
+    with pytest.raises(ValueError, match="aware"):
+        SapCursor.from_datetime(dt.datetime(2024, 5, 1), CHICAGO)
+
+
+def test_incremental_read_filters_by_day_and_drops_what_the_cursor_saw():
+    cursor = SapCursor("2024-05-01", "10:00:00", (5,))
+    hook = _FakeHook(
+        [
+            [
+                _inv(4, "2024-05-01", "09:59:59"),  # before the cursor
+                _inv(5, "2024-05-01", "10:00:00"),  # at the cursor, already seen
+                _inv(6, "2024-05-01T00:00:00Z", "10:00:00"),  # at the cursor, new (v2 date form)
+            ],
+            [_inv(7, "2024-05-01", "11:00:00"), _inv(8, "2024-05-01", "11:00:00")],
+        ]
+    )
+    read = IncrementalRead(hook, "Invoices", cursor, select=["DocTotal"])
+    records = [r for page in read for r in page]
+    assert [r["DocEntry"] for r in records] == [6, 7, 8]
+    assert hook.asked["filter"] == "UpdateDate ge '2024-05-01'"
+    assert hook.asked["orderby"] == "DocEntry"
+    assert hook.asked["select"] == "DocTotal,DocEntry,UpdateDate,UpdateTime"
+    assert read.cursor == SapCursor("2024-05-01", "11:00:00", (7, 8))
+    assert (read.read, read.new) == (5, 3)
+
+
+def test_nothing_new_keeps_the_cursor_and_same_stamp_merges_seen_keys():
+    cursor = SapCursor("2024-05-01", "10:00:00", (5,))
+    read = IncrementalRead(_FakeHook([[_inv(5, "2024-05-01", "10:00:00")]]), "Invoices", cursor)
+    assert [r for p in read for r in p] == []
+    assert read.cursor == cursor
+    read = IncrementalRead(
+        _FakeHook([[_inv(5, "2024-05-01", "10:00:00"), _inv(9, "2024-05-01", "10:00:00")]]),
+        "Invoices",
+        cursor,
+    )
+    assert [r["DocEntry"] for p in read for r in p] == [9]
+    assert read.cursor == SapCursor("2024-05-01", "10:00:00", (5, 9))
+
+
+def test_cursor_never_passes_the_server_clock_so_late_writes_are_read_again():
+    # Server clock 15:00:00 Chicago; a record stamped later (a write during the read) is
+    # delivered now and again next time rather than risking a gap.
+    hook = _FakeHook([[_inv(1, "2024-05-01", "14:00:00"), _inv(2, "2024-05-01", "14:59:58")]])
+    read = IncrementalRead(hook, "Invoices", None)
+    assert len([r for p in read for r in p]) == 2
+    assert read.cursor == SapCursor("2024-05-01", "14:59:55", ())
+    assert hook.asked["filter"] is None
+    again = IncrementalRead(_FakeHook([[_inv(2, "2024-05-01", "14:59:58")]]), "Invoices", read.cursor)
+    assert [r["DocEntry"] for p in again for r in p] == [2]
+
+
+def test_until_is_exclusive_and_added_to_the_filter():
+    until = dt.datetime(2024, 5, 1, 17, 0, tzinfo=dt.timezone.utc)  # 12:00 Chicago
+    hook = _FakeHook([[_inv(1, "2024-05-01", "11:59:59"), _inv(2, "2024-05-01", "12:00:00")]])
+    read = IncrementalRead(hook, "Invoices", SapCursor("2024-04-30", "00:00:00"), until=until)
+    assert [r["DocEntry"] for p in read for r in p] == [1]
+    assert hook.asked["filter"] == "UpdateDate ge '2024-04-30' and UpdateDate le '2024-05-01'"
+
+
+def test_date_only_entities_use_a_date_cursor_that_stops_at_the_last_complete_day():
+    pages = [
+        [
+            {"JdtNum": 1, "UpdateDate": "2024-04-29"},
+            {"JdtNum": 2, "UpdateDate": "2024-04-30"},
+            {"JdtNum": 3, "UpdateDate": "2024-05-01"},  # today on the server: may still change
+        ]
+    ]
+    read = IncrementalRead(_FakeHook(pages), "JournalEntries", SapCursor("2024-04-29", None, (1,)))
+    assert [r["JdtNum"] for p in read for r in p] == [2, 3]
+    assert read.cursor == SapCursor("2024-04-30", None, (2,))
+
+
+def test_entities_without_update_stamp_are_read_in_full():
+    hook = _FakeHook([[{"Code": "1"}, {"Code": "2"}]])
+    read = IncrementalRead(hook, "ChartOfAccounts", None)
+    assert len([r for p in read for r in p]) == 2
+    assert read.cursor is None
+
+
+# -- paging safety on the real hook with a stubbed transport --------------------------------------
+
+
+@pytest.fixture
+def hook(monkeypatch, tmp_path):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SAP_B1_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "sap_b1",
+                "host": "https://sap.example:50000/b1s/v1",
+                "schema": "SBODEMOUS",
+                "login": "manager",
+                "password": "pw-123456",
+            }
+        ),
+    )
+    return SapB1Hook(session_cache_dir=str(tmp_path))
+
+
+def _stub(hook, monkeypatch, documents):
+    calls = []
+
+    def fake_call(method, target, **kwargs):
+        calls.append((target, kwargs.get("headers")))
+        response = requests.Response()
+        response.status_code = 200
+        response._content = json.dumps(documents[len(calls) - 1]).encode()
+        return response
+
+    monkeypatch.setattr(hook, "_call", fake_call)
+    return calls
+
+
+def test_next_links_are_followed_exactly_as_given(hook, monkeypatch):
+    calls = _stub(
+        hook,
+        monkeypatch,
+        [
+            {"value": [{"a": 1}], "odata.nextLink": "Invoices?$skip=1&$filter=A eq 'x'"},
+            {"value": [{"a": 2}], "@odata.nextLink": "/b1s/v1/Invoices?$skip=2"},
+            {"value": [{"a": 3}]},
+        ],
+    )
+    pages = list(hook.iter_pages("Invoices", filter="A eq 'x'", page_size=1))
+    assert pages == [[{"a": 1}], [{"a": 2}], [{"a": 3}]]
+    assert calls[0][0] == "https://sap.example:50000/b1s/v1/Invoices?$filter=A%20eq%20'x'"
+    assert calls[1][0] == "https://sap.example:50000/b1s/v1/Invoices?$skip=1&$filter=A eq 'x'"
+    assert calls[2][0] == "https://sap.example:50000/b1s/v1/Invoices?$skip=2"
+    assert all(headers == {"Prefer": "odata.maxpagesize=1"} for _, headers in calls)
+
+
+def test_a_next_link_seen_twice_stops_the_read(hook, monkeypatch):
+    _stub(
+        hook,
+        monkeypatch,
+        [
+            {"value": [{"a": 1}], "odata.nextLink": "Invoices?$skip=1"},
+            {"value": [{"a": 2}], "odata.nextLink": "Invoices?$skip=2"},
+            {"value": [{"a": 3}], "odata.nextLink": "Invoices?$skip=1"},
+        ],
+    )
+    with pytest.raises(SapB1Error, match="same next link twice"):
+        list(hook.iter_pages("Invoices"))
+
+
+def test_empty_pages_with_next_links_stop_the_read(hook, monkeypatch):
+    _stub(hook, monkeypatch, [{"value": [], "odata.nextLink": f"Invoices?$skip={i}"} for i in range(5)])
+    with pytest.raises(SapB1Error, match="empty pages"):
+        list(hook.iter_pages("Invoices"))
+
+
+# -- prefetch --------------------------------------------------------------------------------------
+
+
+def test_prefetch_stays_one_page_ahead_and_keeps_order():
+    fetched = []
+
+    def source():
+        for i in range(5):
+            fetched.append(i)
+            yield [i]
+
+    seen = []
+    for page in _prefetched(source()):
+        time.sleep(0.05)  # the fetcher must not run ahead while the caller works
+        assert len(fetched) <= page[0] + 2
+        seen.append(page[0])
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_prefetch_raises_the_fetchers_error_in_the_caller():
+    def source():
+        yield [1]
+        raise SapB1Error("boom")
+
+    iterator = _prefetched(source())
+    assert next(iterator) == [1]
+    with pytest.raises(SapB1Error, match="boom"):
+        next(iterator)
+
+
+def test_prefetch_stops_its_thread_when_the_caller_stops():
+    def source():
+        for i in range(100):
+            yield [i]
+
+    before = threading.active_count()
+    iterator = _prefetched(source())
+    next(iterator)
+    iterator.close()
+    time.sleep(0.5)
+    assert threading.active_count() <= before
+
+
+# -- session cache ---------------------------------------------------------------------------------
+
+
+def test_session_cache_is_encrypted_private_and_bound_to_the_password(tmp_path):
+    cache = SessionCache(tmp_path / "c", "https://h/b1s/v2/", "SBODEMOUS", "manager", "secret-1")
+    state = SessionState(
+        cookies={"B1SESSION": "sess-abcdef-123", "ROUTEID": ".node1"}, timeout=1800, login_at=1.0
+    )
+    cache.store(state)
+    raw = cache.path.read_bytes()
+    assert b"sess-abcdef-123" not in raw
+    assert b"node1" not in raw
+    assert stat.S_IMODE(os.stat(cache.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(cache.directory).st_mode) == 0o700
+    loaded = cache.load()
+    assert loaded.cookies == state.cookies
+    assert loaded.cookie_header() == "B1SESSION=sess-abcdef-123; ROUTEID=.node1"
+    other = SessionCache(tmp_path / "c", "https://h/b1s/v2/", "SBODEMOUS", "manager", "another-password")
+    assert other.path == cache.path
+    assert other.load() is None
+
+
+def test_session_last_use_is_shared_through_the_file_time(tmp_path):
+    cache = SessionCache(tmp_path, "https://h/b1s/v2/", "C", "u", "p")
+    now = time.time()
+    state = SessionState(cookies={"B1SESSION": "x" * 10}, timeout=60, login_at=now - 100, last_used=now - 100)
+    cache.store(state)
+    assert not cache.load().is_fresh(now)
+    state.last_used = now - 1
+    cache.touch(state)
+    assert cache.load().is_fresh(now)
+
+
+def test_sessions_are_renewed_a_margin_before_the_idle_timeout():
+    state = SessionState(cookies={"B1SESSION": "x"}, timeout=1800, login_at=0, last_used=1000)
+    assert state.is_fresh(1000 + 1700)
+    assert not state.is_fresh(1000 + 1750)  # within the 60 s margin
+    short = SessionState(cookies={"B1SESSION": "x"}, timeout=2, login_at=0, last_used=1000)
+    assert short.is_fresh(1001.5)
+    assert not short.is_fresh(1001.9)
