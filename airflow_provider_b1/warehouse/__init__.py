@@ -1,0 +1,11 @@
+"""The SAP Business One warehouse: star schema, COPY + merge loader, SQLite path, reconciliation.
+
+* :mod:`.entities`: what is read from each SAP entity and where every field lands (one
+  declaration per entity).
+* :mod:`.schema`: the versioned migrations, applied under a lock by :func:`.schema.ensure_schema_postgres`
+  and :func:`.schema.ensure_schema_sqlite`.
+* :mod:`.loader`: pages of records into PostgreSQL (COPY + merge) or SQLite (upserts), with a
+  created / updated / unchanged / failed outcome per record.
+* :mod:`.pipeline`: one entity from SAP through the loader into the audit trail.
+* :mod:`.reconcile`: SAP and the warehouse compared, entity by entity.
+"""

@@ -1,0 +1,654 @@
+"""What the warehouse reads from SAP Business One and where each field lands: one declaration per entity.
+
+Each :class:`EntitySpec` says which SAP entity it reads, by which key, with which ``$select``,
+with which kind of cursor, into which table (and which child tables for nested collections such
+as ``DocumentLines``), column by column. Everything else (the select list, the row mapping, the
+COPY column lists, the merge statements, the reconciliation queries) is derived from these
+declarations, so adding a field is one line here plus a migration in :mod:`.schema`.
+
+A record that cannot be mapped (no key, a malformed date, a missing ``DocTotal``) raises
+:class:`RecordError` with a reason a person can act on; the loader records it as failed and
+loads the rest of the page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, time
+from functools import cached_property
+from typing import Any, Literal
+
+CursorKind = Literal["datetime", "date", "none"]
+
+
+class RecordError(ValueError):
+    """A SAP record that cannot be loaded as it is; the message says why (no data values beyond the key)."""
+
+
+# Converters: value as SAP sent it -> value as the warehouse stores it. They are called millions
+# of times on a large load, so each is a couple of type checks and nothing more.
+
+
+def _text(value: Any, field_name: str) -> Any:
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise RecordError(f"{field_name} is not text ({type(value).__name__})")
+
+
+def _int(value: Any, field_name: str) -> Any:
+    if value is None or type(value) is int:
+        return value
+    if type(value) is str and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise RecordError(f"{field_name} {value!r} is not an integer")
+
+
+def _num(value: Any, field_name: str) -> Any:
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is float or kind is int:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RecordError(f"{field_name} is not a finite number")
+        return value
+    if kind is str:
+        try:
+            number = float(value)
+        except ValueError:
+            raise RecordError(f"{field_name} {value!r} is not a number") from None
+        return _num(number, field_name)
+    raise RecordError(f"{field_name} {value!r} is not a number")
+
+
+def _date(value: Any, field_name: str) -> Any:
+    # v1 sends "2024-05-01", v2 "2024-05-01T00:00:00Z": the day is the first ten characters.
+    if value is None or value == "":
+        return None
+    if type(value) is str:
+        day = value[:10]
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise RecordError(f"{field_name} {value!r} is not a date") from None
+        if len(value) > 10 and value[10] not in "T ":
+            raise RecordError(f"{field_name} {value!r} is not a date")
+        return day
+    raise RecordError(f"{field_name} {value!r} is not a date")
+
+
+def _time(value: Any, field_name: str) -> Any:
+    if value is None or value == "":
+        return None
+    if type(value) is str:
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise RecordError(f"{field_name} {value!r} is not a time of day") from None
+        return value
+    raise RecordError(f"{field_name} {value!r} is not a time of day")
+
+
+def _yes_no(value: Any, field_name: str) -> Any:
+    if value is None or type(value) is bool:
+        return value
+    if value == "tYES":
+        return True
+    if value == "tNO":
+        return False
+    raise RecordError(f"{field_name} {value!r} is not tYES/tNO")
+
+
+def _active(value: Any, field_name: str) -> Any:
+    # ChartOfAccounts' ActiveAccount and friends: tYES/tNO, some versions "Y"/"N".
+    if value in ("Y", "y"):
+        return True
+    if value in ("N", "n"):
+        return False
+    return _yes_no(value, field_name)
+
+
+CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
+    "text": _text,
+    "int": _int,
+    "num": _num,
+    "date": _date,
+    "time": _time,
+    "bool": _yes_no,
+    "active": _active,
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One warehouse column filled from one SAP field.
+
+    :param name: column name in the warehouse.
+    :param source: SAP property; for a child table, a property of the child row, or
+        ``"^Property"`` for a property of the parent record (denormalised onto lines).
+    :param kind: one of :data:`CONVERTERS` (``text``, ``int``, ``num``, ``date``, ``time``,
+        ``bool`` for tYES/tNO, ``active``).
+    :param required: a null value makes the record fail (keys, ``DocTotal``).
+    """
+
+    name: str
+    source: str
+    kind: str = "text"
+    required: bool = False
+
+
+def C(name: str, source: str, kind: str = "text", *, required: bool = False) -> Column:
+    """Shorthand for :class:`Column` that keeps the declarations one line each."""
+    if kind not in CONVERTERS:
+        raise ValueError(f"Unknown column kind {kind!r}")
+    return Column(name, source, kind, required)
+
+
+@dataclass(frozen=True)
+class ChildTable:
+    """A nested SAP collection loaded into its own table, replaced whole when the parent changes.
+
+    :param collection: the SAP collection property, e.g. ``DocumentLines``.
+    :param table: the warehouse table.
+    :param parent_key_column: the column holding the parent's key.
+    :param columns: the other columns; ``key_columns`` name the child's own key among them.
+    """
+
+    collection: str
+    table: str
+    parent_key_column: str
+    columns: tuple[Column, ...]
+    key_columns: tuple[str, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return (self.parent_key_column, *(c.name for c in self.columns))
+
+    def column_kinds(self, parent_key_kind: str) -> tuple[str, ...]:
+        """Kinds of :attr:`column_names`, the parent key's first."""
+        return (parent_key_kind, *(c.kind for c in self.columns))
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """Everything the warehouse knows about one SAP entity.
+
+    :param entity: the Service Layer entity set, e.g. ``Invoices``.
+    :param key_field: the SAP key property (``DocEntry``, ``CardCode``...).
+    :param table: the warehouse table the records land in (one row per record).
+    :param key_column: that table's key column.
+    :param columns: the table's mapped columns (the key first).
+    :param cursor: ``datetime`` (UpdateDate + UpdateTime), ``date`` (UpdateDate only) or ``none``
+        (no update stamp: read in full every run).
+    :param children: nested collections loaded into their own tables.
+    :param amount_column: the column summed by reconciliation (``doc_total``), if any.
+    :param partner_column: the column naming a business partner; a partner the warehouse does not
+        know yet is added as an *inferred* row of ``dim_business_partner`` (see the loader).
+    :param inferred_flag: the column set to false when a real record replaces an inferred one.
+    """
+
+    entity: str
+    key_field: str
+    table: str
+    key_column: str
+    columns: tuple[Column, ...]
+    cursor: CursorKind
+    children: tuple[ChildTable, ...] = ()
+    amount_column: str | None = None
+    partner_column: str | None = None
+    inferred_flag: str | None = None
+
+    @property
+    def key_kind(self) -> str:
+        return self.columns[0].kind
+
+    @property
+    def amount_field(self) -> str | None:
+        """The SAP property behind :attr:`amount_column`."""
+        for column in self.columns:
+            if column.name == self.amount_column:
+                return column.source
+        return None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Columns written for each record: the mapped ones, then ``raw`` and ``payload_hash``."""
+        extra = (self.inferred_flag,) if self.inferred_flag else ()
+        return (*(c.name for c in self.columns), *extra, "raw", "payload_hash")
+
+    def select(self, extra: Iterable[str] = ()) -> list[str]:
+        """The ``$select`` list: every property the columns read, the collections, then ``extra``."""
+        fields: list[str] = []
+        for name in (
+            *(c.source for c in self.columns),
+            *(child.collection for child in self.children),
+            *extra,
+        ):
+            if name not in fields:
+                fields.append(name)
+        return fields
+
+    def key_of(self, record: dict) -> Any:
+        """The record's key, converted, or :class:`RecordError` when it has none."""
+        value = CONVERTERS[self.key_kind](record.get(self.key_field), self.key_field)
+        if value is None:
+            raise RecordError(f"{self.key_field} is missing")
+        return value
+
+    @property
+    def column_kinds(self) -> tuple[str, ...]:
+        """Kinds of :attr:`column_names`, ``raw`` and ``payload_hash`` included."""
+        extra = ("bool",) if self.inferred_flag else ()
+        return (*(c.kind for c in self.columns), *extra, "text", "hash")
+
+    @cached_property
+    def map(self) -> Callable[[dict], MappedRecord]:
+        """Map one SAP record to its row and child rows, or raise :class:`RecordError`.
+
+        A function compiled from the declarations (see :func:`_compile_mapper`): called once
+        per record on loads of millions, it does in straight-line code what a loop over the
+        columns would do with a dozen times the interpreter overhead.
+        """
+        return _compile_mapper(self)
+
+
+# Inline fast paths per kind; anything unusual goes to the converter, which decides or raises.
+_FAST_PATH = {
+    "text": "if {v} is not None and {v}.__class__ is not str: {v} = _text({v}, {label})",
+    "int": "if {v} is not None and {v}.__class__ is not int: {v} = _int({v}, {label})",
+    "num": "if {v} is not None and not ({v}.__class__ is float and {v} - {v} == 0.0): {v} = _num({v}, {label})",
+}
+_SLOW_PATH = "if {v} is not None: {v} = {converter}({v}, {label})"
+_CONVERTER_NAMES = {kind: f"_{kind}_converter" for kind in CONVERTERS}
+
+
+def _value_lines(var: str, fetch: str, column: Column, label: str) -> list[str]:
+    label_literal = repr(label)
+    template = _FAST_PATH.get(column.kind, _SLOW_PATH)
+    lines = [
+        f"{var} = {fetch}",
+        template.format(v=var, label=label_literal, converter=_CONVERTER_NAMES[column.kind]),
+    ]
+    if column.required:
+        lines.append(f"if {var} is None: raise RecordError({label_literal} + ' is null')")
+    return lines
+
+
+def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
+    body = [
+        "def map_record(record):",
+        "    if record.__class__ is not dict:",
+        "        raise RecordError('the record is a ' + type(record).__name__ + ', not an object')",
+        "    get = record.get",
+    ]
+    header_vars: dict[str, str] = {}
+    for index, column in enumerate(spec.columns):
+        var = f"h{index}"
+        header_vars[column.source] = var
+        body += [
+            "    " + line for line in _value_lines(var, f"get({column.source!r})", column, column.source)
+        ]
+    row_vars = list(header_vars.values()) + (["False"] if spec.inferred_flag else [])
+    body += [
+        "    raw = canonical_json(record)",
+        "    digest = sha256(raw.encode()).hexdigest()",
+        f"    row = ({', '.join([*row_vars, 'raw', 'digest'])},)",
+        "    children = []",
+    ]
+    for child_index, child in enumerate(spec.children):
+        collection = child.collection
+        body += [
+            f"    items = get({collection!r})",
+            "    if items is None:",
+            "        items = ()",
+            "    elif items.__class__ is not list:",
+            f"        raise RecordError({collection + ' is not a list'!r})",
+            "    rows = []",
+            "    seen = set()",
+            "    for item in items:",
+            "        if item.__class__ is not dict:",
+            f"            raise RecordError({collection!r} + ' holds a ' + type(item).__name__ + ', not an object')",
+            "        item_get = item.get",
+        ]
+        child_vars = ["h0"]
+        for index, column in enumerate(child.columns):
+            var = f"c{child_index}_{index}"
+            if column.source.startswith("^"):
+                source = column.source[1:]
+                if (
+                    source in header_vars
+                    and spec.columns[list(header_vars).index(source)].kind == column.kind
+                ):
+                    # Already converted for the header: reuse, do not convert once per line.
+                    body.append(f"        {var} = {header_vars[source]}")
+                else:
+                    body += ["        " + ln for ln in _value_lines(var, f"get({source!r})", column, source)]
+            else:
+                label = f"{collection}.{column.source}"
+                body += [
+                    "        " + ln for ln in _value_lines(var, f"item_get({column.source!r})", column, label)
+                ]
+            child_vars.append(var)
+        names = child.column_names
+        key_vars = [child_vars[names.index(k)] for k in child.key_columns]
+        key_expr = key_vars[0] if len(key_vars) == 1 else f"({', '.join(key_vars)})"
+        body += [
+            f"        if {key_expr} in seen:",
+            f"            raise RecordError({collection!r} + ' repeats the key ' + repr({key_expr}))",
+            f"        seen.add({key_expr})",
+            f"        rows.append(({', '.join(child_vars)},))",
+            "    children.append(rows)",
+        ]
+    body.append("    return MappedRecord(h0, row, tuple(children), digest)")
+    namespace: dict[str, Any] = {
+        "RecordError": RecordError,
+        "MappedRecord": MappedRecord,
+        "canonical_json": canonical_json,
+        "sha256": hashlib.sha256,
+        "_text": _text,
+        "_int": _int,
+        "_num": _num,
+        **{_CONVERTER_NAMES[kind]: converter for kind, converter in CONVERTERS.items()},
+    }
+    source = "\n".join(body)
+    # The source is built from this module's own declarations only, never from data.
+    exec(compile(source, f"<warehouse mapper {spec.entity}>", "exec"), namespace)  # noqa: S102
+    mapper = namespace["map_record"]
+    mapper.__doc__ = f"Map one {spec.entity} record (generated from its EntitySpec)."
+    mapper.source = source
+    return mapper
+
+
+@dataclass(frozen=True)
+class MappedRecord:
+    """A record ready to load: its key, its row (``EntitySpec.column_names``), its child rows."""
+
+    key: Any
+    row: tuple
+    children: tuple[list[tuple], ...]
+    payload_hash: str
+
+
+def canonical_json(record: dict) -> str:
+    """The record as compact JSON, stored as ``raw`` and hashed to detect changes.
+
+    Properties keep the order SAP sent them in: a Service Layer serialises an entity's
+    properties in a fixed order, and skipping the sort saves a third of the cost on wide records.
+    Non-ASCII text is escaped (``\\u00e9``), which the encoder does faster; jsonb decodes it.
+    """
+    # \u0000 is valid JSON but PostgreSQL's jsonb refuses it; SAP text never needs it.
+    text = json.dumps(record, separators=(",", ":"), default=str)
+    return text.replace("\\u0000", "") if "\\u0000" in text else text
+
+
+def _document(entity: str, table: str, cursor: CursorKind = "datetime") -> EntitySpec:
+    return EntitySpec(
+        entity=entity,
+        key_field="DocEntry",
+        table=table,
+        key_column="doc_entry",
+        cursor=cursor,
+        columns=(
+            C("doc_entry", "DocEntry", "int", required=True),
+            C("doc_num", "DocNum", "int"),
+            C("doc_date", "DocDate", "date"),
+            C("doc_due_date", "DocDueDate", "date"),
+            C("tax_date", "TaxDate", "date"),
+            C("card_code", "CardCode"),
+            C("card_name", "CardName"),
+            C("doc_total", "DocTotal", "num", required=True),
+            C("vat_sum", "VatSum", "num"),
+            C("doc_currency", "DocCurrency"),
+            C("doc_rate", "DocRate", "num"),
+            C("document_status", "DocumentStatus"),
+            C("is_cancelled", "Cancelled", "bool"),
+            C("num_at_card", "NumAtCard"),
+            C("comments", "Comments"),
+            C("sales_person_code", "SalesPersonCode", "int"),
+            C("create_date", "CreateDate", "date"),
+            C("create_time", "CreateTime", "time"),
+            C("update_date", "UpdateDate", "date"),
+            C("update_time", "UpdateTime", "time"),
+            C("external_id", "U_ExternalId"),
+        ),
+        children=(
+            ChildTable(
+                collection="DocumentLines",
+                table=f"{table}_line",
+                parent_key_column="doc_entry",
+                key_columns=("line_num",),
+                columns=(
+                    C("line_num", "LineNum", "int", required=True),
+                    C("doc_date", "^DocDate", "date"),
+                    C("card_code", "^CardCode"),
+                    C("item_code", "ItemCode"),
+                    C("item_description", "ItemDescription"),
+                    C("quantity", "Quantity", "num"),
+                    C("price", "Price", "num"),
+                    C("unit_price", "UnitPrice", "num"),
+                    C("line_total", "LineTotal", "num"),
+                    C("currency", "Currency"),
+                    C("account_code", "AccountCode"),
+                    C("tax_code", "TaxCode"),
+                    C("vat_group", "VatGroup"),
+                    C("costing_code", "CostingCode"),
+                    C("costing_code2", "CostingCode2"),
+                    C("costing_code3", "CostingCode3"),
+                    C("costing_code4", "CostingCode4"),
+                    C("costing_code5", "CostingCode5"),
+                    C("warehouse_code", "WarehouseCode"),
+                    C("line_status", "LineStatus"),
+                ),
+            ),
+        ),
+        amount_column="doc_total",
+        partner_column="card_code",
+    )
+
+
+def _payment(entity: str, table: str) -> EntitySpec:
+    return EntitySpec(
+        entity=entity,
+        key_field="DocEntry",
+        table=table,
+        key_column="doc_entry",
+        cursor="datetime",
+        columns=(
+            C("doc_entry", "DocEntry", "int", required=True),
+            C("doc_num", "DocNum", "int"),
+            C("doc_date", "DocDate", "date"),
+            C("doc_type", "DocType"),
+            C("card_code", "CardCode"),
+            C("card_name", "CardName"),
+            C("cash_sum", "CashSum", "num"),
+            C("transfer_sum", "TransferSum", "num"),
+            C("doc_currency", "DocCurrency"),
+            C("doc_rate", "DocRate", "num"),
+            C("is_cancelled", "Cancelled", "bool"),
+            C("transfer_account", "TransferAccount"),
+            C("cash_account", "CashAccount"),
+            C("remarks", "Remarks"),
+            C("update_date", "UpdateDate", "date"),
+            C("update_time", "UpdateTime", "time"),
+        ),
+        children=(
+            ChildTable(
+                collection="PaymentInvoices",
+                table=f"{table}_invoice",
+                parent_key_column="doc_entry",
+                key_columns=("line_num",),
+                columns=(
+                    C("line_num", "LineNum", "int", required=True),
+                    C("invoice_doc_entry", "DocEntry", "int"),
+                    C("invoice_type", "InvoiceType"),
+                    C("sum_applied", "SumApplied", "num"),
+                ),
+            ),
+        ),
+        partner_column="card_code",
+    )
+
+
+_SPECS: tuple[EntitySpec, ...] = (
+    EntitySpec(
+        entity="BusinessPartners",
+        key_field="CardCode",
+        table="dim_business_partner",
+        key_column="card_code",
+        cursor="datetime",
+        columns=(
+            C("card_code", "CardCode", required=True),
+            C("card_name", "CardName"),
+            C("card_type", "CardType"),
+            C("group_code", "GroupCode", "int"),
+            C("currency", "Currency"),
+            C("phone", "Phone1"),
+            C("email", "EmailAddress"),
+            C("federal_tax_id", "FederalTaxID"),
+            C("is_valid", "Valid", "bool"),
+            C("is_frozen", "Frozen", "bool"),
+            C("balance", "CurrentAccountBalance", "num"),
+            C("create_date", "CreateDate", "date"),
+            C("create_time", "CreateTime", "time"),
+            C("update_date", "UpdateDate", "date"),
+            C("update_time", "UpdateTime", "time"),
+            C("external_id", "U_ExternalId"),
+        ),
+        inferred_flag="is_inferred",
+    ),
+    EntitySpec(
+        entity="Items",
+        key_field="ItemCode",
+        table="dim_item",
+        key_column="item_code",
+        cursor="datetime",
+        columns=(
+            C("item_code", "ItemCode", required=True),
+            C("item_name", "ItemName"),
+            C("items_group_code", "ItemsGroupCode", "int"),
+            C("is_inventory_item", "InventoryItem", "bool"),
+            C("is_sales_item", "SalesItem", "bool"),
+            C("is_purchase_item", "PurchaseItem", "bool"),
+            C("is_valid", "Valid", "bool"),
+            C("is_frozen", "Frozen", "bool"),
+            C("inventory_uom", "InventoryUOM"),
+            C("create_date", "CreateDate", "date"),
+            C("update_date", "UpdateDate", "date"),
+            C("update_time", "UpdateTime", "time"),
+        ),
+    ),
+    EntitySpec(
+        entity="ChartOfAccounts",
+        key_field="Code",
+        table="dim_gl_account",
+        key_column="account_code",
+        cursor="none",
+        columns=(
+            C("account_code", "Code", required=True),
+            C("account_name", "Name"),
+            C("balance", "Balance", "num"),
+            C("currency", "AcctCurrency"),
+            C("father_account_code", "FatherAccountKey"),
+            C("is_postable", "ActiveAccount", "active"),
+            C("account_level", "AccountLevel", "int"),
+            C("account_type", "AccountType"),
+            C("is_frozen", "FrozenFor", "active"),
+        ),
+    ),
+    EntitySpec(
+        entity="ProfitCenters",
+        key_field="CenterCode",
+        table="dim_profit_center",
+        key_column="center_code",
+        cursor="none",
+        columns=(
+            C("center_code", "CenterCode", required=True),
+            C("center_name", "CenterName"),
+            C("dimension_code", "InWhichDimension", "int"),
+            C("is_active", "Active", "active"),
+            C("effective_from", "EffectiveFrom", "date"),
+        ),
+    ),
+    EntitySpec(
+        entity="Dimensions",
+        key_field="DimensionCode",
+        table="dim_dimension",
+        key_column="dimension_code",
+        cursor="none",
+        columns=(
+            C("dimension_code", "DimensionCode", "int", required=True),
+            C("dimension_name", "DimensionName"),
+            C("is_active", "IsActive", "active"),
+            C("description", "DimensionDescription"),
+        ),
+    ),
+    _document("Invoices", "fact_sales_invoice"),
+    _document("PurchaseInvoices", "fact_purchase_invoice"),
+    _document("PurchaseOrders", "fact_purchase_order"),
+    EntitySpec(
+        entity="JournalEntries",
+        key_field="JdtNum",
+        table="fact_journal_entry",
+        key_column="jdt_num",
+        cursor="date",
+        columns=(
+            C("jdt_num", "JdtNum", "int", required=True),
+            C("reference_date", "ReferenceDate", "date"),
+            C("due_date", "DueDate", "date"),
+            C("tax_date", "TaxDate", "date"),
+            C("memo", "Memo"),
+            C("reference", "Reference"),
+            C("reference2", "Reference2"),
+            C("transaction_code", "TransactionCode"),
+            C("original_journal", "OriginalJournal"),
+            C("update_date", "UpdateDate", "date"),
+        ),
+        children=(
+            ChildTable(
+                collection="JournalEntryLines",
+                table="fact_journal_entry_line",
+                parent_key_column="jdt_num",
+                key_columns=("line_id",),
+                columns=(
+                    C("line_id", "Line_ID", "int", required=True),
+                    C("reference_date", "^ReferenceDate", "date"),
+                    C("account_code", "AccountCode"),
+                    C("short_name", "ShortName"),
+                    C("debit", "Debit", "num"),
+                    C("credit", "Credit", "num"),
+                    C("fc_debit", "FCDebit", "num"),
+                    C("fc_credit", "FCCredit", "num"),
+                    C("fc_currency", "FCCurrency"),
+                    C("costing_code", "CostingCode"),
+                    C("costing_code2", "CostingCode2"),
+                    C("costing_code3", "CostingCode3"),
+                    C("costing_code4", "CostingCode4"),
+                    C("costing_code5", "CostingCode5"),
+                    C("line_memo", "LineMemo"),
+                ),
+            ),
+        ),
+    ),
+    _payment("IncomingPayments", "fact_incoming_payment"),
+    _payment("VendorPayments", "fact_vendor_payment"),
+)
+
+#: Every entity the warehouse loads, by SAP entity set name.
+ENTITIES: dict[str, EntitySpec] = {spec.entity: spec for spec in _SPECS}
+
+#: Where inferred business partners go (see :attr:`EntitySpec.partner_column`).
+PARTNER_ENTITY = "BusinessPartners"
+
+
+def entity_spec(entity: str) -> EntitySpec:
+    """Return the declaration of ``entity`` or a clear error naming the known ones."""
+    try:
+        return ENTITIES[entity]
+    except KeyError:
+        raise ValueError(f"The warehouse does not load {entity!r}; known: {', '.join(ENTITIES)}") from None

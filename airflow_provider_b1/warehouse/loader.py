@@ -1,0 +1,705 @@
+"""Loading pages of SAP records into the warehouse: PostgreSQL by COPY + merge, SQLite by upserts.
+
+Both loaders share one interface (:class:`WarehouseLoader`) and one contract per page:
+
+* every record read ends with one :class:`RecordOutcome`: ``created``, ``updated``,
+  ``unchanged`` (same payload hash as the stored row), ``skipped`` (an earlier copy of a record
+  repeated later in the same page) or ``failed`` with a reason;
+* a page is one transaction: the changed rows and their child rows land together or not at all;
+* when a record changes, its child rows (document lines, payment applications) are replaced
+  whole, so a line removed in SAP disappears from the warehouse;
+* a record that cannot be mapped fails alone; if the database refuses the page (a value out of
+  range...), the page is retried record by record so only the guilty records fail;
+* nothing is kept from one page to the next, so memory stays flat whatever the entity's size.
+
+Documents whose business partner the warehouse does not know yet are **loaded**, and the partner
+is added to ``dim_business_partner`` as an *inferred* row (``is_inferred = true``, only the code
+and the name the document carries). SAP itself cannot hold a document without its partner, so
+such a gap is a matter of load order or timing, not of bad data: failing the document would drop
+real money from the facts and break reconciliation, while the inferred row keeps every join whole
+and is replaced by the real partner on its next load. Inferred rows are excluded from the
+partner reconciliation and easy to list (``WHERE is_inferred``).
+
+PostgreSQL, per page: ``COPY`` the rows into a session-local staging table, merge them with
+``INSERT ... ON CONFLICT DO UPDATE ... WHERE payload_hash IS DISTINCT FROM ... RETURNING
+(xmax = 0)`` (the rows returned are the created and updated ones, the rest are unchanged),
+delete the child rows of updated records, ``COPY`` the child rows of changed records straight
+into their tables, add inferred partners, commit: six round trips whatever the page size.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from airflow_provider_b1.warehouse.entities import (
+    ENTITIES,
+    PARTNER_ENTITY,
+    EntitySpec,
+    MappedRecord,
+    RecordError,
+)
+from airflow_provider_b1.warehouse.schema import (
+    DEFAULT_SCHEMA,
+    ensure_schema_postgres,
+    ensure_schema_sqlite,
+    validate_schema_name,
+)
+
+log = logging.getLogger(__name__)
+
+CREATED, UPDATED, UNCHANGED, SKIPPED, FAILED = "created", "updated", "unchanged", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What became of one record read from SAP.
+
+    :param key: the record's SAP key (as sent when it could not be converted, ``None`` if absent).
+    :param action: ``created``, ``updated``, ``unchanged``, ``skipped`` or ``failed``.
+    :param error: why it failed, for ``failed`` only.
+    :param payload_hash: SHA-256 of the record as read, when it could be mapped.
+    """
+
+    key: Any
+    action: str
+    error: str | None = None
+    payload_hash: str | None = None
+
+
+@dataclass
+class PageResult:
+    """The outcomes of one page, in the order the records were read."""
+
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+    inferred_partners: int = 0
+
+    def count(self, action: str) -> int:
+        return sum(1 for o in self.outcomes if o.action == action)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys((CREATED, UPDATED, UNCHANGED, SKIPPED, FAILED), 0)
+        for outcome in self.outcomes:
+            counts[outcome.action] += 1
+        return counts
+
+
+@dataclass
+class PreparedPage:
+    """A mapped page waiting to be written (see :meth:`WarehouseLoader.prepare_page`)."""
+
+    spec: EntitySpec
+    outcomes: list[RecordOutcome | None]
+    batch: dict[Any, tuple[int, MappedRecord]]
+
+
+@dataclass(frozen=True)
+class StampWindow:
+    """A window on a record's update stamp, in the SAP server's local time.
+
+    ``since`` is inclusive and ``until`` exclusive, each a ``("YYYY-MM-DD", "HH:MM:SS")`` pair
+    or ``None`` for an open end. Entities stamped by day only compare days: a day is in the
+    window when any of its instants is.
+    """
+
+    since: tuple[str, str] | None = None
+    until: tuple[str, str] | None = None
+
+    def contains(self, update_date: str | None, update_time: str | None, *, date_only: bool) -> bool:
+        """Whether a record stamped ``update_date`` / ``update_time`` (SAP or warehouse form) falls inside."""
+        day = (update_date or "")[:10]
+        if date_only:
+            if self.since and day < self.since[0]:
+                return False
+            return not (
+                self.until and (day > self.until[0] or (day == self.until[0] and self.until[1] == "00:00:00"))
+            )
+        stamp = (day, update_time or "00:00:00")
+        if self.since and stamp < self.since:
+            return False
+        return not (self.until and stamp >= self.until)
+
+
+class WarehouseLoader(ABC):
+    """Loads pages of SAP records into the warehouse tables declared in :mod:`.entities`."""
+
+    dialect: str
+    #: DB-API exception classes meaning "this data was refused" (not "the connection broke").
+    data_errors: tuple[type[BaseException], ...] = ()
+
+    def __enter__(self) -> WarehouseLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def ensure_schema(self) -> int:
+        """Create or upgrade the schema; return its version."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+    @abstractmethod
+    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> tuple[dict[Any, str], int]:
+        """Write one batch in one open transaction; return ``{key: created|updated|unchanged}`` and
+        the number of inferred partners added. The caller commits or rolls back."""
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    @abstractmethod
+    def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
+        """Count (and the sum of the amount column, when the entity has one) of the loaded records."""
+
+    @abstractmethod
+    def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
+        """Keys of the loaded records (inferred partners excluded), for reconciliation reports."""
+
+    def load_page(self, spec: EntitySpec | str, records: Iterable[dict]) -> PageResult:
+        """Load one page of SAP records of one entity; never raises for a bad record.
+
+        :param spec: the entity's declaration, or its SAP name.
+        :param records: the page, as read from the Service Layer.
+        """
+        return self.write_page(self.prepare_page(spec, records))
+
+    def prepare_page(self, spec: EntitySpec | str, records: Iterable[dict]) -> PreparedPage:
+        """Map a page (pure Python, no database): the half of :meth:`load_page` that can run while
+        the previous page is being written.
+
+        :param spec: the entity's declaration, or its SAP name.
+        :param records: the page, as read from the Service Layer.
+        """
+        if isinstance(spec, str):
+            spec = ENTITIES[spec]
+        outcomes: list[RecordOutcome | None] = []
+        # Later copies of a key win: a page can repeat a record that changed while it was read.
+        batch: dict[Any, tuple[int, MappedRecord]] = {}
+        for record in records:
+            try:
+                mapped = spec.map(record)
+            except RecordError as exc:
+                raw_key = record.get(spec.key_field) if isinstance(record, dict) else None
+                outcomes.append(RecordOutcome(raw_key, FAILED, str(exc)))
+                continue
+            previous = batch.get(mapped.key)
+            if previous is not None:
+                outcomes[previous[0]] = RecordOutcome(mapped.key, SKIPPED, None, previous[1].payload_hash)
+            batch[mapped.key] = (len(outcomes), mapped)
+            outcomes.append(None)
+        return PreparedPage(spec, outcomes, batch)
+
+    def write_page(self, page: PreparedPage) -> PageResult:
+        """Write a prepared page in one transaction and return every record's outcome.
+
+        :param page: from :meth:`prepare_page`.
+        """
+        outcomes, batch = page.outcomes, page.batch
+        result = PageResult()
+        if batch:
+            actions, inferred = self._write(page.spec, [m for _, m in batch.values()], outcomes, batch)
+            result.inferred_partners = inferred
+            for key, (position, mapped) in batch.items():
+                if outcomes[position] is None:
+                    outcomes[position] = RecordOutcome(key, actions[key], None, mapped.payload_hash)
+        result.outcomes = [o for o in outcomes if o is not None]
+        return result
+
+    def _write(
+        self,
+        spec: EntitySpec,
+        mapped: list[MappedRecord],
+        outcomes: list[RecordOutcome | None],
+        batch: dict[Any, tuple[int, MappedRecord]],
+    ) -> tuple[dict[Any, str], int]:
+        try:
+            actions, inferred = self._merge(spec, mapped)
+            self._commit()
+            return actions, inferred
+        except self.data_errors as exc:
+            self._rollback()
+            log.warning(
+                "%s: the database refused a page of %d records (%s); loading them one by one",
+                spec.entity,
+                len(mapped),
+                _first_line(exc),
+            )
+        except BaseException:
+            self._rollback()
+            raise
+        # One transaction per record, so that only the records the database refuses fail.
+        actions: dict[Any, str] = {}
+        inferred = 0
+        for record in mapped:
+            try:
+                one, added = self._merge(spec, [record])
+                self._commit()
+            except self.data_errors as exc:
+                self._rollback()
+                position = batch[record.key][0]
+                outcomes[position] = RecordOutcome(
+                    record.key, FAILED, f"refused by the warehouse: {_first_line(exc)}", record.payload_hash
+                )
+                continue
+            except BaseException:
+                self._rollback()
+                raise
+            actions.update(one)
+            inferred += added
+        return actions, inferred
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    kind = type(value)
+    if kind is str:
+        if _COPY_SPECIAL.search(value) is None:
+            return value
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+            .replace("\x00", "")
+        )
+    if kind is bool:
+        return "t" if value else "f"
+    return str(value)
+
+
+def encode_copy_text(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows in PostgreSQL's COPY text format (tab-separated, ``\\N`` for null, backslash escapes)."""
+    return "".join(["\t".join([_copy_field(v) for v in row]) + "\n" for row in rows])
+
+
+def _escape_copy(value: str) -> str:
+    # Each test is a fast scan; raw JSON usually holds backslashes and nothing else to escape.
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\t" in value:
+        value = value.replace("\t", "\\t")
+    if "\n" in value:
+        value = value.replace("\n", "\\n")
+    if "\r" in value:
+        value = value.replace("\r", "\\r")
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value
+
+
+# Per kind, the f-string field that renders one value. Numbers, dates, times and hashes were
+# checked by the mapper and cannot hold a tab, newline or backslash; text can.
+_COPY_FIELD = {
+    "text": "{{_N if {v} is None else (_esc({v}) if _special({v}) else {v})}}",
+    "bool": "{{_N if {v} is None else ('t' if {v} else 'f')}}",
+}
+_COPY_PLAIN = "{{_N if {v} is None else {v}}}"
+
+
+@cache
+def copy_encoder(kinds: tuple[str, ...]) -> Callable[[Iterable[Sequence[Any]]], str]:
+    """A function rendering rows of these column kinds as COPY text, compiled once per table.
+
+    :param kinds: the kind of each column (see :data:`~.entities.CONVERTERS`, plus ``hash``).
+    """
+    names = [f"v{i}" for i in range(len(kinds))]
+    fields = "\\t".join(_COPY_FIELD.get(kind, _COPY_PLAIN).format(v=name) for kind, name in zip(kinds, names))
+    source = f"def encode(rows):\n    return ''.join([f\"{fields}\\n\" for ({', '.join(names)},) in rows])\n"
+    namespace: dict[str, Any] = {"_N": "\\N", "_esc": _escape_copy, "_special": _COPY_SPECIAL.search}
+    # Built from column kinds only, never from data.
+    exec(compile(source, "<warehouse COPY encoder>", "exec"), namespace)  # noqa: S102
+    return namespace["encode"]
+
+
+class PostgresLoader(WarehouseLoader):
+    """COPY + set-based merge into PostgreSQL, one transaction per page.
+
+    :param conn: an open psycopg 3 or psycopg2 connection (not autocommit); the loader owns it.
+    :param schema: the PostgreSQL schema of the warehouse tables.
+    """
+
+    dialect = "postgres"
+
+    def __init__(self, conn: Any, schema: str = DEFAULT_SCHEMA) -> None:
+        self.conn = conn
+        self.schema = validate_schema_name(schema)
+        self._psycopg3 = type(conn).__module__.split(".")[0] == "psycopg"
+        if self._psycopg3:
+            import psycopg
+            from psycopg.rows import tuple_row
+
+            self.data_errors = (psycopg.DataError, psycopg.IntegrityError)
+            # A connection's "cursor" extra (dict rows) must not change what the merge reads back.
+            conn.row_factory = tuple_row
+        else:
+            import psycopg2
+
+            self.data_errors = (psycopg2.DataError, psycopg2.IntegrityError)
+        self._staged: set[str] = set()
+
+    def ensure_schema(self) -> int:
+        return ensure_schema_postgres(self.conn, self.schema)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _commit(self) -> None:
+        self.conn.commit()
+
+    def _rollback(self) -> None:
+        self.conn.rollback()
+        # Temporary tables created in the rolled-back transaction are gone with it.
+        self._staged.clear()
+
+    def _copy(
+        self,
+        cur: Any,
+        table: str,
+        columns: Sequence[str],
+        kinds: tuple[str, ...],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        data = copy_encoder(kinds)(rows)
+        if self._psycopg3:
+            with cur.copy(sql) as copy:
+                copy.write(data)
+        else:
+            cur.copy_expert(sql, io.StringIO(data))
+
+    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> tuple[dict[Any, str], int]:
+        sql = _postgres_sql(spec, self.schema)
+        with self.conn.cursor() as cur:
+            if spec.table not in self._staged:
+                cur.execute(sql.create_stage)
+                self._staged.add(spec.table)
+            self._copy(cur, sql.stage, spec.column_names, spec.column_kinds, [m.row for m in mapped])
+            cur.execute(sql.merge)
+            actions = dict.fromkeys((m.key for m in mapped), UNCHANGED)
+            updated = []
+            for key, inserted in cur.fetchall():
+                actions[key] = CREATED if inserted else UPDATED
+                if not inserted:
+                    updated.append(key)
+            changed = [m for m in mapped if actions[m.key] != UNCHANGED]
+            for index, child in enumerate(spec.children):
+                if updated:
+                    cur.execute(sql.delete_children[index], (updated,))
+                rows = [row for m in changed for row in m.children[index]]
+                if rows:
+                    self._copy(
+                        cur,
+                        f"{self.schema}.{child.table}",
+                        child.column_names,
+                        child.column_kinds(spec.key_kind),
+                        rows,
+                    )
+            inferred = 0
+            if sql.infer_partners and changed:
+                cur.execute(sql.infer_partners)
+                inferred = max(cur.rowcount, 0)
+        return actions, inferred
+
+    def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
+        amount = f"sum({spec.amount_column})" if spec.amount_column else "NULL"
+        where, params = _window_sql(spec, window, "%s")
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT count(*), {amount} FROM {self.schema}.{spec.table} {where}", params)
+            count, total = cur.fetchone()
+        self.conn.rollback()
+        if spec.amount_column:
+            total = Decimal(total or 0)
+        return count, total
+
+    def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
+        where, params = _window_sql(spec, window, "%s")
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT {spec.key_column} FROM {self.schema}.{spec.table} {where}", params)
+            for (key,) in cur:
+                yield key
+        self.conn.rollback()
+
+
+@dataclass(frozen=True)
+class _PostgresSql:
+    stage: str
+    create_stage: str
+    merge: str
+    delete_children: tuple[str, ...]
+    infer_partners: str | None
+
+
+@cache
+def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
+    table = f"{schema}.{spec.table}"
+    stage = f"pg_temp.stage_{spec.table}"
+    columns = spec.column_names
+    key = spec.key_column
+    column_list = ", ".join(columns)
+    selected = ", ".join(f"s.{c}::jsonb" if c == "raw" else f"s.{c}" for c in columns)
+    assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+    # The join keeps unchanged records out of the INSERT, so their raw JSON is never parsed;
+    # the ON CONFLICT ... WHERE still guards against a concurrent writer.
+    insert = (
+        f"INSERT INTO {table} AS t ({column_list}) "
+        f"SELECT {selected} FROM {stage} AS s LEFT JOIN {table} AS o ON o.{key} = s.{key} "
+        f"WHERE o.payload_hash IS DISTINCT FROM s.payload_hash "
+        f"ON CONFLICT ({key}) DO UPDATE SET {assignments}, loaded_at = now() "
+        f"WHERE t.payload_hash IS DISTINCT FROM EXCLUDED.payload_hash "
+        f"RETURNING t.{key}, (t.xmax = 0) AS inserted"
+    )
+    if spec.inferred_flag:
+        # A real record replacing an inferred placeholder is new to the warehouse: say "created".
+        merge = (
+            f"WITH old AS (SELECT t.{key} FROM {table} AS t JOIN {stage} AS s USING ({key}) "
+            f"WHERE t.{spec.inferred_flag}), up AS ({insert}) "
+            f"SELECT up.{key}, up.inserted OR old.{key} IS NOT NULL FROM up LEFT JOIN old USING ({key})"
+        )
+    else:
+        merge = insert
+    delete_children = tuple(
+        f"DELETE FROM {schema}.{child.table} WHERE {child.parent_key_column} = ANY(%s)"
+        for child in spec.children
+    )
+    infer = None
+    if spec.partner_column and spec.entity != PARTNER_ENTITY:
+        partner = ENTITIES[PARTNER_ENTITY]
+        infer = (
+            f"INSERT INTO {schema}.{partner.table} ({partner.key_column}, card_name, {partner.inferred_flag}) "
+            f"SELECT DISTINCT ON ({spec.partner_column}) {spec.partner_column}, card_name, true FROM {stage} "
+            f"WHERE {spec.partner_column} IS NOT NULL AND {spec.partner_column} <> '' "
+            f"ON CONFLICT ({partner.key_column}) DO NOTHING"
+        )
+    return _PostgresSql(
+        stage=stage,
+        # ON COMMIT DELETE ROWS empties the stage at every commit: no TRUNCATE round trip. The raw
+        # JSON waits there as plain, uncompressed text: only changed records are parsed to jsonb.
+        create_stage=(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS stage_{spec.table} "
+            f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
+            f"ALTER TABLE {stage} ALTER COLUMN raw TYPE text, ALTER COLUMN raw SET STORAGE EXTERNAL"
+        ),
+        merge=merge,
+        delete_children=delete_children,
+        infer_partners=infer,
+    )
+
+
+def _window_sql(spec: EntitySpec, window: StampWindow | None, mark: str) -> tuple[str, list]:
+    clauses: list[str] = []
+    params: list = []
+    if spec.inferred_flag:
+        clauses.append(f"NOT {spec.inferred_flag}")
+    if window is not None and spec.cursor != "none":
+        if spec.cursor == "date":
+            if window.since:
+                clauses.append(f"update_date >= {mark}")
+                params.append(window.since[0])
+            if window.until:
+                op = "<" if window.until[1] == "00:00:00" else "<="
+                clauses.append(f"update_date {op} {mark}")
+                params.append(window.until[0])
+        else:
+            stamp = "(update_date, coalesce(update_time, '00:00:00'))"
+            if window.since:
+                clauses.append(f"{stamp} >= ({mark}, {mark})")
+                params.extend(window.since)
+            if window.until:
+                clauses.append(f"{stamp} < ({mark}, {mark})")
+                params.extend(window.until)
+    if not clauses:
+        return "", params
+    return "WHERE " + " AND ".join(clauses), params
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+_SQLITE_VARIABLES = 500
+
+
+class SqliteLoader(WarehouseLoader):
+    """Upserts into a SQLite file, for the embedded demo: same schema, same outcomes.
+
+    :param conn: a :mod:`sqlite3` connection opened with ``isolation_level=None``.
+    """
+
+    dialect = "sqlite"
+    data_errors = (sqlite3.DataError, sqlite3.IntegrityError)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._in_transaction = False
+
+    @classmethod
+    def open(cls, path: str) -> SqliteLoader:
+        """Open (or create) the SQLite database at ``path``."""
+        # Used by one thread at a time, but not always the one that opened it (the page writer).
+        conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return cls(conn)
+
+    def ensure_schema(self) -> int:
+        return ensure_schema_sqlite(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _commit(self) -> None:
+        if self._in_transaction:
+            self.conn.execute("COMMIT")
+            self._in_transaction = False
+
+    def _rollback(self) -> None:
+        if self._in_transaction:
+            self.conn.execute("ROLLBACK")
+            self._in_transaction = False
+
+    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> tuple[dict[Any, str], int]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._in_transaction = True
+        key = spec.key_column
+        flag = spec.inferred_flag
+        existing: dict[Any, tuple[str | None, bool]] = {}
+        keys = [m.key for m in mapped]
+        for start in range(0, len(keys), _SQLITE_VARIABLES):
+            chunk = keys[start : start + _SQLITE_VARIABLES]
+            marks = ", ".join("?" * len(chunk))
+            flag_sql = flag if flag else "0"
+            for found, digest, inferred in self.conn.execute(
+                f"SELECT {key}, payload_hash, {flag_sql} FROM {spec.table} WHERE {key} IN ({marks})", chunk
+            ):
+                existing[found] = (digest, bool(inferred))
+        actions: dict[Any, str] = {}
+        changed: list[MappedRecord] = []
+        updated: list[Any] = []
+        for m in mapped:
+            before = existing.get(m.key)
+            if before is None or before[1]:
+                actions[m.key] = CREATED
+            elif before[0] != m.payload_hash:
+                actions[m.key] = UPDATED
+                updated.append(m.key)
+            else:
+                actions[m.key] = UNCHANGED
+                continue
+            changed.append(m)
+        if changed:
+            sql = _sqlite_sql(spec)
+            self.conn.executemany(sql.upsert, [m.row for m in changed])
+            for index, _child in enumerate(spec.children):
+                if updated:
+                    self.conn.executemany(sql.delete_children[index], [(k,) for k in updated])
+                rows = [row for m in changed for row in m.children[index]]
+                if rows:
+                    self.conn.executemany(sql.insert_children[index], rows)
+        inferred = 0
+        if spec.partner_column and spec.entity != PARTNER_ENTITY and changed:
+            position = spec.column_names.index(spec.partner_column)
+            name_position = spec.column_names.index("card_name")
+            partners = {m.row[position]: m.row[name_position] for m in changed if m.row[position]}
+            partner = ENTITIES[PARTNER_ENTITY]
+            before = self.conn.total_changes
+            self.conn.executemany(
+                f"INSERT INTO {partner.table} ({partner.key_column}, card_name, {partner.inferred_flag}) "
+                f"VALUES (?, ?, 1) ON CONFLICT ({partner.key_column}) DO NOTHING",
+                list(partners.items()),
+            )
+            inferred = self.conn.total_changes - before
+        return actions, inferred
+
+    def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
+        # Summed as integer millionths: exact, where summing REAL values would drift.
+        amount = (
+            f"sum(CAST(round({spec.amount_column} * 1000000) AS INTEGER))" if spec.amount_column else "NULL"
+        )
+        where, params = _window_sql(spec, window, "?")
+        count, total = self.conn.execute(
+            f"SELECT count(*), {amount} FROM {spec.table} {where}", params
+        ).fetchone()
+        if spec.amount_column:
+            return count, Decimal(total or 0) / Decimal(1000000)
+        return count, None
+
+    def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
+        where, params = _window_sql(spec, window, "?")
+        for (key,) in self.conn.execute(f"SELECT {spec.key_column} FROM {spec.table} {where}", params):
+            yield key
+
+
+@dataclass(frozen=True)
+class _SqliteSql:
+    upsert: str
+    delete_children: tuple[str, ...]
+    insert_children: tuple[str, ...]
+
+
+@cache
+def _sqlite_sql(spec: EntitySpec) -> _SqliteSql:
+    columns = spec.column_names
+    marks = ", ".join("?" * len(columns))
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != spec.key_column)
+    upsert = (
+        f"INSERT INTO {spec.table} ({', '.join(columns)}) VALUES ({marks}) "
+        f"ON CONFLICT ({spec.key_column}) DO UPDATE SET {assignments}, loaded_at = CURRENT_TIMESTAMP"
+    )
+    return _SqliteSql(
+        upsert=upsert,
+        delete_children=tuple(
+            f"DELETE FROM {c.table} WHERE {c.parent_key_column} = ?" for c in spec.children
+        ),
+        insert_children=tuple(
+            f"INSERT INTO {c.table} ({', '.join(c.column_names)}) VALUES ({', '.join('?' * len(c.column_names))})"
+            for c in spec.children
+        ),
+    )
+
+
+# --- Opening a loader from an Airflow connection ---------------------------------------------
+
+
+def open_loader(conn_id: str, *, schema: str = DEFAULT_SCHEMA) -> WarehouseLoader:
+    """Open the warehouse named by an Airflow connection: ``postgres`` or ``sqlite`` (file in ``host``).
+
+    :param conn_id: the Airflow connection id of the warehouse.
+    :param schema: the PostgreSQL schema of the warehouse tables (ignored for SQLite).
+    """
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    if conn.conn_type in ("postgres", "postgresql"):
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresLoader(PostgresHook(postgres_conn_id=conn_id).get_conn(), schema)
+    if conn.conn_type == "sqlite":
+        path = conn.host or conn.schema
+        if not path:
+            raise ValueError(f"Connection {conn_id!r} (sqlite) names no database file in its host field")
+        return SqliteLoader.open(path)
+    raise ValueError(
+        f"Connection {conn_id!r} has type {conn.conn_type!r}; the warehouse needs a postgres or sqlite connection"
+    )

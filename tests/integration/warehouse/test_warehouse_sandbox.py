@@ -1,0 +1,270 @@
+"""SAP sandbox -> warehouse end to end, over real HTTPS and a real PostgreSQL.
+
+The warehouse must equal SAP (counts and DocTotal sums per entity, as the sandbox's truth
+endpoint reports them) after a load, after a load under faults, and after bad records are
+repaired and replayed; loading again, or over overlapping windows, must change nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Iterator
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+from wh_records import postgres_connection
+
+from airflow_provider_b1.sync import AuditTrail, SyncWindow, replay_failed
+from airflow_provider_b1.utils.retry import RetryPolicy
+from airflow_provider_b1.warehouse.entities import ENTITIES
+from airflow_provider_b1.warehouse.loader import PostgresLoader
+from airflow_provider_b1.warehouse.pipeline import FLOW, load_entity
+from airflow_provider_b1.warehouse.reconcile import reconcile
+
+INVOICES = 400
+FAST_RETRIES = RetryPolicy(max_attempts=15, max_elapsed=60, initial_wait=0.02, max_wait=0.3)
+
+
+class Sandbox:
+    def __init__(self, served: Any) -> None:
+        self.base_url = served.base_url
+        self.ca_path = str(served.ca_path)
+
+    def control(self, method: str, path: str, body: dict | None = None) -> Any:
+        response = requests.request(
+            method, f"{self.base_url}/_sandbox/{path}", json=body, verify=self.ca_path, timeout=60
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+
+@pytest.fixture(scope="module")
+def sap_sandbox() -> Iterator[Sandbox]:
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    served = serve_in_thread(
+        create_app(SapSandboxConfig(invoices=INVOICES, timezone="America/Chicago")), tls=True
+    )
+    try:
+        yield Sandbox(served)
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def sandbox(sap_sandbox: Sandbox, monkeypatch, tmp_path) -> Iterator[Sandbox]:
+    sap_sandbox.control("POST", "faults", {})
+    sap_sandbox.control("POST", "reset", {"invoices": INVOICES})
+    monkeypatch.setenv("B1_SESSION_CACHE_DIR", str(tmp_path / "sessions"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SAP_B1_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "sap_b1",
+                "host": f"{sap_sandbox.base_url}/b1s/v2",
+                "schema": "SBODEMOUS",
+                "login": "manager",
+                "password": "manager-secret-1",
+                "extra": {"ca_bundle": sap_sandbox.ca_path, "page_size": 250, "timezone": "America/Chicago"},
+            }
+        ),
+    )
+    yield sap_sandbox
+    sap_sandbox.control("POST", "faults", {})
+
+
+@pytest.fixture
+def hook(sandbox):
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    return SapB1Hook(retry_policy=FAST_RETRIES)
+
+
+@pytest.fixture
+def warehouse(pg_database, pg_schema) -> Iterator[PostgresLoader]:
+    loader = PostgresLoader(postgres_connection(pg_database), pg_schema)
+    loader.ensure_schema()
+    try:
+        yield loader
+    finally:
+        loader.close()
+
+
+@pytest.fixture
+def audit(tmp_path, monkeypatch) -> Iterator[AuditTrail]:
+    conn_id = f"b1_audit_{secrets.token_hex(3)}"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}),
+    )
+    trail = AuditTrail(conn_id)
+    trail.ensure_schema()
+    try:
+        yield trail
+    finally:
+        trail.close()
+
+
+def _load_all(hook, warehouse, audit, window: SyncWindow, entities=tuple(ENTITIES)) -> dict[str, Any]:
+    with audit.session(FLOW, "dag", f"run-{secrets.token_hex(3)}", "load", 1) as session:
+        return {
+            entity: load_entity(
+                hook, warehouse, session, entity, window, target_prefix=f"{warehouse.schema}."
+            )
+            for entity in entities
+        }
+
+
+def _assert_equals_truth(sandbox: Sandbox, warehouse: PostgresLoader) -> None:
+    for entity, spec in ENTITIES.items():
+        truth = sandbox.control("GET", f"truth/{entity}")
+        count, total = warehouse.stats(spec)
+        assert count == truth["count"], entity
+        if spec.amount_column:
+            assert total.quantize(Decimal("0.01")) == Decimal(truth["doc_total_sum"]), entity
+
+
+def test_warehouse_equals_sap_and_a_second_load_changes_nothing(sandbox, hook, warehouse, audit):
+    first = _load_all(hook, warehouse, audit, SyncWindow("full"))
+    assert sum(s.failed for s in first.values()) == 0
+    assert first["Invoices"].created == INVOICES
+    _assert_equals_truth(sandbox, warehouse)
+    results = reconcile(hook, warehouse, list(ENTITIES))
+    assert all(r.ok for r in results)
+
+    again = _load_all(hook, warehouse, audit, SyncWindow("full"))
+    for entity, summary in again.items():
+        assert (summary.created, summary.updated, summary.failed) == (0, 0, 0), entity
+        assert summary.unchanged == first[entity].created, entity
+    stats = sandbox.control("GET", "stats")
+    assert stats["logins"] == 1
+
+
+def test_overlapping_windows_and_increments_change_only_what_changed(sandbox, hook, warehouse, audit):
+    first = _load_all(hook, warehouse, audit, SyncWindow("full"), entities=("BusinessPartners", "Invoices"))
+    cursor = first["Invoices"].cursor
+    assert cursor is not None
+
+    now = dt.datetime.now(dt.timezone.utc)
+    for since in (now - dt.timedelta(days=40), now - dt.timedelta(days=20)):
+        window = SyncWindow("window", since=since, until=now, previous_cursor=cursor)
+        summary = _load_all(hook, warehouse, audit, window, entities=("Invoices",))["Invoices"]
+        assert (summary.created, summary.updated, summary.failed) == (0, 0, 0)
+        assert summary.cursor == cursor  # a window never moves the cursor
+
+    changed = sandbox.control("POST", "mutate", {"entity": "Invoices", "count": 3})["keys"]
+    incremental = SyncWindow("incremental", cursor=cursor, previous_cursor=cursor)
+    summary = _load_all(hook, warehouse, audit, incremental, entities=("Invoices",))["Invoices"]
+    assert summary.updated == 3
+    assert summary.created == 0
+    assert summary.read < INVOICES
+    rows = warehouse.conn.execute(
+        f"SELECT doc_entry, comments FROM {warehouse.schema}.fact_sales_invoice WHERE doc_entry = ANY(%s)",
+        (changed,),
+    ).fetchall()
+    warehouse.conn.rollback()
+    assert all(comment.startswith("Changed") for _, comment in rows)
+    assert len(rows) == 3
+
+
+def test_a_load_under_faults_still_equals_sap(sandbox, hook, warehouse, audit):
+    sandbox.control("POST", "faults", {"error_rate": 0.1, "reset_rate": 0.05, "seed": 7})
+    sandbox.control("POST", "expire-sessions")
+    summaries = _load_all(hook, warehouse, audit, SyncWindow("full"))
+    sandbox.control("POST", "faults", {})
+    assert sum(s.failed for s in summaries.values()) == 0
+    _assert_equals_truth(sandbox, warehouse)
+    assert all(r.ok for r in reconcile(hook, warehouse, list(ENTITIES)))
+
+
+def test_bad_records_are_audited_and_replayed_once_repaired(sandbox, hook, warehouse, audit, monkeypatch):
+    from airflow_provider_b1.sync import register_replayer
+    from airflow_provider_b1.sync.flows import REPLAYER_OPTIONS, REPLAYERS
+    from airflow_provider_b1.transfers.sap_b1_to_warehouse import replay_warehouse_records
+
+    for key, kind in ((11, "missing_partner"), (12, "null_amount"), (13, "bad_date")):
+        sandbox.control("POST", "corrupt", {"entity": "Invoices", "keys": [key], "kind": kind})
+    loaded = _load_all(hook, warehouse, audit, SyncWindow("full"), entities=("BusinessPartners", "Invoices"))
+    summary = loaded["Invoices"]
+    assert (summary.created, summary.failed) == (INVOICES - 2, 2)
+    failed = {r.source_key: r.error for r in audit.records_for_replay(FLOW, None, None)}
+    assert failed.keys() == {"12", "13"}
+    assert failed["12"] == "DocTotal is null"
+    assert failed["13"].startswith("DocDate '2024-13-45")
+    assert failed["13"].endswith("is not a date")
+    inferred = warehouse.conn.execute(
+        f"SELECT card_code FROM {warehouse.schema}.dim_business_partner WHERE is_inferred"
+    ).fetchall()
+    warehouse.conn.rollback()
+    assert inferred == [("ZZ-GONE-11",)]
+    with pytest.raises(Exception, match=r"Invoices .* SAP 400 records, warehouse 398"):
+        reconcile(hook, warehouse, ["Invoices"])
+
+    sandbox.control("POST", "repair", {"entity": "Invoices"})
+    conn = json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": warehouse.conn.info.host,
+            "port": warehouse.conn.info.port,
+            "login": warehouse.conn.info.user,
+            "schema": warehouse.conn.info.dbname,
+        }
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_B1_WAREHOUSE_REPLAY", conn)
+    saved = (REPLAYERS.get(FLOW), REPLAYER_OPTIONS.get(FLOW))
+    register_replayer(
+        FLOW,
+        replay_warehouse_records,
+        warehouse_conn_id="b1_warehouse_replay",
+        warehouse_schema=warehouse.schema,
+    )
+    try:
+        replayed = replay_failed(audit, FLOW, session_info={"dag_id": "replay", "run_id": "r1"})
+    finally:
+        REPLAYERS[FLOW], REPLAYER_OPTIONS[FLOW] = saved[0], saved[1] or {}
+    assert replayed.counts["created"] == 2
+    assert audit.records_for_replay(FLOW, None, None) == []
+    assert all(r.ok for r in reconcile(hook, warehouse, ["Invoices"]))
+
+
+def test_operator_loads_a_group_into_sqlite_and_returns_cursors(sandbox, tmp_path, monkeypatch):
+    from airflow_provider_b1.transfers.sap_b1_to_warehouse import SapB1ToWarehouseOperator
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_B1_WAREHOUSE_DEFAULT",
+        json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "wh.db")}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_B1_AUDIT_DEFAULT",
+        json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}),
+    )
+    previous: dict[str, Any] = {}
+    ti = SimpleNamespace(
+        task_id="load_sales",
+        dag_id="sap_b1_to_warehouse",
+        run_id="manual_1",
+        try_number=1,
+        map_index=-1,
+        xcom_pull=lambda **_: previous.get("value"),
+    )
+    context = {"ti": ti, "params": {}, "dag_run": SimpleNamespace(run_type="manual")}
+    operator = SapB1ToWarehouseOperator(
+        task_id="load_sales", group="sales", extra_select={"Invoices": ["U_ExternalId"]}
+    )
+    first = operator.execute(context)
+    invoices = first["entities"]["Invoices"]
+    assert invoices["created"] == INVOICES
+    assert invoices["failed"] == 0
+    assert invoices["cursor"]["update_date"]
+    assert json.loads(json.dumps(first)) == first  # primitives only
+
+    previous["value"] = first
+    second = operator.execute(context)
+    assert second["entities"]["Invoices"]["created"] == 0
+    assert second["entities"]["Invoices"]["updated"] == 0
