@@ -1,18 +1,28 @@
 """``b1-demo``: every example flow end to end against the bundled sandboxes.
 
-Starts the sandboxes on loopback, points Airflow connections at them, reads every SAP entity
-through :class:`~airflow_provider_b1.hooks.sap_b1.SapB1Hook`, and prints what it saw. Airflow's
-home is ``.b1-demo/`` in the current folder unless ``AIRFLOW_HOME`` is set.
+1. starts the SAP Business One and Looker sandboxes on loopback (HTTPS, self-signed, trusted
+   through their CA bundle like a real on-premises Service Layer);
+2. reads every SAP entity through :class:`~airflow_provider_b1.hooks.sap_b1.SapB1Hook`;
+3. runs ``sap_b1_to_warehouse`` with ``dag.test()`` into an embedded SQLite warehouse (or the
+   PostgreSQL database given with ``--warehouse``), then ``looker_refresh`` and a dry run of
+   ``b1_replay_failed``;
+4. prints what moved and checks that the warehouse equals SAP, entity by entity.
+
+Airflow's home is ``.b1-demo/`` in the current folder unless ``AIRFLOW_HOME`` is set; its
+metadata database is SQLite there. Exits non-zero when any flow fails or any figure differs.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ENTITIES = (
     "BusinessPartners",
@@ -29,15 +39,43 @@ ENTITIES = (
     "VendorPayments",
     "JournalEntries",
 )
+SAP_PASSWORD = "manager-secret-1"  # the sandbox's demo user, not a real credential
+LOOKER_ID, LOOKER_SECRET = "looker-client-id", "looker-client-secret-1"
+DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 
 
-def _prepare_home() -> Path:
+def _prepare_home(warehouse: str | None) -> Path:
+    """Point Airflow at the demo home before anything imports it."""
     home = Path(os.environ.setdefault("AIRFLOW_HOME", str(Path.cwd() / ".b1-demo"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER))
     os.environ.setdefault("B1_SESSION_CACHE_DIR", str(home / "b1-sessions"))
+    if warehouse:
+        os.environ["AIRFLOW_CONN_B1_WAREHOUSE_DEFAULT"] = warehouse
+        os.environ["AIRFLOW_CONN_B1_AUDIT_DEFAULT"] = warehouse
+    else:
+        # A fresh embedded warehouse each time, so the figures below are this run's.
+        for name in ("warehouse.db", "audit.db"):
+            (home / name).unlink(missing_ok=True)
+        os.environ["AIRFLOW_CONN_B1_WAREHOUSE_DEFAULT"] = json.dumps(
+            {"conn_type": "sqlite", "host": str(home / "warehouse.db")}
+        )
+        os.environ["AIRFLOW_CONN_B1_AUDIT_DEFAULT"] = json.dumps(
+            {"conn_type": "sqlite", "host": str(home / "audit.db")}
+        )
     return home
+
+
+def _migrate() -> None:
+    print("Preparing Airflow's metadata database (airflow db migrate) ...", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
 
 
 def read_every_entity(conn_id: str = "sap_b1_default") -> dict[str, int]:
@@ -45,23 +83,81 @@ def read_every_entity(conn_id: str = "sap_b1_default") -> dict[str, int]:
     from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
 
     hook = SapB1Hook(conn_id)
-    counts: dict[str, int] = {}
-    for entity in ENTITIES:
-        counts[entity] = sum(len(page) for page in hook.iter_pages(entity))
-    return counts
+    return {entity: sum(len(page) for page in hook.iter_pages(entity, select=None)) for entity in ENTITIES}
+
+
+def _load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER / f"{dag_id}.py"))
+    if bag.import_errors:
+        raise SystemExit(f"{dag_id} does not import: {bag.import_errors}")
+    return bag.get_dag(dag_id)
+
+
+def _run_dag(dag_id: str, **conf: Any) -> Any:
+    started = time.perf_counter()
+    run = _load_dag(dag_id).test(run_conf=conf or None)
+    print(f"  {dag_id}: {run.state} in {time.perf_counter() - started:.1f} s")
+    return run
+
+
+def _control(served: Any, path: str) -> dict:
+    import requests
+
+    return requests.get(f"{served.base_url}/_sandbox/{path}", verify=served.ca_path, timeout=30).json()
+
+
+def _warehouse_report(sap: Any, run: Any) -> bool:
+    """Print SAP's figures beside the warehouse's, and the audit trail's actions; True when equal."""
+    from airflow_provider_b1.assets import WAREHOUSE_GROUPS
+    from airflow_provider_b1.sync import AuditTrail
+    from airflow_provider_b1.warehouse.entities import entity_spec
+    from airflow_provider_b1.warehouse.loader import open_loader
+
+    equal = True
+    print(f"\n  {'entity':<18} {'SAP':>8} {'warehouse':>10} {'SAP DocTotal':>16} {'warehouse DocTotal':>19}")
+    with open_loader("b1_warehouse_default") as loader:
+        for entity in (e for group in WAREHOUSE_GROUPS.values() for e in group):
+            truth = _control(sap, f"truth/{entity}")
+            count, total = loader.stats(entity_spec(entity))
+            sap_total = truth.get("doc_total_sum")
+            wh_total = f"{total:.2f}" if total is not None else None
+            same = count == truth["count"] and (sap_total is None or sap_total == wh_total)
+            equal &= same
+            print(
+                f"  {entity:<18} {truth['count']:>8} {count:>10} {sap_total or '':>16} {wh_total or '':>19}"
+                f"{'' if same else '   <- differs'}"
+            )
+    audit = AuditTrail()
+    try:
+        counts = audit.counts_for_run(run.dag_id, run.run_id)
+    finally:
+        audit.close()
+    print("  audit trail of the run: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    return equal
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b1-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=2000, help="invoices the SAP sandbox generates")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--warehouse",
+        help="an Airflow connection URI or JSON for a PostgreSQL warehouse (default: embedded SQLite)",
+    )
     args = parser.parse_args(argv)
 
-    _prepare_home()
-    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+    home = _prepare_home(args.warehouse)
+    _migrate()
+    from airflow_provider_b1.sandbox.looker import create_app as looker_app
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig
+    from airflow_provider_b1.sandbox.sap import create_app as sap_app
     from airflow_provider_b1.sandbox.server import serve_in_thread
 
-    sap = serve_in_thread(create_app(SapSandboxConfig(seed=args.seed, invoices=args.invoices)), tls=True)
+    sap = serve_in_thread(sap_app(SapSandboxConfig(seed=args.seed, invoices=args.invoices)), tls=True)
+    looker = serve_in_thread(looker_app(), tls=True)
+    ok = True
     try:
         os.environ["AIRFLOW_CONN_SAP_B1_DEFAULT"] = json.dumps(
             {
@@ -69,19 +165,53 @@ def main(argv: list[str] | None = None) -> int:
                 "host": f"{sap.base_url}/b1s/v2",
                 "schema": "SBODEMOUS",
                 "login": "manager",
-                "password": "manager-secret-1",
+                "password": SAP_PASSWORD,
                 "extra": {"ca_bundle": str(sap.ca_path), "page_size": 500, "timezone": "America/Chicago"},
             }
         )
+        os.environ["AIRFLOW_CONN_LOOKER_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "looker_api",
+                "host": looker.base_url,
+                "login": LOOKER_ID,
+                "password": LOOKER_SECRET,
+                "extra": {"ca_bundle": str(looker.ca_path)},
+            }
+        )
+        print(f"\nSAP Business One sandbox at {sap.base_url}/b1s/v2, Looker sandbox at {looker.base_url}")
         started = time.perf_counter()
         counts = read_every_entity()
-        elapsed = time.perf_counter() - started
-        print(f"\nSAP Business One sandbox at {sap.base_url}: read through SapB1Hook in {elapsed:.1f} s")
+        print(f"\n1. Every SAP entity read through SapB1Hook in {time.perf_counter() - started:.1f} s:")
         for entity, n in counts.items():
             print(f"  {entity:<18} {n:>8}")
+
+        print("\n2. SAP Business One -> warehouse -> Looker:")
+        run = _run_dag("sap_b1_to_warehouse")
+        ok &= run.state == "success"
+        ok &= _warehouse_report(sap, run)
+        again = _run_dag("sap_b1_to_warehouse")
+        ok &= again.state == "success"
+        print("  (the second run found nothing new: see its audit trail)")
+        ok &= _warehouse_report(sap, again)
+        refresh = _run_dag("looker_refresh")
+        ok &= refresh.state == "success"
+        triggers = _control(looker, "stats").get("datagroup_triggers", [])
+        print(
+            f"  Looker datagroups triggered: {', '.join(str(t.get('name', t.get('id'))) for t in triggers)}"
+        )
+        ok &= bool(triggers)
+        replay = _run_dag("b1_replay_failed", flow="sap_b1_to_warehouse", dry_run=True)
+        ok &= replay.state == "success"
+
+        stats = _control(sap, "stats")
+        print(f"\nSAP sandbox served {stats['requests_total']} requests with {stats['logins']} login(s).")
+        print(f"Airflow home: {home}")
     finally:
+        gc.collect()  # lets keep-alive connections close so the servers stop at once
         sap.stop()
-    return 0
+        looker.stop()
+    print("\nAll flows finished and the warehouse equals SAP." if ok else "\nSomething differs: see above.")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

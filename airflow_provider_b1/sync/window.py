@@ -185,6 +185,9 @@ def _run_type(dag_run: Any) -> str | None:
     return str(getattr(run_type, "value", run_type))
 
 
+_NOT_FETCHED: Any = object()
+
+
 def previous_summary(
     context: Mapping[str, Any], *, task_id: str | None = None, map_index: int | None = None
 ) -> Any:
@@ -251,18 +254,24 @@ def resolve_window(
     *,
     task_id: str | None = None,
     entity: str | None = None,
+    previous: Any = _NOT_FETCHED,
 ) -> SyncWindow:
     """Decide what this task run reads (rules in the module documentation).
 
     :param context: the running task's context (``get_current_context()`` or ``**context``).
     :param task_id: whose cursor to continue from; defaults to the running task.
     :param entity: for a task that syncs several entities, the entity whose cursor to use.
+    :param previous: the task's previous summary when the caller already fetched it with
+        :func:`previous_summary` (a task syncing several entities asks Airflow once, not once
+        per entity).
     :raises SyncWindowError: for unparsable params, ``since >= until``, or a backfill run
         whose data interval is empty.
     """
     params = context.get("params") or {}
     dag_run = context.get("dag_run")
-    previous = cursor_from_summary(previous_summary(context, task_id=task_id), entity)
+    if previous is _NOT_FETCHED:
+        previous = previous_summary(context, task_id=task_id)
+    previous = cursor_from_summary(previous, entity)
 
     if _as_bool(params.get("full_refresh")):
         return SyncWindow("full", previous_cursor=previous, reason="the full_refresh param is set")

@@ -102,7 +102,7 @@ class SapB1ToWarehouseOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
-        from airflow_provider_b1.sync import AuditTrail, combine_summaries, resolve_window
+        from airflow_provider_b1.sync import AuditTrail, combine_summaries, previous_summary, resolve_window
         from airflow_provider_b1.warehouse.loader import open_loader
 
         hook = SapB1Hook(self.sap_b1_conn_id)
@@ -114,8 +114,9 @@ class SapB1ToWarehouseOperator(BaseOperator):
             self.log.info("Warehouse schema at version %d (%s)", version, loader.dialect)
             prefix = f"{self.warehouse_schema}." if loader.dialect == "postgres" else ""
             with audit.session_for(FLOW, context) as session:
+                previous = previous_summary(context)  # one question to Airflow for every entity
                 for entity in self.entities:
-                    window = resolve_window(context, entity=entity)
+                    window = resolve_window(context, entity=entity, previous=previous)
                     self.log.info("%s: %s (%s)", entity, window.describe(), window.reason)
                     summaries.append(
                         load_entity(

@@ -1,0 +1,1 @@
+"""Reproducible performance measurements, each compared with a baseline in the same run."""
