@@ -25,6 +25,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_b1.connections import LOOKER, form_widgets, ui_field_behaviour
 from airflow_provider_b1.exceptions import B1ProviderError, RetryableError
 from airflow_provider_b1.utils.retry import RetryPolicy
+from airflow_provider_b1.utils.secrets import mask
 from airflow_provider_b1.utils.tls import TlsAdapter
 
 if TYPE_CHECKING:
@@ -39,17 +40,6 @@ PDT_FAILED_STATES = frozenset({"error", "killed", "unknown"})
 
 #: Looker answers these with a JSON body ``{"message": ..., "documentation_url": ...}``.
 _RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
-
-
-def _mask(value: str | None) -> None:
-    """Register a run-time secret with Airflow's log masker, when running inside Airflow."""
-    if not value:
-        return
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # the hook also works in a plain script
-        return
-    mask_secret(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +311,7 @@ class LookerTokenAuth(requests.auth.AuthBase):
                 f"Looker at {self.base_url} answered the login without an access token; check that the "
                 "host is the Looker API URL."
             ) from exc
-        _mask(token)
+        mask(token)
         self._token = token
         # Measured from before the request, so network time only makes us renew earlier.
         self._expires_at = started + expires_in
@@ -485,7 +475,7 @@ class LookerHook(BaseHook):
                 f"Connection {self.looker_conn_id!r} lacks the client id or client secret; fill both from an "
                 "API key pair (Admin > Users > Edit Keys)."
             )
-        _mask(client_secret)
+        mask(client_secret)
         return LookerTokenAuth(
             self.base_url,
             client_id,

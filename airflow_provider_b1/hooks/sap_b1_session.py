@@ -53,6 +53,7 @@ from airflow_provider_b1.hooks.sap_b1_errors import (
     transport_error,
 )
 from airflow_provider_b1.utils.retry import RetryPolicy
+from airflow_provider_b1.utils.secrets import mask
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +67,6 @@ LOCK_TIMEOUT = 300.0
 """Seconds to wait for another process's login before giving up (logins take 3-8 s, more when slow)."""
 
 _CACHE_FORMAT = 1
-
-
-def mask(value: str | None) -> None:
-    """Register a run-time secret with Airflow's log masker, when running under Airflow.
-
-    Imported lazily so the hook also works outside a task (scripts, tests, the sandbox demo).
-    """
-    if not value:
-        return
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - Airflow is a dependency, but stay usable without it
-        return
-    with contextlib.suppress(Exception):
-        mask_secret(value)
 
 
 def default_cache_dir() -> Path:
