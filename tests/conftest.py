@@ -7,13 +7,17 @@ imports airflow. Each pytest process (and each xdist worker) gets its own.
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +88,179 @@ def airflow_db() -> Path:
         stdout=subprocess.DEVNULL,
     )
     return _HOME / "airflow.db"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sandboxes shared by the integration and DAG tests: one HTTPS SAP Service Layer and one HTTPS
+# Looker API per test session, on loopback, each served from a thread of this process.
+
+SAP_COMPANY = "SBODEMOUS"
+SAP_USER = "manager"
+SAP_PASSWORD = "manager-secret-1"
+LOOKER_CLIENT_ID = "looker-client-id"
+LOOKER_CLIENT_SECRET = "looker-client-secret-1"
+
+SAP_DEFAULT_CONFIG = {
+    "session_timeout_minutes": 30,
+    "login_delay": 0.0,
+    "failed_login_delay": 0.0,
+    "lock_after_failures": 5,
+    "expired_session_code": 301,
+    "next_link_style": "relative",
+}
+"""SAP sandbox settings every test starts from (the sandbox keeps settings across resets)."""
+
+
+@dataclass
+class SapSandbox:
+    """The running SAP sandbox and its control plane (``/_sandbox/...``).
+
+    ``app`` is the ASGI app itself: ``app.state.sandbox`` is the live state (sessions, store).
+    Plain ``requests`` calls pass ``verify=ca_path`` explicitly, because ``REQUESTS_CA_BUNDLE``
+    in the environment would otherwise win over a session's ``verify``.
+    """
+
+    base_url: str
+    ca_path: str
+    cert_sha256: str
+    app: Any = None
+
+    def control(self, method: str, path: str, body: dict | None = None) -> Any:
+        import requests
+
+        response = requests.request(
+            method, f"{self.base_url}/_sandbox/{path}", json=body, verify=self.ca_path, timeout=120
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def stats(self) -> dict:
+        return self.control("GET", "stats")
+
+    def faults(self, **faults: Any) -> None:
+        self.control("POST", "faults", faults)
+
+    def reset(self, **options: Any) -> None:
+        self.control("POST", "reset", options or None)
+
+    def expire_sessions(self) -> None:
+        self.control("POST", "expire-sessions")
+
+    def config(self, **options: Any) -> None:
+        self.control("POST", "config", options)
+
+    def truth(self, entity: str) -> dict:
+        return self.control("GET", f"truth/{entity}")
+
+    def restore(self, invoices: int = 2000) -> None:
+        """Back to a freshly seeded company with ``invoices`` invoices, no faults, default settings."""
+        self.faults()
+        self.config(**SAP_DEFAULT_CONFIG)
+        self.reset(invoices=invoices, session_timeout_seconds=None)
+
+    def connection(self, version: str = "v2", **overrides: Any) -> dict[str, Any]:
+        """An Airflow connection (dict for ``AIRFLOW_CONN_*``) to this sandbox, trusting its CA."""
+        connection: dict[str, Any] = {
+            "conn_type": "sap_b1",
+            "host": f"{self.base_url}/b1s/{version}/",
+            "schema": SAP_COMPANY,
+            "login": SAP_USER,
+            "password": SAP_PASSWORD,
+            "extra": {"ca_bundle": self.ca_path, "page_size": 500, "timezone": "America/Chicago"},
+        }
+        connection.update(overrides)
+        return connection
+
+
+@dataclass
+class LookerSandbox:
+    """The running Looker sandbox; ``app.state.looker`` is its live state."""
+
+    base_url: str
+    ca_path: str | None
+    app: Any = None
+
+    def control(self, path: str, body: dict[str, Any] | None = None) -> dict:
+        import requests
+
+        url = f"{self.base_url}/_sandbox/{path}"
+        if body is None and path == "stats":
+            return requests.get(url, timeout=5, verify=self.ca_path).json()
+        return requests.post(url, json=body or {}, timeout=5, verify=self.ca_path).json()
+
+    def stats(self) -> dict:
+        return self.control("stats")
+
+    def restore(self) -> None:
+        """Back to the seeded state, no faults."""
+        self.control("reset")
+        self.control("faults", {})
+
+    def connection(self) -> dict[str, Any]:
+        """``looker_default`` (dict for ``AIRFLOW_CONN_*``) pointing at this sandbox."""
+        return {
+            "conn_type": "looker_api",
+            "host": self.base_url,
+            "login": LOOKER_CLIENT_ID,
+            "password": LOOKER_CLIENT_SECRET,
+            "extra": {"ca_bundle": self.ca_path} if self.ca_path else {},
+        }
+
+
+@pytest.fixture(scope="session")
+def sap_sandbox() -> Iterator[SapSandbox]:
+    """The session's SAP Service Layer sandbox over HTTPS (self-signed; trust ``ca_path``)."""
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    app = create_app(
+        SapSandboxConfig(
+            invoices=2000, company_db=SAP_COMPANY, users={SAP_USER: SAP_PASSWORD}, timezone="America/Chicago"
+        )
+    )
+    served = serve_in_thread(app, tls=True)
+    try:
+        yield SapSandbox(served.base_url, str(served.ca_path), served.cert_sha256, app)
+    finally:
+        # Hooks' keep-alive connections would hold up the server's graceful stop.
+        gc.collect()
+        served.stop()
+
+
+@pytest.fixture(scope="session")
+def looker_sandbox() -> Iterator[LookerSandbox]:
+    """The session's Looker API sandbox over HTTPS."""
+    from airflow_provider_b1.sandbox.looker import LookerSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    app = create_app(LookerSandboxConfig())
+    served = serve_in_thread(app, tls=True)
+    try:
+        yield LookerSandbox(base_url=served.base_url, ca_path=served.ca_path, app=app)
+    finally:
+        gc.collect()
+        served.stop()
+
+
+@pytest.fixture
+def set_connection(monkeypatch: pytest.MonkeyPatch):
+    """``set_connection(conn_id, {conn_type, host, ...})`` sets ``AIRFLOW_CONN_<ID>`` for this test; returns the JSON."""
+
+    def _set(conn_id: str, connection: dict[str, Any]) -> str:
+        value = json.dumps(connection)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", value)
+        return value
+
+    return _set
+
+
+@pytest.fixture(scope="session")
+def pg_airflow_connection(pg_database: dict) -> dict[str, Any]:
+    """An Airflow ``postgres`` connection (dict for ``AIRFLOW_CONN_*``) to the session's ``pg_database``."""
+    return {
+        "conn_type": "postgres",
+        "host": pg_database["host"],
+        "port": pg_database["port"],
+        "login": pg_database["user"],
+        "schema": pg_database["dbname"],
+    }
