@@ -353,6 +353,32 @@ class SapCursor:
 _decode_json = msgspec.json.Decoder().decode
 
 
+class _PageFrame(msgspec.Struct):
+    """What paging needs from a reply: the records still encoded, and the next link (v1 or v2)."""
+
+    value: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"[]"))
+    next_v4: str | None = msgspec.field(name="@odata.nextLink", default=None)
+    next_v3: str | None = msgspec.field(name="odata.nextLink", default=None)
+
+
+# Reads the frame without building a single record: msgspec skips the rest of the reply at
+# parsing speed, so the fetching thread can ask for the next page before this one is decoded.
+_decode_frame = msgspec.json.Decoder(_PageFrame).decode
+
+
+def _is_empty_array(raw: msgspec.Raw) -> bool:
+    return len(raw) < 32 and bytes(raw).translate(None, b" \t\r\n") == b"[]"
+
+
+def _decoded(frames: Iterator[msgspec.Raw]) -> Iterator[list[dict[str, Any]]]:
+    """Turn each page's still-encoded records into dicts, in the caller's thread."""
+    try:
+        for raw in frames:
+            yield _decode_json(raw)
+    finally:
+        frames.close()
+
+
 class IncrementalRead:
     """The pages of an incremental read, without the records its cursor has already seen.
 
@@ -908,12 +934,14 @@ class SapB1Hook(BaseHook):
         if top is not None:
             params["$top"] = int(top)
         size = int(page_size or self.page_size)
-        pages = self._follow(entity, params, size, on_first_response)
-        return _prefetched(pages) if prefetch else pages
+        frames = self._follow(entity, params, size, on_first_response)
+        # With prefetch the next request is on the wire while this page is being decoded.
+        return _decoded(_prefetched(frames) if prefetch else frames)
 
     def _follow(
         self, entity: str, params: dict[str, Any], size: int, on_first_response: Any
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[msgspec.Raw]:
+        """Yield each non-empty page's records still encoded, following the next links."""
         headers = {"Prefer": f"odata.maxpagesize={size}"}
         url = self._url(entity, params)
         seen: set[str] = set()
@@ -924,12 +952,11 @@ class SapB1Hook(BaseHook):
             if first and on_first_response is not None:
                 on_first_response(response)
             first = False
-            document = self._json(response) or {}
-            records = document.get("value", [])
-            next_link = document.get("@odata.nextLink") or document.get("odata.nextLink")
-            if records:
+            frame = _decode_frame(response.content) if response.content else _PageFrame()
+            next_link = frame.next_v4 or frame.next_v3
+            if not _is_empty_array(frame.value):
                 empty_in_a_row = 0
-                yield records
+                yield frame.value
             elif next_link:
                 empty_in_a_row += 1
                 if empty_in_a_row >= MAX_EMPTY_PAGES:
@@ -1392,6 +1419,10 @@ def _prefetched(pages: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str
             if kind == "error":
                 raise value
             may_fetch.release()
+            # Hand the interpreter lock to the fetcher so the next request leaves now; decoding
+            # this page holds the lock for tens of milliseconds, during which the fetcher could
+            # not even send it.
+            time.sleep(0)
             yield value
     finally:
         stop.set()
