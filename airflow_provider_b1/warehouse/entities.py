@@ -14,12 +14,13 @@ loads the rest of the page.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, time
 from functools import cached_property
 from typing import Any, Literal
+
+from msgspec.json import encode as _msgspec_encode
 
 CursorKind = Literal["datetime", "date", "none"]
 
@@ -296,8 +297,10 @@ def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
         ]
     row_vars = list(header_vars.values()) + (["False"] if spec.inferred_flag else [])
     body += [
-        "    raw = canonical_json(record)",
-        "    digest = sha256(raw.encode()).hexdigest()",
+        "    raw_bytes = encode_json(record)",
+        "    if b'\\\\u0000' in raw_bytes: raw_bytes = raw_bytes.replace(b'\\\\u0000', b'')",
+        "    digest = sha256(raw_bytes).hexdigest()",
+        "    raw = raw_bytes.decode()",
         f"    row = ({', '.join([*row_vars, 'raw', 'digest'])},)",
         "    children = []",
     ]
@@ -349,7 +352,7 @@ def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
     namespace: dict[str, Any] = {
         "RecordError": RecordError,
         "MappedRecord": MappedRecord,
-        "canonical_json": canonical_json,
+        "encode_json": _encode_json,
         "sha256": hashlib.sha256,
         "_text": _text,
         "_int": _int,
@@ -375,16 +378,24 @@ class MappedRecord:
     payload_hash: str
 
 
+def _encode_json(record: dict) -> bytes:
+    return _msgspec_encode(record, enc_hook=str)
+
+
 def canonical_json(record: dict) -> str:
     """The record as compact JSON, stored as ``raw`` and hashed to detect changes.
 
     Properties keep the order SAP sent them in: a Service Layer serialises an entity's
     properties in a fixed order, and skipping the sort saves a third of the cost on wide records.
-    Non-ASCII text is escaped (``\\u00e9``), which the encoder does faster; jsonb decodes it.
+    Encoded by msgspec, several times faster than :func:`json.dumps` on the wide records SAP
+    sends: text stays UTF-8 (not ``\\u00e9`` escapes) and values JSON cannot hold are rendered
+    with :class:`str`. The mapper hashes the same UTF-8 bytes.
     """
+    raw = _encode_json(record)
     # \u0000 is valid JSON but PostgreSQL's jsonb refuses it; SAP text never needs it.
-    text = json.dumps(record, separators=(",", ":"), default=str)
-    return text.replace("\\u0000", "") if "\\u0000" in text else text
+    if b"\\u0000" in raw:
+        raw = raw.replace(b"\\u0000", b"")
+    return raw.decode()
 
 
 def _document(entity: str, table: str, cursor: CursorKind = "datetime") -> EntitySpec:

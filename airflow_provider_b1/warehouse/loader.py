@@ -20,11 +20,15 @@ real money from the facts and break reconciliation, while the inferred row keeps
 and is replaced by the real partner on its next load. Inferred rows are excluded from the
 partner reconciliation and easy to list (``WHERE is_inferred``).
 
-PostgreSQL, per page: ``COPY`` the rows into a session-local staging table, merge them with
+PostgreSQL, per page: one indexed look-up asks whether any of the page's keys is already
+loaded. If none is (a first load, or a page of new records), the rows and their child rows are
+``COPY``-ed straight into their tables and inferred partners added: every record is created.
+Otherwise the rows are ``COPY``-ed into a session-local staging table and merged with
 ``INSERT ... ON CONFLICT DO UPDATE ... WHERE payload_hash IS DISTINCT FROM ... RETURNING
-(xmax = 0)`` (the rows returned are the created and updated ones, the rest are unchanged),
-delete the child rows of updated records, ``COPY`` the child rows of changed records straight
-into their tables, add inferred partners, commit: six round trips whatever the page size.
+(xmax = 0)`` (the rows returned are the created and updated ones, the rest are unchanged), the
+child rows of updated records are deleted and those of changed records ``COPY``-ed straight into
+their tables, inferred partners added. Either way one commit, a handful of round trips whatever
+the page size.
 """
 
 from __future__ import annotations
@@ -395,6 +399,9 @@ class PostgresLoader(WarehouseLoader):
     def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> tuple[dict[Any, str], int]:
         sql = _postgres_sql(spec, self.schema)
         with self.conn.cursor() as cur:
+            cur.execute(sql.any_exists, ([m.key for m in mapped],))
+            if cur.fetchone() is None:
+                return self._insert_new(cur, spec, sql, mapped)
             if spec.table not in self._staged:
                 cur.execute(sql.create_stage)
                 self._staged.add(spec.table)
@@ -425,6 +432,30 @@ class PostgresLoader(WarehouseLoader):
                 inferred = max(cur.rowcount, 0)
         return actions, inferred
 
+    def _insert_new(
+        self, cur: Any, spec: EntitySpec, sql: _PostgresSql, mapped: Sequence[MappedRecord]
+    ) -> tuple[dict[Any, str], int]:
+        # None of the page's keys is in the table (a first load, or new records): COPY straight
+        # into it, children too, with no staging table and no merge. A concurrent writer adding
+        # one of these keys meanwhile makes the COPY fail on the primary key; the page is then
+        # retried record by record, and those records take the merge path.
+        self._copy(cur, sql.table, spec.column_names, spec.column_kinds, [m.row for m in mapped])
+        for index, child in enumerate(spec.children):
+            rows = [row for m in mapped for row in m.children[index]]
+            if rows:
+                self._copy(
+                    cur,
+                    f"{self.schema}.{child.table}",
+                    child.column_names,
+                    child.column_kinds(spec.key_kind),
+                    rows,
+                )
+        inferred = 0
+        if sql.infer_new_partners:
+            cur.execute(sql.infer_new_partners, ([m.key for m in mapped],))
+            inferred = max(cur.rowcount, 0)
+        return dict.fromkeys((m.key for m in mapped), CREATED), inferred
+
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
         amount = f"sum({spec.amount_column})" if spec.amount_column else "NULL"
         where, params = _window_sql(spec, window, "%s")
@@ -447,6 +478,9 @@ class PostgresLoader(WarehouseLoader):
 
 @dataclass(frozen=True)
 class _PostgresSql:
+    table: str
+    any_exists: str
+    infer_new_partners: str | None
     stage: str
     create_stage: str
     merge: str
@@ -486,9 +520,15 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
         f"DELETE FROM {schema}.{child.table} WHERE {child.parent_key_column} = ANY(%s)"
         for child in spec.children
     )
-    infer = None
+    infer = infer_new = None
     if spec.partner_column and spec.entity != PARTNER_ENTITY:
         partner = ENTITIES[PARTNER_ENTITY]
+        infer_new = (
+            f"INSERT INTO {schema}.{partner.table} ({partner.key_column}, card_name, {partner.inferred_flag}) "
+            f"SELECT DISTINCT ON ({spec.partner_column}) {spec.partner_column}, card_name, true FROM {table} "
+            f"WHERE {key} = ANY(%s) AND {spec.partner_column} IS NOT NULL AND {spec.partner_column} <> '' "
+            f"ON CONFLICT ({partner.key_column}) DO NOTHING"
+        )
         infer = (
             f"INSERT INTO {schema}.{partner.table} ({partner.key_column}, card_name, {partner.inferred_flag}) "
             f"SELECT DISTINCT ON ({spec.partner_column}) {spec.partner_column}, card_name, true FROM {stage} "
@@ -496,6 +536,9 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
             f"ON CONFLICT ({partner.key_column}) DO NOTHING"
         )
     return _PostgresSql(
+        table=table,
+        any_exists=f"SELECT 1 FROM {table} WHERE {key} = ANY(%s) LIMIT 1",
+        infer_new_partners=infer_new,
         stage=stage,
         # ON COMMIT DELETE ROWS empties the stage at every commit: no TRUNCATE round trip. The raw
         # JSON waits there as plain, uncompressed text: only changed records are parsed to jsonb.

@@ -1,0 +1,34 @@
+"""Every benchmark in turn, with modest defaults: ``python -m benchmarks`` (or ``./run bench``).
+
+* :mod:`benchmarks.sap_read`: reading 10,000 invoices, hook against bare loops (about 1 minute).
+* :mod:`benchmarks.warehouse_load`: 100,000 invoices with their lines into PostgreSQL, the
+  warehouse flow against a plain baseline and the sandbox's bare serving rate (about 4 minutes).
+
+Run a module alone to pass it options (``python -m benchmarks.warehouse_load --help``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks import sap_read, warehouse_load
+
+BENCHMARKS = (
+    ("sap_read", sap_read.main, ["--invoices", "10000", "--repeats", "2"]),
+    ("warehouse_load", warehouse_load.main, ["--invoices", "100000", "--baseline-invoices", "5000"]),
+)
+
+
+def main() -> int:
+    for name, run, argv in BENCHMARKS:
+        started = time.perf_counter()
+        print(f"\n=== benchmarks.{name} {' '.join(argv)}", flush=True)
+        status = run(argv)
+        print(f"=== benchmarks.{name}: {time.perf_counter() - started:.0f} s", flush=True)
+        if status:
+            return status
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
