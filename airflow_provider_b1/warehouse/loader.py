@@ -414,32 +414,18 @@ class PostgresLoader(WarehouseLoader):
                 if not inserted:
                     updated.append(key)
             changed = [m for m in mapped if actions[m.key] != UNCHANGED]
-            for index, child in enumerate(spec.children):
-                if updated:
-                    cur.execute(sql.delete_children[index], (updated,))
-                rows = [row for m in changed for row in m.children[index]]
-                if rows:
-                    self._copy(
-                        cur,
-                        f"{self.schema}.{child.table}",
-                        child.column_names,
-                        child.column_kinds(spec.key_kind),
-                        rows,
-                    )
+            if updated:
+                for delete in sql.delete_children:
+                    cur.execute(delete, (updated,))
+            self._copy_children(cur, spec, changed)
             inferred = 0
             if sql.infer_partners and changed:
                 cur.execute(sql.infer_partners)
                 inferred = max(cur.rowcount, 0)
         return actions, inferred
 
-    def _insert_new(
-        self, cur: Any, spec: EntitySpec, sql: _PostgresSql, mapped: Sequence[MappedRecord]
-    ) -> tuple[dict[Any, str], int]:
-        # None of the page's keys is in the table (a first load, or new records): COPY straight
-        # into it, children too, with no staging table and no merge. A concurrent writer adding
-        # one of these keys meanwhile makes the COPY fail on the primary key; the page is then
-        # retried record by record, and those records take the merge path.
-        self._copy(cur, sql.table, spec.column_names, spec.column_kinds, [m.row for m in mapped])
+    def _copy_children(self, cur: Any, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> None:
+        """COPY the child rows (document lines, ...) of these records into their tables."""
         for index, child in enumerate(spec.children):
             rows = [row for m in mapped for row in m.children[index]]
             if rows:
@@ -450,6 +436,16 @@ class PostgresLoader(WarehouseLoader):
                     child.column_kinds(spec.key_kind),
                     rows,
                 )
+
+    def _insert_new(
+        self, cur: Any, spec: EntitySpec, sql: _PostgresSql, mapped: Sequence[MappedRecord]
+    ) -> tuple[dict[Any, str], int]:
+        # None of the page's keys is in the table (a first load, or new records): COPY straight
+        # into it, children too, with no staging table and no merge. A concurrent writer adding
+        # one of these keys meanwhile makes the COPY fail on the primary key; the page is then
+        # retried record by record, and those records take the merge path.
+        self._copy(cur, sql.table, spec.column_names, spec.column_kinds, [m.row for m in mapped])
+        self._copy_children(cur, spec, mapped)
         inferred = 0
         if sql.infer_new_partners:
             cur.execute(sql.infer_new_partners, ([m.key for m in mapped],))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -133,38 +133,32 @@ def sap_figures(hook: Any, spec: EntitySpec, window: StampWindow | None) -> tupl
     windowed = window is not None and spec.cursor != "none"
     if not windowed and spec.amount_field is None:
         return hook.count(spec.entity), None
-    select = [spec.key_field]
-    if windowed:
-        select.append("UpdateDate")
-        if spec.cursor == "datetime":
-            select.append("UpdateTime")
-    if spec.amount_field:
-        select.append(spec.amount_field)
     count = 0
     total = Decimal(0)
-    for page in hook.iter_pages(
-        spec.entity,
-        filter=_sap_day_filter(window) if windowed else None,
-        select=select,
-        page_size=RECONCILE_PAGE_SIZE,
-    ):
-        for record in page:
-            if windowed and not window.contains(
-                record.get("UpdateDate"), record.get("UpdateTime"), date_only=spec.cursor == "date"
-            ):
-                continue
-            count += 1
-            if spec.amount_field:
-                total += _amount(record.get(spec.amount_field))
+    for record in _sap_records(hook, spec, window, [spec.amount_field] if spec.amount_field else []):
+        count += 1
+        if spec.amount_field:
+            total += _amount(record.get(spec.amount_field))
     return count, (total if spec.amount_field else None)
 
 
 def _sap_keys(hook: Any, spec: EntitySpec, window: StampWindow | None) -> set[str]:
+    return {str(record.get(spec.key_field)) for record in _sap_records(hook, spec, window, [])}
+
+
+def _sap_records(
+    hook: Any, spec: EntitySpec, window: StampWindow | None, fields: list[str]
+) -> Iterator[dict[str, Any]]:
+    """SAP's records of ``window`` (all with ``None``), only the key, stamps and ``fields``.
+
+    SAP filters by day only; records of the edge days outside the window are dropped here.
+    """
     windowed = window is not None and spec.cursor != "none"
-    select = [spec.key_field, *(("UpdateDate", "UpdateTime") if windowed else ())]
-    if windowed and spec.cursor == "date":
-        select.remove("UpdateTime")
-    keys: set[str] = set()
+    select = [spec.key_field, *fields]
+    if windowed:
+        select.append("UpdateDate")
+        if spec.cursor == "datetime":
+            select.append("UpdateTime")
     for page in hook.iter_pages(
         spec.entity,
         filter=_sap_day_filter(window) if windowed else None,
@@ -176,8 +170,7 @@ def _sap_keys(hook: Any, spec: EntitySpec, window: StampWindow | None) -> set[st
                 record.get("UpdateDate"), record.get("UpdateTime"), date_only=spec.cursor == "date"
             ):
                 continue
-            keys.add(str(record.get(spec.key_field)))
-    return keys
+            yield record
 
 
 def reconcile_entity(
