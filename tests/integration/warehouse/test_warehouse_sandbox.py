@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-from wh_records import postgres_connection
 
 from airflow_provider_b1.sync import AuditTrail, SyncWindow, replay_failed
 from airflow_provider_b1.utils.retry import RetryPolicy
@@ -87,13 +86,8 @@ def hook(sandbox):
 
 
 @pytest.fixture
-def warehouse(pg_database, pg_schema) -> Iterator[PostgresLoader]:
-    loader = PostgresLoader(postgres_connection(pg_database), pg_schema)
-    loader.ensure_schema()
-    try:
-        yield loader
-    finally:
-        loader.close()
+def warehouse(postgres_loader) -> PostgresLoader:
+    return postgres_loader
 
 
 @pytest.fixture
