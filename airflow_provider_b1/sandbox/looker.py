@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 DOCS_URL = "https://cloud.google.com/looker/docs/reference/looker-api/latest"
@@ -121,6 +121,10 @@ class _State:
         return time.time() + self.config.clock_offset_seconds
 
 
+class _Unauthorized(Exception):
+    """A call without a live token: answered 401 the way Looker does."""
+
+
 def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
     """Return the Looker sandbox as a FastAPI app.
 
@@ -160,22 +164,29 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
         with state.lock:
             state.requests[label] += 1
 
-    def authenticate(request: Request) -> str | JSONResponse:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() not in ("token", "bearer") or not token:
+    def authenticated(label: str):
+        """A route dependency: count the call under ``label`` (path params filled in), then
+        answer 401 unless the request carries a live token; gives the token's client id."""
+
+        def dependency(request: Request) -> str:
+            count(label.format(**request.path_params))
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            token = token.strip()
             with state.lock:
-                state.stats["unauthorized"] += 1
-            return _error(401, "Requires authentication.")
-        with state.lock:
-            entry = state.tokens.get(token)
-            if entry is None or entry["expires_at"] <= time.monotonic():
-                state.tokens.pop(token, None)
-                state.stats["unauthorized"] += 1
-                return _error(401, "Requires authentication.")
-            state.auth_schemes["Bearer" if scheme.lower() == "bearer" else "token"] += 1
-            return entry["client_id"]
+                entry = state.tokens.get(token) if scheme.lower() in ("token", "bearer") else None
+                if entry is None or entry["expires_at"] <= time.monotonic():
+                    state.tokens.pop(token, None)
+                    state.stats["unauthorized"] += 1
+                    raise _Unauthorized
+                state.auth_schemes["Bearer" if scheme.lower() == "bearer" else "token"] += 1
+                return entry["client_id"]
+
+        return Depends(dependency)
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(request: Request, exc: _Unauthorized):
+        return _error(401, "Requires authentication.")
 
     # ---- auth ---------------------------------------------------------------------------
 
@@ -199,11 +210,7 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
         return {"access_token": token, "token_type": "Bearer", "expires_in": int(expires_in)}
 
     @app.delete("/api/4.0/logout")
-    async def logout(request: Request):
-        count("DELETE logout")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def logout(request: Request, who: str = authenticated("DELETE logout")):
         token = request.headers["authorization"].partition(" ")[2].strip()
         with state.lock:
             state.tokens.pop(token, None)
@@ -220,11 +227,7 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
         }
 
     @app.get("/api/4.0/user")
-    async def me(request: Request):
-        count("GET user")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def me(request: Request, who: str = authenticated("GET user")):
         return {
             "id": "7",
             "display_name": f"API user {who}",
@@ -235,30 +238,20 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
     # ---- datagroups ---------------------------------------------------------------------
 
     @app.get("/api/4.0/datagroups")
-    async def list_datagroups(request: Request):
-        count("GET datagroups")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def list_datagroups(request: Request, who: str = authenticated("GET datagroups")):
         with state.lock:
             return [dict(group) for group in state.datagroups.values()]
 
     @app.get("/api/4.0/datagroups/{datagroup_id}")
-    async def get_datagroup(datagroup_id: str, request: Request):
-        count("GET datagroup")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def get_datagroup(datagroup_id: str, request: Request, who: str = authenticated("GET datagroup")):
         with state.lock:
             group = state.datagroups.get(datagroup_id)
             return dict(group) if group else _not_found()
 
     @app.patch("/api/4.0/datagroups/{datagroup_id}")
-    async def update_datagroup(datagroup_id: str, request: Request):
-        count("PATCH datagroup")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def update_datagroup(
+        datagroup_id: str, request: Request, who: str = authenticated("PATCH datagroup")
+    ):
         try:
             body = await request.json()
         except ValueError:
@@ -304,11 +297,9 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
         return {"materialization_id": build["id"], "resp_text": json.dumps(inner)}
 
     @app.get("/api/4.0/derived_table/{model_name}/{view_name}/start")
-    async def start_pdt(model_name: str, view_name: str, request: Request):
-        count("GET derived_table start")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def start_pdt(
+        model_name: str, view_name: str, request: Request, who: str = authenticated("GET derived_table start")
+    ):
         if view_name not in state.config.pdts.get(model_name, []):
             return _not_found()
         with state.lock:
@@ -326,11 +317,9 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
             return build_answer(build)
 
     @app.get("/api/4.0/derived_table/{materialization_id}/status")
-    async def pdt_status(materialization_id: str, request: Request):
-        count("GET derived_table status")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def pdt_status(
+        materialization_id: str, request: Request, who: str = authenticated("GET derived_table status")
+    ):
         with state.lock:
             build = state.builds.get(materialization_id)
             if build is None:
@@ -353,11 +342,9 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
             return build_answer(build)
 
     @app.get("/api/4.0/derived_table/{materialization_id}/stop")
-    async def pdt_stop(materialization_id: str, request: Request):
-        count("GET derived_table stop")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def pdt_stop(
+        materialization_id: str, request: Request, who: str = authenticated("GET derived_table stop")
+    ):
         with state.lock:
             build = state.builds.get(materialization_id)
             if build is None:
@@ -370,11 +357,9 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
     # ---- queries ------------------------------------------------------------------------
 
     @app.post("/api/4.0/queries/run/{result_format}")
-    async def run_query(result_format: str, request: Request):
-        count(f"POST queries run {result_format}")
-        who = authenticate(request)
-        if isinstance(who, JSONResponse):
-            return who
+    async def run_query(
+        result_format: str, request: Request, who: str = authenticated("POST queries run {result_format}")
+    ):
         if result_format not in ("json", "csv"):
             return _error(400, f"Unsupported result format {result_format}")
         try:
