@@ -23,7 +23,7 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -350,6 +350,7 @@ class SapCursor:
         return cls(update_date=local.date().isoformat(), update_time=local.strftime("%H:%M:%S"))
 
 
+_T = TypeVar("_T")
 _decode_json = msgspec.json.Decoder().decode
 
 
@@ -1378,7 +1379,7 @@ class SapB1Hook(BaseHook):
         return True, message
 
 
-def _prefetched(pages: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+def _prefetched(pages: Iterator[_T]) -> Iterator[_T]:
     """Fetch page N+1 in a background thread while the caller works on page N.
 
     Memory stays bounded: the fetcher only starts the next request once the caller has taken
