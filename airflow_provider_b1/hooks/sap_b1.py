@@ -17,11 +17,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from functools import cached_property
+from functools import cache, cached_property
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
@@ -251,14 +251,14 @@ def _query_string(params: dict[str, Any]) -> str:
 # -- incremental cursor -------------------------------------------------------------------
 
 
-def _record_date(record: dict[str, Any]) -> str | None:
-    value = record.get("UpdateDate")
+def _record_date(value: Any) -> str | None:
+    """A record's ``UpdateDate`` as ``YYYY-MM-DD``."""
     # v1 "2024-05-01", v2 "2024-05-01T00:00:00Z": the date is the first ten characters.
     return str(value)[:10] if value else None
 
 
-def _record_time(record: dict[str, Any]) -> str:
-    value = record.get("UpdateTime")
+def _record_time(value: Any) -> str:
+    """A record's ``UpdateTime`` as ``HH:MM:SS`` (midnight when it has none)."""
     if not value:
         return "00:00:00"
     text = str(value)
@@ -371,13 +371,56 @@ def _is_empty_array(raw: msgspec.Raw) -> bool:
     return len(raw) < 32 and bytes(raw).translate(None, b" \t\r\n") == b"[]"
 
 
-def _decoded(frames: Iterator[msgspec.Raw]) -> Iterator[list[dict[str, Any]]]:
-    """Turn each page's still-encoded records into dicts, in the caller's thread."""
+def _decoded(frames: Iterator[msgspec.Raw], decode: Callable[[msgspec.Raw], list]) -> Iterator[list]:
+    """Turn each page's still-encoded records into a list, in the caller's thread."""
     try:
         for raw in frames:
-            yield _decode_json(raw)
+            yield decode(raw)
     finally:
         frames.close()
+
+
+#: A page's records split apart but each still encoded, exactly as the server sent it: a scan,
+#: not a parse (nothing is built but the list).
+_split_records = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
+@cache
+def _stamp_decoder(key: str) -> Callable[[msgspec.Raw], Any]:
+    """Reads only the key and the update stamp of an encoded record, skipping the rest unbuilt."""
+    stamp = msgspec.defstruct(
+        "RecordStamp",
+        [("key", Any, None), ("UpdateDate", Any, None), ("UpdateTime", Any, None)],
+        rename={"key": key},
+        gc=False,
+    )
+    return msgspec.json.Decoder(stamp).decode
+
+
+def _stamps(spec: EntitySpec, raw: bool) -> Callable[[Any], tuple[Any, Any, Any]]:
+    """``record -> (UpdateDate, UpdateTime, key)`` for dict records or encoded (``raw``) ones.
+
+    A record that is not a JSON object has no stamp: it is kept, for the caller to report.
+    """
+    key = spec.key
+    if not raw:
+
+        def of_dict(record: Any) -> tuple[Any, Any, Any]:
+            if record.__class__ is not dict:
+                return None, None, None
+            return record.get("UpdateDate"), record.get("UpdateTime"), record.get(key)
+
+        return of_dict
+    decode = _stamp_decoder(key)
+
+    def of_raw(record: msgspec.Raw) -> tuple[Any, Any, Any]:
+        try:
+            found = decode(record)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None, None, None
+        return found.UpdateDate, found.UpdateTime, found.key
+
+    return of_raw
 
 
 class IncrementalRead:
@@ -399,6 +442,7 @@ class IncrementalRead:
         extra_filter: str | None = None,
         page_size: int | None = None,
         prefetch: bool = False,
+        raw: bool = False,
     ) -> None:
         self.hook = hook
         self.entity = entity
@@ -413,6 +457,7 @@ class IncrementalRead:
         self._extra_filter = extra_filter
         self._page_size = page_size
         self._prefetch = prefetch
+        self._raw = raw
         self._consumed = False
 
     def _filter(self) -> str | None:
@@ -454,7 +499,7 @@ class IncrementalRead:
         day = local.date() if local.time() == dt.time(0) else local.date() + dt.timedelta(days=1)
         return (day.isoformat(), "")
 
-    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+    def __iter__(self) -> Iterator[list[Any]]:
         if self._consumed:
             raise RuntimeError(
                 "An IncrementalRead can be iterated only once; start a new read_incremental()."
@@ -476,7 +521,9 @@ class IncrementalRead:
             page_size=self._page_size,
             prefetch=self._prefetch,
             on_first_response=self._note_server_clock,
+            raw=self._raw,
         )
+        stamp_of = _stamps(spec, self._raw)
         for page in pages:
             self.read += len(page)
             if not dated:
@@ -487,12 +534,12 @@ class IncrementalRead:
                 horizon = self._horizon()
             kept = []
             for record in page:
-                date = _record_date(record)
+                date_value, time_value, key = stamp_of(record)
+                date = _record_date(date_value)
                 if date is None:
                     kept.append(record)
                     continue
-                stamp = (date, _record_time(record) if with_time else "")
-                key = record.get(key_name)
+                stamp = (date, _record_time(time_value) if with_time else "")
                 if until is not None and stamp >= until:
                     continue
                 if self.start is not None and not self.start.is_new(stamp[0], stamp[1] or None, key):
@@ -884,7 +931,8 @@ class SapB1Hook(BaseHook):
         top: int | None = None,
         page_size: int | None = None,
         prefetch: bool | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
+        raw: bool = False,
+    ) -> Iterator[list[Any]]:
         """Stream an entity set page by page, following the server's next links as given.
 
         :param entity: entity set, e.g. ``"Invoices"``.
@@ -895,6 +943,9 @@ class SapB1Hook(BaseHook):
         :param page_size: records per page (``Prefer: odata.maxpagesize``).
         :param prefetch: fetch the next page while the caller works on this one (default: the
             hook's ``prefetch``).
+        :param raw: yield each record still encoded, as a :class:`msgspec.Raw` holding its JSON
+            exactly as the server sent it, instead of a dict: for callers that keep the record as
+            sent, or decode only the properties they use (``msgspec.json.decode(r, type=...)``).
         :raises SapB1Error: when the server's paging loops (a next link seen twice, or empty
             pages with next links again and again).
         """
@@ -906,6 +957,7 @@ class SapB1Hook(BaseHook):
             top=top,
             page_size=page_size,
             prefetch=self.prefetch if prefetch is None else prefetch,
+            raw=raw,
         )
 
     def iter_records(self, entity: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -924,7 +976,8 @@ class SapB1Hook(BaseHook):
         page_size: int | None = None,
         prefetch: bool = False,
         on_first_response: Any = None,
-    ) -> Iterator[list[dict[str, Any]]]:
+        raw: bool = False,
+    ) -> Iterator[list[Any]]:
         params: dict[str, Any] = {}
         if filter:
             params["$filter"] = filter
@@ -937,7 +990,7 @@ class SapB1Hook(BaseHook):
         size = int(page_size or self.page_size)
         frames = self._follow(entity, params, size, on_first_response)
         # With prefetch the next request is on the wire while this page is being decoded.
-        return _decoded(_prefetched(frames) if prefetch else frames)
+        return _decoded(_prefetched(frames) if prefetch else frames, _split_records if raw else _decode_json)
 
     def _follow(
         self, entity: str, params: dict[str, Any], size: int, on_first_response: Any
@@ -1013,6 +1066,7 @@ class SapB1Hook(BaseHook):
         extra_filter: str | None = None,
         page_size: int | None = None,
         prefetch: bool | None = None,
+        raw: bool = False,
     ) -> IncrementalRead:
         """Read what changed since ``cursor`` (everything when ``None``).
 
@@ -1028,6 +1082,7 @@ class SapB1Hook(BaseHook):
         :param extra_filter: further ``$filter`` clause, and-ed.
         :param page_size: records per page.
         :param prefetch: fetch one page ahead (default: the hook's ``prefetch``).
+        :param raw: pages of still-encoded records (:class:`msgspec.Raw`), as in :meth:`iter_pages`.
         """
         return IncrementalRead(
             self,
@@ -1038,6 +1093,7 @@ class SapB1Hook(BaseHook):
             extra_filter=extra_filter,
             page_size=page_size,
             prefetch=self.prefetch if prefetch is None else prefetch,
+            raw=raw,
         )
 
     # -- writes -----------------------------------------------------------------------------

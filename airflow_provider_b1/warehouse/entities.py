@@ -20,6 +20,7 @@ from datetime import date, time
 from functools import cached_property
 from typing import Any, Literal
 
+import msgspec
 from msgspec.json import encode as _msgspec_encode
 
 CursorKind = Literal["datetime", "date", "none"]
@@ -256,7 +257,18 @@ class EntitySpec:
         per record on loads of millions, it does in straight-line code what a loop over the
         columns would do with a dozen times the interpreter overhead.
         """
-        return _compile_mapper(self)
+        return _dict_mapper(self)
+
+    @cached_property
+    def map_raw(self) -> Callable[[msgspec.Raw | bytes], MappedRecord]:
+        """:attr:`map` for a record still encoded, as :meth:`SapB1Hook.iter_pages` yields with ``raw=True``.
+
+        Only the mapped properties are decoded (into a struct generated from the declarations);
+        the rest of the record is skipped unbuilt, and ``raw`` is the record as SAP sent it with
+        the whitespace taken out. A record whose shape the struct refuses (a collection that is
+        not a list of objects...) goes through :attr:`map`, which names the problem.
+        """
+        return _raw_mapper(self)
 
 
 # Inline fast paths per kind; anything unusual goes to the converter, which decides or raises.
@@ -281,23 +293,29 @@ def _value_lines(var: str, fetch: str, column: Column, label: str) -> list[str]:
     return lines
 
 
-def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
-    body = [
-        "def map_record(record):",
-        "    if record.__class__ is not dict:",
-        "        raise RecordError('the record is a ' + type(record).__name__ + ', not an object')",
-        "    get = record.get",
-    ]
+def _compile_mapper(spec: EntitySpec, *, structs: bool) -> Callable[[Any, bytes], MappedRecord]:
+    """``map_record(record, raw_bytes)``: the record's fields read from a dict (``structs=False``)
+    or from the attributes of the structs of :func:`_record_struct` (``structs=True``)."""
+
+    def fetch(owner: str, name: str) -> str:
+        return f"{owner}.{name}" if structs else f"{owner}_get({name!r})"
+
+    body = ["def map_record(record, raw_bytes):"]
+    if not structs:
+        body += [
+            "    if record.__class__ is not dict:",
+            "        raise RecordError('the record is a ' + type(record).__name__ + ', not an object')",
+            "    record_get = record.get",
+        ]
     header_vars: dict[str, str] = {}
     for index, column in enumerate(spec.columns):
         var = f"h{index}"
         header_vars[column.source] = var
         body += [
-            "    " + line for line in _value_lines(var, f"get({column.source!r})", column, column.source)
+            "    " + line for line in _value_lines(var, fetch("record", column.source), column, column.source)
         ]
     row_vars = list(header_vars.values()) + (["False"] if spec.inferred_flag else [])
     body += [
-        "    raw_bytes = encode_json(record)",
         "    if b'\\\\u0000' in raw_bytes: raw_bytes = raw_bytes.replace(b'\\\\u0000', b'')",
         "    digest = sha256(raw_bytes).hexdigest()",
         "    raw = raw_bytes.decode()",
@@ -307,7 +325,7 @@ def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
     for child_index, child in enumerate(spec.children):
         collection = child.collection
         body += [
-            f"    items = get({collection!r})",
+            f"    items = {fetch('record', collection)}",
             "    if items is None:",
             "        items = ()",
             "    elif items.__class__ is not list:",
@@ -315,10 +333,13 @@ def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
             "    rows = []",
             "    seen = set()",
             "    for item in items:",
-            "        if item.__class__ is not dict:",
-            f"            raise RecordError({collection!r} + ' holds a ' + type(item).__name__ + ', not an object')",
-            "        item_get = item.get",
         ]
+        if not structs:
+            body += [
+                "        if item.__class__ is not dict:",
+                f"            raise RecordError({collection!r} + ' holds a ' + type(item).__name__ + ', not an object')",
+                "        item_get = item.get",
+            ]
         child_vars = ["h0"]
         for index, column in enumerate(child.columns):
             var = f"c{child_index}_{index}"
@@ -331,11 +352,13 @@ def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
                     # Already converted for the header: reuse, do not convert once per line.
                     body.append(f"        {var} = {header_vars[source]}")
                 else:
-                    body += ["        " + ln for ln in _value_lines(var, f"get({source!r})", column, source)]
+                    body += [
+                        "        " + ln for ln in _value_lines(var, fetch("record", source), column, source)
+                    ]
             else:
                 label = f"{collection}.{column.source}"
                 body += [
-                    "        " + ln for ln in _value_lines(var, f"item_get({column.source!r})", column, label)
+                    "        " + ln for ln in _value_lines(var, fetch("item", column.source), column, label)
                 ]
             child_vars.append(var)
         names = child.column_names
@@ -352,7 +375,6 @@ def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
     namespace: dict[str, Any] = {
         "RecordError": RecordError,
         "MappedRecord": MappedRecord,
-        "encode_json": _encode_json,
         "sha256": hashlib.sha256,
         "_text": _text,
         "_int": _int,
@@ -366,6 +388,64 @@ def _compile_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
     mapper.__doc__ = f"Map one {spec.entity} record (generated from its EntitySpec)."
     mapper.source = source
     return mapper
+
+
+def _dict_mapper(spec: EntitySpec) -> Callable[[dict], MappedRecord]:
+    mapper = _compile_mapper(spec, structs=False)
+
+    def map_record(record: dict) -> MappedRecord:
+        return mapper(record, _encode_json(record))
+
+    map_record.source = mapper.source  # type: ignore[attr-defined]
+    return map_record
+
+
+def _record_struct(spec: EntitySpec) -> type[msgspec.Struct]:
+    """A struct of the properties the mapper reads (any JSON value, ``None`` when absent), with
+    one struct per child collection: decoding into it skips every other property unbuilt."""
+    children = {
+        child.collection: msgspec.defstruct(
+            f"{spec.entity}_{child.collection}",
+            [(c.source, Any, None) for c in child.columns if not c.source.startswith("^")],
+            gc=False,  # decoded JSON cannot form reference cycles: nothing for the collector
+        )
+        for child in spec.children
+    }
+    names = [c.source for c in spec.columns]
+    names += [c.source[1:] for child in spec.children for c in child.columns if c.source.startswith("^")]
+    fields: list[tuple[str, Any, Any]] = [(name, Any, None) for name in dict.fromkeys(names)]
+    fields += [(name, list[struct] | None, None) for name, struct in children.items()]  # type: ignore[valid-type]
+    return msgspec.defstruct(f"{spec.entity}Record", fields, gc=False)
+
+
+_format_compact = msgspec.json.format
+
+
+def _as_sent(raw: msgspec.Raw | bytes) -> bytes:
+    """The record's JSON as SAP sent it; an indented reply (a v2 server's) with the whitespace out."""
+    data = bytes(raw)
+    # Compact JSON holds no raw newline (one inside a string is escaped): a memchr decides.
+    return _format_compact(data, indent=-1) if b"\n" in data else data
+
+
+def _raw_mapper(spec: EntitySpec) -> Callable[[msgspec.Raw | bytes], MappedRecord]:
+    from_struct = _compile_mapper(spec, structs=True)
+    from_dict = _compile_mapper(spec, structs=False)
+    decode = msgspec.json.Decoder(_record_struct(spec)).decode
+
+    def map_raw(raw: msgspec.Raw | bytes) -> MappedRecord:
+        try:
+            record = decode(raw)
+        except msgspec.ValidationError:
+            # Not the shape the struct expects: the dict mapper says what is wrong, and maps it
+            # when only the struct was too strict.
+            return from_dict(msgspec.json.decode(raw), _as_sent(raw))
+        except msgspec.DecodeError as exc:
+            raise RecordError(f"the record is not valid JSON ({exc})") from None
+        return from_struct(record, _as_sent(raw))
+
+    map_raw.source = from_struct.source  # type: ignore[attr-defined]
+    return map_raw
 
 
 @dataclass(frozen=True)

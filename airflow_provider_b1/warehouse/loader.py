@@ -44,6 +44,8 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+import msgspec
+
 from airflow_provider_b1.warehouse.entities import (
     ENTITIES,
     PARTNER_ENTITY,
@@ -186,19 +188,20 @@ class WarehouseLoader(ABC):
         the previous page is being written.
 
         :param spec: the entity's declaration, or its SAP name.
-        :param records: the page, as read from the Service Layer.
+        :param records: the page, as read from the Service Layer: dicts, or records still encoded
+            (``SapB1Hook.iter_pages(raw=True)``), which map faster.
         """
         if isinstance(spec, str):
             spec = ENTITIES[spec]
         outcomes: list[RecordOutcome | None] = []
         # Later copies of a key win: a page can repeat a record that changed while it was read.
         batch: dict[Any, tuple[int, MappedRecord]] = {}
+        map_dict, map_raw = spec.map, spec.map_raw
         for record in records:
             try:
-                mapped = spec.map(record)
+                mapped = map_dict(record) if record.__class__ is dict else map_raw(record)
             except RecordError as exc:
-                raw_key = record.get(spec.key_field) if isinstance(record, dict) else None
-                outcomes.append(RecordOutcome(raw_key, FAILED, str(exc)))
+                outcomes.append(RecordOutcome(_key_as_sent(spec, record), FAILED, str(exc)))
                 continue
             previous = batch.get(mapped.key)
             if previous is not None:
@@ -265,6 +268,16 @@ class WarehouseLoader(ABC):
             actions.update(one)
             inferred += added
         return actions, inferred
+
+
+def _key_as_sent(spec: EntitySpec, record: Any) -> Any:
+    """The key of a record that could not be mapped, as SAP sent it (``None`` if it has none)."""
+    if record.__class__ is not dict:
+        try:
+            record = msgspec.json.decode(record)
+        except (msgspec.DecodeError, TypeError):
+            return None
+    return record.get(spec.key_field) if isinstance(record, dict) else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -89,6 +89,7 @@ def load_entity(
         select=spec.select(extra_select),
         page_size=page_size,
         prefetch=True,
+        raw=True,  # the loader decodes only what it maps and keeps the rest as sent
     )
     summary = SyncSummary(flow=FLOW, entity=entity, mode=window.mode, since=window.since, until=window.until)
     target = f"{target_prefix}{spec.table}"
@@ -184,6 +185,7 @@ def reload_keys(
                 entity,
                 filter=odata_any_of(spec.key_field, [value for _, value in chunk]),
                 select=spec.select(extra_select),
+                raw=True,
             )
             for record in page
         ]

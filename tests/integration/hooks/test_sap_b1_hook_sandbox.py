@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import msgspec
 import pytest
 
 from airflow_provider_b1.hooks.sap_b1 import (
@@ -180,6 +181,23 @@ def test_incremental_read_then_nothing_new(sandbox, connect):
     # Only records stamped within the last seconds of the server clock may come again.
     assert sum(len(page) for page in second) <= len(keys) // 100
     assert second.cursor is not None
+
+
+def test_raw_reads_yield_the_records_as_sent_with_the_same_cursor(sandbox, connect):
+    connect()
+    hook = SapB1Hook()
+    as_dicts = hook.read_incremental("Invoices", None, select=["DocTotal"], page_size=300)
+    dict_records = [r for page in as_dicts for r in page]
+    as_sent = hook.read_incremental("Invoices", None, select=["DocTotal"], page_size=300, raw=True)
+    raw_records = [r for page in as_sent for r in page]
+    assert all(isinstance(r, msgspec.Raw) for r in raw_records)
+    assert [msgspec.json.decode(r) for r in raw_records] == dict_records
+    assert as_sent.cursor == as_dicts.cursor
+    # From a cursor, the raw read drops what the cursor has seen, as the dict read does.
+    again = hook.read_incremental("Invoices", as_dicts.cursor, select=["DocTotal"], raw=True)
+    assert [msgspec.json.decode(r) for page in again for r in page] == [
+        r for page in hook.read_incremental("Invoices", as_dicts.cursor, select=["DocTotal"]) for r in page
+    ]
 
 
 # -- faults ----------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import msgspec
 import pytest
 
 from airflow_provider_b1.warehouse.entities import ENTITIES, RecordError, canonical_json, entity_spec
@@ -99,6 +100,62 @@ def test_bad_records_are_refused_with_a_clear_reason(change, reason):
 def test_a_record_that_is_not_an_object_is_refused():
     with pytest.raises(RecordError, match="not an object"):
         INVOICES.map(["DocEntry", 1])
+
+
+def _as_sent(record, *, indented: bool = False) -> bytes:
+    """A record encoded as a Service Layer sends it: compact, or tab-indented like a v2 server."""
+    if indented:
+        return json.dumps(record, indent="\t", separators=(",", " : "), ensure_ascii=False).encode()
+    return msgspec.json.encode(record)
+
+
+@pytest.mark.parametrize("indented", [False, True], ids=["compact", "v2-indented"])
+def test_an_encoded_record_maps_exactly_as_its_dict_does(indented):
+    record = _invoice(Comments="line one\nline two \u00e9\\", DocumentLines=[*_invoice()["DocumentLines"]])
+    from_dict = INVOICES.map(record)
+    from_raw = INVOICES.map_raw(msgspec.Raw(_as_sent(record, indented=indented)))
+    assert from_raw == from_dict
+    # raw is the record as sent, whitespace out: the same compact JSON, so the same hash.
+    assert json.loads(dict(zip(INVOICES.column_names, from_raw.row))["raw"]) == record
+
+
+def test_every_entity_maps_encoded_records_as_dicts():
+    for spec in ENTITIES.values():
+        key = 1 if spec.key_kind == "int" else "K1"
+        record = {spec.key_field: key, "Unmapped": {"nested": [1, None]}}
+        if spec.amount_field:
+            record[spec.amount_field] = 2.5
+        for child in spec.children:
+            own = [c for c in child.columns if not c.source.startswith("^")]
+            item = {c.source: (1 if c.name in child.key_columns else None) for c in own}
+            record[child.collection] = [{**item, "Unmapped": [1]}]
+        assert spec.map_raw(_as_sent(record)) == spec.map(record)
+        assert all(rows for rows in spec.map(record).children)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"DocTotal": None}, "DocTotal is null"),
+        ({"DocumentLines": {"LineNum": 0}}, "DocumentLines is not a list"),
+        ({"DocumentLines": ["a line"]}, "DocumentLines holds a str, not an object"),
+        ({"DocumentLines": [{"LineNum": 0}, {"LineNum": 0}]}, "DocumentLines repeats the key 0"),
+        ({"DocDate": "2024-13-45"}, "DocDate '2024-13-45' is not a date"),
+    ],
+)
+def test_encoded_bad_records_are_refused_with_the_same_reason(change, reason):
+    with pytest.raises(RecordError) as caught:
+        INVOICES.map_raw(_as_sent(_invoice(**change)))
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("sent", "reason"),
+    [(b'["DocEntry", 1]', "the record is a list, not an object"), (b'{"DocEntry": 1,', "not valid JSON")],
+)
+def test_encoded_records_that_are_not_objects_are_refused(sent, reason):
+    with pytest.raises(RecordError, match=reason):
+        INVOICES.map_raw(sent)
 
 
 def test_every_entity_maps_a_sparse_record():
