@@ -22,7 +22,13 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
 from airflow_provider_b1.warehouse.entities import ENTITIES
-from airflow_provider_b1.warehouse.pipeline import FLOW, extra_fields, load_entity, reload_keys
+from airflow_provider_b1.warehouse.pipeline import (
+    DEFAULT_WRITERS,
+    FLOW,
+    extra_fields,
+    load_entity,
+    reload_keys,
+)
 from airflow_provider_b1.warehouse.schema import DEFAULT_SCHEMA, validate_schema_name
 
 if TYPE_CHECKING:
@@ -72,6 +78,8 @@ class SapB1ToWarehouseOperator(BaseOperator):
         (``{"Invoices": ["U_Region"]}``), queryable as ``raw->>'U_Region'``.
     :param page_size: records per SAP page; the connection's setting when ``None``.
     :param warehouse_schema: the PostgreSQL schema of the warehouse tables.
+    :param writers: PostgreSQL connections writing pages side by side (pages still commit in the
+        order they were read); 1 for a single connection. SQLite always takes one writer.
     """
 
     template_fields: Sequence[str] = ("entities", "extra_select", "page_size")
@@ -88,9 +96,13 @@ class SapB1ToWarehouseOperator(BaseOperator):
         extra_select: Mapping[str, Sequence[str]] | None = None,
         page_size: int | None = None,
         warehouse_schema: str = DEFAULT_SCHEMA,
+        writers: int = DEFAULT_WRITERS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if writers < 1:
+            raise ValueError(f"writers must be at least 1, not {writers}")
+        self.writers = writers
         self.entities = _entities(entities, group)
         self.group = group
         self.sap_b1_conn_id = sap_b1_conn_id
@@ -128,6 +140,7 @@ class SapB1ToWarehouseOperator(BaseOperator):
                             extra_select=extra_fields(self.extra_select, entity),
                             page_size=self.page_size,
                             target_prefix=prefix,
+                            writers=self.writers,
                         )
                     )
         return combine_summaries(summaries)

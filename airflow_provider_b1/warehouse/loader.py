@@ -22,13 +22,15 @@ partner reconciliation and easy to list (``WHERE is_inferred``).
 
 PostgreSQL, per page: one indexed look-up asks whether any of the page's keys is already
 loaded. If none is (a first load, or a page of new records), the rows and their child rows are
-``COPY``-ed straight into their tables and inferred partners added: every record is created.
+``COPY``-ed straight into their tables: every record is created.
 Otherwise the rows are ``COPY``-ed into a session-local staging table and merged with
 ``INSERT ... ON CONFLICT DO UPDATE ... WHERE payload_hash IS DISTINCT FROM ... RETURNING
 (xmax = 0)`` (the rows returned are the created and updated ones, the rest are unchanged), the
 child rows of updated records are deleted and those of changed records ``COPY``-ed straight into
-their tables, inferred partners added. Either way one commit, a handful of round trips whatever
-the page size.
+their tables. Either way the partners the changed rows name are then inferred from the table,
+last before the commit (the one step that can meet another writer's rows: see
+:meth:`WarehouseLoader.write_page`), and the page costs one commit and a handful of round trips
+whatever its size.
 """
 
 from __future__ import annotations
@@ -157,9 +159,14 @@ class WarehouseLoader(ABC):
         """Close the connection."""
 
     @abstractmethod
-    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> tuple[dict[Any, str], int]:
-        """Write one batch in one open transaction; return ``{key: created|updated|unchanged}`` and
-        the number of inferred partners added. The caller commits or rolls back."""
+    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
+        """Write one batch's rows in one open transaction; return ``{key: created|updated|unchanged}``.
+        The caller adds inferred partners, then commits or rolls back."""
+
+    @abstractmethod
+    def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
+        """Add the partners the changed records name that the warehouse lacks, as inferred rows, in
+        the open transaction; return how many were added."""
 
     @abstractmethod
     def _commit(self) -> None: ...
@@ -210,15 +217,26 @@ class WarehouseLoader(ABC):
             outcomes.append(None)
         return PreparedPage(spec, outcomes, batch)
 
-    def write_page(self, page: PreparedPage) -> PageResult:
+    def open_another(self) -> WarehouseLoader | None:
+        """A second loader on its own connection to the same warehouse, to write pages side by side;
+        ``None`` when this warehouse takes one writer at a time (SQLite) or the loader cannot open one."""
+        return None
+
+    def write_page(self, page: PreparedPage, *, turn: Callable[[], None] | None = None) -> PageResult:
         """Write a prepared page in one transaction and return every record's outcome.
 
         :param page: from :meth:`prepare_page`.
+        :param turn: called (and waited for) once the page's own rows are written, before what
+            could meet other pages' writes: partners inferred from several pages, the commit, a
+            retry record by record. Writers working side by side pass one that returns when every
+            page read earlier has committed, so that pages commit in reading order.
         """
         outcomes, batch = page.outcomes, page.batch
         result = PageResult()
         if batch:
-            actions, inferred = self._write(page.spec, [m for _, m in batch.values()], outcomes, batch)
+            actions, inferred = self._write(
+                page.spec, [m for _, m in batch.values()], outcomes, batch, turn or _no_wait
+            )
             result.inferred_partners = inferred
             for key, (position, mapped) in batch.items():
                 if outcomes[position] is None:
@@ -232,9 +250,14 @@ class WarehouseLoader(ABC):
         mapped: list[MappedRecord],
         outcomes: list[RecordOutcome | None],
         batch: dict[Any, tuple[int, MappedRecord]],
+        turn: Callable[[], None],
     ) -> tuple[dict[Any, str], int]:
+        waited = False
         try:
-            actions, inferred = self._merge(spec, mapped)
+            actions = self._merge(spec, mapped)
+            turn()
+            waited = True
+            inferred = self._infer_partners(spec, [m for m in mapped if actions[m.key] != UNCHANGED])
             self._commit()
             return actions, inferred
         except self.data_errors as exc:
@@ -248,12 +271,15 @@ class WarehouseLoader(ABC):
         except BaseException:
             self._rollback()
             raise
+        if not waited:
+            turn()
         # One transaction per record, so that only the records the database refuses fail.
         actions: dict[Any, str] = {}
         inferred = 0
         for record in mapped:
             try:
-                one, added = self._merge(spec, [record])
+                one = self._merge(spec, [record])
+                added = self._infer_partners(spec, [record] if one[record.key] != UNCHANGED else [])
                 self._commit()
             except self.data_errors as exc:
                 self._rollback()
@@ -268,6 +294,10 @@ class WarehouseLoader(ABC):
             actions.update(one)
             inferred += added
         return actions, inferred
+
+
+def _no_wait() -> None:
+    pass
 
 
 def _key_as_sent(spec: EntitySpec, record: Any) -> Any:
@@ -362,9 +392,12 @@ class PostgresLoader(WarehouseLoader):
 
     dialect = "postgres"
 
-    def __init__(self, conn: Any, schema: str = DEFAULT_SCHEMA) -> None:
+    def __init__(
+        self, conn: Any, schema: str = DEFAULT_SCHEMA, *, connect: Callable[[], Any] | None = None
+    ) -> None:
         self.conn = conn
         self.schema = validate_schema_name(schema)
+        self._connect = connect
         self._psycopg3 = type(conn).__module__.split(".")[0] == "psycopg"
         if self._psycopg3:
             import psycopg
@@ -381,6 +414,9 @@ class PostgresLoader(WarehouseLoader):
 
     def ensure_schema(self) -> int:
         return ensure_schema_postgres(self.conn, self.schema)
+
+    def open_another(self) -> PostgresLoader | None:
+        return PostgresLoader(self._connect(), self.schema, connect=self._connect) if self._connect else None
 
     def close(self) -> None:
         self.conn.close()
@@ -409,7 +445,7 @@ class PostgresLoader(WarehouseLoader):
         else:
             cur.copy_expert(sql, io.StringIO(data))
 
-    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> tuple[dict[Any, str], int]:
+    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
         sql = _postgres_sql(spec, self.schema)
         with self.conn.cursor() as cur:
             cur.execute(sql.any_exists, ([m.key for m in mapped],))
@@ -431,11 +467,15 @@ class PostgresLoader(WarehouseLoader):
                 for delete in sql.delete_children:
                     cur.execute(delete, (updated,))
             self._copy_children(cur, spec, changed)
-            inferred = 0
-            if sql.infer_partners and changed:
-                cur.execute(sql.infer_partners)
-                inferred = max(cur.rowcount, 0)
-        return actions, inferred
+        return actions
+
+    def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
+        sql = _postgres_sql(spec, self.schema)
+        if not sql.infer_partners or not changed:
+            return 0
+        with self.conn.cursor() as cur:
+            cur.execute(sql.infer_partners, ([m.key for m in changed],))
+            return max(cur.rowcount, 0)
 
     def _copy_children(self, cur: Any, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> None:
         """COPY the child rows (document lines, ...) of these records into their tables."""
@@ -452,18 +492,14 @@ class PostgresLoader(WarehouseLoader):
 
     def _insert_new(
         self, cur: Any, spec: EntitySpec, sql: _PostgresSql, mapped: Sequence[MappedRecord]
-    ) -> tuple[dict[Any, str], int]:
+    ) -> dict[Any, str]:
         # None of the page's keys is in the table (a first load, or new records): COPY straight
         # into it, children too, with no staging table and no merge. A concurrent writer adding
         # one of these keys meanwhile makes the COPY fail on the primary key; the page is then
         # retried record by record, and those records take the merge path.
         self._copy(cur, sql.table, spec.column_names, spec.column_kinds, [m.row for m in mapped])
         self._copy_children(cur, spec, mapped)
-        inferred = 0
-        if sql.infer_new_partners:
-            cur.execute(sql.infer_new_partners, ([m.key for m in mapped],))
-            inferred = max(cur.rowcount, 0)
-        return dict.fromkeys((m.key for m in mapped), CREATED), inferred
+        return dict.fromkeys((m.key for m in mapped), CREATED)
 
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
         amount = f"sum({spec.amount_column})" if spec.amount_column else "NULL"
@@ -489,7 +525,6 @@ class PostgresLoader(WarehouseLoader):
 class _PostgresSql:
     table: str
     any_exists: str
-    infer_new_partners: str | None
     stage: str
     create_stage: str
     merge: str
@@ -529,25 +564,20 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
         f"DELETE FROM {schema}.{child.table} WHERE {child.parent_key_column} = ANY(%s)"
         for child in spec.children
     )
-    infer = infer_new = None
+    infer = None
     if spec.partner_column and spec.entity != PARTNER_ENTITY:
         partner = ENTITIES[PARTNER_ENTITY]
-        infer_new = (
+        # The changed records are in the table by now, whichever path wrote them. DISTINCT ON
+        # takes the partners in code order, so two writers never lock them in opposite orders.
+        infer = (
             f"INSERT INTO {schema}.{partner.table} ({partner.key_column}, card_name, {partner.inferred_flag}) "
             f"SELECT DISTINCT ON ({spec.partner_column}) {spec.partner_column}, card_name, true FROM {table} "
             f"WHERE {key} = ANY(%s) AND {spec.partner_column} IS NOT NULL AND {spec.partner_column} <> '' "
             f"ON CONFLICT ({partner.key_column}) DO NOTHING"
         )
-        infer = (
-            f"INSERT INTO {schema}.{partner.table} ({partner.key_column}, card_name, {partner.inferred_flag}) "
-            f"SELECT DISTINCT ON ({spec.partner_column}) {spec.partner_column}, card_name, true FROM {stage} "
-            f"WHERE {spec.partner_column} IS NOT NULL AND {spec.partner_column} <> '' "
-            f"ON CONFLICT ({partner.key_column}) DO NOTHING"
-        )
     return _PostgresSql(
         table=table,
         any_exists=f"SELECT 1 FROM {table} WHERE {key} = ANY(%s) LIMIT 1",
-        infer_new_partners=infer_new,
         stage=stage,
         # ON COMMIT DELETE ROWS empties the stage at every commit: no TRUNCATE round trip. The raw
         # JSON waits there as plain, uncompressed text: only changed records are parsed to jsonb.
@@ -631,7 +661,7 @@ class SqliteLoader(WarehouseLoader):
             self.conn.execute("ROLLBACK")
             self._in_transaction = False
 
-    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> tuple[dict[Any, str], int]:
+    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
         self.conn.execute("BEGIN IMMEDIATE")
         self._in_transaction = True
         key = spec.key_column
@@ -669,6 +699,9 @@ class SqliteLoader(WarehouseLoader):
                 rows = [row for m in changed for row in m.children[index]]
                 if rows:
                     self.conn.executemany(sql.insert_children[index], rows)
+        return actions
+
+    def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
         inferred = 0
         if spec.partner_column and spec.entity != PARTNER_ENTITY and changed:
             position = spec.column_names.index(spec.partner_column)
@@ -682,7 +715,7 @@ class SqliteLoader(WarehouseLoader):
                 list(partners.items()),
             )
             inferred = self.conn.total_changes - before
-        return actions, inferred
+        return inferred
 
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
         # Summed as integer millionths: exact, where summing REAL values would drift.
@@ -746,7 +779,8 @@ def open_loader(conn_id: str, *, schema: str = DEFAULT_SCHEMA) -> WarehouseLoade
     if conn.conn_type in ("postgres", "postgresql"):
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-        return PostgresLoader(PostgresHook(postgres_conn_id=conn_id).get_conn(), schema)
+        hook = PostgresHook(postgres_conn_id=conn_id)
+        return PostgresLoader(hook.get_conn(), schema, connect=hook.get_conn)
     if conn.conn_type == "sqlite":
         path = conn.host or conn.schema
         if not path:

@@ -1,7 +1,11 @@
 """One entity from SAP into the warehouse: read pages, load each, leave a trail for every record.
 
-The read runs one page ahead in a background thread (the hook's ``prefetch``), so SAP prepares
-page N+1 while page N is mapped, copied and merged; at most two pages are in memory at once.
+Three stages overlap: the hook fetches the next page in a background thread (its ``prefetch``),
+this thread maps the page it holds, and writer threads copy and merge the pages before it. On
+PostgreSQL two writers, each on its own connection, work side by side by default: the database's
+share of a load (parsing the raw JSON into ``jsonb`` above all) then runs on two cores. Pages
+still commit in the order they were read, and a page sharing a key with a page in flight waits
+for it, so a record read twice ends as its later copy. Memory holds a handful of pages at most.
 The operators in :mod:`airflow_provider_b1.transfers.sap_b1_to_warehouse` are configuration
 around these functions.
 """
@@ -10,14 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from airflow_provider_b1.sync import Action, AuditRecord, SyncSummary, SyncWindow
 from airflow_provider_b1.warehouse.entities import EntitySpec, entity_spec
-from airflow_provider_b1.warehouse.loader import FAILED, PageResult, WarehouseLoader
+from airflow_provider_b1.warehouse.loader import FAILED, PageResult, PreparedPage, WarehouseLoader
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,43 @@ SOURCE_SYSTEM = "sap_b1"
 TARGET_SYSTEM = "warehouse"
 #: Keys per ``$filter`` when records are re-read by key (replay): keeps URLs short.
 KEYS_PER_REQUEST = 20
+#: Warehouse connections writing pages side by side, when the warehouse takes several (PostgreSQL).
+DEFAULT_WRITERS = 2
+
+
+class CommitOrder:
+    """Pages commit in the order they were read, whichever writer holds them.
+
+    A writer calls :meth:`wait` with its page's number once the page's rows are written, and
+    :meth:`release` once the page is committed, or has failed.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._next = 0  # every page before this one is released
+        self._released: set[int] = set()
+
+    def wait(self, number: int) -> None:
+        """Return once every page numbered below ``number`` is released."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._next >= number)
+
+    def release(self, number: int) -> None:
+        with self._changed:
+            self._released.add(number)
+            while self._next in self._released:
+                self._released.remove(self._next)
+                self._next += 1
+            self._changed.notify_all()
+
+
+def _write_in_order(
+    loader: WarehouseLoader, page: PreparedPage, number: int, order: CommitOrder
+) -> PageResult:
+    try:
+        return loader.write_page(page, turn=lambda: order.wait(number))
+    finally:
+        order.release(number)
 
 
 def audit_records(spec: EntitySpec, result: PageResult, target_entity: str) -> Iterable[AuditRecord]:
@@ -55,6 +98,7 @@ def load_entity(
     extra_select: Sequence[str] = (),
     page_size: int | None = None,
     target_prefix: str = "",
+    writers: int = DEFAULT_WRITERS,
 ) -> SyncSummary:
     """Read one entity from SAP over ``window`` and load it; return its summary (new cursor included).
 
@@ -66,6 +110,8 @@ def load_entity(
     :param extra_select: further SAP properties to read and keep in ``raw`` (e.g. ``U_Region``).
     :param page_size: records per page; the connection's setting when ``None``.
     :param target_prefix: prefix of the table name in audit rows (``sap_b1.``).
+    :param writers: warehouse connections writing pages side by side (``loader`` and as many more
+        as :meth:`~.WarehouseLoader.open_another` gives); 1 writes every page on ``loader``.
     """
     from airflow_provider_b1.hooks.sap_b1 import SapCursor
 
@@ -104,27 +150,17 @@ def load_entity(
             audit.record(record)
             summary.count(record.action)
 
-    # Three stages overlap: the hook fetches page N+2 (its prefetch thread), this thread maps
-    # page N+1, the writer thread copies and merges page N. Each stage holds one page.
-    pending: tuple[Future[PageResult], int] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-writer") as writer:
-        try:
-            for pages, page in enumerate(read, start=1):
-                prepared = loader.prepare_page(spec, page)
-                if pending is not None:
-                    settle(pending[0].result(), pending[1])
-                    pending = None
-                pending = (writer.submit(loader.write_page, prepared), len(page))
-                if pages % 50 == 0:
-                    log.info("%s: %d records loaded so far", entity, summary.read)
-            if pending is not None:
-                settle(pending[0].result(), pending[1])
-                pending = None
-        finally:
-            if pending is not None and not pending[0].cancel():
-                # The read failed: the page being written still commits, so it still gets its trail.
-                with contextlib.suppress(Exception):
-                    settle(pending[0].result(), pending[1])
+    extra_writers: list[WarehouseLoader] = []
+    try:
+        while len(extra_writers) < writers - 1:
+            another = loader.open_another()
+            if another is None:
+                break
+            extra_writers.append(another)
+        _load_pages(spec, read, loader, [loader, *extra_writers], settle, entity, summary)
+    finally:
+        for extra in extra_writers:
+            extra.close()
     new_cursor = read.cursor.to_dict() if getattr(read, "cursor", None) is not None else None
     summary.cursor = window.cursor_to_store(new_cursor) if spec.cursor != "none" else None
     elapsed = time.monotonic() - started
@@ -143,6 +179,55 @@ def load_entity(
         f"; {inferred} business partners not loaded yet were added as inferred" if inferred else "",
     )
     return summary
+
+
+def _load_pages(
+    spec: EntitySpec,
+    read: Iterable[list],
+    loader: WarehouseLoader,
+    free: list[WarehouseLoader],
+    settle: Any,
+    entity: str,
+    summary: SyncSummary,
+) -> None:
+    """Map each page here and hand it to a free writer; settle the written pages in reading order."""
+    order = CommitOrder()
+    # Pages handed to a writer and not settled yet, oldest first:
+    # (number, result, records read, keys, writer).
+    in_flight: deque[tuple[int, Future[PageResult], int, Any, WarehouseLoader]] = deque()
+
+    def settle_oldest() -> None:
+        _number, future, count, _keys, writer = in_flight.popleft()
+        result = future.result()
+        free.append(writer)
+        settle(result, count)
+
+    with ThreadPoolExecutor(max_workers=len(free), thread_name_prefix="warehouse-writer") as pool:
+        try:
+            for number, page in enumerate(read):
+                prepared = loader.prepare_page(spec, page)
+                keys = prepared.batch.keys()
+                # A free writer, and no key in common with a page in flight (two copies of a
+                # record in two open transactions would wait on each other's locks).
+                while in_flight and (not free or any(not keys.isdisjoint(f[3]) for f in in_flight)):
+                    settle_oldest()
+                writer = free.pop()
+                future = pool.submit(_write_in_order, writer, prepared, number, order)
+                in_flight.append((number, future, len(page), keys, writer))
+                if (number + 1) % 50 == 0:
+                    log.info("%s: %d records loaded so far", entity, summary.read)
+            while in_flight:
+                settle_oldest()
+        finally:
+            # The read or a write failed: the pages that still commit still get their trail.
+            while in_flight:
+                number, future, count, _keys, writer = in_flight.popleft()
+                free.append(writer)
+                if future.cancel():
+                    order.release(number)  # never written: the pages after it must not wait for it
+                    continue
+                with contextlib.suppress(Exception):
+                    settle(future.result(), count)
 
 
 def reload_keys(

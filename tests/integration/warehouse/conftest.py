@@ -31,7 +31,10 @@ def pg_schema(pg_database) -> Iterator[str]:
 
 @pytest.fixture
 def postgres_loader(pg_database, pg_schema) -> Iterator[PostgresLoader]:
-    loader = PostgresLoader(postgres_connection(pg_database), pg_schema)
+    """An empty PostgreSQL warehouse; it can open further connections, so loads write side by side."""
+    loader = PostgresLoader(
+        postgres_connection(pg_database), pg_schema, connect=lambda: postgres_connection(pg_database)
+    )
     loader.ensure_schema()
     try:
         yield loader
