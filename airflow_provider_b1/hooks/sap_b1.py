@@ -261,6 +261,13 @@ def _record_time(value: Any) -> str:
     """A record's ``UpdateTime`` as ``HH:MM:SS`` (midnight when it has none)."""
     if not value:
         return "00:00:00"
+    if (
+        value.__class__ is str
+        and len(value) == 8
+        and value[2] == ":" == value[5]
+        and value.replace(":", "").isdigit()
+    ):
+        return value  # the usual form, as it is
     text = str(value)
     if text.startswith("PT"):  # an OData v4 duration, in case a server sends one
         hours = minutes = seconds = 0
@@ -279,7 +286,12 @@ def _record_time(value: Any) -> str:
                 seconds = amount
         return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
     parts = [*text.split(":"), "0", "0"][:3]
-    return ":".join(f"{int(float(part)):02d}" for part in parts)
+    try:
+        return ":".join(f"{int(float(part)):02d}" for part in parts)
+    except ValueError:
+        # Not a time at all: the record still reaches the caller (whose checks name the fault)
+        # and counts for its day, instead of stopping the read.
+        return "00:00:00"
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,24 @@ def test_incremental_read_filters_by_day_and_drops_what_the_cursor_saw():
     assert (read.read, read.new) == (5, 3)
 
 
+@pytest.mark.parametrize("raw", [False, True], ids=["dicts", "encoded"])
+def test_odd_stamps_and_records_that_are_not_objects_reach_the_caller_without_stopping_the_read(raw):
+    import msgspec
+
+    page = [
+        _inv(1, "2024-05-01", "PT11H5M0S"),  # an OData v4 duration
+        _inv(2, "2024-05-01", "not a time"),  # counts as the start of its day
+        "not an object",  # no stamp at all: kept, for the loader to refuse
+        _inv(3, "2024-05-01", "9:5:7"),
+    ]
+    if raw:
+        page = [msgspec.Raw(msgspec.json.encode(r)) for r in page]
+    read = IncrementalRead(_FakeHook([page]), "Invoices", None, raw=raw)
+    records = [r for p in read for r in p]
+    assert len(records) == 4
+    assert read.cursor == SapCursor("2024-05-01", "11:05:00", (1,))
+
+
 def test_nothing_new_keeps_the_cursor_and_same_stamp_merges_seen_keys():
     cursor = SapCursor("2024-05-01", "10:00:00", (5,))
     read = IncrementalRead(_FakeHook([[_inv(5, "2024-05-01", "10:00:00")]]), "Invoices", cursor)
