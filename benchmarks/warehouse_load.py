@@ -28,6 +28,12 @@ limits a run. After each flow run the warehouse must equal the sandbox's truth (
 ``DocTotal`` sum).
 
     python -m benchmarks.warehouse_load [--invoices 100000] [--baseline-invoices 5000] [--repeats 2]
+                                        [--latency SECONDS]
+
+``--latency`` delays every reply of the sandbox by that long (its ``slow`` fault on every request,
+an ``asyncio.sleep``: no CPU), for every way alike: a Service Layer across a network, or one that
+takes its time per request. At 0 (the default) the sandbox answers on loopback in microseconds,
+and the run measures how sandbox, loader and PostgreSQL share one machine's cores.
 
 Takes about 4 minutes at the defaults on a 2-core machine (sandbox start ~10 s, each 100,000-invoice
 flow run ~40-60 s, the baseline ~30 s); ``--invoices 20000`` takes about a minute.
@@ -388,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each fast way; the best is kept")
     parser.add_argument("--page-size", type=int, default=None, help="the flow's page size (hook default)")
     parser.add_argument("--pg-dsn", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds every sandbox reply is delayed (default 0)"
+    )
     args = parser.parse_args(argv)
 
     import psycopg
@@ -431,13 +440,20 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         bench = Bench(base, served.info["pid"])
+
+        def apply_latency() -> None:
+            if args.latency > 0:
+                control(base, "faults", {"slow_rate": 1.0, "slow_seconds": args.latency})
+
+        apply_latency()
         spec = entity_spec(ENTITY)
         # Exactly what read_incremental asks for on a first run (its $select already holds the
         # key and the update stamp); the bare loop reads the same pages.
         query = f"$select={','.join(spec.select())}&$orderby={spec.key_field}"
         load = os.getloadavg()
         print(
-            f"SAP sandbox over HTTPS -> PostgreSQL database {database}; flow page size {page_size}; "
+            f"SAP sandbox over HTTPS (every reply delayed {args.latency * 1000:.0f} ms) -> "
+            f"PostgreSQL database {database}; flow page size {page_size}; "
             f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
 
@@ -472,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. At the full size: the bare serving rate and the flow.
         control(base, "reset", {"invoices": args.invoices})
+        apply_latency()  # a reset sandbox starts without faults
         truth = control(base, "truth/Invoices")
         expected = truth["count"]
         bare_args = {"kind": "bare", "base": base, "ca": ca, "page_size": page_size, "query": query}
