@@ -182,15 +182,16 @@ class WarehouseLoader(ABC):
     def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
         """Keys of the loaded records (inferred partners excluded), for reconciliation reports."""
 
-    def load_page(self, spec: EntitySpec | str, records: Iterable[dict]) -> PageResult:
+    def load_page(self, spec: EntitySpec | str, records: Iterable[Any]) -> PageResult:
         """Load one page of SAP records of one entity; never raises for a bad record.
 
         :param spec: the entity's declaration, or its SAP name.
-        :param records: the page, as read from the Service Layer.
+        :param records: the page, as read from the Service Layer (dicts or encoded records, as
+            :meth:`prepare_page` takes them).
         """
         return self.write_page(self.prepare_page(spec, records))
 
-    def prepare_page(self, spec: EntitySpec | str, records: Iterable[dict]) -> PreparedPage:
+    def prepare_page(self, spec: EntitySpec | str, records: Iterable[Any]) -> PreparedPage:
         """Map a page (pure Python, no database): the half of :meth:`load_page` that can run while
         the previous page is being written.
 
