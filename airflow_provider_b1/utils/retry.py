@@ -7,7 +7,11 @@ The policy is bounded both in attempts and in total time, so no loop can run for
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import logging
+import math
+import time
 from dataclasses import dataclass
 
 import tenacity
@@ -15,6 +19,36 @@ import tenacity
 from airflow_provider_b1.exceptions import RetryableError
 
 log = logging.getLogger(__name__)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Read an HTTP ``Retry-After`` value as seconds to wait from now.
+
+    Both forms of RFC 9110 are understood: a number of seconds (``"7"``, also ``"0.5"``) and an
+    HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``, measured against this machine's clock). The
+    result is never negative: a date in the past, or a negative number, means "now".
+
+    :param value: the header's value (``response.headers.get("Retry-After")``).
+    :return: seconds, or ``None`` when the header is missing or unreadable.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:  # an HTTP-date is GMT even when it fails to say so
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        seconds = moment.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
 
 
 @dataclass(frozen=True)
