@@ -18,8 +18,12 @@ one session serves every task process on a worker for as long as SAP keeps it al
   seconds, never re-encrypted per request. A session that would expire within a safety margin
   is replaced before it is used.
 * **Expired anyway** (server restart, another client logged out): 401 with code 301 or -5002
-  makes :meth:`SapSession.renew` run the same locked, skip-if-refreshed login; the caller then
-  retries its one call once.
+  makes :meth:`SapSession.renew` run the same locked, skip-if-refreshed login, and the refused
+  call is sent once more with the new session.
+
+:class:`SapSession` is a :class:`~airflow_provider_b1.utils.auth.RenewingAuth`: attached to the
+hook's ``requests.Session``, it does all of the above for every request, and callers never
+check a session's expiry themselves.
 
 Secrets: the login body is never logged; every session id and cookie value is registered with
 Airflow's secret masker as soon as it is known.
@@ -45,13 +49,15 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from filelock import FileLock, Timeout
 
 from airflow_provider_b1.exceptions import RetryableError
-from airflow_provider_b1.hooks.sap_b1_errors import (
+from airflow_provider_b1.hooks.sap_b1.errors import (
     SapB1Error,
-    SapB1LoginError,
+    SapB1LoginBusyError,
+    is_session_expired,
     login_error_from_response,
     never_sent,
     transport_error,
 )
+from airflow_provider_b1.utils.auth import RenewingAuth, no_auth
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.utils.secrets import mask
 
@@ -239,12 +245,20 @@ class SessionCache:
             self.path.unlink()
 
 
-class SapSession:
-    """The session of one hook: log in on first use, share, renew, re-login once after 401.
+class SapSession(RenewingAuth[SessionState]):
+    """The session of one hook, as a ``requests`` auth: log in on first use, share, renew, re-login once after 401.
+
+    Attach it to the hook's ``requests.Session`` (``session.auth = sap_session``): every request
+    then carries the session's cookies, a session about to reach its idle timeout is replaced
+    before it is sent, and a request the server refuses with 401 and code 301 or -5002 is sent
+    once more after the same locked, skip-if-refreshed login (see
+    :class:`~airflow_provider_b1.utils.auth.RenewingAuth`). What is particular to SAP lives here:
+    the shared encrypted cache, the cross-process login lock and the login itself.
 
     Thread-safe (a prefetching reader and the caller may use it at the same time).
 
-    :param http: the ``requests.Session`` to send with (keep-alive, TLS adapter mounted).
+    :param http: the ``requests.Session`` to log in and out with (keep-alive, TLS adapter mounted);
+        usually the one this auth is attached to.
     :param base_url: Service Layer root ending in ``/``, e.g. ``https://h:50000/b1s/v2/``.
     :param company: company database.
     :param user: SAP user name.
@@ -268,6 +282,7 @@ class SapSession:
         retry_policy: RetryPolicy | None = None,
         cache_dir: Path | str | None = None,
     ) -> None:
+        super().__init__()
         self.http = http
         self.base_url = base_url
         self.company = company
@@ -279,35 +294,71 @@ class SapSession:
         self.cache = SessionCache(
             Path(cache_dir) if cache_dir else default_cache_dir(), base_url, company, user, password
         )
-        self._state: SessionState | None = None
-        self._lock = threading.RLock()
         self.logins = 0
         """Logins this object performed (the others' sessions were taken from the cache)."""
 
-    # -- public -----------------------------------------------------------------------------
+    def __repr__(self) -> str:  # never show the password or a session id
+        return f"SapSession(base_url={self.base_url!r}, company={self.company!r}, user={self.user!r})"
 
-    def current(self) -> SessionState:
-        """A session fit for one more call: the one in memory, the shared one, or a new login."""
-        with self._lock:
-            state = self._state
-            if state is not None and state.is_fresh(time.time()):
-                return state
-            return self._replace(state)
+    # -- the RenewingAuth contract --------------------------------------------------------------
 
-    def renew(self, failed: SessionState) -> SessionState:
-        """Replace a session the server refused (401, code 301 / -5002).
+    def is_expired(self, credential: SessionState) -> bool:
+        """Whether the session is within its safety margin of the idle timeout (see :meth:`SessionState.is_fresh`)."""
+        return not credential.is_fresh(time.time())
 
-        Skips the login when another caller already replaced ``failed``.
+    def obtain(self, stale: SessionState | None, *, refused: bool) -> SessionState:
+        """Adopt the session another process shared, or log in, under the cross-process lock.
 
-        :param failed: the session that was refused.
+        :param stale: the session being replaced, if any.
+        :param refused: the server refused ``stale``: it is never taken back from the cache.
         """
-        with self._lock:
-            if self._state is not None and self._state.session_id != failed.session_id:
-                return self._state
-            return self._replace(failed, refused=True)
+        # Fast path without the file lock: another process may already hold a good session.
+        shared = self.cache.load()
+        if shared is not None and self._usable(shared, stale, refused):
+            return shared
+        try:
+            with self.cache.lock():
+                # Re-read inside the lock: whoever held it before us may have just logged in.
+                shared = self.cache.load()
+                if shared is not None and self._usable(shared, stale, refused):
+                    log.debug("Using the SAP session another task refreshed.")
+                    return shared
+                state = self._login()
+                self.cache.store(state)
+                return state
+        except Timeout:
+            error = SapB1LoginBusyError(
+                f"Waited {LOCK_TIMEOUT:.0f} s for another task's SAP login to finish; check the Service Layer's "
+                "login times and remove a stale lock file from the session cache directory if a worker died.",
+            )
+            # The wait took the whole login budget: the task's retries, not the hook's, try again.
+            error.exhausted = True  # type: ignore[attr-defined]
+            raise error from None
+
+    def apply(self, request: requests.PreparedRequest, credential: SessionState) -> None:
+        """Send the session's cookies (``B1SESSION`` and ``ROUTEID``, always together)."""
+        request.headers["Cookie"] = credential.cookie_header()
+
+    def is_refused(self, response: requests.Response) -> bool:
+        """401 with code 301 or -5002 (numeric or string): "log in again"."""
+        return is_session_expired(response)
+
+    def same(self, first: SessionState, second: SessionState) -> bool:
+        """Sessions are the same when their ``B1SESSION`` is."""
+        return first.session_id == second.session_id
+
+    def accepted(self, credential: SessionState, response: requests.Response) -> None:
+        """A successful call slides the idle timeout (:meth:`mark_used`)."""
+        if response.status_code < 400:
+            self.mark_used(credential)
+
+    # -- SAP's own --------------------------------------------------------------------------------
 
     def mark_used(self, state: SessionState) -> None:
-        """Record a successful call: slides the idle timeout, shared at most every few seconds."""
+        """Record a successful call: slides the idle timeout, shared at most every few seconds.
+
+        :param state: the session the call carried.
+        """
         now = time.time()
         state.last_used = now
         if now - state.touched >= TOUCH_INTERVAL:
@@ -319,8 +370,8 @@ class SapSession:
         Other processes that use the same session will log in again on their next call.
         """
         with self._lock:
-            state = self._state or self.cache.load()
-            self._state = None
+            state = self._credential or self.cache.load()
+            self._credential = None
             if state is None:
                 return
             with contextlib.suppress(requests.RequestException):
@@ -328,36 +379,12 @@ class SapSession:
                     self.base_url + "Logout",
                     headers={"Cookie": state.cookie_header()},
                     timeout=self.timeout,
+                    auth=no_auth,
                 )
             with self.cache.lock():
                 self.cache.delete(only_if=state)
 
     # -- internals --------------------------------------------------------------------------
-
-    def _replace(self, stale: SessionState | None, *, refused: bool = False) -> SessionState:
-        """Adopt the shared session or log in, under the cross-process lock."""
-        # Fast path without the file lock: another process may already hold a good session.
-        shared = self.cache.load()
-        if shared is not None and self._usable(shared, stale, refused):
-            self._state = shared
-            return shared
-        try:
-            with self.cache.lock():
-                # Re-read inside the lock: whoever held it before us may have just logged in.
-                shared = self.cache.load()
-                if shared is not None and self._usable(shared, stale, refused):
-                    log.debug("Using the SAP session another task refreshed.")
-                    self._state = shared
-                    return shared
-                state = self._login()
-                self.cache.store(state)
-                self._state = state
-                return state
-        except Timeout:
-            raise SapB1LoginError(
-                f"Waited {LOCK_TIMEOUT:.0f} s for another task's SAP login to finish; check the Service Layer's "
-                "login times and remove a stale lock file from the session cache directory if a worker died.",
-            ) from None
 
     @staticmethod
     def _usable(shared: SessionState, stale: SessionState | None, refused: bool) -> bool:
@@ -377,7 +404,7 @@ class SapSession:
                 with attempt:
                     try:
                         # The body is built here and never logged (requests/urllib3 do not log bodies).
-                        response = self.http.post(url, json=body, timeout=self.timeout)
+                        response = self.http.post(url, json=body, timeout=self.timeout, auth=no_auth)
                     except requests.RequestException as exc:
                         # A repeated login is harmless (at worst an extra session): any drop is retried.
                         raise transport_error(

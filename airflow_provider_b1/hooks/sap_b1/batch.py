@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_b1.hooks.sap_b1_errors import parse_error_body
+from airflow_provider_b1.hooks.sap_b1.errors import parse_error_body
 
 _WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE", "MERGE"})
 
@@ -34,7 +34,7 @@ class BatchRequest:
 
     :param method: HTTP verb (``GET``, ``POST``, ``PATCH``, ``DELETE``).
     :param path: path relative to the service root, e.g. ``"Orders"`` or ``"Orders(22)"`` (build
-        keys with :func:`~airflow_provider_b1.hooks.sap_b1.entity_path`).
+        keys with :func:`~airflow_provider_b1.hooks.sap_b1.literals.entity_path`).
     :param body: JSON body of a write.
     :param headers: extra headers of this request (e.g. ``If-Match``).
     :param content_id: the part's ``Content-ID``; numbered automatically when ``None``.

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from airflow_provider_b1.hooks.sap_b1_errors import SapB1TLSError, never_sent, transport_error
+from airflow_provider_b1.hooks.sap_b1.errors import SapB1TLSError, never_sent, transport_error
 from airflow_provider_b1.utils.tls import TlsAdapter
 
 

@@ -12,19 +12,8 @@ from airflow_provider_b1.utils.retry import RetryPolicy
 
 
 @pytest.fixture
-def hook(monkeypatch, tmp_path):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SAP_B1_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "sap_b1",
-                "host": "https://sap.example:50000/b1s/v2/",
-                "schema": "SBODEMOUS",
-                "login": "manager",
-                "password": "pw-123456",
-            }
-        ),
-    )
+def hook(sap_connection, tmp_path):
+    sap_connection()
     return SapB1Hook(
         session_cache_dir=str(tmp_path), retry_policy=RetryPolicy(max_attempts=4, initial_wait=0, max_wait=0)
     )
@@ -115,7 +104,6 @@ def test_create_many_rechecks_after_an_ambiguous_batch_and_resends_only_what_is_
 
     monkeypatch.setattr(hook, "existing_values", fake_existing)
     monkeypatch.setattr(hook, "batch", fake_batch)
-    monkeypatch.setattr("airflow_provider_b1.hooks.sap_b1.time.sleep", lambda s: None)
     results = hook.create_many("Orders", payloads, dedupe_field="NumAtCard")
     assert [r.outcome for r in results] == ["created", "created", "failed", "created", "skipped", "failed"]
     assert batches == [["N0", "N1", "N2", "N3"], ["N2", "N3"], ["N3"]]

@@ -1,40 +1,28 @@
-"""Pure protocol logic of the SAP hook: literals, URLs, error bodies, $batch framing, transport classification."""
+"""Error bodies of both Service Layer versions, typed errors, and transport failures classified."""
 
 from __future__ import annotations
 
-import datetime as dt
+import email.utils
 import json
 import ssl
+import time
 
 import pytest
 import requests
 import urllib3.exceptions
 
-from airflow_provider_b1.exceptions import RetryableError
-from airflow_provider_b1.hooks.sap_b1 import (
-    BatchRequest,
-    SapB1Hook,
-    entity_path,
-    odata_any_of,
-    odata_eq,
-    odata_literal,
-)
-from airflow_provider_b1.hooks.sap_b1_batch import (
-    NOT_EXECUTED,
-    build_batch,
-    parse_batch_reply,
-    plan_units,
-    split_multipart,
-)
-from airflow_provider_b1.hooks.sap_b1_errors import (
+from airflow_provider_b1.exceptions import PermanentError, RetryableError
+from airflow_provider_b1.hooks.sap_b1.errors import (
     SapB1AmbiguousWriteError,
     SapB1BusinessError,
     SapB1CompanyError,
     SapB1ConflictError,
+    SapB1LoginBusyError,
     SapB1LoginError,
     SapB1NotFoundError,
     SapB1PermissionError,
     SapB1ServerError,
+    SapB1SessionExpiredError,
     SapB1TLSError,
     SapB1UnreachableError,
     SapB1UserLockedError,
@@ -58,59 +46,6 @@ def _response(status: int, body: object = None, headers: dict | None = None) -> 
     response.headers.update(headers or {})
     return response
 
-
-# -- literals and keys ---------------------------------------------------------------------------
-
-
-def test_string_literals_double_single_quotes():
-    assert odata_literal("O'Hara") == "'O''Hara'"
-    assert odata_literal("x' or 1 eq 1 or 'a") == "'x'' or 1 eq 1 or ''a'"
-
-
-def test_non_string_literals():
-    assert odata_literal(5) == "5"
-    assert odata_literal(True) == "true"
-    assert odata_literal(None) == "null"
-    assert odata_literal(dt.date(2024, 5, 1)) == "'2024-05-01'"
-    with pytest.raises(TypeError):
-        odata_literal(object())
-
-
-def test_entity_path_renders_integer_keys_bare_and_strings_quoted():
-    assert entity_path("Orders", 22) == "Orders(22)"
-    assert entity_path("Orders", "22") == "Orders(22)"
-    assert entity_path("BusinessPartners", "C'1") == "BusinessPartners('C''1')"
-    assert entity_path("Dimensions", 3) == "Dimensions(3)"
-    assert entity_path("Unknown", "a") == "Unknown('a')"
-    with pytest.raises(ValueError, match="integers"):
-        entity_path("Invoices", "abc")
-
-
-def test_filters_escape_every_value():
-    assert odata_eq("NumAtCard", "a'b") == "NumAtCard eq 'a''b'"
-    assert odata_any_of("NumAtCard", ["a", "b'"]) == "NumAtCard eq 'a' or NumAtCard eq 'b'''"
-
-
-@pytest.mark.parametrize(
-    ("host", "port", "version", "expected"),
-    [
-        ("https://h:50000/b1s/v2/", None, None, ("https://h:50000/b1s/v2/", "v2")),
-        ("https://h:50000/b1s/v1", None, None, ("https://h:50000/b1s/v1/", "v1")),
-        ("https://h:50000", None, "v1", ("https://h:50000/b1s/v1/", "v1")),
-        ("h", 50000, None, ("https://h:50000/b1s/v2/", "v2")),
-        ("https://h:50000/b1s", None, None, ("https://h:50000/b1s/v2/", "v2")),
-    ],
-)
-def test_service_root_accepts_what_users_type(host, port, version, expected):
-    assert SapB1Hook._service_root(host, port, version) == expected
-
-
-def test_service_root_refuses_conflicting_versions():
-    with pytest.raises(ValueError, match="make them agree"):
-        SapB1Hook._service_root("https://h/b1s/v1/", None, "v2")
-
-
-# -- error bodies --------------------------------------------------------------------------------
 
 V1_EXPIRED = {
     "error": {
@@ -258,94 +193,55 @@ def test_timeout_is_socket_level():
     assert isinstance(transport_error(exc, "u", method="POST", sent=True), SapB1AmbiguousWriteError)
 
 
-# -- $batch ----------------------------------------------------------------------------------------
+# -- what a retry can fix ------------------------------------------------------------------------
 
 
-def test_atomic_batch_groups_consecutive_writes_into_one_changeset():
-    reqs = [
-        BatchRequest("GET", "Items('A')"),
-        BatchRequest("POST", "Orders", {"CardCode": "C1"}),
-        BatchRequest("PATCH", "Orders(2)", {"Comments": "x"}),
-        BatchRequest("GET", "Orders(2)"),
-    ]
-    assert plan_units(reqs, atomic=True) == [(False, [0]), (True, [1, 2]), (False, [3])]
-    assert plan_units(reqs, atomic=False) == [(False, [0]), (True, [1]), (True, [2]), (False, [3])]
-
-
-def test_batch_body_has_http_parts_content_ids_and_crlf():
-    reqs = [BatchRequest("GET", "Items('A')"), BatchRequest("POST", "Orders", {"CardCode": "C1"})]
-    body, content_type, _ = build_batch(reqs, service_path="/b1s/v2/", boundary="batch_T")
-    text = body.decode()
-    assert content_type == "multipart/mixed; boundary=batch_T"
-    assert text.startswith(
-        "--batch_T\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+def test_refused_credentials_unknown_company_locked_user_and_permission_are_permanent():
+    wrong = login_error_from_response(
+        _response(401, {"error": {"code": 100000027, "message": "x"}}), "S", "u"
     )
-    assert "GET /b1s/v2/Items('A') HTTP/1.1\r\n" in text
-    assert "Content-Type: multipart/mixed; boundary=changeset_batch_T_1\r\n" in text
-    assert (
-        "Content-ID: 2\r\n\r\nPOST /b1s/v2/Orders HTTP/1.1\r\nContent-Type: application/json\r\n\r\n" in text
+    company = login_error_from_response(
+        _response(401, {"error": {"code": "-1102", "message": "x"}}), "S", "u"
     )
-    assert '{"CardCode":"C1"}' in text
-    assert text.endswith("--changeset_batch_T_1--\r\n--batch_T--\r\n")
-    assert len(split_multipart(body, "batch_T")) == 2
+    locked = login_error_from_response(_response(401, {"error": {"code": -4010, "message": "x"}}), "S", "u")
+    denied = error_from_response(_response(403, {"error": {"code": 804, "message": "x"}}), "Orders")
+    for error in (wrong, company, locked, denied):
+        assert isinstance(error, PermanentError)
+        assert not isinstance(error, RetryableError)
+    # the classes and their bases stay what they were
+    assert isinstance(company, SapB1LoginError)
+    assert isinstance(locked, SapB1LoginError)
 
 
-REPLY = (
-    b"--batchresponse_1\r\n"
-    b"Content-Type: application/http\r\n"
-    b"Content-Transfer-Encoding: binary\r\n\r\n"
-    b"HTTP/1.1 200 OK\r\n"
-    b"Content-Type: application/json;odata.metadata=minimal\r\n\r\n"
-    b'{"ItemCode": "A"}\r\n'
-    b"--batchresponse_1\r\n"
-    b"Content-Type: multipart/mixed;boundary=changesetresponse_2\r\n\r\n"
-    b"--changesetresponse_2\r\n"
-    b"Content-Type: application/http\r\n"
-    b"Content-Transfer-Encoding: binary\r\n"
-    b"Content-ID: 2\r\n\r\n"
-    b"HTTP/1.1 201 Created\r\n"
-    b"Content-Type: application/json\r\n"
-    b'ETag: W/"abc"\r\n\r\n'
-    b'{"DocEntry": 7, "NumAtCard": "a"}\r\n'
-    b"--changesetresponse_2--\r\n"
-    b"--batchresponse_1\r\n"
-    b"Content-Type: application/http\r\n"
-    b"Content-Transfer-Encoding: binary\r\n\r\n"
-    b"HTTP/1.1 400 Bad Request\r\n"
-    b"Content-Type: application/json\r\n\r\n"
-    b'{"error": {"code": "-10", "message": "Business partner code \'C9\' is invalid"}}\r\n'
-    b"--batchresponse_1--\r\n"
-)
-
-
-def test_batch_reply_maps_results_and_marks_unexecuted_after_first_failure():
-    reqs = [
-        BatchRequest("GET", "Items('A')"),
-        BatchRequest("POST", "Orders", {"NumAtCard": "a"}),
-        BatchRequest("POST", "Orders", {"NumAtCard": "b"}),
-        BatchRequest("POST", "Orders", {"NumAtCard": "c"}),
-    ]
-    _, _, units = build_batch(reqs, service_path="/b1s/v2/", atomic=False)
-    results = parse_batch_reply(REPLY, "multipart/mixed;boundary=batchresponse_1", reqs, units)
-    assert [r.status for r in results] == [200, 201, 400, None]
-    assert results[0].body == {"ItemCode": "A"}
-    assert results[1].record == {"DocEntry": 7, "NumAtCard": "a"}
-    assert results[1].headers["etag"] == 'W/"abc"'
-    assert results[2].rolled_back
-    assert not results[2].ok
-    assert results[2].code == -10
-    assert "C9" in results[2].message
-    assert not results[3].executed
-    assert results[3].message == NOT_EXECUTED
-
-
-def test_failed_changeset_answers_once_for_all_its_requests():
-    reqs = [BatchRequest("POST", "Orders", {"a": 1}), BatchRequest("POST", "Orders", {"a": 2})]
-    _, _, units = build_batch(reqs, service_path="/b1s/v1/", atomic=True)
-    reply = (
-        b"--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-        b'HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\r\n{"error": {"code": -10, '
-        b'"message": {"lang": "en-us", "value": "bad"}}}\r\n--b--\r\n'
+def test_untrusted_or_differently_pinned_certificates_are_permanent_but_a_drop_mid_tls_is_not():
+    cert_error = ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
+    untrusted = _wrapped(urllib3.exceptions.SSLError(cert_error), requests.exceptions.SSLError)
+    pin = _wrapped(
+        urllib3.exceptions.SSLError("Fingerprints did not match. Expected ..."), requests.exceptions.SSLError
     )
-    results = parse_batch_reply(reply, 'multipart/mixed; boundary="b"', reqs, units)
-    assert all(r.rolled_back and r.code == -10 and r.message == "bad" for r in results)
+    for exc in (untrusted, pin):
+        error = transport_error(exc, "https://h/b1s/v2/", method="GET", sent=False)
+        assert isinstance(error, SapB1TLSError)
+        assert isinstance(error, PermanentError)
+    drop = _wrapped(urllib3.exceptions.SSLError(ssl.SSLEOFError(8, "EOF")), requests.exceptions.SSLError)
+    error = transport_error(drop, "u", method="GET", sent=True)
+    assert isinstance(error, RetryableError)
+    assert not isinstance(error, PermanentError)
+
+
+def test_transient_failures_never_become_permanent():
+    busy = login_error_from_response(_response(503, None), "S", "u")
+    assert isinstance(busy, SapB1ServerError)
+    assert not isinstance(busy, PermanentError)
+    assert issubclass(SapB1LoginBusyError, RetryableError)
+    assert not issubclass(SapB1LoginBusyError, PermanentError)
+    for cls in (SapB1ServerError, SapB1UnreachableError, SapB1SessionExpiredError, SapB1AmbiguousWriteError):
+        assert not issubclass(cls, PermanentError)
+
+
+def test_retry_after_in_seconds_or_as_a_date_reaches_the_error():
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    error = error_from_response(_response(503, None, {"Retry-After": soon}), "Orders")
+    assert 25 <= error.retry_after <= 30
+    error = login_error_from_response(_response(429, None, {"Retry-After": "2"}), "S", "u")
+    assert error.retry_after == 2.0

@@ -3,18 +3,30 @@
 Every message names the cause and the fix in one sentence. None carries a password, session
 id or cookie: messages are built from the status, SAP's code and SAP's own message text only,
 and transport errors are summarised instead of repeating urllib3's nested reprs.
+
+Three families, by what a retry can do: :class:`~airflow_provider_b1.exceptions.RetryableError`
+(the server is down, busy or restarting: the same call may succeed later),
+:class:`~airflow_provider_b1.exceptions.PermanentError` (refused credentials, an unknown company,
+a locked user, an untrusted certificate, a missing authorisation: no retry can fix them, and a
+retried login even counts towards the user's lock-out), and the rest (business refusals, not
+found, conflicts, ambiguous writes), which the caller decides about.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
 import requests
 
-from airflow_provider_b1.exceptions import B1ProviderError, RetryableError
-from airflow_provider_b1.utils.tls import is_certificate_rejection, is_pin_mismatch, is_transport_drop
+from airflow_provider_b1.exceptions import B1ProviderError, PermanentError, RetryableError
+from airflow_provider_b1.utils.retry import parse_retry_after
+from airflow_provider_b1.utils.tls import (
+    _chain,
+    is_certificate_rejection,
+    is_pin_mismatch,
+    is_transport_drop,
+)
 
 SESSION_EXPIRED_CODES: frozenset[int] = frozenset({301, -5002})
 """Codes of "invalid session or session already timeout" (401): log in again, retry once."""
@@ -61,7 +73,7 @@ class SapB1Error(B1ProviderError):
         self.retry_after = retry_after
 
 
-class SapB1LoginError(SapB1Error):
+class SapB1LoginError(SapB1Error, PermanentError):
     """Login refused: wrong user name, password or company database."""
 
 
@@ -71,6 +83,14 @@ class SapB1CompanyError(SapB1LoginError):
 
 class SapB1UserLockedError(SapB1LoginError):
     """The SAP user is locked (or deactivated) and must be unlocked by an administrator."""
+
+
+class SapB1LoginBusyError(SapB1Error, RetryableError):
+    """Another task held the login lock for longer than a login may take; worth trying again later.
+
+    The wait itself already took the whole login budget, so the hook's own retries leave it to
+    the task's retries instead of waiting again.
+    """
 
 
 class SapB1SessionExpiredError(SapB1Error):
@@ -89,12 +109,15 @@ class SapB1ConflictError(SapB1Error):
     """The record changed since it was read (412, code -2039 ETag mismatch)."""
 
 
-class SapB1PermissionError(SapB1Error):
+class SapB1PermissionError(SapB1Error, PermanentError):
     """The SAP user lacks the authorisation for this data (403, code 804)."""
 
 
-class SapB1TLSError(SapB1Error):
-    """The Service Layer's certificate was not trusted, or the TLS handshake failed."""
+class SapB1TLSError(SapB1Error, PermanentError):
+    """The Service Layer's certificate was not trusted (or not the pinned one), or the TLS handshake failed.
+
+    A connection dropped in the middle of TLS is not this error but :class:`SapB1UnreachableError`.
+    """
 
 
 class SapB1UnreachableError(SapB1Error, RetryableError):
@@ -153,21 +176,6 @@ def parse_error_body(body: bytes | str | dict | None) -> tuple[int | str | None,
     return normalise_code(error.get("code")), text
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    with contextlib.suppress(ValueError):
-        return max(float(value), 0.0)
-    from email.utils import parsedate_to_datetime
-
-    with contextlib.suppress(TypeError, ValueError):
-        import time
-
-        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    return None
-
-
 def _detail(status: int, code: int | str | None, sap_message: str | None) -> str:
     parts = [f"HTTP {status}"]
     if code is not None:
@@ -197,7 +205,7 @@ def error_from_response(response: requests.Response, what: str, *, method: str =
     detail = _detail(status, code, sap_message)
     kwargs: dict[str, Any] = {"status": status, "code": code, "sap_message": sap_message}
     if status == 429 or status in RETRYABLE_STATUSES:
-        retry_after = _retry_after(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if method not in ("GET", "HEAD") and status != 429:
             return SapB1AmbiguousWriteError(
                 f"The Service Layer answered {method} {what} with {detail}, so whether the write "
@@ -265,7 +273,7 @@ def login_error_from_response(
         return SapB1ServerError(
             f"The Service Layer could not log in right now ({detail}); the login is retried, and if it keeps "
             "failing check the Service Layer / Service Manager.",
-            retry_after=_retry_after(response),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
             **kwargs,
         )
     if code in LOCKED_CODES:
@@ -353,8 +361,6 @@ def never_sent(exc: requests.RequestException) -> bool:
 
 
 def _reasons(exc: BaseException) -> list[Any]:
-    from airflow_provider_b1.utils.tls import _chain
-
     return list(_chain(exc))
 
 

@@ -1,20 +1,15 @@
-"""Cursor logic, paging safety, prefetch and the encrypted session cache, without a server."""
+"""Cursor logic and paging safety of the SAP hook's reads, without a server."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import stat
-import threading
-import time
 from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
-from airflow_provider_b1.hooks.sap_b1 import IncrementalRead, SapB1Error, SapB1Hook, SapCursor, _prefetched
-from airflow_provider_b1.hooks.sap_b1_session import SessionCache, SessionState
+from airflow_provider_b1.hooks.sap_b1 import IncrementalRead, ODataNextLinks, SapB1Error, SapB1Hook, SapCursor
 
 CHICAGO = ZoneInfo("America/Chicago")
 
@@ -89,7 +84,7 @@ def test_odd_stamps_and_records_that_are_not_objects_reach_the_caller_without_st
         _inv(3, "2024-05-01", "9:5:7"),
     ]
     if raw:
-        page = [msgspec.Raw(msgspec.json.encode(r)) for r in page]
+        page = [msgspec.json.encode(r) for r in page]
     read = IncrementalRead(_FakeHook([page]), "Invoices", None, raw=raw)
     records = [r for p in read for r in p]
     assert len(records) == 4
@@ -154,19 +149,8 @@ def test_entities_without_update_stamp_are_read_in_full():
 
 
 @pytest.fixture
-def hook(monkeypatch, tmp_path):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SAP_B1_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "sap_b1",
-                "host": "https://sap.example:50000/b1s/v1",
-                "schema": "SBODEMOUS",
-                "login": "manager",
-                "password": "pw-123456",
-            }
-        ),
-    )
+def hook(sap_connection, tmp_path):
+    sap_connection("https://sap.example:50000/b1s/v1")
     return SapB1Hook(session_cache_dir=str(tmp_path))
 
 
@@ -222,86 +206,53 @@ def test_empty_pages_with_next_links_stop_the_read(hook, monkeypatch):
         list(hook.iter_pages("Invoices"))
 
 
-# -- prefetch --------------------------------------------------------------------------------------
+def test_raw_pages_hold_each_record_as_bytes_exactly_as_sent(hook, monkeypatch):
+    indented = b'{\n\t"value" : [\n\t\t{"a" : 1,  "b" : "x"},\n\t\t{"a" : 2}\n\t]\n}'
+
+    def fake_call(method, target, **kwargs):
+        response = requests.Response()
+        response.status_code = 200
+        response._content = indented
+        return response
+
+    monkeypatch.setattr(hook, "_call", fake_call)
+    (page,) = list(hook.iter_pages("Invoices", raw=True))
+    assert page == [b'{"a" : 1,  "b" : "x"}', b'{"a" : 2}']
+    assert all(type(record) is bytes for record in page)
 
 
-def test_prefetch_stays_one_page_ahead_and_keeps_order():
-    fetched = []
-
-    def source():
-        for i in range(5):
-            fetched.append(i)
-            yield [i]
-
-    seen = []
-    for page in _prefetched(source()):
-        time.sleep(0.05)  # the fetcher must not run ahead while the caller works
-        assert len(fetched) <= page[0] + 2
-        seen.append(page[0])
-    assert seen == [0, 1, 2, 3, 4]
+# -- the OData next-link paginator -----------------------------------------------------------------
 
 
-def test_prefetch_raises_the_fetchers_error_in_the_caller():
-    def source():
-        yield [1]
-        raise SapB1Error("boom")
-
-    iterator = _prefetched(source())
-    assert next(iterator) == [1]
-    with pytest.raises(SapB1Error, match="boom"):
-        next(iterator)
+def _reply(body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response._content = body
+    return response
 
 
-def test_prefetch_stops_its_thread_when_the_caller_stops():
-    def source():
-        for i in range(100):
-            yield [i]
-
-    before = threading.active_count()
-    iterator = _prefetched(source())
-    next(iterator)
-    iterator.close()
-    time.sleep(0.5)
-    assert threading.active_count() <= before
-
-
-# -- session cache ---------------------------------------------------------------------------------
-
-
-def test_session_cache_is_encrypted_private_and_bound_to_the_password(tmp_path):
-    cache = SessionCache(tmp_path / "c", "https://h/b1s/v2/", "SBODEMOUS", "manager", "secret-1")
-    state = SessionState(
-        cookies={"B1SESSION": "sess-abcdef-123", "ROUTEID": ".node1"}, timeout=1800, login_at=1.0
-    )
-    cache.store(state)
-    raw = cache.path.read_bytes()
-    assert b"sess-abcdef-123" not in raw
-    assert b"node1" not in raw
-    assert stat.S_IMODE(os.stat(cache.path).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(cache.directory).st_mode) == 0o700
-    loaded = cache.load()
-    assert loaded.cookies == state.cookies
-    assert loaded.cookie_header() == "B1SESSION=sess-abcdef-123; ROUTEID=.node1"
-    other = SessionCache(tmp_path / "c", "https://h/b1s/v2/", "SBODEMOUS", "manager", "another-password")
-    assert other.path == cache.path
-    assert other.load() is None
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        ('"odata.nextLink": "Invoices?$skip=2"', "https://h/b1s/v1/Invoices?$skip=2"),
+        ('"@odata.nextLink": "/b1s/v2/Invoices?$skip=2"', "https://h/b1s/v2/Invoices?$skip=2"),
+        (
+            '"@odata.nextLink": "https://other:50000/b1s/v2/Invoices?$skip=2"',
+            "https://other:50000/b1s/v2/Invoices?$skip=2",
+        ),
+    ],
+    ids=["v1 relative", "v2 absolute path", "v2 full URL"],
+)
+def test_next_links_of_both_versions_resolve_against_the_service_root_as_given(link, expected):
+    base = "https://h/b1s/v2/" if "v2" in expected else "https://h/b1s/v1/"
+    page = ODataNextLinks(base).read(_reply(b'{"value": [{"a": 1}], ' + link.encode() + b"}"))
+    assert page.next == expected
+    assert not page.empty
+    assert bytes(page.content) == b'[{"a": 1}]'
 
 
-def test_session_last_use_is_shared_through_the_file_time(tmp_path):
-    cache = SessionCache(tmp_path, "https://h/b1s/v2/", "C", "u", "p")
-    now = time.time()
-    state = SessionState(cookies={"B1SESSION": "x" * 10}, timeout=60, login_at=now - 100, last_used=now - 100)
-    cache.store(state)
-    assert not cache.load().is_fresh(now)
-    state.last_used = now - 1
-    cache.touch(state)
-    assert cache.load().is_fresh(now)
-
-
-def test_sessions_are_renewed_a_margin_before_the_idle_timeout():
-    state = SessionState(cookies={"B1SESSION": "x"}, timeout=1800, login_at=0, last_used=1000)
-    assert state.is_fresh(1000 + 1700)
-    assert not state.is_fresh(1000 + 1750)  # within the 60 s margin
-    short = SessionState(cookies={"B1SESSION": "x"}, timeout=2, login_at=0, last_used=1000)
-    assert short.is_fresh(1001.5)
-    assert not short.is_fresh(1001.9)
+def test_a_page_without_records_or_a_link_is_empty_and_last():
+    for body in (b'{"value": [ \n ]}', b"{}", b""):
+        page = ODataNextLinks("https://h/b1s/v2/").read(_reply(body))
+        assert page.empty
+        assert page.next is None
