@@ -1,7 +1,8 @@
 """Looker API 4.0: how the provider talks to Looker.
 
-Everything about Looker's access tokens lives in :class:`LookerTokenAuth` (log in on first use,
-renew shortly before ``expires_in`` runs out, one retry after a 401); :class:`LookerHook` knows
+Everything about Looker's access tokens lives in :class:`LookerTokenAuth`, a
+:class:`~airflow_provider_b1.utils.auth.RenewingAuth` (log in on first use, renew shortly before
+``expires_in`` runs out, one re-send after a 401); :class:`LookerHook` knows
 the endpoints this provider needs: datagroups (refresh dashboards after a warehouse load), PDT
 rebuilds and inline queries. Errors are typed and name the cause and the fix in one sentence;
 no client secret or access token ever reaches a log line or an exception message.
@@ -10,9 +11,7 @@ no client secret or access token ever reaches a log line or an exception message
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -23,10 +22,12 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_b1.connections import LOOKER, form_widgets, ui_field_behaviour
-from airflow_provider_b1.exceptions import B1ProviderError, RetryableError
-from airflow_provider_b1.utils.retry import RetryPolicy
+from airflow_provider_b1.exceptions import B1ProviderError, PermanentError, RetryableError
+from airflow_provider_b1.utils.auth import RenewingAuth, no_auth
+from airflow_provider_b1.utils.params import blank_to_none, parse_bool
+from airflow_provider_b1.utils.retry import RetryPolicy, parse_retry_after
 from airflow_provider_b1.utils.secrets import mask
-from airflow_provider_b1.utils.tls import TlsAdapter
+from airflow_provider_b1.utils.tls import TlsAdapter, is_transport_drop
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -70,12 +71,12 @@ class LookerError(B1ProviderError):
         self.retry_after = retry_after
 
 
-class LookerAuthError(LookerError):
+class LookerAuthError(LookerError, PermanentError):
     """Looker refused the client id / secret, or the token did not survive one fresh login."""
 
 
-class LookerTLSError(LookerError):
-    """The Looker certificate could not be verified."""
+class LookerTLSError(LookerError, PermanentError):
+    """The Looker certificate could not be verified (a connection dropped mid-TLS is :class:`LookerUnreachableError`)."""
 
 
 class LookerUnreachableError(LookerError, RetryableError):
@@ -106,7 +107,7 @@ class LookerValidationError(LookerError):
         self.errors = errors or []
 
 
-class LookerPermissionError(LookerError):
+class LookerPermissionError(LookerError, PermanentError):
     """The API user lacks the permission the call needs (403)."""
 
 
@@ -136,27 +137,13 @@ def _looker_message(response: requests.Response) -> tuple[str | None, list[dict]
     return body.get("message"), errors
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    with contextlib.suppress(TypeError, ValueError):
-        moment = email.utils.parsedate_to_datetime(value)
-        return max(moment.timestamp() - time.time(), 0.0)
-    return None
-
-
 def _error_for(response: requests.Response, *, what: str) -> LookerError:
     """Turn a non-2xx answer into the matching typed error; ``what`` names the call for the message."""
     status = response.status_code
     looker_message, errors = _looker_message(response)
     said = f": {looker_message}" if looker_message else ""
     if status == 429:
-        wait = _retry_after(response)
+        wait = parse_retry_after(response.headers.get("Retry-After"))
         return LookerRateLimitedError(
             f"Looker rate-limited {what} (HTTP 429); it is retried after "
             f"{'the Retry-After of ' + format(wait, 'g') + ' s' if wait is not None else 'a backoff'}.",
@@ -214,6 +201,12 @@ def _transport_errors(base_url: str, *, what: str) -> Iterator[None]:
     try:
         yield
     except requests.exceptions.SSLError as exc:
+        if is_transport_drop(exc):
+            # EOF or reset in the middle of TLS: the network, not the certificate.
+            raise LookerUnreachableError(
+                f"The connection to Looker at {base_url} broke during {what} ({exc.__class__.__name__}); "
+                "it is retried, and if it persists check the network."
+            ) from exc
         raise LookerTLSError(
             f"The TLS certificate of {base_url} could not be verified during {what}; set the connection's "
             "CA bundle to the PEM that signs it (verify_tls off only for a throwaway instance)."
@@ -230,12 +223,12 @@ def _transport_errors(base_url: str, *, what: str) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 
 
-class LookerTokenAuth(requests.auth.AuthBase):
-    """Looker API 4.0 access token: obtained on first use, renewed before it expires, retried once after 401.
+class LookerTokenAuth(RenewingAuth[str]):
+    """Looker API 4.0 access token: obtained on first use, renewed before it expires, re-sent once after 401.
 
     Attach it to requests (``session.get(url, auth=auth)``). Thread-safe: concurrent callers
     share one login, and a caller that saw a 401 does not log in again when another caller
-    has already replaced the token.
+    has already replaced the token (see :class:`~airflow_provider_b1.utils.auth.RenewingAuth`).
 
     :param base_url: Looker API root, e.g. ``https://company.looker.com`` (without ``/api/4.0``).
     :param client_id: API key client id.
@@ -257,6 +250,7 @@ class LookerTokenAuth(requests.auth.AuthBase):
         margin: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.base_url = base_url.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
@@ -264,8 +258,6 @@ class LookerTokenAuth(requests.auth.AuthBase):
         self._timeout = timeout
         self.margin = margin
         self._clock = clock
-        self._lock = threading.Lock()
-        self._token: str | None = None
         self._expires_at = 0.0
         #: Logins performed by this object (observability and tests).
         self.login_count = 0
@@ -276,14 +268,19 @@ class LookerTokenAuth(requests.auth.AuthBase):
     @property
     def expires_at(self) -> float:
         """Monotonic-clock moment at which the token runs out (0 when there is none)."""
-        return self._expires_at
+        return self._expires_at if self.held is not None else 0.0
 
     def is_token_expired(self) -> bool:
         """Whether the token is missing or within ``margin`` seconds of its end."""
-        return self._token is None or self._clock() >= self._expires_at - self.margin
+        token = self.held
+        return token is None or self.is_expired(token)
 
-    def obtain_token(self) -> str:
-        """Log in (``POST /api/4.0/login``) and keep the new token; return it."""
+    def is_expired(self, credential: str) -> bool:
+        """Whether the token is within ``margin`` seconds of its end."""
+        return self._clock() >= self._expires_at - self.margin
+
+    def obtain(self, stale: str | None, *, refused: bool) -> str:
+        """Log in (``POST /api/4.0/login``) and return the new token."""
         what = "the login"
         with _transport_errors(self.base_url, what=what):
             started = self._clock()
@@ -291,6 +288,7 @@ class LookerTokenAuth(requests.auth.AuthBase):
                 f"{self.base_url}{API_PREFIX}/login",
                 data={"client_id": self._client_id, "client_secret": self._client_secret},
                 timeout=self._timeout,
+                auth=no_auth,
             )
         if response.status_code in (401, 403, 404):
             # Looker answers 404 "Not found" to a wrong client id or secret.
@@ -312,31 +310,23 @@ class LookerTokenAuth(requests.auth.AuthBase):
                 "host is the Looker API URL."
             ) from exc
         mask(token)
-        self._token = token
         # Measured from before the request, so network time only makes us renew earlier.
         self._expires_at = started + expires_in
         self.login_count += 1
         return token
 
+    def apply(self, request: requests.PreparedRequest, credential: str) -> None:
+        """``Authorization: token <access token>``."""
+        request.headers["Authorization"] = f"token {credential}"
+
     def token(self) -> str:
         """Return a token valid for at least ``margin`` more seconds, logging in if needed."""
-        with self._lock:
-            if self.is_token_expired():
-                return self.obtain_token()
-            assert self._token is not None
-            return self._token
-
-    def invalidate(self, token: str | None = None) -> None:
-        """Forget the token; with ``token``, only if it is still the current one (skip-if-refreshed)."""
-        with self._lock:
-            if token is None or token == self._token:
-                self._token = None
-                self._expires_at = 0.0
+        return self.current()
 
     def logout(self) -> None:
         """Revoke the token (``DELETE /api/4.0/logout``) if there is one; failures are ignored."""
         with self._lock:
-            token, self._token, self._expires_at = self._token, None, 0.0
+            token, self._credential = self._credential, None
         if token is None:
             return
         with contextlib.suppress(requests.exceptions.RequestException):
@@ -344,28 +334,8 @@ class LookerTokenAuth(requests.auth.AuthBase):
                 f"{self.base_url}{API_PREFIX}/logout",
                 headers={"Authorization": f"token {token}"},
                 timeout=self._timeout,
+                auth=no_auth,
             )
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"token {self.token()}"
-        request.register_hook("response", self._retry_after_401)
-        return request
-
-    def _retry_after_401(self, response: requests.Response, **send_kwargs: Any) -> requests.Response:
-        request = response.request
-        if response.status_code != 401 or getattr(request, "_looker_retried", False):
-            return response
-        sent = str(request.headers.get("Authorization", "")).partition(" ")[2]
-        self.invalidate(sent or None)
-        response.content  # noqa: B018  # drain so the connection goes back to the pool
-        response.close()
-        retry = request.copy()
-        retry.headers["Authorization"] = f"token {self.token()}"
-        retry._looker_retried = True  # type: ignore[attr-defined]
-        new_response = response.connection.send(retry, **send_kwargs)
-        new_response.history.append(response)
-        new_response.request = retry
-        return new_response
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,12 +424,10 @@ class LookerHook(BaseHook):
         session = requests.Session()
         session.headers["Accept"] = "application/json"
         session.headers["User-Agent"] = "airflow-provider-b1 looker"
-        verify_tls = extras.get("verify_tls")
-        if isinstance(verify_tls, str):
-            verify_tls = verify_tls.strip().lower() not in ("false", "0", "no", "off")
+        verify_tls = parse_bool(extras.get("verify_tls"), default=True, name="verify_tls")
         # The adapter owns the trust decision (REQUESTS_CA_BUNDLE cannot override it) and
         # warns when verification is switched off.
-        adapter = TlsAdapter(verify=verify_tls is not False, ca_bundle=extras.get("ca_bundle") or None)
+        adapter = TlsAdapter(verify=verify_tls, ca_bundle=blank_to_none(extras.get("ca_bundle")))
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
@@ -468,8 +436,8 @@ class LookerHook(BaseHook):
     def auth(self) -> LookerTokenAuth:
         """The access-token object: one login per hook, renewed before it runs out."""
         conn = self.connection
-        client_id = (conn.login or "").strip()
-        client_secret = conn.password or ""
+        client_id = (blank_to_none(conn.login) or "").strip()
+        client_secret = blank_to_none(conn.password) or ""
         if not client_id or not client_secret:
             raise LookerAuthError(
                 f"Connection {self.looker_conn_id!r} lacks the client id or client secret; fill both from an "

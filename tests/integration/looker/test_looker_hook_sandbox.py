@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from airflow_provider_b1.hooks.looker import (
     LookerTimeoutError,
     LookerUnreachableError,
 )
+from airflow_provider_b1.utils.auth import RenewingAuth
 from airflow_provider_b1.utils.retry import RetryPolicy
 
 CLIENT_SECRET = "looker-client-secret-1"
@@ -61,6 +63,36 @@ def test_one_retry_after_401_when_the_server_dropped_the_token(sandbox, looker_c
     stats = sandbox.stats()
     assert stats["logins"] == 2
     assert stats["unauthorized"] == 1
+
+
+def _together(count: int, call) -> list:
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(call())) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_cold_start_of_one_hook_performs_a_single_login(sandbox, looker_conn):
+    hook = _hook()
+    results = _together(8, hook.get_datagroups)
+    assert len(results) == 8
+    assert sandbox.stats()["logins"] == 1
+    assert hook.auth.login_count == 1
+
+
+def test_callers_refused_with_the_same_dropped_token_log_in_again_only_once(sandbox, looker_conn):
+    hook = _hook()
+    hook.get_datagroups()
+    sandbox.control("expire-tokens")
+    results = _together(6, lambda: hook.get_datagroup("1")["id"])
+    assert results == ["1"] * 6
+    stats = sandbox.stats()
+    assert stats["logins"] == 2
+    assert 1 <= stats["unauthorized"] <= 6
+    assert isinstance(hook.auth, RenewingAuth)
 
 
 def test_wrong_secret_is_one_clear_error(sandbox, looker_conn, monkeypatch):

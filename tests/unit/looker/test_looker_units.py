@@ -6,12 +6,16 @@ import pytest
 import requests
 
 from airflow_provider_b1.hooks.looker import (
+    LookerAuthError,
     LookerHook,
     LookerPdtBuildError,
     LookerRateLimitedError,
+    LookerTLSError,
     LookerTokenAuth,
+    LookerUnreachableError,
     LookerValidationError,
     _error_for,
+    _transport_errors,
     check_pdt_status,
     parse_pdt_status,
 )
@@ -66,7 +70,7 @@ def test_token_counts_as_expired_inside_the_margin():
         "https://l", "id", "secret", session=requests.Session(), margin=10, clock=lambda: now[0]
     )
     assert auth.is_token_expired()
-    auth._token, auth._expires_at = "t", 200.0
+    auth._credential, auth._expires_at = "t", 200.0
     assert not auth.is_token_expired()
     now[0] = 191.0
     assert auth.is_token_expired()
@@ -75,9 +79,11 @@ def test_token_counts_as_expired_inside_the_margin():
 
 def test_invalidate_skips_a_token_already_replaced():
     auth = LookerTokenAuth("https://l", "id", "secret", session=requests.Session())
-    auth._token, auth._expires_at = "new", 1e12
+    auth._credential, auth._expires_at = "new", 1e12
     auth.invalidate("old")
-    assert auth._token == "new"
+    assert auth.held == "new"
+    auth.invalidate("new")
+    assert auth.held is None
 
 
 @pytest.mark.parametrize(
@@ -93,6 +99,46 @@ def test_base_url_is_normalised(monkeypatch, host, port, expected):
 
     conn = Connection(conn_id="x", conn_type="looker_api", host=host, port=port, login="a", password="b")
     assert LookerHook("x", connection=conn).base_url == expected
+
+
+def test_an_unknown_word_in_verify_tls_is_refused_with_the_fields_name():
+    from airflow.sdk import Connection
+
+    conn = Connection(
+        conn_id="x",
+        conn_type="looker_api",
+        host="https://co.looker.com",
+        login="a",
+        password="b",
+        extra='{"verify_tls": "flase"}',
+    )
+    with pytest.raises(ValueError, match="verify_tls must be true or false, not 'flase'"):
+        _ = LookerHook("x", connection=conn).session
+    off = Connection(
+        conn_id="y", conn_type="looker_api", host="h", extra='{"verify_tls": "no", "ca_bundle": " "}'
+    )
+    adapter = LookerHook("y", connection=off).session.get_adapter("https://h")
+    assert (adapter.mode, adapter.ca_bundle) == ("off", None)
+
+
+def test_refused_secret_permission_and_untrusted_certificate_are_permanent_not_retryable():
+    from airflow_provider_b1.exceptions import PermanentError, RetryableError
+
+    assert issubclass(LookerAuthError, PermanentError)
+    assert isinstance(_error_for(_response(403), what="x"), PermanentError)
+    assert issubclass(LookerTLSError, PermanentError)
+    for error in (_error_for(_response(429), what="x"), _error_for(_response(503), what="x")):
+        assert isinstance(error, RetryableError)
+        assert not isinstance(error, PermanentError)
+
+
+def test_a_connection_dropped_mid_tls_is_unreachable_not_an_untrusted_certificate():
+    import ssl
+
+    with pytest.raises(LookerUnreachableError), _transport_errors("https://l", what="x"):
+        raise requests.exceptions.SSLError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    with pytest.raises(LookerTLSError), _transport_errors("https://l", what="x"):
+        raise requests.exceptions.SSLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
 
 
 def test_hook_identity_and_forms():
