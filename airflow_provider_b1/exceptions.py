@@ -21,3 +21,12 @@ class RetryableError(B1ProviderError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PermanentError(B1ProviderError):
+    """A failure that no retry can fix: refused credentials, a configuration or mapping error, a bad
+    param, a reconciliation difference.
+
+    Tasks built on the sync engine fail at once on it, without spending Airflow's retries (which
+    would only repeat the failure, and for SAP logins count towards the user's lock-out).
+    """
