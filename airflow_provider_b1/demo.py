@@ -56,15 +56,15 @@ def _prepare_home(warehouse: str | None) -> Path:
         os.environ["AIRFLOW_CONN_B1_WAREHOUSE_DEFAULT"] = warehouse
         os.environ["AIRFLOW_CONN_B1_AUDIT_DEFAULT"] = warehouse
     else:
-        # A fresh embedded warehouse each time, so the figures below are this run's.
-        for name in ("warehouse.db", "audit.db"):
+        # A fresh embedded warehouse each time, so the figures below are this run's (the cursors
+        # of earlier runs stay in Airflow: the flow sees that this warehouse holds nothing yet and
+        # reads everything). The audit trail lives in the same file, so every page and its trail
+        # commit in one transaction.
+        for name in ("warehouse.db", "warehouse.db-wal", "warehouse.db-shm", "audit.db"):
             (home / name).unlink(missing_ok=True)
-        os.environ["AIRFLOW_CONN_B1_WAREHOUSE_DEFAULT"] = json.dumps(
-            {"conn_type": "sqlite", "host": str(home / "warehouse.db")}
-        )
-        os.environ["AIRFLOW_CONN_B1_AUDIT_DEFAULT"] = json.dumps(
-            {"conn_type": "sqlite", "host": str(home / "audit.db")}
-        )
+        embedded = json.dumps({"conn_type": "sqlite", "host": str(home / "warehouse.db")})
+        os.environ["AIRFLOW_CONN_B1_WAREHOUSE_DEFAULT"] = embedded
+        os.environ["AIRFLOW_CONN_B1_AUDIT_DEFAULT"] = embedded
     return home
 
 

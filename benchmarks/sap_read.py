@@ -85,7 +85,7 @@ def hook_read(conn_id: str, page_size: int, select: str | None) -> Measurement:
     hook = SapB1Hook(conn_id)
     started = time.perf_counter()
     records = 0
-    for page in hook.iter_pages("Invoices", select=select, page_size=page_size):
+    for page in hook.iter_pages("Invoices", select=select, page_size=page_size, prefetch=True):
         records += len(page)
     seconds = time.perf_counter() - started
     hook.logout()

@@ -9,10 +9,10 @@ loading process alone. Rows of the table:
   the flow reads (same ``$select``, ``$orderby`` and page size), keeping only the bytes: the
   sandbox's serving limit. **bare loop + msgspec decode**: the same, decoding each page.
 * **flow**: what ``SapB1ToWarehouseOperator`` runs for an entity
-  (:func:`~airflow_provider_b1.warehouse.pipeline.load_entity`): ``SapB1Hook.read_incremental``
-  with prefetch, mapping, COPY + merge into the warehouse schema by a ``PostgresLoader`` (two writer
-  connections, the default) from an
-  Airflow connection, one audit row per record in a PostgreSQL audit trail. Run at the full size
+  (the sync engine's :func:`~airflow_provider_b1.sync.engine.sync_stream` over the warehouse flow):
+  ``SapB1Hook.read_incremental`` with prefetch, mapping, COPY + merge into the warehouse schema by a
+  ``PostgresLoader`` (two writer connections, the default) from an Airflow connection, one audit row
+  per record in a PostgreSQL audit trail in the same database, written in each page's transaction. Run at the full size
   and at 10,000 invoices (the sandbox reset to 10,000 invoices with the same seed) to show that
   peak memory does not grow with the data. Each run starts from an empty warehouse and audit
   schema (every record is created); schema creation is outside the timing, the audit flush inside.
@@ -158,11 +158,15 @@ def bare(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def flow(args: dict[str, Any]) -> dict[str, Any]:
-    """The operator's path for one entity: SapB1Hook -> load_entity -> PostgresLoader + audit trail."""
+    """The operator's path for one entity: the sync engine running the warehouse flow's stream, from
+    SapB1Source through the PostgresLoader (two writers) with the audit trail in each page's transaction."""
     from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
-    from airflow_provider_b1.sync import AuditTrail, SyncWindow
+    from airflow_provider_b1.sources.sap_b1 import SapB1Source
+    from airflow_provider_b1.sync import AuditTrail, SyncWindow, sync_stream
+    from airflow_provider_b1.transfers.sap_b1_to_warehouse import DEFAULT_WRITERS
+    from airflow_provider_b1.warehouse.entities import entity_spec
+    from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
     from airflow_provider_b1.warehouse.loader import open_loader
-    from airflow_provider_b1.warehouse.pipeline import FLOW, load_entity
 
     schema = args["schema"]
     hook = SapB1Hook(SAP_CONN)
@@ -173,8 +177,14 @@ def flow(args: dict[str, Any]) -> dict[str, Any]:
         window = SyncWindow(mode="incremental", reason="first run: everything")
         started = time.perf_counter()
         cpu = os.times()
-        with audit.session(FLOW, "warehouse_bench", args["run_id"], "load_invoices", 1) as session:
-            summary = load_entity(hook, loader, session, ENTITY, window, target_prefix=f"{schema}.")
+        source = SapB1Source(hook, select={ENTITY: entity_spec(ENTITY).select()})
+        stream = WAREHOUSE_FLOW.stream(ENTITY)
+        with audit.session(
+            WAREHOUSE_FLOW.name, "warehouse_bench", args["run_id"], "load_invoices", 1
+        ) as session:
+            summary = sync_stream(
+                WAREHOUSE_FLOW, stream, source, loader, session, window, writers=DEFAULT_WRITERS
+            )
         seconds = time.perf_counter() - started
         after = os.times()
     audit.close()

@@ -2,17 +2,22 @@
 
 Trigger it from the UI with the flow's name, optionally a time range of the failures, and
 ``dry_run`` unticked to really send (ticked, it only counts and lists what it would replay).
-Records go through the flow's own idempotent write path, so replaying twice is harmless. Each
-replayed record gets a new row in the audit trail with the next attempt number.
+Records are read again from the flow's own source and written through its own sink, so
+replaying twice is harmless. Each replayed record gets a new row in the audit trail with the
+next attempt number. Any flow declared on the sync engine can be replayed; no replayer is
+written by hand.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag
 
+from airflow_provider_b1.operators.sync import ReplayFailedOperator
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID
-from airflow_provider_b1.sync.flows import registered_flows
+from airflow_provider_b1.sync.flows import known_flows
+
+FLOWS = known_flows()
 
 
 @dag(
@@ -25,12 +30,12 @@ from airflow_provider_b1.sync.flows import registered_flows
     doc_md=__doc__,
     params={
         "flow": Param(
-            registered_flows()[0] if registered_flows() else "",
+            FLOWS[0] if FLOWS else "",
             type="string",
             minLength=1,
             title="Flow",
             description="The flow whose failed records to replay, as named in the audit trail.",
-            examples=registered_flows(),
+            examples=FLOWS,
         ),
         "since": Param(
             None,
@@ -61,25 +66,14 @@ from airflow_provider_b1.sync.flows import registered_flows
     },
 )
 def b1_replay_failed():
-    @task
-    def replay() -> dict:
-        from airflow_provider_b1.sync import AuditTrail, parse_datetime, replay_failed
-
-        context = get_current_context()
-        params = context["params"]
-        with AuditTrail(params["audit_conn_id"]) as audit:
-            audit.ensure_schema()
-            summary = replay_failed(
-                audit,
-                params["flow"],
-                since=parse_datetime(params.get("since"), name="since"),
-                until=parse_datetime(params.get("until"), name="until"),
-                dry_run=bool(params.get("dry_run")),
-                context=context,
-            )
-        return summary.to_xcom()
-
-    replay()
+    ReplayFailedOperator(
+        task_id="replay",
+        flow="{{ params.flow }}",
+        since="{{ params.since or '' }}",
+        until="{{ params.until or '' }}",
+        dry_run="{{ params.dry_run }}",
+        audit_conn_id="{{ params.audit_conn_id }}",
+    )
 
 
 b1_replay_failed()

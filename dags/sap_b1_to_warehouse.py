@@ -19,7 +19,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag
 
-from airflow_provider_b1.assets import WAREHOUSE_ASSETS, WAREHOUSE_GROUPS
+from airflow_provider_b1.assets import WAREHOUSE_GROUPS
 from airflow_provider_b1.sync import sync_params
 from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
     SapB1ToWarehouseOperator,
@@ -41,13 +41,9 @@ from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
     doc_md=__doc__,
 )
 def sap_b1_to_warehouse():
+    # Each group's task marks its Asset updated (the operator's outlet), which refreshes Looker.
     loads = {
-        group: SapB1ToWarehouseOperator(
-            task_id=f"load_{group}",
-            group=group,
-            outlets=[WAREHOUSE_ASSETS[group]],
-        )
-        for group in WAREHOUSE_GROUPS
+        group: SapB1ToWarehouseOperator(task_id=f"load_{group}", group=group) for group in WAREHOUSE_GROUPS
     }
     reconcile = SapB1WarehouseReconcileOperator(task_id="reconcile")
     # Partners and items first, so documents rarely meet a partner the warehouse does not know.

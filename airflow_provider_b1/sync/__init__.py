@@ -1,13 +1,15 @@
-"""The sync engine every flow shares: cursor windows, summaries, the audit trail and replay.
+"""The sync engine every flow runs on: cursors, the run loop, the audit trail, checkpoints, replay.
 
-Nothing in this package knows any one external system: a flow joins a hook (one system's
-protocol) to these pieces.
+Nothing in this package knows any one external system. A flow declares its streams and joins a
+:class:`Source` (one system's reads) to a :class:`Sink` (another's writes); the engine gives it
+windows, cursors by XCom checked against the target, a trail written with every page, replay of
+failed records, summaries and progress lines (:mod:`.engine`, :mod:`.flows`,
+:class:`airflow_provider_b1.operators.sync.SyncOperator`).
 """
 
 from __future__ import annotations
 
 from airflow_provider_b1.sync.audit import (
-    Action,
     AuditError,
     AuditRecord,
     AuditSession,
@@ -15,15 +17,37 @@ from airflow_provider_b1.sync.audit import (
     FailedRecord,
     scrub_error,
 )
-from airflow_provider_b1.sync.flows import get_replayer, register_replayer, registered_flows
-from airflow_provider_b1.sync.records import (
-    SeenFilter,
-    canonical_json,
-    chunked,
-    dedupe_latest,
-    payload_hash,
+from airflow_provider_b1.sync.cursors import (
+    Cursor,
+    KeysetCursor,
+    ReplayIdCursor,
+    StampCursor,
+    TokenCursor,
 )
-from airflow_provider_b1.sync.replay import ReplayContext, Replayer, ReplaySummary, SourceRef, replay_failed
+from airflow_provider_b1.sync.engine import (
+    Item,
+    Page,
+    PageCommit,
+    Sink,
+    Source,
+    choose_start,
+    replay_keys,
+    sync_stream,
+    write_alone,
+)
+from airflow_provider_b1.sync.flows import (
+    Flow,
+    Stream,
+    UnknownFlowError,
+    get_flow,
+    known_flows,
+    register_flow,
+    unregister_flow,
+)
+from airflow_provider_b1.sync.outcomes import Action, Outcome
+from airflow_provider_b1.sync.records import payload_hash
+from airflow_provider_b1.sync.replay import ReplaySummary, replay_failed
+from airflow_provider_b1.sync.sql_sinks import DatabaseSink, TableSink
 from airflow_provider_b1.sync.summary import SyncSummary, combine_summaries
 from airflow_provider_b1.sync.window import (
     SyncWindow,
@@ -41,28 +65,42 @@ __all__ = [
     "AuditRecord",
     "AuditSession",
     "AuditTrail",
+    "Cursor",
+    "DatabaseSink",
     "FailedRecord",
-    "ReplayContext",
+    "Flow",
+    "Item",
+    "KeysetCursor",
+    "Outcome",
+    "Page",
+    "PageCommit",
+    "ReplayIdCursor",
     "ReplaySummary",
-    "Replayer",
-    "SeenFilter",
-    "SourceRef",
+    "Sink",
+    "Source",
+    "StampCursor",
+    "Stream",
     "SyncSummary",
     "SyncWindow",
     "SyncWindowError",
-    "canonical_json",
-    "chunked",
+    "TableSink",
+    "TokenCursor",
+    "UnknownFlowError",
+    "choose_start",
     "combine_summaries",
     "cursor_from_summary",
-    "dedupe_latest",
-    "get_replayer",
+    "get_flow",
+    "known_flows",
     "parse_datetime",
     "payload_hash",
     "previous_summary",
-    "register_replayer",
-    "registered_flows",
+    "register_flow",
     "replay_failed",
+    "replay_keys",
     "resolve_window",
     "scrub_error",
     "sync_params",
+    "sync_stream",
+    "unregister_flow",
+    "write_alone",
 ]

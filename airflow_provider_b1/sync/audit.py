@@ -1,10 +1,11 @@
 """The audit trail: one row per record per attempt, in one table reached through an Airflow connection.
 
 A flow opens an :class:`AuditSession` for each task try and records what happened to every
-record it read (:class:`Action`: created, updated, unchanged, skipped, failed). Rows are
-buffered and written in bulk: ``COPY`` on PostgreSQL, ``executemany`` on SQLite (the embedded
-demo). Failed records keep a clear, scrubbed reason and can be replayed later
-(:mod:`.replay`).
+record it read (:class:`Action`: created, updated, unchanged, skipped, failed). The sync engine
+writes a page's rows with the page (:meth:`AuditSession.write`): inside the page's own
+transaction when the target and the audit trail share a database, else right after the page's
+commit. Rows go in bulk: ``COPY`` on PostgreSQL, ``executemany`` on SQLite (the embedded demo).
+Failed records keep a clear, scrubbed reason and can be replayed later (:mod:`.replay`).
 
 What a row never holds: a payload (only its SHA-256 from
 :func:`~airflow_provider_b1.sync.records.payload_hash`), a password, token, cookie or session id.
@@ -13,9 +14,9 @@ anything Airflow's secrets masker knows, and are truncated.
 
 **Attempt numbers.** ``attempt`` counts how many times a flow has handled one source record
 (``flow``, ``source_system``, ``source_entity``, ``source_key``): 1 the first time, 2 when a
-later run or a replay handles it again, and so on. It is computed when a buffer is flushed,
-with one grouped index lookup per flush for the keys in it, so the cost is a query per few
-thousand rows instead of one per row. Two tasks handling the same record at the same instant
+later run or a replay handles it again, and so on. It is computed when rows are written, with
+one grouped index lookup per write for the keys in it, so the cost is a query per page instead of
+one per row. Two tasks handling the same record at the same instant
 may both write the same number; the row ``id`` still orders them, and "latest" always means
 the highest ``id``.
 """
@@ -24,17 +25,27 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
-import io
 import logging
 import re
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow_provider_b1.exceptions import B1ProviderError
+from airflow_provider_b1.sync.checkpoints import CHECKPOINT_TABLE, Checkpoint, CheckpointStore
+from airflow_provider_b1.sync.outcomes import Action
+from airflow_provider_b1.utils.migrations import Migration, MigrationSet
+from airflow_provider_b1.utils.sql import (
+    Database,
+    copy_into,
+    dialect_of,
+    encode_copy_text,
+    open_database,
+    query,
+    transaction,
+    validate_identifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +56,6 @@ ERROR_LIMIT = 2000
 KEY_LIMIT = 512
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-class Action(str, enum.Enum):
-    """What happened to one record in one attempt."""
-
-    CREATED = "created"
-    UPDATED = "updated"
-    UNCHANGED = "unchanged"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class AuditError(B1ProviderError):
@@ -238,6 +235,45 @@ COLUMNS = (
 
 _ACTIONS_SQL = ", ".join(f"'{a.value}'" for a in Action)
 
+#: The audit trail's tables: written once, migrated like the warehouse (``CREATE ... IF NOT
+#: EXISTS`` adopts a table made before the trail had migrations).
+AUDIT_MIGRATIONS = MigrationSet(
+    "audit",
+    "audit_schema_version",
+    (
+        Migration(
+            1,
+            "one row per record per attempt",
+            (
+                f"""CREATE TABLE IF NOT EXISTS {{s}}{TABLE} (
+                id {{id}},
+                at {{ts}} NOT NULL,
+                flow {{text}} NOT NULL,
+                dag_id {{text}},
+                run_id {{text}},
+                task_id {{text}},
+                try_number {{int}},
+                source_system {{text}} NOT NULL,
+                source_entity {{text}} NOT NULL,
+                source_key {{text}} NOT NULL,
+                target_system {{text}},
+                target_entity {{text}},
+                target_key {{text}},
+                action {{text}} NOT NULL CHECK (action IN ({_ACTIONS_SQL})),
+                error {{text}},
+                payload_hash {{hash}},
+                attempt {{int}} NOT NULL CHECK (attempt >= 1)
+            )""",
+                f"CREATE INDEX IF NOT EXISTS {TABLE}_key_idx ON {{s}}{TABLE} "
+                "(flow, source_key, source_entity, source_system, id)",
+                f"CREATE INDEX IF NOT EXISTS {TABLE}_failed_idx ON {{s}}{TABLE} (flow, at) WHERE action = 'failed'",
+                f"CREATE INDEX IF NOT EXISTS {TABLE}_run_idx ON {{s}}{TABLE} (dag_id, run_id, task_id)",
+            ),
+        ),
+        Migration(2, "checkpoints of targets that keep none themselves", (CHECKPOINT_TABLE,)),
+    ),
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class _RunInfo:
@@ -247,246 +283,61 @@ class _RunInfo:
     task_id: str | None
     try_number: int | None
 
-
-class _Backend:
-    """SQL shared by both databases; subclasses know the driver, placeholders and bulk insert."""
-
-    placeholder = "?"
-    table: str
-
-    def connection(self) -> Any:
-        raise NotImplementedError
-
-    def ddl(self) -> list[str]:
-        raise NotImplementedError
-
-    def ensure_schema(self) -> None:
-        conn = self.connection()
-        with _closing_cursor(conn) as cur:
-            for statement in self.ddl():
-                cur.execute(statement)
-        conn.commit()
-
-    def insert(self, rows: list[tuple]) -> None:
-        raise NotImplementedError
-
-    def previous_attempts(
-        self, flow: str, keys: set[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], int]:
-        raise NotImplementedError
-
-    def query(self, sql: str, params: Sequence[Any]) -> list[tuple]:
-        conn = self.connection()
-        with _closing_cursor(conn) as cur:
-            cur.execute(sql.replace("{p}", self.placeholder), tuple(params))
-            rows = [tuple(row) for row in cur.fetchall()]
-        conn.commit()  # end the read transaction so a long session does not pin old snapshots
-        return rows
-
-    def to_db_time(self, value: dt.datetime) -> Any:
-        return value
-
-    def from_db_time(self, value: Any) -> dt.datetime:
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        return _utc(value)
-
-    def close(self) -> None:
-        raise NotImplementedError
+    def as_dict(self) -> dict[str, Any]:
+        return {"dag_id": self.dag_id, "run_id": self.run_id, "task_id": self.task_id}
 
 
-class _closing_cursor:
-    def __init__(self, conn: Any) -> None:
-        self.cursor = conn.cursor()
-
-    def __enter__(self) -> Any:
-        return self.cursor
-
-    def __exit__(self, *exc: object) -> None:
-        self.cursor.close()
+#: SQLite limits bound variables per statement; stay well below every version's limit.
+_SQLITE_LOOKUP_CHUNK = 400
 
 
-class _PostgresBackend(_Backend):
-    placeholder = "%s"
-
-    def __init__(self, conn_id: str, schema: str) -> None:
-        self.conn_id = conn_id
-        self.schema = schema
-        self.table = f'"{schema}"."{TABLE}"'
-        self._conn: Any = None
-
-    def connection(self) -> Any:
-        if self._conn is None or getattr(self._conn, "closed", False):
-            from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-            self._conn = PostgresHook(postgres_conn_id=self.conn_id).get_conn()
-        return self._conn
-
-    def ddl(self) -> list[str]:
-        t, s = self.table, self.schema
-        return [
-            # Serialises concurrent first runs: CREATE ... IF NOT EXISTS alone can race on the catalog.
-            f"SELECT pg_advisory_xact_lock(hashtext('{s}.{TABLE}'))",
-            f'CREATE SCHEMA IF NOT EXISTS "{s}"',
-            f"""CREATE TABLE IF NOT EXISTS {t} (
-                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                at timestamptz NOT NULL,
-                flow text NOT NULL,
-                dag_id text,
-                run_id text,
-                task_id text,
-                try_number integer,
-                source_system text NOT NULL,
-                source_entity text NOT NULL,
-                source_key text NOT NULL,
-                target_system text,
-                target_entity text,
-                target_key text,
-                action text NOT NULL CHECK (action IN ({_ACTIONS_SQL})),
-                error text,
-                payload_hash char(64),
-                attempt integer NOT NULL CHECK (attempt >= 1)
-            )""",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_key_idx ON {t} (flow, source_key, source_entity, source_system, id)",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_failed_idx ON {t} (flow, at) WHERE action = 'failed'",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_run_idx ON {t} (dag_id, run_id, task_id)",
-        ]
-
-    def previous_attempts(
-        self, flow: str, keys: set[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], int]:
-        if not keys:
-            return {}
-        rows = self.query(
-            f"SELECT source_system, source_entity, source_key, max(attempt) FROM {self.table} "
-            "WHERE flow = %s AND source_key = ANY(%s) GROUP BY source_system, source_entity, source_key",
-            (flow, sorted({k[2] for k in keys})),
-        )
-        return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
-
-    def insert(self, rows: list[tuple]) -> None:
-        conn = self.connection()
-        sql = f"COPY {self.table} ({', '.join(COLUMNS)}) FROM STDIN"
-        try:
-            with _closing_cursor(conn) as cur:
-                # COPY's text format built in one go: several times faster than psycopg 3's
-                # per-row write_row(), and the same bytes work for psycopg2's copy_expert().
-                data = "".join(_copy_line(row) for row in rows)
-                if hasattr(cur, "copy"):  # psycopg 3
-                    with cur.copy(sql) as copy:
-                        copy.write(data)
-                else:  # psycopg2
-                    cur.copy_expert(sql, io.StringIO(data))
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _copy_line(row: tuple) -> str:
-    return "\t".join([_copy_value(v) for v in row]) + "\n"
-
-
-class _SqliteBackend(_Backend):
-    placeholder = "?"
-    table = TABLE
-    #: SQLite limits bound variables per statement; stay well below every version's limit.
-    lookup_chunk = 400
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-
-    def connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = sqlite3.connect(self.path, timeout=30)
-        return self._conn
-
-    def ddl(self) -> list[str]:
-        t = self.table
-        return [
-            f"""CREATE TABLE IF NOT EXISTS {t} (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                at TEXT NOT NULL,
-                flow TEXT NOT NULL,
-                dag_id TEXT,
-                run_id TEXT,
-                task_id TEXT,
-                try_number INTEGER,
-                source_system TEXT NOT NULL,
-                source_entity TEXT NOT NULL,
-                source_key TEXT NOT NULL,
-                target_system TEXT,
-                target_entity TEXT,
-                target_key TEXT,
-                action TEXT NOT NULL CHECK (action IN ({_ACTIONS_SQL})),
-                error TEXT,
-                payload_hash TEXT,
-                attempt INTEGER NOT NULL CHECK (attempt >= 1)
-            )""",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_key_idx ON {t} (flow, source_key, source_entity, source_system, id)",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_failed_idx ON {t} (flow, at) WHERE action = 'failed'",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_run_idx ON {t} (dag_id, run_id, task_id)",
-        ]
-
-    def previous_attempts(
-        self, flow: str, keys: set[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], int]:
-        found: dict[tuple[str, str, str], int] = {}
-        source_keys = sorted({k[2] for k in keys})
-        for start in range(0, len(source_keys), self.lookup_chunk):
-            chunk = source_keys[start : start + self.lookup_chunk]
-            marks = ", ".join("?" * len(chunk))
-            rows = self.query(
-                f"SELECT source_system, source_entity, source_key, max(attempt) FROM {self.table} "
-                f"WHERE flow = ? AND source_key IN ({marks}) GROUP BY source_system, source_entity, source_key",
-                (flow, *chunk),
-            )
-            found.update({(r[0], r[1], r[2]): int(r[3]) for r in rows})
+def _previous_attempts(cursor: Any, table: str, flow: str, keys: set[tuple[str, str, str]]) -> dict:
+    """``{(system, entity, key): highest attempt so far}`` for these records, through ``cursor``."""
+    found: dict[tuple[str, str, str], int] = {}
+    if not keys:
         return found
+    head = (
+        f"SELECT source_system, source_entity, source_key, max(attempt) FROM {table} "
+        "WHERE flow = {p} AND source_key "
+    )
+    tail = " GROUP BY source_system, source_entity, source_key"
+    source_keys = sorted({k[2] for k in keys})
+    if dialect_of(cursor) == "postgres":
+        batches = [(head.replace("{p}", "%s") + "= ANY(%s)" + tail, (flow, source_keys))]
+    else:
+        batches = []
+        for start in range(0, len(source_keys), _SQLITE_LOOKUP_CHUNK):
+            chunk = source_keys[start : start + _SQLITE_LOOKUP_CHUNK]
+            sql = head.replace("{p}", "?") + f"IN ({', '.join('?' * len(chunk))})" + tail
+            batches.append((sql, (flow, *chunk)))
+    for sql, params in batches:
+        cursor.execute(sql, params)
+        found.update({(r[0], r[1], r[2]): int(r[3]) for r in cursor.fetchall()})
+    return found
 
-    def to_db_time(self, value: dt.datetime) -> str:
-        # One fixed ISO format (UTC, microseconds) so text comparison is time comparison.
-        return _utc(value).isoformat(timespec="microseconds")
 
-    def insert(self, rows: list[tuple]) -> None:
-        conn = self.connection()
-        at = COLUMNS.index("at")
-        rows = [(*r[:at], self.to_db_time(r[at]), *r[at + 1 :]) for r in rows]
-        sql = f"INSERT INTO {self.table} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-        with conn:  # one transaction, rolled back on error
-            conn.executemany(sql, rows)
+def _insert(cursor: Any, table: str, rows: list[tuple]) -> None:
+    """Bulk insert through ``cursor``: COPY on PostgreSQL, ``executemany`` on SQLite."""
+    if dialect_of(cursor) == "postgres":
+        copy_into(cursor, table, COLUMNS, encode_copy_text(rows))
+        return
+    at = COLUMNS.index("at")
+    # One fixed ISO format (UTC, microseconds) so that text comparison is time comparison.
+    rows = [(*r[:at], _sqlite_time(r[at]), *r[at + 1 :]) for r in rows]
+    sql = f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    cursor.executemany(sql, rows)
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+
+def _sqlite_time(value: dt.datetime) -> str:
+    return _utc(value).isoformat(timespec="microseconds")
 
 
 class AuditSession:
-    """Buffered writer for one task try; use through :meth:`AuditTrail.session`.
+    """Writer of one task try's rows; use through :meth:`AuditTrail.session`.
 
-    Rows are flushed every ``flush_every`` records and when the ``with`` block ends, also when
-    it ends with an exception, so the records handled before a crash keep their trail.
+    :meth:`write` writes a page's rows at once (the sync engine's way); :meth:`record` buffers
+    and writes every ``flush_every`` records and when the ``with`` block ends, also when it ends
+    with an exception, so the records handled before a crash keep their trail.
 
     :ivar counts: records recorded so far per :class:`Action` value.
     """
@@ -502,6 +353,40 @@ class AuditSession:
     @property
     def flow(self) -> str:
         return self._run.flow
+
+    @property
+    def trail(self) -> AuditTrail:
+        """The audit trail this session writes to."""
+        return self._trail
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """``dag_id``, ``run_id`` and ``task_id`` of the task try."""
+        return self._run.as_dict()
+
+    def write(self, records: Sequence[AuditRecord], cursor: Any = None, *, counted: bool = True) -> None:
+        """Write these rows now, numbering each record's attempt.
+
+        :param records: the rows, e.g. one page's.
+        :param cursor: a DB-API cursor inside a transaction that reaches the audit trail's own
+            database (a target's page transaction): the rows are written there and become durable
+            with that transaction's commit. ``None``: in a transaction of the trail's own.
+        :param counted: add them to :attr:`counts` now; ``False`` when the transaction may still
+            be rolled back (the caller then calls :meth:`count` once it is committed).
+        """
+        if not records:
+            return
+        self._trail._write(self._run, records, cursor)
+        if counted:
+            self.count(records)
+
+    def count(self, outcomes: Iterable[Any]) -> None:
+        """Count committed rows (audit records or outcomes, anything with an ``action``)."""
+        n = 0
+        for outcome in outcomes:
+            self.counts[outcome.action.value] += 1
+            n += 1
+        self.written += n
 
     def record(self, record: AuditRecord) -> None:
         """Add one record's outcome; writes happen in bulk."""
@@ -544,55 +429,53 @@ class AuditTrail:
     ``conn_type`` ``postgres`` uses :class:`~airflow.providers.postgres.hooks.postgres.PostgresHook`
     and writes with ``COPY`` into ``<schema>.audit_record``; ``conn_type`` ``sqlite`` opens the
     file named by the connection's ``host`` (absolute path) with :mod:`sqlite3` and writes to
-    ``audit_record``.
+    ``audit_record``. The same database also keeps the checkpoints of targets that cannot keep
+    their own (see :mod:`.checkpoints`).
 
     :param conn_id: the Airflow connection.
     :param schema: PostgreSQL schema of the table (ignored for SQLite).
-    :param flush_every: rows buffered per bulk write.
+    :param flush_every: rows buffered per bulk write by :meth:`AuditSession.record`.
     """
 
     def __init__(
         self, conn_id: str = DEFAULT_CONN_ID, *, schema: str = DEFAULT_SCHEMA, flush_every: int = 5000
     ) -> None:
-        if not _IDENTIFIER_RE.match(schema):
-            raise AuditError(f"Audit schema {schema!r} is not a plain SQL identifier.")
+        try:
+            self.schema = validate_identifier(schema, what="audit schema")
+        except ValueError as exc:
+            raise AuditError(f"Audit schema {schema!r} is not a plain SQL identifier.") from exc
         self.conn_id = conn_id
-        self.schema = schema
         self.flush_every = flush_every
+        self._conn: Any = None
+        self.checkpoints = CheckpointStore(self.schema)
 
     @cached_property
-    def _backend(self) -> _Backend:
-        from airflow.sdk import BaseHook
-
-        conn = BaseHook.get_connection(self.conn_id)
-        conn_type = (conn.conn_type or "").lower()
-        if conn_type in {"postgres", "postgresql"}:
-            return _PostgresBackend(self.conn_id, self.schema)
-        if conn_type == "sqlite":
-            if not conn.host:
-                raise AuditError(
-                    f"Connection {self.conn_id!r} is a SQLite connection without a file path; "
-                    "put the database file's absolute path in its Host field."
-                )
-            return _SqliteBackend(conn.host)
-        raise AuditError(
-            f"Connection {self.conn_id!r} has type {conn.conn_type!r}; the audit trail needs a "
-            "'postgres' or 'sqlite' connection."
-        )
+    def database(self) -> Database:
+        """The database the trail lives in (a target sharing it writes rows in its own transactions)."""
+        try:
+            return open_database(self.conn_id, purpose="the audit trail")
+        except ValueError as exc:
+            raise AuditError(str(exc)) from exc
 
     @property
     def dialect(self) -> str:
         """``postgres`` or ``sqlite``."""
-        return "postgres" if isinstance(self._backend, _PostgresBackend) else "sqlite"
+        return self.database.dialect
 
     @property
     def table(self) -> str:
-        """The table's qualified, quoted name."""
-        return self._backend.table
+        """The table's qualified name."""
+        return f"{self.schema}.{TABLE}" if self.dialect == "postgres" else TABLE
+
+    def connection(self) -> Any:
+        """The trail's own DB-API connection (opened on first use, reopened after a break)."""
+        if self._conn is None or getattr(self._conn, "closed", False):
+            self._conn = self.database.connect()
+        return self._conn
 
     def ensure_schema(self) -> None:
-        """Create the schema, table and indexes if missing (safe to call from every task)."""
-        self._backend.ensure_schema()
+        """Create or upgrade the schema, table and indexes (safe to call from every task)."""
+        AUDIT_MIGRATIONS.apply(self.connection(), self.schema)
 
     def session(
         self,
@@ -602,7 +485,7 @@ class AuditTrail:
         task_id: str | None = None,
         try_number: int | None = None,
     ) -> AuditSession:
-        """Open a buffered writer for one task try.
+        """Open a writer for one task try.
 
         :param flow: the flow's name (e.g. ``sap_b1_to_warehouse``); attempts count per flow.
         :param dag_id: the DAG, :param run_id: the DAG run, :param task_id: the task and
@@ -625,13 +508,17 @@ class AuditTrail:
             task_id = f"{task_id}[{map_index}]"
         return self.session(flow, ti.dag_id, ti.run_id, task_id, getattr(ti, "try_number", None))
 
-    def _write(self, run: _RunInfo, records: list[AuditRecord]) -> None:
-        backend = self._backend
-        previous = backend.previous_attempts(run.flow, {r.identity for r in records})
+    def _write(self, run: _RunInfo, records: Sequence[AuditRecord], cursor: Any = None) -> None:
+        if cursor is None:
+            with transaction(self.connection()) as own:
+                self._write(run, records, own)
+            return
+        table = self.table
+        previous = _previous_attempts(cursor, table, run.flow, {r.identity for r in records})
         rows = []
         for r in records:
             attempt = previous.get(r.identity, 0) + 1
-            previous[r.identity] = attempt  # a key twice in one buffer counts twice
+            previous[r.identity] = attempt  # a key twice in one write counts twice
             rows.append(
                 (
                     r.at,
@@ -652,7 +539,24 @@ class AuditTrail:
                     attempt,
                 )
             )
-        backend.insert(rows)
+        _insert(cursor, table, rows)
+
+    # -- checkpoints of targets that keep none of their own ------------------------------------
+
+    def checkpoint(self, flow: str, stream: str) -> Checkpoint | None:
+        """The checkpoint kept here for a stream, or ``None``."""
+        return self.checkpoints.read(self.connection(), flow, stream)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        return query(self.connection(), sql, params)
+
+    def _from_db_time(self, value: Any) -> dt.datetime:
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        return _utc(value)
+
+    def _to_db_time(self, value: dt.datetime) -> Any:
+        return _sqlite_time(value) if self.dialect == "sqlite" else _utc(value)
 
     def counts_for_run(
         self, dag_id: str, run_id: str, *, task_id: str | None = None, flow: str | None = None
@@ -673,7 +577,7 @@ class AuditTrail:
             sql += " AND flow = {p}"
             params.append(flow)
         counts = dict.fromkeys((a.value for a in Action), 0)
-        for action, n in self._backend.query(sql + " GROUP BY action", params):
+        for action, n in self._query(sql + " GROUP BY action", params):
             counts[action] = int(n)
         return counts
 
@@ -695,7 +599,6 @@ class AuditTrail:
         :param until: only failures before this time.
         :param limit: at most this many.
         """
-        b = self._backend
         t = self.table
         sql = (
             "SELECT a.id, a.source_system, a.source_entity, a.source_key, a.target_system, a.target_entity, "
@@ -705,10 +608,10 @@ class AuditTrail:
         params: list[Any] = [flow]
         if since is not None:
             sql += " AND a.at >= {p}"
-            params.append(b.to_db_time(_utc(since)))
+            params.append(self._to_db_time(since))
         if until is not None:
             sql += " AND a.at < {p}"
-            params.append(b.to_db_time(_utc(until)))
+            params.append(self._to_db_time(until))
         sql += (
             f" AND NOT EXISTS (SELECT 1 FROM {t} b WHERE b.flow = a.flow AND b.source_key = a.source_key"
             " AND b.source_entity = a.source_entity AND b.source_system = a.source_system AND b.id > a.id)"
@@ -727,9 +630,9 @@ class AuditTrail:
                 target_key=r[6],
                 error=r[7],
                 attempt=int(r[8]),
-                at=b.from_db_time(r[9]),
+                at=self._from_db_time(r[9]),
             )
-            for r in b.query(sql, params)
+            for r in self._query(sql, params)
         ]
 
     def history(
@@ -750,11 +653,11 @@ class AuditTrail:
         if source_system is not None:
             sql += " AND source_system = {p}"
             params.append(source_system)
-        rows = self._backend.query(sql + " ORDER BY id", params)
+        rows = self._query(sql + " ORDER BY id", params)
         out = []
         for row in rows:
             item = dict(zip(("id", *COLUMNS), row))
-            item["at"] = self._backend.from_db_time(item["at"])
+            item["at"] = self._from_db_time(item["at"])
             if isinstance(item["payload_hash"], str):
                 item["payload_hash"] = item["payload_hash"].strip() or None
             out.append(item)
@@ -762,8 +665,9 @@ class AuditTrail:
 
     def close(self) -> None:
         """Close the database connection (a new one opens on next use)."""
-        if "_backend" in self.__dict__:
-            self._backend.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> AuditTrail:
         return self

@@ -1,69 +1,174 @@
-"""Which function replays the failed records of which flow, declared in one place.
+"""A flow is a declaration: its streams, how to open its source and its sink, its default options.
 
-A flow's replayer is named by import path (``"package.module:function"``) so that this module
-imports no flow, and a flow's dependencies load only when its records are replayed. A flow
-module, a plugin or a test may add its own with :func:`register_replayer`.
+Declaring a :class:`Flow` registers it under its name, so the replay task finds it and replays
+its failed records through the same source and sink, without a replayer written by hand. A flow
+declared in another package is found by entry point (group ``airflow_provider_b1.flows``, value
+``package.module:FLOW``), or named directly as ``"package.module:FLOW"``::
+
+    INVOICES = Flow(
+        name="shop_invoices_to_sap",
+        source_system="shop",
+        target_system="sap_b1",
+        streams=(Stream("invoices", cursor=KeysetCursor, target="Invoices"),),
+        open_source=lambda options: ShopSource(options["shop_conn_id"]),
+        open_sink=lambda options: SapInvoiceSink(options["sap_b1_conn_id"]),
+        options={"shop_conn_id": "shop_default", "sap_b1_conn_id": "sap_b1_default"},
+    )
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
-from collections.abc import Callable
-from typing import Any
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from importlib.metadata import entry_points
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_b1.exceptions import B1ProviderError
+from airflow_provider_b1.exceptions import PermanentError
+from airflow_provider_b1.sync.cursors import Cursor
 
-#: Flow name -> import path of its replayer (see :class:`airflow_provider_b1.sync.replay.Replayer`).
-REPLAYERS: dict[str, str | Callable[..., Any]] = {
-    "sap_b1_to_warehouse": "airflow_provider_b1.transfers.sap_b1_to_warehouse:replay_warehouse_records",
-}
+if TYPE_CHECKING:
+    from airflow_provider_b1.sync.engine import Sink, Source
 
-#: Flow name -> options handed to its replayer in ``ReplayContext.options`` (connection ids, ...).
-REPLAYER_OPTIONS: dict[str, dict[str, Any]] = {}
+log = logging.getLogger(__name__)
 
-
-class UnknownFlowError(B1ProviderError):
-    """No replayer is registered for a flow name."""
+ENTRY_POINT_GROUP = "airflow_provider_b1.flows"
 
 
-def register_replayer(flow: str, replayer: str | Callable[..., Any], **options: Any) -> None:
-    """Declare (or replace) the replayer of a flow.
+class UnknownFlowError(PermanentError, LookupError):
+    """No flow is declared under a name."""
 
-    :param flow: the flow name used in the audit trail.
-    :param replayer: ``"package.module:function"`` or the callable itself.
-    :param options: primitives handed to the replayer as ``context.options``.
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    """One entity a flow moves.
+
+    :param name: the entity in the source (``Invoices``); the audit trail's ``source_entity``.
+    :param cursor: the cursor class of its incremental reads; ``None`` reads it in full every run.
+    :param target: the entity in the target, when the sink does not name it itself.
     """
-    if isinstance(replayer, str) and ":" not in replayer:
-        raise ValueError(f"Replayer path {replayer!r} must look like 'package.module:function'.")
-    REPLAYERS[flow] = replayer
-    REPLAYER_OPTIONS[flow] = dict(options)
+
+    name: str
+    cursor: type[Cursor] | None = None
+    target: str | None = None
 
 
-def unregister_replayer(flow: str) -> None:
-    """Forget a flow's replayer (tests use this to clean up)."""
-    REPLAYERS.pop(flow, None)
-    REPLAYER_OPTIONS.pop(flow, None)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Flow:
+    """A flow: what it moves, from where to where.
 
-
-def registered_flows() -> list[str]:
-    """Return the names of the flows that can be replayed, sorted."""
-    return sorted(REPLAYERS)
-
-
-def get_replayer(flow: str) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """Return ``(replayer, options)`` for a flow, importing the replayer if needed.
-
-    :param flow: the flow name.
-    :raises UnknownFlowError: when nothing is registered under that name.
+    :param name: its name in the audit trail and in summaries (``sap_b1_to_warehouse``).
+    :param source_system: the source's name in audit rows (``sap_b1``).
+    :param target_system: the target's name in audit rows (``warehouse``).
+    :param streams: the entities it moves.
+    :param open_source: ``options -> Source``: opens the source (a hook inside).
+    :param open_sink: ``options -> Sink``: opens the sink, its schema in place.
+    :param options: default options (connection ids, page size...), primitives only; a task
+        overrides some of them.
+    :param description: one line for people.
+    :param register: add the flow to the registry (the default), so replay finds it by name.
     """
-    try:
-        target = REPLAYERS[flow]
-    except KeyError:
+
+    name: str
+    source_system: str
+    target_system: str
+    streams: tuple[Stream, ...]
+    open_source: Callable[[Mapping[str, Any]], Source]
+    open_sink: Callable[[Mapping[str, Any]], Sink]
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    description: str = ""
+    register: dataclasses.InitVar[bool] = True
+
+    def __post_init__(self, register: bool) -> None:
+        object.__setattr__(self, "streams", tuple(self.streams))
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        names = [stream.name for stream in self.streams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Flow {self.name!r} declares a stream twice: {names}")
+        if register:
+            register_flow(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Flow({self.name!r}: {self.source_system} -> {self.target_system}, {len(self.streams)} streams)"
+        )
+
+    def stream(self, name: str) -> Stream:
+        """The stream of this name.
+
+        :raises UnknownFlowError: naming the flow's streams when there is none.
+        """
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
         raise UnknownFlowError(
-            f"No replayer is registered for flow {flow!r}; known flows: {', '.join(registered_flows()) or 'none'}."
-        ) from None
-    if callable(target):
-        return target, dict(REPLAYER_OPTIONS.get(flow, {}))
-    module_name, _, attribute = target.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, attribute), dict(REPLAYER_OPTIONS.get(flow, {}))
+            f"Flow {self.name!r} has no stream {name!r}; its streams: {', '.join(s.name for s in self.streams)}."
+        )
+
+    def merged_options(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The flow's options with ``overrides`` on top."""
+        return {**self.options, **(overrides or {})}
+
+    @contextlib.contextmanager
+    def open(self, options: Mapping[str, Any] | None = None) -> Iterator[tuple[Source, Sink]]:
+        """Open the source and the sink with these options; close both afterwards."""
+        merged = self.merged_options(options)
+        source = self.open_source(merged)
+        try:
+            sink = self.open_sink(merged)
+            try:
+                yield source, sink
+            finally:
+                sink.close()
+        finally:
+            source.close()
+
+
+_FLOWS: dict[str, Flow] = {}
+
+
+def register_flow(flow: Flow) -> None:
+    """Make a flow findable by name (declaring one does it); a later declaration replaces it."""
+    _FLOWS[flow.name] = flow
+
+
+def unregister_flow(name: str) -> None:
+    """Forget a flow (tests use this to clean up)."""
+    _FLOWS.pop(name, None)
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_flows() -> list[str]:
+    """The names of the flows that can be found: declared in this process, or by entry point."""
+    return sorted({*_FLOWS, *_entry_points()})
+
+
+def get_flow(name: str) -> Flow:
+    """Find a flow by its name, its entry point, or ``"package.module:attribute"``.
+
+    :raises UnknownFlowError: naming the known flows.
+    """
+    if name in _FLOWS:
+        return _FLOWS[name]
+    found = _entry_points().get(name)
+    if found is not None:
+        flow = found.load()
+    elif ":" in name:
+        module, _, attribute = name.partition(":")
+        try:
+            flow = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise UnknownFlowError(f"Cannot load flow {name!r}: {exc}") from None
+    else:
+        raise UnknownFlowError(
+            f"No flow is declared as {name!r}; known flows: {', '.join(known_flows()) or 'none'}."
+        )
+    if not isinstance(flow, Flow):
+        raise UnknownFlowError(f"{name!r} is a {type(flow).__name__}, not a Flow.")
+    return flow

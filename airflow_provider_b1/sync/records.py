@@ -1,8 +1,9 @@
-"""How a record is made comparable and idempotent: stable hashes, batches, and dedupe by key.
+"""How a record is made comparable: a stable hash of what is written.
 
-Nothing here knows any one system. A flow turns each source record into a payload (the shape it
-writes to the target), hashes it with :func:`payload_hash` and keys it by its natural key; the
-audit trail stores the hash, never the payload.
+Nothing here knows any one system. A sink turns each source record into a payload (the shape it
+writes to the target) and hashes it with :func:`payload_hash`: equal payloads tell "unchanged"
+from "updated", and the audit trail stores the hash, never the payload. Records are kept apart by
+their natural key (one copy per key and page) in :mod:`.engine`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ import enum
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 def _json_default(value: Any) -> Any:
@@ -71,69 +70,3 @@ def payload_hash(payload: Any, *, exclude: Iterable[str] = ()) -> str:
     :param exclude: top-level keys left out of the hash.
     """
     return hashlib.sha256(canonical_json(payload, exclude=exclude).encode("utf-8")).hexdigest()
-
-
-def chunked(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Yield lists of at most ``size`` items, streaming: only one chunk is held at a time.
-
-    :param iterable: any iterable, possibly endless.
-    :param size: the chunk size, at least 1.
-    """
-    if size < 1:
-        raise ValueError(f"chunk size must be at least 1, got {size}")
-    chunk: list[T] = []
-    for item in iterable:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def dedupe_latest(records: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
-    """Keep the last occurrence of each key, in the order those last occurrences came.
-
-    For one batch about to be written: when the source served the same record twice (a page
-    boundary moved, or two overlapping windows were read), the later copy is the newer one.
-
-    :param records: the batch.
-    :param key: returns a record's natural key.
-    """
-    latest: dict[Hashable, T] = {}
-    for record in records:
-        k = key(record)
-        latest.pop(k, None)  # re-insert so dict order follows the last occurrence
-        latest[k] = record
-    return list(latest.values())
-
-
-class SeenFilter:
-    """Drop records already handled in this run with the same content.
-
-    Overlapping re-reads (a window that starts at the previous cursor, a page served twice)
-    bring back records the run has already written. ``filter(key, hash)`` answers ``True`` the
-    first time a key is seen and again whenever its content hash changed (a newer version that
-    must be written); ``False`` for an exact repeat, which is counted in :attr:`repeats`.
-    Memory grows with the number of distinct keys in one run (about 100 bytes each).
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict[Hashable, str | None] = {}
-        self.repeats = 0
-
-    def __call__(self, key: Hashable, content_hash: str | None = None) -> bool:
-        """Return whether the record should be processed.
-
-        :param key: the record's natural key (for several entities, include the entity).
-        :param content_hash: the record's :func:`payload_hash`; ``None`` treats any repeat of
-            the key as a duplicate.
-        """
-        if key in self._seen and self._seen[key] == content_hash:
-            self.repeats += 1
-            return False
-        self._seen[key] = content_hash
-        return True
-
-    def __len__(self) -> int:
-        return len(self._seen)

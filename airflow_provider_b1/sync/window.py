@@ -49,7 +49,8 @@ from typing import Any, Literal
 
 import pendulum
 
-from airflow_provider_b1.exceptions import B1ProviderError
+from airflow_provider_b1.exceptions import PermanentError
+from airflow_provider_b1.utils.params import parse_bool
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ BACKFILL_RUN_TYPE = "backfill"
 SCHEDULED_RUN_TYPE = "scheduled"
 
 
-class SyncWindowError(B1ProviderError):
-    """The params or the run do not describe a window that can be read."""
+class SyncWindowError(PermanentError, ValueError):
+    """The params or the run do not describe a window that can be read (never worth a retry)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,12 +173,6 @@ def parse_datetime(value: Any, *, name: str = "value") -> dt.datetime | None:
     return pendulum.instance(parsed).in_timezone("UTC")
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
-
-
 def _run_type(dag_run: Any) -> str | None:
     run_type = getattr(dag_run, "run_type", None)
     if run_type is None:
@@ -273,7 +268,7 @@ def resolve_window(
         previous = previous_summary(context, task_id=task_id)
     previous = cursor_from_summary(previous, entity)
 
-    if _as_bool(params.get("full_refresh")):
+    if parse_bool(params.get("full_refresh"), default=False, name="Param 'full_refresh'"):
         return SyncWindow("full", previous_cursor=previous, reason="the full_refresh param is set")
 
     since = parse_datetime(params.get("since"), name="since")

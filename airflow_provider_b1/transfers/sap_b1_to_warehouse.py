@@ -1,44 +1,40 @@
-"""SAP Business One -> warehouse: the load, its reconciliation, and the replay of failed records.
+"""SAP Business One -> warehouse: the load and its reconciliation, as Airflow operators.
 
 * :class:`SapB1ToWarehouseOperator` loads a group of SAP entities into the warehouse star
-  schema (PostgreSQL, or SQLite for the embedded demo), incrementally from the cursor of its last
-  successful run, over the data interval in a backfill, or in full; it returns the new cursors
-  and counts as its XCom.
+  schema (PostgreSQL, or SQLite for the embedded demo): the ``sap_b1_to_warehouse`` flow
+  (:mod:`airflow_provider_b1.warehouse.flow`) run by the engine's
+  :class:`~airflow_provider_b1.operators.sync.SyncOperator`.
 * :class:`SapB1WarehouseReconcileOperator` compares counts and ``DocTotal`` sums between SAP and
-  the warehouse and fails with a report on any difference.
-* :func:`replay_warehouse_records` is the flow's replayer for
-  :func:`~airflow_provider_b1.sync.replay_failed`: it re-reads failed records from SAP by key
-  and loads them through the same path.
+  the warehouse and fails with a report on any difference, without retries (a retry would find
+  the same difference).
 
-The mechanics live in :mod:`airflow_provider_b1.warehouse`; these are configuration.
+Failed records are replayed by ``b1_replay_failed`` through the flow's own source and sink.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_b1.assets import WAREHOUSE_GROUPS
+from airflow_provider_b1.assets import WAREHOUSE_ASSETS, WAREHOUSE_GROUPS
+from airflow_provider_b1.operators.sync import PermanentFailures, SyncOperator
+from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
 from airflow_provider_b1.warehouse.entities import ENTITIES
-from airflow_provider_b1.warehouse.pipeline import (
-    DEFAULT_WRITERS,
-    FLOW,
+from airflow_provider_b1.warehouse.flow import (
+    DEFAULT_SAP_CONN_ID,
+    DEFAULT_WAREHOUSE_CONN_ID,
+    WAREHOUSE_FLOW,
     extra_fields,
-    load_entity,
-    reload_keys,
 )
 from airflow_provider_b1.warehouse.schema import DEFAULT_SCHEMA, validate_schema_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_b1.sync import AuditRecord, ReplayContext, SourceRef
-
-DEFAULT_WAREHOUSE_CONN_ID = "b1_warehouse_default"
-DEFAULT_SAP_CONN_ID = "sap_b1_default"
-DEFAULT_AUDIT_CONN_ID = "b1_audit_default"
+#: Warehouse connections writing pages side by side, when the warehouse takes several (PostgreSQL).
+DEFAULT_WRITERS = 2
 
 
 def _entities(entities: Sequence[str] | str | None, group: str | None) -> list[str]:
@@ -56,24 +52,27 @@ def _entities(entities: Sequence[str] | str | None, group: str | None) -> list[s
     return names
 
 
-class SapB1ToWarehouseOperator(BaseOperator):
+class SapB1ToWarehouseOperator(SyncOperator):
     """Load SAP Business One entities into the warehouse star schema.
 
     Each entity is read with ``$select`` of the fields the schema needs (plus ``extra_select``),
     one page ahead, and loaded page by page (COPY + merge on PostgreSQL). Every record read ends
-    in the audit trail as created, updated, unchanged, skipped or failed. The schema is created
-    or upgraded first, under a lock.
+    in the audit trail as created, updated, unchanged, skipped or failed, written with the page
+    that holds it. The schema is created or upgraded first, under a lock.
 
     Which records are read (see :func:`~airflow_provider_b1.sync.resolve_window`): the params
     ``full_refresh`` or ``since``/``until``, a backfill's data interval, or else everything
-    changed since the cursor of this task's last successful run.
+    changed since the cursor of this task's last successful run, unless the warehouse's own
+    checkpoint says it holds less (a new or restored warehouse), in which case it is read from there.
 
     :param entities: SAP entities to load, e.g. ``["Invoices"]``; or
-    :param group: a table group of :data:`~airflow_provider_b1.assets.WAREHOUSE_GROUPS`.
+    :param group: a table group of :data:`~airflow_provider_b1.assets.WAREHOUSE_GROUPS` (its Asset
+        becomes the task's outlet unless ``outlets`` is given).
     :param sap_b1_conn_id: the SAP Business One connection.
     :param warehouse_conn_id: the warehouse: conn type ``postgres``, or ``sqlite`` with the
         database file in the host field.
-    :param audit_conn_id: the audit trail's connection.
+    :param audit_conn_id: the audit trail's connection (the warehouse's own, for page and trail
+        in one transaction).
     :param extra_select: per entity, further SAP properties to read and keep in ``raw``
         (``{"Invoices": ["U_Region"]}``), queryable as ``raw->>'U_Region'``.
     :param page_size: records per SAP page; the connection's setting when ``None``.
@@ -82,8 +81,7 @@ class SapB1ToWarehouseOperator(BaseOperator):
         order they were read); 1 for a single connection. SQLite always takes one writer.
     """
 
-    template_fields: Sequence[str] = ("entities", "extra_select", "page_size")
-    ui_color = "#e8f4ea"
+    template_fields: Sequence[str] = ("entities", "extra_select", "page_size", "audit_conn_id")
 
     def __init__(
         self,
@@ -99,60 +97,42 @@ class SapB1ToWarehouseOperator(BaseOperator):
         writers: int = DEFAULT_WRITERS,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        if writers < 1:
-            raise ValueError(f"writers must be at least 1, not {writers}")
-        self.writers = writers
-        self.entities = _entities(entities, group)
+        names = _entities(entities, group)
+        if group is not None and not kwargs.get("outlets"):
+            kwargs["outlets"] = [WAREHOUSE_ASSETS[group]]
+        super().__init__(
+            flow=WAREHOUSE_FLOW, streams=names, audit_conn_id=audit_conn_id, writers=writers, **kwargs
+        )
+        self.entities = names
         self.group = group
         self.sap_b1_conn_id = sap_b1_conn_id
         self.warehouse_conn_id = warehouse_conn_id
-        self.audit_conn_id = audit_conn_id
         self.extra_select = dict(extra_select or {})
+        for entity in names:
+            extra_fields(self.extra_select, entity)  # a bad name fails at parse time
         self.page_size = page_size
         self.warehouse_schema = validate_schema_name(warehouse_schema)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
-        from airflow_provider_b1.sync import AuditTrail, combine_summaries, previous_summary, resolve_window
-        from airflow_provider_b1.warehouse.loader import open_loader
-
-        hook = SapB1Hook(self.sap_b1_conn_id)
-        audit = AuditTrail(self.audit_conn_id)
-        audit.ensure_schema()
-        summaries = []
-        with open_loader(self.warehouse_conn_id, schema=self.warehouse_schema) as loader:
-            version = loader.ensure_schema()
-            self.log.info("Warehouse schema at version %d (%s)", version, loader.dialect)
-            prefix = f"{self.warehouse_schema}." if loader.dialect == "postgres" else ""
-            with audit.session_for(FLOW, context) as session:
-                previous = previous_summary(context)  # one question to Airflow for every entity
-                for entity in self.entities:
-                    window = resolve_window(context, entity=entity, previous=previous)
-                    self.log.info("%s: %s (%s)", entity, window.describe(), window.reason)
-                    summaries.append(
-                        load_entity(
-                            hook,
-                            loader,
-                            session,
-                            entity,
-                            window,
-                            extra_select=extra_fields(self.extra_select, entity),
-                            page_size=self.page_size,
-                            target_prefix=prefix,
-                            writers=self.writers,
-                        )
-                    )
-        return combine_summaries(summaries)
+    def run(self, context: Context) -> dict[str, Any]:
+        self.streams = list(self.entities)
+        self.options = {
+            "sap_b1_conn_id": self.sap_b1_conn_id,
+            "warehouse_conn_id": self.warehouse_conn_id,
+            "warehouse_schema": self.warehouse_schema,
+            "extra_select": self.extra_select,
+            "page_size": self.page_size,
+        }
+        return super().run(context)
 
 
-class SapB1WarehouseReconcileOperator(BaseOperator):
+class SapB1WarehouseReconcileOperator(PermanentFailures, BaseOperator):
     """Compare SAP and the warehouse per entity: record counts, and ``DocTotal`` sums for documents.
 
     In a run that reads a window (a backfill, or ``since``/``until`` params) only that window is
     compared, by update stamp; otherwise every record is. Entities without an update stamp
     (chart of accounts, profit centres, dimensions) are always compared whole. Fails with a
-    report naming each difference and a sample of the keys behind it.
+    report naming each difference and a sample of the keys behind it, at once: a retry would
+    compare the same data.
 
     :param entities: SAP entities to compare; every loaded entity when neither this nor
         ``groups`` is given.
@@ -186,7 +166,7 @@ class SapB1WarehouseReconcileOperator(BaseOperator):
         self.warehouse_conn_id = warehouse_conn_id
         self.warehouse_schema = validate_schema_name(warehouse_schema)
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def run(self, context: Context) -> list[dict[str, Any]]:
         from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
         from airflow_provider_b1.sync import resolve_window
         from airflow_provider_b1.warehouse.loader import open_loader
@@ -198,36 +178,3 @@ class SapB1WarehouseReconcileOperator(BaseOperator):
         with open_loader(self.warehouse_conn_id, schema=self.warehouse_schema) as loader:
             results = reconcile(hook, loader, self.entities, stamps)
         return [r.to_xcom() for r in results]
-
-
-def replay_warehouse_records(refs: list[SourceRef], context: ReplayContext) -> Iterable[AuditRecord]:
-    """Replayer of the ``sap_b1_to_warehouse`` flow (see :class:`~airflow_provider_b1.sync.Replayer`).
-
-    Re-reads the records from SAP by key, in ``$filter`` batches, and loads them through the
-    same mapping and merge as the load, so a record fixed in SAP lands once and a record still
-    bad fails again with its reason. Options (``context.options``): ``sap_b1_conn_id``,
-    ``warehouse_conn_id``, ``warehouse_schema``, ``extra_select``.
-
-    :param refs: records of one ``(source_system, source_entity)``.
-    :param context: the replay's context.
-    """
-    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
-    from airflow_provider_b1.warehouse.loader import open_loader
-
-    if not refs:
-        return []
-    options = dict(context.options or {})
-    schema = validate_schema_name(options.get("warehouse_schema", DEFAULT_SCHEMA))
-    entity = refs[0].source_entity
-    hook = SapB1Hook(options.get("sap_b1_conn_id", DEFAULT_SAP_CONN_ID))
-    with open_loader(options.get("warehouse_conn_id", DEFAULT_WAREHOUSE_CONN_ID), schema=schema) as loader:
-        loader.ensure_schema()
-        prefix = f"{schema}." if loader.dialect == "postgres" else ""
-        return reload_keys(
-            hook,
-            loader,
-            entity,
-            [ref.source_key for ref in refs],
-            extra_select=extra_fields(options.get("extra_select"), entity),
-            target_prefix=prefix,
-        )

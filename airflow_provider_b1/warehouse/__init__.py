@@ -4,8 +4,8 @@
   declaration per entity).
 * :mod:`.schema`: the versioned migrations, applied under a lock by :func:`.schema.ensure_schema_postgres`
   and :func:`.schema.ensure_schema_sqlite`.
-* :mod:`.loader`: pages of records into PostgreSQL (COPY + merge) or SQLite (upserts), with a
-  created / updated / unchanged / failed outcome per record.
-* :mod:`.pipeline`: one entity from SAP through the loader into the audit trail.
+* :mod:`.loader`: the flow's sink: pages of records into PostgreSQL (COPY + merge) or SQLite
+  (upserts), with a created / updated / unchanged / failed outcome per record.
+* :mod:`.flow`: the ``sap_b1_to_warehouse`` flow declared on the sync engine.
 * :mod:`.reconcile`: SAP and the warehouse compared, entity by entity.
 """

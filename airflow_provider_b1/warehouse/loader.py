@@ -1,15 +1,18 @@
 """Loading pages of SAP records into the warehouse: PostgreSQL by COPY + merge, SQLite by upserts.
 
-Both loaders share one interface (:class:`WarehouseLoader`) and one contract per page:
+Both loaders are the warehouse flow's sink (:class:`WarehouseLoader`, a
+:class:`~airflow_provider_b1.sync.sql_sinks.DatabaseSink`) and share one contract per page:
 
-* every record read ends with one :class:`RecordOutcome`: ``created``, ``updated``,
-  ``unchanged`` (same payload hash as the stored row), ``skipped`` (an earlier copy of a record
-  repeated later in the same page) or ``failed`` with a reason;
-* a page is one transaction: the changed rows and their child rows land together or not at all;
+* every record read ends with one :class:`~airflow_provider_b1.sync.outcomes.Outcome`:
+  ``created``, ``updated``, ``unchanged`` (same payload hash as the stored row), ``skipped`` (an
+  earlier copy of a record repeated later in the same page) or ``failed`` with a reason;
+* a page is one transaction: the changed rows, their child rows and (when the audit trail lives
+  in the warehouse) the page's audit rows and checkpoint land together or not at all;
 * when a record changes, its child rows (document lines, payment applications) are replaced
   whole, so a line removed in SAP disappears from the warehouse;
 * a record that cannot be mapped fails alone; if the database refuses the page (a value out of
-  range...), the page is retried record by record so only the guilty records fail;
+  range...), the page is written again record by record under savepoints, in one transaction, so
+  only the guilty records fail;
 * nothing is kept from one page to the next, so memory stays flat whatever the entity's size.
 
 Documents whose business partner the warehouse does not know yet are **loaded**, and the partner
@@ -29,18 +32,17 @@ Otherwise the rows are ``COPY``-ed into a session-local staging table and merged
 child rows of updated records are deleted and those of changed records ``COPY``-ed straight into
 their tables. Either way the partners the changed rows name are then inferred from the table,
 last before the commit (the one step that can meet another writer's rows: see
-:meth:`WarehouseLoader.write_page`), and the page costs one commit and a handful of round trips
+:meth:`WarehouseLoader.after_turn`), and the page costs one commit and a handful of round trips
 whatever its size.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import re
 import sqlite3
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -48,12 +50,18 @@ from typing import Any
 
 import msgspec
 
+from airflow_provider_b1.sync.engine import Item, write_alone
+from airflow_provider_b1.sync.flows import Stream
+from airflow_provider_b1.sync.outcomes import Action, Outcome, count_actions
+from airflow_provider_b1.sync.sql_sinks import DatabaseSink
+from airflow_provider_b1.utils.sql import Database, copy_encoder, copy_into, open_database
 from airflow_provider_b1.warehouse.entities import (
     ENTITIES,
     PARTNER_ENTITY,
     EntitySpec,
     MappedRecord,
     RecordError,
+    entity_spec,
 )
 from airflow_provider_b1.warehouse.schema import (
     DEFAULT_SCHEMA,
@@ -64,30 +72,15 @@ from airflow_provider_b1.warehouse.schema import (
 
 log = logging.getLogger(__name__)
 
-CREATED, UPDATED, UNCHANGED, SKIPPED, FAILED = "created", "updated", "unchanged", "skipped", "failed"
-
-
-@dataclass(frozen=True)
-class RecordOutcome:
-    """What became of one record read from SAP.
-
-    :param key: the record's SAP key (as sent when it could not be converted, ``None`` if absent).
-    :param action: ``created``, ``updated``, ``unchanged``, ``skipped`` or ``failed``.
-    :param error: why it failed, for ``failed`` only.
-    :param payload_hash: SHA-256 of the record as read, when it could be mapped.
-    """
-
-    key: Any
-    action: str
-    error: str | None = None
-    payload_hash: str | None = None
+CREATED, UPDATED, UNCHANGED, SKIPPED, FAILED = (a.value for a in Action)
+_ACTIONS = {a.value: a for a in Action}
 
 
 @dataclass
 class PageResult:
-    """The outcomes of one page, in the order the records were read."""
+    """The outcomes of one page loaded on its own (:meth:`WarehouseLoader.load_page`), in read order."""
 
-    outcomes: list[RecordOutcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     inferred_partners: int = 0
 
     def count(self, action: str) -> int:
@@ -95,19 +88,7 @@ class PageResult:
 
     @property
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys((CREATED, UPDATED, UNCHANGED, SKIPPED, FAILED), 0)
-        for outcome in self.outcomes:
-            counts[outcome.action] += 1
-        return counts
-
-
-@dataclass
-class PreparedPage:
-    """A mapped page waiting to be written (see :meth:`WarehouseLoader.prepare_page`)."""
-
-    spec: EntitySpec
-    outcomes: list[RecordOutcome | None]
-    batch: dict[Any, tuple[int, MappedRecord]]
+        return count_actions(self.outcomes)
 
 
 @dataclass(frozen=True)
@@ -137,42 +118,49 @@ class StampWindow:
         return not (self.until and stamp >= self.until)
 
 
-class WarehouseLoader(ABC):
-    """Loads pages of SAP records into the warehouse tables declared in :mod:`.entities`."""
+class _Inferred:
+    """Partners inferred per entity, counted across a loader and its forks."""
 
-    dialect: str
-    #: DB-API exception classes meaning "this data was refused" (not "the connection broke").
-    data_errors: tuple[type[BaseException], ...] = ()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_entity: dict[str, int] = {}
 
-    def __enter__(self) -> WarehouseLoader:
-        return self
+    def add(self, entity: str, n: int) -> None:
+        if n:
+            with self._lock:
+                self.by_entity[entity] = self.by_entity.get(entity, 0) + n
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def take(self, entity: str) -> int:
+        with self._lock:
+            return self.by_entity.pop(entity, 0)
+
+
+class WarehouseLoader(DatabaseSink):
+    """Loads pages of SAP records into the warehouse tables declared in :mod:`.entities`: the
+    warehouse flow's sink (see :class:`~airflow_provider_b1.sync.sql_sinks.DatabaseSink`).
+
+    Each page is one transaction: its rows, their child rows, the partners inferred from them,
+    and the page's audit rows and checkpoint when they live in this database.
+    """
+
+    system = "warehouse"
+
+    def __init__(self, conn: Any, schema: str | None, *, database: Database | None = None) -> None:
+        super().__init__(conn, schema, database=database)
+        self._inferred = _Inferred()
 
     @abstractmethod
     def ensure_schema(self) -> int:
         """Create or upgrade the schema; return its version."""
 
     @abstractmethod
-    def close(self) -> None:
-        """Close the connection."""
-
-    @abstractmethod
     def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
-        """Write one batch's rows in one open transaction; return ``{key: created|updated|unchanged}``.
-        The caller adds inferred partners, then commits or rolls back."""
+        """Write one batch's rows in the open transaction; return ``{key: created|updated|unchanged}``."""
 
     @abstractmethod
     def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
         """Add the partners the changed records name that the warehouse lacks, as inferred rows, in
         the open transaction; return how many were added."""
-
-    @abstractmethod
-    def _commit(self) -> None: ...
-
-    @abstractmethod
-    def _rollback(self) -> None: ...
 
     @abstractmethod
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
@@ -182,123 +170,65 @@ class WarehouseLoader(ABC):
     def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
         """Keys of the loaded records (inferred partners excluded), for reconciliation reports."""
 
-    def load_page(self, spec: EntitySpec | str, records: Iterable[Any]) -> PageResult:
-        """Load one page of SAP records of one entity; never raises for a bad record.
+    @abstractmethod
+    def table_name(self, spec: EntitySpec) -> str:
+        """The table's name as written in SQL (schema-qualified on PostgreSQL)."""
 
-        :param spec: the entity's declaration, or its SAP name.
-        :param records: the page, as read from the Service Layer (dicts or encoded records, as
-            :meth:`prepare_page` takes them).
-        """
-        return self.write_page(self.prepare_page(spec, records))
+    # -- the sink -------------------------------------------------------------------------------
 
-    def prepare_page(self, spec: EntitySpec | str, records: Iterable[Any]) -> PreparedPage:
-        """Map a page (pure Python, no database): the half of :meth:`load_page` that can run while
-        the previous page is being written.
+    def target_entity(self, stream: Stream) -> str:
+        return self.table_name(entity_spec(stream.name))
 
-        :param spec: the entity's declaration, or its SAP name.
-        :param records: the page, as read from the Service Layer: dicts, or records still encoded
-            (``SapB1Hook.iter_pages(raw=True)``), which map faster.
-        """
-        if isinstance(spec, str):
-            spec = ENTITIES[spec]
-        outcomes: list[RecordOutcome | None] = []
-        # Later copies of a key win: a page can repeat a record that changed while it was read.
-        batch: dict[Any, tuple[int, MappedRecord]] = {}
+    def holds_data(self, stream: Stream) -> bool:
+        spec = entity_spec(stream.name)
+        where = f" WHERE NOT {spec.inferred_flag}" if spec.inferred_flag else ""
+        found = bool(self.execute(f"SELECT 1 FROM {self.table_name(spec)}{where} LIMIT 1"))
+        self.rollback()
+        return found
+
+    def prepare(self, stream: Stream, records: Sequence[Any]) -> list[Item | Outcome]:
+        """Map a page (pure Python): dicts, or records still encoded as SAP sent them (bytes),
+        which map faster. A record that cannot be mapped fails here with its reason."""
+        spec = entity_spec(stream.name)
         map_dict, map_raw = spec.map, spec.map_raw
+        prepared: list[Item | Outcome] = []
         for record in records:
             try:
                 mapped = map_dict(record) if record.__class__ is dict else map_raw(record)
             except RecordError as exc:
-                outcomes.append(RecordOutcome(_key_as_sent(spec, record), FAILED, str(exc)))
+                prepared.append(Outcome(_key_as_sent(spec, record), Action.FAILED, str(exc)))
                 continue
-            previous = batch.get(mapped.key)
-            if previous is not None:
-                outcomes[previous[0]] = RecordOutcome(mapped.key, SKIPPED, None, previous[1].payload_hash)
-            batch[mapped.key] = (len(outcomes), mapped)
-            outcomes.append(None)
-        return PreparedPage(spec, outcomes, batch)
+            prepared.append(Item(mapped.key, mapped, mapped.payload_hash))
+        return prepared
 
-    def open_another(self) -> WarehouseLoader | None:
-        """A second loader on its own connection to the same warehouse, to write pages side by side;
-        ``None`` when this warehouse takes one writer at a time (SQLite) or the loader cannot open one."""
-        return None
+    def write_rows(self, stream: Stream, items: Sequence[Item]) -> dict[Hashable, Outcome]:
+        """The page's rows and child rows (a changed record's children replaced whole)."""
+        mapped = [item.data for item in items]
+        actions = self._merge(entity_spec(stream.name), mapped)
+        return {m.key: Outcome(m.key, _ACTIONS[actions[m.key]], None, m.payload_hash) for m in mapped}
 
-    def write_page(self, page: PreparedPage, *, turn: Callable[[], None] | None = None) -> PageResult:
-        """Write a prepared page in one transaction and return every record's outcome.
+    def after_turn(self, stream: Stream, items: Sequence[Item], outcomes: Mapping[Hashable, Outcome]) -> None:
+        """Partners the changed records name and the warehouse lacks, added as inferred rows: the one
+        step that can meet another writer's rows, so it waits for the earlier pages' commits."""
+        spec = entity_spec(stream.name)
+        changed = [item.data for item in items if outcomes[item.key].action is not Action.UNCHANGED]
+        self._inferred.add(spec.entity, self._infer_partners(spec, changed))
 
-        :param page: from :meth:`prepare_page`.
-        :param turn: called (and waited for) once the page's own rows are written, before what
-            could meet other pages' writes: partners inferred from several pages, the commit, a
-            retry record by record. Writers working side by side pass one that returns when every
-            page read earlier has committed, so that pages commit in reading order.
+    def finish(self, stream: Stream) -> str | None:
+        inferred = self._inferred.take(stream.name)
+        return f"{inferred} business partners not loaded yet were added as inferred" if inferred else None
+
+    def load_page(self, spec: EntitySpec | str, records: Iterable[Any]) -> PageResult:
+        """Load one page of SAP records of one entity on its own (no audit trail); never raises for
+        a bad record.
+
+        :param spec: the entity's declaration, or its SAP name.
+        :param records: the page, as read from the Service Layer (dicts or encoded records).
         """
-        outcomes, batch = page.outcomes, page.batch
-        result = PageResult()
-        if batch:
-            actions, inferred = self._write(
-                page.spec, [m for _, m in batch.values()], outcomes, batch, turn or _no_wait
-            )
-            result.inferred_partners = inferred
-            for key, (position, mapped) in batch.items():
-                if outcomes[position] is None:
-                    outcomes[position] = RecordOutcome(key, actions[key], None, mapped.payload_hash)
-        result.outcomes = [o for o in outcomes if o is not None]
-        return result
-
-    def _write(
-        self,
-        spec: EntitySpec,
-        mapped: list[MappedRecord],
-        outcomes: list[RecordOutcome | None],
-        batch: dict[Any, tuple[int, MappedRecord]],
-        turn: Callable[[], None],
-    ) -> tuple[dict[Any, str], int]:
-        waited = False
-        try:
-            actions = self._merge(spec, mapped)
-            turn()
-            waited = True
-            inferred = self._infer_partners(spec, [m for m in mapped if actions[m.key] != UNCHANGED])
-            self._commit()
-            return actions, inferred
-        except self.data_errors as exc:
-            self._rollback()
-            log.warning(
-                "%s: the database refused a page of %d records (%s); loading them one by one",
-                spec.entity,
-                len(mapped),
-                _first_line(exc),
-            )
-        except BaseException:
-            self._rollback()
-            raise
-        if not waited:
-            turn()
-        # One transaction per record, so that only the records the database refuses fail.
-        actions: dict[Any, str] = {}
-        inferred = 0
-        for record in mapped:
-            try:
-                one = self._merge(spec, [record])
-                added = self._infer_partners(spec, [record] if one[record.key] != UNCHANGED else [])
-                self._commit()
-            except self.data_errors as exc:
-                self._rollback()
-                position = batch[record.key][0]
-                outcomes[position] = RecordOutcome(
-                    record.key, FAILED, f"refused by the warehouse: {_first_line(exc)}", record.payload_hash
-                )
-                continue
-            except BaseException:
-                self._rollback()
-                raise
-            actions.update(one)
-            inferred += added
-        return actions, inferred
-
-
-def _no_wait() -> None:
-    pass
+        entity = spec if isinstance(spec, str) else spec.entity
+        before = dict(self._inferred.by_entity)
+        outcomes = write_alone(self, Stream(entity), list(records))
+        return PageResult(outcomes, self._inferred.by_entity.get(entity, 0) - before.get(entity, 0))
 
 
 def _key_as_sent(spec: EntitySpec, record: Any) -> Any:
@@ -311,77 +241,7 @@ def _key_as_sent(spec: EntitySpec, record: Any) -> Any:
     return record.get(spec.key_field) if isinstance(record, dict) else None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
-
-
 # --- PostgreSQL -----------------------------------------------------------------------------
-
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
-
-
-def _copy_field(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    kind = type(value)
-    if kind is str:
-        if _COPY_SPECIAL.search(value) is None:
-            return value
-        return (
-            value.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-            .replace("\x00", "")
-        )
-    if kind is bool:
-        return "t" if value else "f"
-    return str(value)
-
-
-def encode_copy_text(rows: Iterable[Sequence[Any]]) -> str:
-    """Rows in PostgreSQL's COPY text format (tab-separated, ``\\N`` for null, backslash escapes)."""
-    return "".join(["\t".join([_copy_field(v) for v in row]) + "\n" for row in rows])
-
-
-def _escape_copy(value: str) -> str:
-    # Each test is a fast scan; raw JSON usually holds backslashes and nothing else to escape.
-    if "\\" in value:
-        value = value.replace("\\", "\\\\")
-    if "\t" in value:
-        value = value.replace("\t", "\\t")
-    if "\n" in value:
-        value = value.replace("\n", "\\n")
-    if "\r" in value:
-        value = value.replace("\r", "\\r")
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    return value
-
-
-# Per kind, the f-string field that renders one value. Numbers, dates, times and hashes were
-# checked by the mapper and cannot hold a tab, newline or backslash; text can.
-_COPY_FIELD = {
-    "text": "{{_N if {v} is None else (_esc({v}) if _special({v}) else {v})}}",
-    "bool": "{{_N if {v} is None else ('t' if {v} else 'f')}}",
-}
-_COPY_PLAIN = "{{_N if {v} is None else {v}}}"
-
-
-@cache
-def copy_encoder(kinds: tuple[str, ...]) -> Callable[[Iterable[Sequence[Any]]], str]:
-    """A function rendering rows of these column kinds as COPY text, compiled once per table.
-
-    :param kinds: the kind of each column (see :data:`~.entities.CONVERTERS`, plus ``hash``).
-    """
-    names = [f"v{i}" for i in range(len(kinds))]
-    fields = "\\t".join(_COPY_FIELD.get(kind, _COPY_PLAIN).format(v=name) for kind, name in zip(kinds, names))
-    source = f"def encode(rows):\n    return ''.join([f\"{fields}\\n\" for ({', '.join(names)},) in rows])\n"
-    namespace: dict[str, Any] = {"_N": "\\N", "_esc": _escape_copy, "_special": _COPY_SPECIAL.search}
-    # Built from column kinds only, never from data.
-    exec(compile(source, "<warehouse COPY encoder>", "exec"), namespace)  # noqa: S102
-    return namespace["encode"]
 
 
 class PostgresLoader(WarehouseLoader):
@@ -394,41 +254,55 @@ class PostgresLoader(WarehouseLoader):
     dialect = "postgres"
 
     def __init__(
-        self, conn: Any, schema: str = DEFAULT_SCHEMA, *, connect: Callable[[], Any] | None = None
+        self,
+        conn: Any,
+        schema: str = DEFAULT_SCHEMA,
+        *,
+        connect: Callable[[], Any] | None = None,
+        database: Database | None = None,
     ) -> None:
-        self.conn = conn
         self.schema = validate_schema_name(schema)
+        super().__init__(conn, self.schema, database=database)
         self._connect = connect
-        self._psycopg3 = type(conn).__module__.split(".")[0] == "psycopg"
-        if self._psycopg3:
-            import psycopg
+        if type(conn).__module__.split(".")[0] == "psycopg":
             from psycopg.rows import tuple_row
 
-            self.data_errors = (psycopg.DataError, psycopg.IntegrityError)
             # A connection's "cursor" extra (dict rows) must not change what the merge reads back.
             conn.row_factory = tuple_row
-        else:
-            import psycopg2
-
-            self.data_errors = (psycopg2.DataError, psycopg2.IntegrityError)
         self._staged: set[str] = set()
 
     def ensure_schema(self) -> int:
         return ensure_schema_postgres(self.conn, self.schema)
 
-    def open_another(self) -> PostgresLoader | None:
-        return PostgresLoader(self._connect(), self.schema, connect=self._connect) if self._connect else None
+    def table_name(self, spec: EntitySpec) -> str:
+        return f"{self.schema}.{spec.table}"
 
-    def close(self) -> None:
-        self.conn.close()
+    def fork(self) -> PostgresLoader | None:
+        """Another writer on its own connection (pages are then written side by side)."""
+        if self._connect is None:
+            return None
+        another = PostgresLoader(self._connect(), self.schema, connect=self._connect, database=self.database)
+        another._inferred = self._inferred
+        return another
 
-    def _commit(self) -> None:
-        self.conn.commit()
+    open_another = fork
 
-    def _rollback(self) -> None:
-        self.conn.rollback()
+    def rollback(self) -> None:
+        super().rollback()
         # Temporary tables created in the rolled-back transaction are gone with it.
         self._staged.clear()
+
+    def before_each(self, stream: Stream) -> None:
+        # Outside the record's savepoint: rolling one back must not take the staging table with
+        # it, and the table empties at commit only: one record's rows must not stay for the next.
+        spec = entity_spec(stream.name)
+        self._ensure_stage(spec)
+        self.execute(f"DELETE FROM {_postgres_sql(spec, self.schema).stage}")
+
+    def _ensure_stage(self, spec: EntitySpec) -> None:
+        if spec.table not in self._staged:
+            self.execute(_postgres_sql(spec, self.schema).create_stage)
+            self._staged.add(spec.table)
 
     def _copy(
         self,
@@ -438,13 +312,7 @@ class PostgresLoader(WarehouseLoader):
         kinds: tuple[str, ...],
         rows: Iterable[Sequence[Any]],
     ) -> None:
-        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        data = copy_encoder(kinds)(rows)
-        if self._psycopg3:
-            with cur.copy(sql) as copy:
-                copy.write(data)
-        else:
-            cur.copy_expert(sql, io.StringIO(data))
+        copy_into(cur, table, columns, copy_encoder(kinds)(rows))
 
     def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
         sql = _postgres_sql(spec, self.schema)
@@ -452,9 +320,7 @@ class PostgresLoader(WarehouseLoader):
             cur.execute(sql.any_exists, ([m.key for m in mapped],))
             if cur.fetchone() is None:
                 return self._insert_new(cur, spec, sql, mapped)
-            if spec.table not in self._staged:
-                cur.execute(sql.create_stage)
-                self._staged.add(spec.table)
+            self._ensure_stage(spec)
             self._copy(cur, sql.stage, spec.column_names, spec.column_kinds, [m.row for m in mapped])
             cur.execute(sql.merge)
             actions = dict.fromkeys((m.key for m in mapped), UNCHANGED)
@@ -632,11 +498,9 @@ class SqliteLoader(WarehouseLoader):
     """
 
     dialect = "sqlite"
-    data_errors = (sqlite3.DataError, sqlite3.IntegrityError)
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self._in_transaction = False
+    def __init__(self, conn: sqlite3.Connection, *, database: Database | None = None) -> None:
+        super().__init__(conn, None, database=database)
 
     @classmethod
     def open(cls, path: str) -> SqliteLoader:
@@ -649,22 +513,10 @@ class SqliteLoader(WarehouseLoader):
     def ensure_schema(self) -> int:
         return ensure_schema_sqlite(self.conn)
 
-    def close(self) -> None:
-        self.conn.close()
-
-    def _commit(self) -> None:
-        if self._in_transaction:
-            self.conn.execute("COMMIT")
-            self._in_transaction = False
-
-    def _rollback(self) -> None:
-        if self._in_transaction:
-            self.conn.execute("ROLLBACK")
-            self._in_transaction = False
+    def table_name(self, spec: EntitySpec) -> str:
+        return spec.table
 
     def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._in_transaction = True
         key = spec.key_column
         flag = spec.inferred_flag
         existing: dict[Any, tuple[str | None, bool]] = {}
@@ -774,19 +626,7 @@ def open_loader(conn_id: str, *, schema: str = DEFAULT_SCHEMA) -> WarehouseLoade
     :param conn_id: the Airflow connection id of the warehouse.
     :param schema: the PostgreSQL schema of the warehouse tables (ignored for SQLite).
     """
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    if conn.conn_type in ("postgres", "postgresql"):
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-        hook = PostgresHook(postgres_conn_id=conn_id)
-        return PostgresLoader(hook.get_conn(), schema, connect=hook.get_conn)
-    if conn.conn_type == "sqlite":
-        path = conn.host or conn.schema
-        if not path:
-            raise ValueError(f"Connection {conn_id!r} (sqlite) names no database file in its host field")
-        return SqliteLoader.open(path)
-    raise ValueError(
-        f"Connection {conn_id!r} has type {conn.conn_type!r}; the warehouse needs a postgres or sqlite connection"
-    )
+    database = open_database(conn_id, purpose="the warehouse")
+    if database.dialect == "postgres":
+        return PostgresLoader(database.connect(), schema, connect=database.connect, database=database)
+    return SqliteLoader(database.connect(), database=database)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from airflow_provider_b1.exceptions import B1ProviderError
+from airflow_provider_b1.exceptions import PermanentError
+from airflow_provider_b1.hooks.sap_b1.literals import update_stamp_filter
 from airflow_provider_b1.warehouse.entities import EntitySpec, entity_spec
 from airflow_provider_b1.warehouse.loader import StampWindow, WarehouseLoader
 
@@ -35,8 +36,8 @@ RECONCILE_PAGE_SIZE = 5000
 SAMPLE_KEYS = 10
 
 
-class ReconciliationError(B1ProviderError):
-    """SAP and the warehouse disagree; the message is the full report."""
+class ReconciliationError(PermanentError):
+    """SAP and the warehouse disagree; the message is the full report. A retry compares the same data."""
 
 
 @dataclass
@@ -108,15 +109,6 @@ def _describe_window(window: StampWindow | None, spec: EntitySpec) -> str:
     return f"updated {since} .. {until} (server time)"
 
 
-def _sap_day_filter(window: StampWindow) -> str | None:
-    clauses = []
-    if window.since:
-        clauses.append(f"UpdateDate ge '{window.since[0]}'")
-    if window.until:
-        clauses.append(f"UpdateDate le '{window.until[0]}'")
-    return " and ".join(clauses) or None
-
-
 def _amount(value: Any) -> Decimal:
     if value is None:
         return Decimal(0)
@@ -161,7 +153,11 @@ def _sap_records(
             select.append("UpdateTime")
     for page in hook.iter_pages(
         spec.entity,
-        filter=_sap_day_filter(window) if windowed else None,
+        filter=update_stamp_filter(
+            spec.entity, window.since[0] if window.since else None, window.until[0] if window.until else None
+        )
+        if windowed
+        else None,
         select=select,
         page_size=RECONCILE_PAGE_SIZE,
     ):

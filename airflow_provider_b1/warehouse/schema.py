@@ -1,55 +1,20 @@
-"""The warehouse's star schema and how it is created and upgraded, for PostgreSQL and SQLite.
+"""The warehouse's star schema, for PostgreSQL and SQLite, as numbered migrations.
 
-Migrations are frozen, numbered SQL written once in a small dialect-neutral form: ``{s}`` is the
-schema prefix (``sap_b1.`` in PostgreSQL, nothing in SQLite) and ``{num}``, ``{date}``, ``{bool}``,
-``{json}``... are column types rendered per dialect. A migration is never edited once released: a
-change is a new migration. Applied versions are rows of ``schema_version``.
-
-:func:`ensure_schema` applies what is missing in one transaction. In PostgreSQL it first takes a
-transaction-scoped advisory lock, so two tasks starting together never migrate at once (the
-second waits, then finds nothing left to do); DDL is transactional there, so a failed migration
-leaves the schema as it was. In SQLite ``BEGIN IMMEDIATE`` takes the database's write lock.
+The statements use the dialect-neutral form of :mod:`airflow_provider_b1.utils.migrations`
+(``{s}`` the schema prefix, ``{num}``, ``{date}``, ``{json}``... column types), which also applies
+them: once, in order, under a lock. Applied versions are rows of ``schema_version``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import re
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from airflow_provider_b1.sync.checkpoints import CHECKPOINT_TABLE
+from airflow_provider_b1.utils.migrations import Migration, MigrationSet, render
+from airflow_provider_b1.utils.sql import validate_identifier
 
 DEFAULT_SCHEMA = "sap_b1"
-
-_TYPES: dict[str, dict[str, str]] = {
-    "postgres": {
-        "text": "TEXT",
-        "int": "INTEGER",
-        "num": "NUMERIC(19, 6)",
-        "date": "DATE",
-        "time": "TIME",
-        "bool": "BOOLEAN",
-        "json": "JSONB",
-        "ts": "TIMESTAMPTZ",
-        "now": "now()",
-        "false": "false",
-    },
-    "sqlite": {
-        "text": "TEXT",
-        "int": "INTEGER",
-        "num": "REAL",
-        "date": "TEXT",
-        "time": "TEXT",
-        "bool": "INTEGER",
-        "json": "TEXT",
-        "ts": "TEXT",
-        "now": "CURRENT_TIMESTAMP",
-        "false": "0",
-    },
-}
 
 _DOCUMENT_HEADER = """
 CREATE TABLE {{s}}{table} (
@@ -305,19 +270,6 @@ JOIN tree ON tree.account_code = a.account_code""",
 ]
 
 
-@dataclass(frozen=True)
-class Migration:
-    """One frozen step of the schema: a version number, a description and its statements.
-
-    ``postgres_only`` statements run after the others, on PostgreSQL only.
-    """
-
-    version: int
-    description: str
-    statements: tuple[str, ...]
-    postgres_only: tuple[str, ...] = ()
-
-
 _RAW_TABLES = (
     "dim_business_partner",
     "dim_item",
@@ -350,30 +302,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         tuple(_V2_STATEMENTS),
         _V2_POSTGRES,
     ),
+    # Where the sync engine records, with each committed page, how far each entity's load got: the
+    # warehouse's own word on what it holds, checked against the cursor before every run.
+    Migration(3, "sync checkpoints kept with the data they describe", (CHECKPOINT_TABLE,)),
 )
 
-LATEST_VERSION = MIGRATIONS[-1].version
+WAREHOUSE_MIGRATIONS = MigrationSet("warehouse", "schema_version", MIGRATIONS)
+LATEST_VERSION = WAREHOUSE_MIGRATIONS.latest
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "WAREHOUSE_MIGRATIONS",
+    "ensure_schema_postgres",
+    "ensure_schema_sqlite",
+    "render",
+    "validate_schema_name",
+]
 
 
 def validate_schema_name(schema: str) -> str:
     """Return ``schema`` if it is a plain lower-case identifier; it is put into SQL unquoted."""
-    if not _IDENT.match(schema):
-        raise ValueError(f"Warehouse schema name {schema!r} must match {_IDENT.pattern}")
-    return schema
-
-
-def render(statement: str, dialect: str, schema: str | None) -> str:
-    """Render one dialect-neutral statement for ``dialect`` (``postgres`` or ``sqlite``)."""
-    prefix = f"{validate_schema_name(schema)}." if dialect == "postgres" and schema else ""
-    return statement.format(s=prefix, **_TYPES[dialect])
-
-
-def advisory_lock_key(schema: str) -> int:
-    """A stable signed 64-bit key for ``pg_advisory_xact_lock``, one per warehouse schema."""
-    digest = hashlib.sha256(f"airflow_provider_b1.warehouse:{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return validate_identifier(schema, what="warehouse schema name")
 
 
 def ensure_schema_postgres(conn: Any, schema: str = DEFAULT_SCHEMA, *, target: int | None = None) -> int:
@@ -383,34 +334,7 @@ def ensure_schema_postgres(conn: Any, schema: str = DEFAULT_SCHEMA, *, target: i
     :param schema: the PostgreSQL schema holding the warehouse tables.
     :param target: stop at this version (tests of upgrades); the latest when ``None``.
     """
-    schema = validate_schema_name(schema)
-    target = LATEST_VERSION if target is None else target
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_lock_key(schema),))
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {schema}.schema_version ("
-                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
-                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            cur.execute(f"SELECT coalesce(max(version), 0) FROM {schema}.schema_version")
-            current = cur.fetchone()[0]
-            for migration in MIGRATIONS:
-                if current < migration.version <= target:
-                    log.info("Warehouse schema %s: applying migration %d (%s)", schema, *_describe(migration))
-                    for statement in (*migration.statements, *migration.postgres_only):
-                        cur.execute(render(statement, "postgres", schema))
-                    cur.execute(
-                        f"INSERT INTO {schema}.schema_version (version, description) VALUES (%s, %s)",
-                        (migration.version, migration.description),
-                    )
-                    current = migration.version
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    return current
+    return WAREHOUSE_MIGRATIONS.apply(conn, validate_schema_name(schema), target=target)
 
 
 def ensure_schema_sqlite(conn: sqlite3.Connection, *, target: int | None = None) -> int:
@@ -419,30 +343,4 @@ def ensure_schema_sqlite(conn: sqlite3.Connection, *, target: int | None = None)
     :param conn: a connection opened with ``isolation_level=None`` (transactions are explicit).
     :param target: stop at this version; the latest when ``None``.
     """
-    target = LATEST_VERSION if target is None else target
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-            "description TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
-        )
-        current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-        for migration in MIGRATIONS:
-            if current < migration.version <= target:
-                log.info("Warehouse (SQLite): applying migration %d (%s)", *_describe(migration))
-                for statement in migration.statements:
-                    conn.execute(render(statement, "sqlite", None))
-                conn.execute(
-                    "INSERT INTO schema_version (version, description) VALUES (?, ?)",
-                    (migration.version, migration.description),
-                )
-                current = migration.version
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return current
-
-
-def _describe(migration: Migration) -> tuple[int, str]:
-    return migration.version, migration.description
+    return WAREHOUSE_MIGRATIONS.apply(conn, target=target)

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -136,15 +142,16 @@ class Flow:
         ]
 
     def digest(self) -> dict[str, tuple[int, str]]:
-        """``{table: (rows, sha256 of its sorted rows)}`` of every warehouse table, load timestamps left out."""
+        """``{table: (rows, sha256 of its sorted rows)}`` of every warehouse table, load timestamps left
+        out, and the sync checkpoints too (they name the run that last read each entity)."""
         columns: dict[str, list[str]] = {}
         for table, column, data_type in self.query(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = %s ORDER BY table_name, ordinal_position",
             (WAREHOUSE_SCHEMA,),
         ):
-            if data_type.startswith("timestamp") or column.endswith("_at"):
-                continue  # loaded_at, applied_at: when, not what
+            if data_type.startswith("timestamp") or column.endswith("_at") or table == "sync_checkpoint":
+                continue  # loaded_at, applied_at: when, not what; checkpoints: which run, not what
             columns.setdefault(table, []).append(f'"{column}"')
         out = {}
         for table, cols in columns.items():
@@ -356,3 +363,38 @@ def recorded_secrets(flow: Flow) -> RecordedSecrets:
     flow.sap.app.state.sandbox.sessions = _Recording(recorded.sap_session_ids)
     flow.looker.app.state.looker.tokens = _Recording(recorded.looker_tokens)
     return recorded
+
+
+def use_dag_folder(monkeypatch: Any, folder: Path, name: str) -> None:
+    """Add ``folder`` to Airflow's DAG bundles: ``dag.test()`` runs DAGs from a bundle's folder."""
+    bundles = [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {},
+        },
+        {
+            "name": name,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(folder), "refresh_interval": 0},
+        },
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+
+
+def kill_mid_load(script: Path, run_id: str, loaded: Callable[[], int], *, at_least: int = 1500) -> None:
+    """Run ``script run_id 1`` (a task's first try) in a child process, as a worker would, and kill it
+    with SIGKILL once ``loaded()`` reports at least ``at_least`` rows committed (three pages of 500)."""
+    child = subprocess.Popen([sys.executable, str(script), run_id, "1"], env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120
+        while loaded() < at_least:
+            assert child.poll() is None, f"the load ended before it could be killed ({child.returncode})"
+            assert time.monotonic() < deadline, "the child never committed a page"
+            time.sleep(0.1)
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)

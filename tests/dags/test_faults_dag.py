@@ -25,7 +25,7 @@ def test_a_run_under_faults_equals_sap_and_a_task_retried_by_airflow_rereads_its
 ):
     # The hook's real policy (same attempts), with millisecond backoffs so the test stays fast.
     monkeypatch.setattr(
-        "airflow_provider_b1.hooks.sap_b1.RetryPolicy",
+        "airflow_provider_b1.hooks.sap_b1.hook.RetryPolicy",
         functools.partial(RetryPolicy, initial_wait=0.01, max_wait=0.05),
     )
     flow.sap.faults(

@@ -10,11 +10,8 @@ returned no cursor, so the next one reads from the same place).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
+
+from dag_helpers import kill_mid_load
 
 from airflow_provider_b1.sync import Action
 
@@ -59,21 +56,7 @@ def test_a_load_killed_mid_way_and_run_again_leaves_the_warehouse_equal_to_sap(f
     flow.sap.faults(slow_rate=1.0, slow_seconds=0.15)  # every reply late: a wide window to kill in
     script = tmp_path / "load_sales.py"
     script.write_text(CHILD)
-    child = subprocess.Popen([sys.executable, str(script), RUN_ID, "1"], env=os.environ.copy())
-    try:
-        deadline = time.monotonic() + 120
-        loaded = 0
-        while loaded < 1500:  # at least three pages committed
-            assert child.poll() is None, f"the load ended before it could be killed ({child.returncode})"
-            assert time.monotonic() < deadline, "the child never committed a page"
-            time.sleep(0.1)
-            loaded = _invoices_loaded(flow)
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=30)
+    kill_mid_load(script, RUN_ID, lambda: _invoices_loaded(flow))
     flow.sap.faults()
 
     # the kill landed mid-load: some pages are in, far from all
@@ -92,8 +75,16 @@ def test_a_load_killed_mid_way_and_run_again_leaves_the_warehouse_equal_to_sap(f
         INVOICES,
         INVOICES,
     )
-    # what the killed try committed, the next try found unchanged; nothing failed. (The killed
-    # try itself left no audit rows: they are written in bulk, and it died before its first flush.)
+    # what the killed try committed has its trail from that try (written in each page's own
+    # transaction); the next try found those records unchanged; nothing failed.
+    killed = dict(
+        flow.query(
+            "SELECT action, count(*) FROM b1_audit.audit_record WHERE run_id = %s AND try_number = 1 "
+            "AND source_entity = 'Invoices' GROUP BY action",
+            (RUN_ID,),
+        )
+    )
+    assert killed == {Action.CREATED.value: partial}
     second = flow.audit_counts(RUN_ID)
     assert second["failed"] == 0
     retried = dict(
@@ -105,4 +96,17 @@ def test_a_load_killed_mid_way_and_run_again_leaves_the_warehouse_equal_to_sap(f
     )
     assert retried.get(Action.UNCHANGED.value, 0) >= partial
     assert retried.get(Action.CREATED.value, 0) + retried.get(Action.UNCHANGED.value, 0) == INVOICES
+    # every row in the warehouse has an audit row from the try that wrote it
+    unaudited = flow.query(
+        "SELECT count(*) FROM sap_b1.fact_sales_invoice f WHERE NOT EXISTS (SELECT 1 FROM b1_audit.audit_record a "
+        "WHERE a.run_id = %s AND a.source_entity = 'Invoices' AND a.source_key = f.doc_entry::text "
+        "AND a.action IN ('created', 'updated'))",
+        (RUN_ID,),
+    )
+    assert unaudited == [(0,)]
+    # the cursor the task returned is the warehouse's own checkpoint: never ahead of it
+    (checkpoint,) = flow.query(
+        "SELECT cursor FROM sap_b1.sync_checkpoint WHERE flow = 'sap_b1_to_warehouse' AND stream = 'Invoices'"
+    )
+    assert json.loads(checkpoint[0]) == summary["entities"]["Invoices"]["cursor"]
     assert json.dumps(summary)  # the task's XCom: a small summary

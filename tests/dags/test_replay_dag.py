@@ -1,16 +1,25 @@
-"""b1_replay_failed end to end with dag.test(): a fake flow whose replayer writes to a SQLite table."""
+"""b1_replay_failed end to end with dag.test(): a flow declared in the test, whose sink is a SQLite table."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from airflow_provider_b1.sync import Action, AuditRecord, AuditTrail, payload_hash, register_replayer
-from airflow_provider_b1.sync.flows import unregister_replayer
+from airflow_provider_b1.sync import (
+    Action,
+    AuditRecord,
+    AuditTrail,
+    Flow,
+    Page,
+    Source,
+    Stream,
+    TableSink,
+    unregister_flow,
+)
+from airflow_provider_b1.utils.sql import open_database, query
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "b1_replay_failed.py"
 FLOW = "fake_flow"
@@ -23,6 +32,18 @@ def load_dag():
     return module.b1_replay_failed()
 
 
+class Customers(Source):
+    """The source system: customers by code."""
+
+    system = "src"
+
+    def read(self, stream, start, *, until):
+        return iter(())
+
+    def read_keys(self, stream, keys):
+        yield Page([{"code": key, "name": f"Customer {key}"} for key in keys])
+
+
 @pytest.fixture
 def setup(airflow_db, tmp_path, monkeypatch):
     audit_path = tmp_path / "audit.db"
@@ -30,29 +51,31 @@ def setup(airflow_db, tmp_path, monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_B1_AUDIT_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(audit_path)})
     )
-    with sqlite3.connect(target_path) as db:
-        db.execute("CREATE TABLE customer (code TEXT PRIMARY KEY, name TEXT)")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FAKE_TARGET", json.dumps({"conn_type": "sqlite", "host": str(target_path)})
+    )
 
-    def replayer(refs, context):
-        with sqlite3.connect(target_path) as db:
-            for ref in refs:
-                payload = {"code": ref.source_key, "name": f"Customer {ref.source_key}"}
-                cur = db.execute(
-                    "INSERT INTO customer (code, name) VALUES (?, ?) ON CONFLICT (code) DO NOTHING",
-                    (payload["code"], payload["name"]),
-                )
-                yield AuditRecord(
-                    ref.source_system,
-                    ref.source_entity,
-                    ref.source_key,
-                    Action.CREATED if cur.rowcount else Action.UNCHANGED,
-                    target_system="target",
-                    target_entity="customer",
-                    target_key=ref.source_key,
-                    payload_hash=payload_hash(payload),
-                )
+    def open_sink(options):
+        database = open_database(options["target_conn_id"])
+        return TableSink(
+            database.connect(),
+            "customer",
+            key="code",
+            columns={"name": "text"},
+            map=lambda record: record,
+            system="target",
+            database=database,
+        )
 
-    register_replayer(FLOW, replayer)
+    Flow(
+        FLOW,
+        "src",
+        "target",
+        (Stream("Customers", target="customer"),),
+        open_source=lambda options: Customers(),
+        open_sink=open_sink,
+        options={"target_conn_id": "fake_target"},
+    )
     audit = AuditTrail()
     audit.ensure_schema()
     with audit.session(FLOW, "fake_dag", "run-1", "load", 1) as session:
@@ -61,12 +84,18 @@ def setup(airflow_db, tmp_path, monkeypatch):
         session.record(AuditRecord("src", "Customers", "C3", Action.CREATED))
     yield audit, target_path
     audit.close()
-    unregister_replayer(FLOW)
+    unregister_flow(FLOW)
 
 
 def customers(target_path):
-    with sqlite3.connect(target_path) as db:
-        return [row[0] for row in db.execute("SELECT code FROM customer ORDER BY code")]
+    if not target_path.exists():
+        return []
+    database = open_database("fake_target")
+    conn = database.connect()
+    try:
+        return [row[0] for row in query(conn, "SELECT code FROM customer ORDER BY code")]
+    finally:
+        conn.close()
 
 
 def test_dry_run_replays_nothing(setup):

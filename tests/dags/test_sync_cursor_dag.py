@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from dag_helpers import use_dag_folder
+
 DAG_SOURCE = """
 from __future__ import annotations
 
@@ -47,19 +49,7 @@ def build_dag(log_path, monkeypatch):
     folder = log_path.parent / "dags"
     folder.mkdir(exist_ok=True)
     (folder / "b1_test_cursor.py").write_text(DAG_SOURCE)
-    bundles = [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {},
-        },
-        {
-            "name": "b1-test-cursor",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(folder), "refresh_interval": 0},
-        },
-    ]
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    use_dag_folder(monkeypatch, folder, "b1-test-cursor")
     monkeypatch.setenv("B1_TEST_WINDOW_LOG", str(log_path))
 
     def fresh():

@@ -15,11 +15,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin
 
 import msgspec
@@ -28,6 +27,7 @@ import requests
 from airflow_provider_b1.hooks.sap_b1.entities import EntitySpec, entity_spec
 from airflow_provider_b1.hooks.sap_b1.errors import SapB1Error
 from airflow_provider_b1.hooks.sap_b1.literals import entity_path, update_stamp_filter
+from airflow_provider_b1.sync.cursors import StampCursor
 from airflow_provider_b1.utils.paging import Page, paginate
 from airflow_provider_b1.utils.prefetch import prefetched
 
@@ -86,9 +86,9 @@ def _record_time(value: Any) -> str:
         return "00:00:00"
 
 
-@dataclass(frozen=True)
-class SapCursor:
-    """Where an incremental read stopped, in the server's local time.
+class SapCursor(StampCursor):
+    """Where an incremental read stopped, in the server's local time: the sync engine's
+    :class:`~airflow_provider_b1.sync.cursors.StampCursor` with SAP's names.
 
     SAP stamps records with ``UpdateDate`` (no time of day) and ``UpdateTime`` in the server's
     time zone, and filters on ``UpdateDate`` at day granularity only. So a read re-reads the
@@ -101,40 +101,56 @@ class SapCursor:
     :param seen_keys: keys already read at exactly this timestamp.
     """
 
-    update_date: str
-    update_time: str | None = None
-    seen_keys: tuple[Any, ...] = ()
+    kind: ClassVar[str] = "sap_stamp"
+
+    def __init__(
+        self,
+        update_date: str | None = None,
+        update_time: str | None = None,
+        seen_keys: Iterable[Any] = (),
+        *,
+        stamp: tuple[str, ...] | None = None,
+    ) -> None:
+        if stamp is None:
+            if not update_date:
+                raise ValueError("A SapCursor needs an update_date.")
+            stamp = (str(update_date),) if update_time is None else (str(update_date), str(update_time))
+        super().__init__(stamp, tuple(seen_keys))
+
+    @property
+    def update_date(self) -> str:
+        return self.stamp[0]
+
+    @property
+    def update_time(self) -> str | None:
+        return self.stamp[1] if len(self.stamp) > 1 else None
 
     @property
     def timestamp(self) -> tuple[str, str]:
         return (self.update_date, self.update_time or "")
 
-    def is_new(self, date: str, time_of_day: str | None, key: Any) -> bool:
-        """Whether a record stamped ``(date, time)`` with ``key`` is not yet covered."""
-        stamp = (date, (time_of_day or "") if self.update_time is not None else "")
-        if stamp != self.timestamp:
-            return stamp > self.timestamp
-        return key not in set(self.seen_keys)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Primitives only, for XCom."""
+    def to_xcom(self) -> dict[str, Any]:
+        """Primitives only, for XCom, under SAP's names."""
         return {
+            "kind": self.kind,
             "update_date": self.update_date,
             "update_time": self.update_time,
             "seen_keys": list(self.seen_keys),
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SapCursor:
-        """Rebuild a cursor from :meth:`to_dict` output.
+    def from_xcom(cls, data: Mapping[str, Any]) -> SapCursor:
+        """Rebuild a cursor from :meth:`to_xcom` output (also a summary's from before the kind was kept).
 
         :param data: the dict.
+        :raises ValueError: when it is not a SAP stamp cursor.
         """
-        return cls(
-            update_date=str(data["update_date"]),
-            update_time=data.get("update_time"),
-            seen_keys=tuple(data.get("seen_keys") or ()),
-        )
+        if not data.get("update_date") or data.get("kind", cls.kind) != cls.kind:
+            raise ValueError(f"not a SAP stamp cursor: {dict(data)!r}")
+        return cls(str(data["update_date"]), data.get("update_time"), tuple(data.get("seen_keys") or ()))
+
+    to_dict = to_xcom
+    from_dict = from_xcom
 
     @classmethod
     def from_datetime(
@@ -152,6 +168,10 @@ class SapCursor:
         if date_only:
             return cls(update_date=local.date().isoformat())
         return cls(update_date=local.date().isoformat(), update_time=local.strftime("%H:%M:%S"))
+
+    def describe(self) -> str:
+        seen = f" (+{len(self.seen_keys)} keys read at it)" if self.seen_keys else ""
+        return " ".join(self.stamp) + " server time" + seen
 
 
 decode_json = msgspec.json.Decoder().decode
@@ -368,6 +388,7 @@ class IncrementalRead:
         dated = spec.cursor is not None
         with_time = spec.has_update_time
         until = self._until_stamp()
+        with_start_time = self.start is not None and self.start.update_time is not None
         best: tuple[str, str] | None = None
         best_keys: set[Any] = set()
         horizon: tuple[str, str] | None = None
@@ -400,7 +421,9 @@ class IncrementalRead:
                 stamp = (date, _record_time(time_value) if with_time else "")
                 if until is not None and stamp >= until:
                     continue
-                if self.start is not None and not self.start.is_new(stamp[0], stamp[1] or None, key):
+                if self.start is not None and not self.start.is_new(
+                    stamp if with_start_time else stamp[:1], key
+                ):
                     continue
                 kept.append(record)
                 capped = min(stamp, horizon)
@@ -414,15 +437,8 @@ class IncrementalRead:
         self.done = True
         if not dated or best is None:
             return
-        if self.start is not None and best <= self.start.timestamp:
-            if best < self.start.timestamp:
-                return
-            best_keys |= set(self.start.seen_keys)
-        self.cursor = SapCursor(
-            update_date=best[0],
-            update_time=best[1] if with_time else None,
-            seen_keys=tuple(sorted(best_keys, key=lambda k: (str(type(k)), k))),
-        )
+        reached = SapCursor(best[0], best[1] if with_time else None, best_keys)
+        self.cursor = reached if self.start is None else self.start.advance(reached)
 
     _server_now: dt.datetime | None = None
 

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from airflow_provider_b1.sync import Action, AuditRecord, AuditTrail, payload_hash
-from airflow_provider_b1.sync.audit import _PostgresBackend
 
 pytestmark = pytest.mark.postgres
 
@@ -23,7 +22,7 @@ def test_psycopg2_copy_path_escapes_tabs_newlines_and_backslashes(pg_trail, pg_d
     import psycopg2
 
     conn = psycopg2.connect(pg_database["dsn"])
-    monkeypatch.setattr(_PostgresBackend, "connection", lambda self: conn)
+    monkeypatch.setattr(AuditTrail, "connection", lambda self: conn)
     error = "line1\nline2\ttabbed \\backslash\\ \\N not null"
     with pg_trail.session("f", "d", "r", "t", 1) as session:
         session.record(AuditRecord("s", "e", "k\t1", Action.FAILED, error=error))

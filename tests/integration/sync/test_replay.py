@@ -1,7 +1,24 @@
+"""Replay derived from a flow's declaration: its own source re-reads the failed records, its own
+sink writes them, every attempt is audited; no replayer is written by hand."""
+
 from __future__ import annotations
 
-from airflow_provider_b1.sync import Action, AuditRecord, payload_hash, register_replayer, replay_failed
-from airflow_provider_b1.sync.flows import unregister_replayer
+import pytest
+
+from airflow_provider_b1.sync import (
+    Action,
+    AuditRecord,
+    Flow,
+    Item,
+    Outcome,
+    Page,
+    Sink,
+    Source,
+    Stream,
+    payload_hash,
+    replay_failed,
+    unregister_flow,
+)
 
 FLOW = "replay_flow"
 
@@ -14,59 +31,96 @@ def seed(trail, keys, *, entity="Invoices"):
             )
 
 
-class Target:
-    """A tiny idempotent target: upsert by key, reports created / unchanged."""
+class Records(Source):
+    """The source system: every record exists; reads by key are noted."""
+
+    system = "src"
+
+    def __init__(self):
+        self.calls = []
+        self.crash_after = None
+
+    def read(self, stream, start, *, until):
+        return iter(())
+
+    def read_keys(self, stream, keys):
+        self.calls.append([(stream.name, key) for key in keys])
+        for key in keys:
+            if self.crash_after is not None and key > self.crash_after:
+                raise ConnectionError("reset by peer; Authorization: Bearer abc.def.ghi")
+            yield Page([{"entity": stream.name, "key": key}])
+
+
+class Target(Sink):
+    """A tiny idempotent target: upsert by key, reports created / unchanged; poisoned keys fail."""
+
+    system = "tgt"
 
     def __init__(self, poison=()):
         self.rows: dict[tuple[str, str], dict] = {}
         self.poison = set(poison)
-        self.calls = []
 
-    def __call__(self, refs, context):
-        self.calls.append([(r.source_entity, r.source_key) for r in refs])
-        for ref in refs:
-            if ref.source_key in self.poison:
-                yield AuditRecord(
-                    ref.source_system, ref.source_entity, ref.source_key, Action.FAILED, error="still bad"
-                )
+    def prepare(self, stream, records):
+        return [Item(r["key"], r, payload_hash(r)) for r in records]
+
+    def write(self, stream, items, page):
+        outcomes = {}
+        for item in items:
+            if item.key in self.poison:
+                outcomes[item.key] = Outcome(item.key, Action.FAILED, "still bad")
                 continue
-            payload = {"key": ref.source_key, "entity": ref.source_entity}
-            existing = self.rows.get((ref.source_entity, ref.source_key))
-            self.rows[(ref.source_entity, ref.source_key)] = payload
-            yield AuditRecord(
-                ref.source_system,
-                ref.source_entity,
-                ref.source_key,
-                Action.UNCHANGED if existing == payload else Action.CREATED,
-                target_system="tgt",
-                target_key=ref.source_key,
-                payload_hash=payload_hash(payload),
-            )
+            existing = self.rows.get((stream.name, item.key))
+            self.rows[(stream.name, item.key)] = item.data
+            action = Action.UNCHANGED if existing == item.data else Action.CREATED
+            outcomes[item.key] = Outcome(item.key, action, None, item.payload_hash)
+        return outcomes
 
 
-def test_dry_run_selects_and_writes_nothing(audit_trail):
+@pytest.fixture
+def flow():
+    state = {"source": Records(), "target": Target(), "options": None}
+
+    def open_source(options):
+        state["options"] = dict(options)
+        return state["source"]
+
+    declared = Flow(
+        FLOW,
+        "src",
+        "tgt",
+        (Stream("Invoices"), Stream("Orders")),
+        open_source=open_source,
+        open_sink=lambda options: state["target"],
+        options={"target_conn_id": "default"},
+    )
+    yield declared, state
+    unregister_flow(FLOW)
+
+
+def test_dry_run_selects_and_writes_nothing(audit_trail, flow):
+    _, state = flow
     seed(audit_trail, ["1", "2"])
-    target = Target()
-    summary = replay_failed(audit_trail, FLOW, target, dry_run=True)
+    summary = replay_failed(audit_trail, FLOW, dry_run=True)
     assert summary.selected == 2
     assert summary.sample == ["Invoices:1", "Invoices:2"]
-    assert target.calls == []
+    assert state["source"].calls == []
     assert len(audit_trail.records_for_replay(FLOW)) == 2
 
 
-def test_replay_resends_failed_records_as_new_attempts_and_twice_changes_nothing(audit_trail):
+def test_replay_resends_failed_records_as_new_attempts_and_twice_changes_nothing(audit_trail, flow):
+    _, state = flow
     seed(audit_trail, ["1", "2", "3"])
     seed(audit_trail, ["1"], entity="Orders")
-    target = Target(poison={"3"})
+    target = state["target"]
+    target.poison = {"3"}
     summary = replay_failed(
         audit_trail,
         FLOW,
-        target,
         session_info={"dag_id": "b1_replay_failed", "run_id": "r1", "task_id": "replay"},
     ).to_xcom()
     assert (summary["selected"], summary["created"], summary["failed"]) == (4, 3, 1)
-    # one call per entity
-    assert sorted(target.calls) == [
+    # one read per entity
+    assert sorted(state["source"].calls) == [
         [("Invoices", "1"), ("Invoices", "2"), ("Invoices", "3")],
         [("Orders", "1")],
     ]
@@ -80,44 +134,45 @@ def test_replay_resends_failed_records_as_new_attempts_and_twice_changes_nothing
 
     # the cause of "3" is fixed: a second replay sends only it
     target.poison.clear()
-    again = replay_failed(audit_trail, FLOW, target).to_xcom()
+    again = replay_failed(audit_trail, FLOW).to_xcom()
     assert (again["selected"], again["created"]) == (1, 1)
     assert audit_trail.records_for_replay(FLOW) == []
     assert len(target.rows) == 4
 
 
-def test_a_crashing_or_silent_replayer_leaves_the_records_failed_with_a_reason(audit_trail):
+def test_a_crashing_or_empty_source_leaves_the_records_failed_with_a_reason(audit_trail, flow):
+    _, state = flow
     seed(audit_trail, ["1", "2"])
-
-    def crashing(refs, context):
-        yield AuditRecord("src", "Invoices", "1", Action.CREATED)
-        raise ConnectionError("reset by peer; Authorization: Bearer abc.def.ghi")
-
-    summary = replay_failed(audit_trail, FLOW, crashing, batch_size=5)
+    state["source"].crash_after = "1"
+    summary = replay_failed(audit_trail, FLOW, batch_size=5)
     assert (summary.counts["created"], summary.counts["failed"]) == (1, 1)
     (left,) = audit_trail.records_for_replay(FLOW)
     assert left.source_key == "2"
     assert left.attempt == 2
     assert left.error == "ConnectionError: reset by peer; Authorization: ***"
 
-    summary = replay_failed(audit_trail, FLOW, lambda refs, context: [])
+    state["source"].read_keys = lambda stream, keys: iter(())
+    replay_failed(audit_trail, FLOW)
     (left,) = audit_trail.records_for_replay(FLOW)
     assert left.attempt == 3
-    assert "no outcome" in left.error
+    assert left.error == "Invoices 2 was not found in src"
 
 
-def test_replayer_is_found_in_the_registry_with_its_options(audit_trail):
+def test_the_flow_is_found_by_name_and_opened_with_its_options_and_the_overrides(audit_trail, flow):
+    _, state = flow
     seed(audit_trail, ["1"])
-    seen = {}
+    summary = replay_failed(audit_trail, FLOW, options={"target_conn_id": "wh"})
+    assert summary.counts["created"] == 1
+    assert state["options"] == {"target_conn_id": "wh"}
 
-    def replayer(refs, context):
-        seen.update(context.options)
-        return [AuditRecord(r.source_system, r.source_entity, r.source_key, Action.UPDATED) for r in refs]
 
-    register_replayer(FLOW, replayer, target_conn_id="wh")
-    try:
-        summary = replay_failed(audit_trail, FLOW)
-    finally:
-        unregister_replayer(FLOW)
-    assert summary.counts["updated"] == 1
-    assert seen == {"target_conn_id": "wh"}
+def test_since_after_until_is_refused_and_an_unknown_flow_is_named(audit_trail, flow):
+    import datetime as dt
+
+    from airflow_provider_b1.sync import SyncWindowError, UnknownFlowError
+
+    day = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+    with pytest.raises(SyncWindowError, match="must be before"):
+        replay_failed(audit_trail, FLOW, since=day, until=day)
+    with pytest.raises(UnknownFlowError, match="no_such_flow"):
+        replay_failed(audit_trail, "no_such_flow")

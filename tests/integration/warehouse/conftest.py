@@ -7,6 +7,7 @@ message); each test gets its own schema in it, so tests never see each other's r
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 
@@ -56,3 +57,28 @@ def sqlite_loader(tmp_path) -> Iterator[SqliteLoader]:
 def loader(request) -> WarehouseLoader:
     """An empty warehouse, once on PostgreSQL (COPY + merge) and once on SQLite (upserts)."""
     return request.getfixturevalue(f"{request.param}_loader")
+
+
+@pytest.fixture
+def audit(tmp_path, monkeypatch):
+    """An empty audit trail in a SQLite file of its own."""
+    from airflow_provider_b1.sync import AuditTrail
+
+    conn_id = f"b1_audit_{secrets.token_hex(3)}"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}),
+    )
+    trail = AuditTrail(conn_id)
+    trail.ensure_schema()
+    try:
+        yield trail
+    finally:
+        trail.close()
+
+
+@pytest.fixture
+def session(audit):
+    """An audit session of the warehouse flow for one test's loads."""
+    with audit.session("sap_b1_to_warehouse", "dag", f"run-{secrets.token_hex(3)}", "load", 1) as session:
+        yield session

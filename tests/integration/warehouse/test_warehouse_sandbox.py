@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_b1.sync import AuditTrail, SyncWindow, replay_failed
+from airflow_provider_b1.sources.sap_b1 import SapB1Source
+from airflow_provider_b1.sync import SyncWindow, replay_failed, sync_stream
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.warehouse.entities import ENTITIES
+from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
 from airflow_provider_b1.warehouse.loader import PostgresLoader
-from airflow_provider_b1.warehouse.pipeline import FLOW, load_entity
 from airflow_provider_b1.warehouse.reconcile import reconcile
+
+FLOW = WAREHOUSE_FLOW.name
 
 INVOICES = 400
 FAST_RETRIES = RetryPolicy(max_attempts=15, max_elapsed=60, initial_wait=0.02, max_wait=0.3)
@@ -90,26 +93,12 @@ def warehouse(postgres_loader) -> PostgresLoader:
     return postgres_loader
 
 
-@pytest.fixture
-def audit(tmp_path, monkeypatch) -> Iterator[AuditTrail]:
-    conn_id = f"b1_audit_{secrets.token_hex(3)}"
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}),
-    )
-    trail = AuditTrail(conn_id)
-    trail.ensure_schema()
-    try:
-        yield trail
-    finally:
-        trail.close()
-
-
 def _load_all(hook, warehouse, audit, window: SyncWindow, entities=tuple(ENTITIES)) -> dict[str, Any]:
+    source = SapB1Source(hook, select={e: spec.select() for e, spec in ENTITIES.items()})
     with audit.session(FLOW, "dag", f"run-{secrets.token_hex(3)}", "load", 1) as session:
         return {
-            entity: load_entity(
-                hook, warehouse, session, entity, window, target_prefix=f"{warehouse.schema}."
+            entity: sync_stream(
+                WAREHOUSE_FLOW, WAREHOUSE_FLOW.stream(entity), source, warehouse, session, window
             )
             for entity in entities
         }
@@ -178,10 +167,6 @@ def test_a_load_under_faults_still_equals_sap(sandbox, hook, warehouse, audit):
 
 
 def test_bad_records_are_audited_and_replayed_once_repaired(sandbox, hook, warehouse, audit, monkeypatch):
-    from airflow_provider_b1.sync import register_replayer
-    from airflow_provider_b1.sync.flows import REPLAYER_OPTIONS, REPLAYERS
-    from airflow_provider_b1.transfers.sap_b1_to_warehouse import replay_warehouse_records
-
     for key, kind in ((11, "missing_partner"), (12, "null_amount"), (13, "bad_date")):
         sandbox.control("POST", "corrupt", {"entity": "Invoices", "keys": [key], "kind": kind})
     loaded = _load_all(hook, warehouse, audit, SyncWindow("full"), entities=("BusinessPartners", "Invoices"))
@@ -211,17 +196,13 @@ def test_bad_records_are_audited_and_replayed_once_repaired(sandbox, hook, wareh
         }
     )
     monkeypatch.setenv("AIRFLOW_CONN_B1_WAREHOUSE_REPLAY", conn)
-    saved = (REPLAYERS.get(FLOW), REPLAYER_OPTIONS.get(FLOW))
-    register_replayer(
+    # The flow's own source and sink, opened with these options: no replayer written by hand.
+    replayed = replay_failed(
+        audit,
         FLOW,
-        replay_warehouse_records,
-        warehouse_conn_id="b1_warehouse_replay",
-        warehouse_schema=warehouse.schema,
+        options={"warehouse_conn_id": "b1_warehouse_replay", "warehouse_schema": warehouse.schema},
+        session_info={"dag_id": "replay", "run_id": "r1"},
     )
-    try:
-        replayed = replay_failed(audit, FLOW, session_info={"dag_id": "replay", "run_id": "r1"})
-    finally:
-        REPLAYERS[FLOW], REPLAYER_OPTIONS[FLOW] = saved[0], saved[1] or {}
     assert replayed.counts["created"] == 2
     assert audit.records_for_replay(FLOW, None, None) == []
     assert all(r.ok for r in reconcile(hook, warehouse, ["Invoices"]))

@@ -16,37 +16,34 @@ import psycopg
 import pytest
 from wh_records import invoice, postgres_connection
 
-from airflow_provider_b1.sync import Action, SyncWindow
+from airflow_provider_b1.sync import Action, Page, Source, SyncWindow, sync_stream
+from airflow_provider_b1.sync.engine import CommitOrder, PageAborted
 from airflow_provider_b1.warehouse.entities import ENTITIES
+from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
 from airflow_provider_b1.warehouse.loader import PostgresLoader
-from airflow_provider_b1.warehouse.pipeline import CommitOrder, load_entity
 
 WINDOW = SyncWindow(mode="full", reason="test")
+INVOICES = WAREHOUSE_FLOW.stream("Invoices")
 
 
-class Pages:
-    """``read_incremental`` of a hook, reduced to the pages it yields: the order and repeats a
-    read can produce (a record read twice) are what these tests control."""
+class Pages(Source):
+    """A source reduced to the pages it yields: the order and repeats a read can produce (a
+    record read twice) are what these tests control."""
+
+    system = "sap_b1"
 
     def __init__(self, pages: Iterable[list[dict]]) -> None:
         self.pages = list(pages)
-        self.cursor = None
 
-    def read_incremental(self, entity, cursor, **kwargs):
-        return self
+    def read(self, stream, start, *, until):
+        return (Page(page) for page in self.pages)
 
-    def __iter__(self):
-        return iter(self.pages)
+    def read_keys(self, stream, keys):
+        return iter(())
 
 
-class Trail:
-    """An audit session that keeps the records it is given, in order."""
-
-    def __init__(self) -> None:
-        self.records = []
-
-    def record(self, record) -> None:
-        self.records.append(record)
+def load(pages: Pages, loader, session, writers: int):
+    return sync_stream(WAREHOUSE_FLOW, INVOICES, pages, loader, session, WINDOW, writers=writers)
 
 
 class RecordingLoader(PostgresLoader):
@@ -55,8 +52,9 @@ class RecordingLoader(PostgresLoader):
     def __init__(self, conn, schema, *, connect, log, slow=None, fail=None) -> None:
         super().__init__(conn, schema, connect=connect)
         self.log, self.slow, self.fail = log, slow, fail
+        self._page = None
 
-    def open_another(self):
+    def fork(self):
         return RecordingLoader(
             self._connect(), self.schema, connect=self._connect, log=self.log, slow=self.slow, fail=self.fail
         )
@@ -71,9 +69,11 @@ class RecordingLoader(PostgresLoader):
         self._page = first
         return actions
 
-    def _commit(self) -> None:
-        super()._commit()
-        self.log.append(self._page)
+    def commit(self) -> None:
+        super().commit()
+        if self._page is not None:
+            self.log.append(self._page)
+            self._page = None
 
 
 def _run(target, timeout: float = 60.0):
@@ -123,7 +123,7 @@ def test_commit_order_lets_a_page_through_only_after_every_earlier_page():
     threads = [threading.Thread(target=commit, args=(n,), daemon=True) for n in (3, 1)]
     for thread in threads:
         thread.start()
-    order.release(2)  # page 2 failed before its turn: it must not hold page 3 back, nor let it pass
+    order.release(2)  # page 2 committed early: it must not let page 3 pass before page 1
     time.sleep(0.2)
     assert passed == []
     order.release(0)
@@ -132,23 +132,41 @@ def test_commit_order_lets_a_page_through_only_after_every_earlier_page():
     assert passed == [1, 3]
 
 
-def test_pages_commit_in_reading_order_when_a_later_page_is_written_first(pg_database, pg_schema):
+def test_no_page_commits_after_a_page_that_failed():
+    order = CommitOrder()
+    outcome = {}
+
+    def later() -> None:
+        try:
+            order.wait(2)
+            outcome["passed"] = True
+        except PageAborted as exc:
+            outcome["aborted"] = str(exc)
+
+    thread = threading.Thread(target=later, daemon=True)
+    thread.start()
+    order.release(0)
+    order.fail(1)
+    thread.join(5)
+    assert outcome == {"aborted": "page 1 failed before page 2 could commit"}
+
+
+def test_pages_commit_in_reading_order_when_a_later_page_is_written_first(pg_database, pg_schema, session):
     loader = _recording_loader(pg_database, pg_schema, slow=1)
     try:
         pages = Pages([_page(1), _page(21), _page(41), _page(61)])
-        summary = _run(lambda: load_entity(pages, loader, Trail(), "Invoices", WINDOW, writers=2))
+        summary = _run(lambda: load(pages, loader, session, writers=2))
         assert summary.created == 80
         assert loader.log == [1, 21, 41, 61]
     finally:
         loader.close()
 
 
-def test_a_record_read_twice_ends_as_its_later_copy(postgres_loader):
+def test_a_record_read_twice_ends_as_its_later_copy(postgres_loader, session):
     first = _page(1)
     later = [invoice(5, lines=3, wide=False, Comments="changed while read"), *_page(100, 5)]
-    trail = Trail()
     pages = Pages([first, later, _page(21)])  # the repeat follows at once: both pages could be in flight
-    summary = _run(lambda: load_entity(pages, postgres_loader, trail, "Invoices", WINDOW, writers=2))
+    summary = _run(lambda: load(pages, postgres_loader, session, writers=2))
     assert (summary.created, summary.updated) == (45, 1)
     with postgres_loader.conn.cursor() as cur:
         cur.execute(
@@ -157,10 +175,13 @@ def test_a_record_read_twice_ends_as_its_later_copy(postgres_loader):
         )
         assert cur.fetchone() == ("changed while read", 3)
     postgres_loader.conn.rollback()
-    assert [r.action for r in trail.records if r.source_key == "5"] == [Action.CREATED, Action.UPDATED]
+    assert [r["action"] for r in session.trail.history(WAREHOUSE_FLOW.name, "Invoices", 5)] == [
+        Action.CREATED,
+        Action.UPDATED,
+    ]
 
 
-def test_partners_named_by_pages_in_flight_together_are_inferred_once(postgres_loader):
+def test_partners_named_by_pages_in_flight_together_are_inferred_once(postgres_loader, session):
     # Every page names the same three partners the warehouse does not know.
     pages = Pages(
         [
@@ -168,7 +189,7 @@ def test_partners_named_by_pages_in_flight_together_are_inferred_once(postgres_l
             for p in range(8)
         ]
     )
-    summary = _run(lambda: load_entity(pages, postgres_loader, Trail(), "Invoices", WINDOW, writers=3))
+    summary = _run(lambda: load(pages, postgres_loader, session, writers=3))
     assert summary.created == 400
     with postgres_loader.conn.cursor() as cur:
         cur.execute(f"SELECT card_code FROM {postgres_loader.schema}.dim_business_partner WHERE is_inferred")
@@ -176,18 +197,22 @@ def test_partners_named_by_pages_in_flight_together_are_inferred_once(postgres_l
     postgres_loader.conn.rollback()
 
 
-def test_a_writer_that_fails_stops_the_load_and_the_committed_pages_keep_their_trail(pg_database, pg_schema):
+def test_a_writer_that_fails_stops_the_load_and_the_committed_pages_keep_their_trail(
+    pg_database, pg_schema, session
+):
     loader = _recording_loader(pg_database, pg_schema, fail=41)
-    trail = Trail()
     try:
         pages = Pages([_page(1), _page(21), _page(41), _page(61), _page(81)])
         with pytest.raises(psycopg.OperationalError, match="broke"):
-            _run(lambda: load_entity(pages, loader, trail, "Invoices", WINDOW, writers=2))
+            _run(lambda: load(pages, loader, session, writers=2))
         committed = set(loader.log)
         assert {1, 21} <= committed
         assert 41 not in committed
+        assert not committed & {61, 81}  # no page commits after one that failed
         # Every record of a committed page has its audit row; nothing else has one.
-        audited = {int(r.source_key) for r in trail.records}
+        audited = {
+            int(key) for (key,) in session.trail._query(f"SELECT source_key FROM {session.trail.table}", ())
+        }
         assert audited == {key for first in committed for key in range(first, first + 20)}
         count, _ = loader.stats(ENTITIES["Invoices"])
         assert count == len(audited)

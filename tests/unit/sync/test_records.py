@@ -5,7 +5,7 @@ import decimal
 
 import pytest
 
-from airflow_provider_b1.sync import SeenFilter, chunked, dedupe_latest, payload_hash
+from airflow_provider_b1.sync import payload_hash
 
 
 def test_payload_hash_ignores_key_order_and_is_hex_sha256():
@@ -37,27 +37,3 @@ def test_payload_hash_can_exclude_volatile_fields():
 def test_payload_hash_rejects_unknown_types():
     with pytest.raises(TypeError):
         payload_hash({"x": object()})
-
-
-def test_chunked_streams_fixed_size_lists():
-    assert list(chunked(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
-    assert list(chunked([], 3)) == []
-    endless = chunked(iter(int, 1), 2)  # never exhausts: chunked must not read ahead
-    assert next(endless) == [0, 0]
-    with pytest.raises(ValueError):
-        list(chunked([1], 0))
-
-
-def test_dedupe_latest_keeps_the_last_copy_of_each_key():
-    records = [{"k": 1, "v": "old"}, {"k": 2, "v": "x"}, {"k": 1, "v": "new"}]
-    assert dedupe_latest(records, key=lambda r: r["k"]) == [{"k": 2, "v": "x"}, {"k": 1, "v": "new"}]
-
-
-def test_seen_filter_drops_exact_repeats_but_passes_newer_versions():
-    seen = SeenFilter()
-    assert seen(("Invoices", 1), "h1")
-    assert not seen(("Invoices", 1), "h1")
-    assert seen(("Invoices", 1), "h2")
-    assert seen(("Orders", 1), "h1")
-    assert seen.repeats == 1
-    assert len(seen) == 2

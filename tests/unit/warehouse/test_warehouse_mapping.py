@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from airflow_provider_b1.warehouse.entities import ENTITIES, RecordError, entity_spec
-from airflow_provider_b1.warehouse.loader import StampWindow, copy_encoder, encode_copy_text
+from airflow_provider_b1.warehouse.loader import StampWindow
 from airflow_provider_b1.warehouse.schema import MIGRATIONS, render, validate_schema_name
 
 INVOICES = ENTITIES["Invoices"]
@@ -181,14 +181,6 @@ def test_raw_json_drops_nul_characters_postgres_cannot_store():
         raw = dict(zip(INVOICES.column_names, mapped.row))["raw"]
         assert "\\u0000" not in raw
         assert json.loads(raw)["Comments"] == "ab"
-
-
-def test_copy_encoder_escapes_what_copy_text_format_needs():
-    rows = [(1, "tab\there", True, 1.5, None, "back\\slash\nnew\rline"), (None, None, False, None, None, "")]
-    kinds = ("int", "text", "bool", "num", "date", "text")
-    expected = "1\ttab\\there\tt\t1.5\t\\N\tback\\\\slash\\nnew\\rline\n\\N\t\\N\tf\t\\N\t\\N\t\n"
-    assert copy_encoder(kinds)(rows) == expected
-    assert encode_copy_text(rows) == expected
 
 
 @pytest.mark.parametrize(

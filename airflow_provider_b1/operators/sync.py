@@ -1,0 +1,176 @@
+"""The Airflow tasks every flow is made of: a load of some of its streams, and the replay of its failures.
+
+:class:`SyncOperator` runs streams of a declared :class:`~airflow_provider_b1.sync.flows.Flow`
+through the engine (:func:`~airflow_provider_b1.sync.engine.sync_stream`): the window from the
+run (``since``/``until`` params, a backfill's data interval, ``full_refresh``, or the cursor of
+the last successful run, checked against the target), the audit trail written with every page,
+a progress line every few pages, and the summary (new cursors and counts) as its XCom. A flow's
+operator is configuration over it.
+
+Failures no retry can fix (:class:`~airflow_provider_b1.exceptions.PermanentError`: refused
+credentials, a bad param, a configuration or mapping error, a reconciliation difference) fail the
+task at once, without spending its retries; transient ones (5xx, resets, timeouts, 429) keep them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_b1.exceptions import PermanentError
+from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
+from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
+from airflow_provider_b1.sync.engine import PROGRESS_EVERY_PAGES
+from airflow_provider_b1.sync.flows import Flow, get_flow
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def fail_without_retry(exc: PermanentError) -> BaseException:
+    """The exception that fails a task at once, whatever its retries, saying why."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(f"{exc} (Not retried: retrying cannot fix this.)")
+
+
+class PermanentFailures:
+    """Mixin: an ``execute`` that raises :class:`PermanentError` fails the task without retries."""
+
+    def execute(self, context: Context) -> Any:
+        try:
+            return self.run(context)
+        except PermanentError as exc:
+            raise fail_without_retry(exc) from exc
+
+    def run(self, context: Context) -> Any:
+        raise NotImplementedError
+
+
+class SyncOperator(PermanentFailures, BaseOperator):
+    """Run streams of a flow incrementally, over a window, or in full; return their summary.
+
+    :param flow: the flow, or its registered name.
+    :param streams: the streams to run, in order; all of the flow's when ``None``.
+    :param options: overrides of the flow's options (connection ids, page size...).
+    :param audit_conn_id: the audit trail's connection (``postgres``, or ``sqlite`` with the file
+        in its host). When it is the target's own database, each page's audit rows are written in
+        the page's transaction.
+    :param audit_schema: the PostgreSQL schema of the audit trail.
+    :param writers: pages written side by side when the target takes several writers.
+    :param progress_every: pages between progress lines in the task log.
+    """
+
+    template_fields: Sequence[str] = ("streams", "options", "audit_conn_id")
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        flow: Flow | str,
+        streams: Sequence[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        audit_conn_id: str = DEFAULT_AUDIT_CONN_ID,
+        audit_schema: str = DEFAULT_AUDIT_SCHEMA,
+        writers: int = 1,
+        progress_every: int = PROGRESS_EVERY_PAGES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if writers < 1:
+            raise ValueError(f"writers must be at least 1, not {writers}")
+        self.flow = flow
+        self.streams = list(streams) if streams is not None else None
+        self.options = dict(options or {})
+        self.audit_conn_id = audit_conn_id
+        self.audit_schema = audit_schema
+        self.writers = writers
+        self.progress_every = progress_every
+
+    @property
+    def flow_declaration(self) -> Flow:
+        """The flow object (looked up by name when a name was given)."""
+        return get_flow(self.flow) if isinstance(self.flow, str) else self.flow
+
+    def run(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_b1.sync import AuditTrail, combine_summaries, previous_summary, resolve_window
+        from airflow_provider_b1.sync.engine import sync_stream
+
+        flow = self.flow_declaration
+        streams = [flow.stream(name) for name in (self.streams or [s.name for s in flow.streams])]
+        previous = previous_summary(context)  # one question to Airflow for every stream
+        windows = {s.name: resolve_window(context, entity=s.name, previous=previous) for s in streams}
+        summaries = []
+        with AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit:
+            audit.ensure_schema()
+            with flow.open(self.options) as (source, sink), audit.session_for(flow.name, context) as session:
+                for stream in streams:
+                    summaries.append(
+                        sync_stream(
+                            flow,
+                            stream,
+                            source,
+                            sink,
+                            session,
+                            windows[stream.name],
+                            writers=self.writers,
+                            progress_every=self.progress_every,
+                        )
+                    )
+        return combine_summaries(summaries)
+
+
+class ReplayFailedOperator(PermanentFailures, BaseOperator):
+    """Replay the records of a flow whose latest attempt failed, through the flow's own source and sink.
+
+    :param flow: the flow, or its name (templated: the replay DAG takes it from a param).
+    :param since: only failures at or after this time (ISO 8601; templated).
+    :param until: only failures before this time.
+    :param dry_run: only count and list what would be replayed.
+    :param options: overrides of the flow's options.
+    :param audit_conn_id: the audit trail's connection.
+    :param audit_schema: its PostgreSQL schema.
+    """
+
+    template_fields: Sequence[str] = ("flow", "since", "until", "dry_run", "options", "audit_conn_id")
+
+    def __init__(
+        self,
+        *,
+        flow: Flow | str,
+        since: Any = None,
+        until: Any = None,
+        dry_run: Any = True,
+        options: Mapping[str, Any] | None = None,
+        audit_conn_id: str = DEFAULT_AUDIT_CONN_ID,
+        audit_schema: str = DEFAULT_AUDIT_SCHEMA,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.flow = flow
+        self.since = since
+        self.until = until
+        self.dry_run = dry_run
+        self.options = dict(options or {})
+        self.audit_conn_id = audit_conn_id
+        self.audit_schema = audit_schema
+
+    def run(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_b1.sync import AuditTrail, parse_datetime, replay_failed
+        from airflow_provider_b1.utils.params import parse_bool
+
+        dry_run = parse_bool(self.dry_run, default=True, name="Param 'dry_run'")
+        with AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit:
+            audit.ensure_schema()
+            summary = replay_failed(
+                audit,
+                self.flow,
+                since=parse_datetime(self.since, name="since"),
+                until=parse_datetime(self.until, name="until"),
+                dry_run=dry_run,
+                options=self.options,
+                context=context,
+            )
+        return summary.to_xcom()

@@ -1,0 +1,1 @@
+"""Sources of the sync engine, one module per system: a hook's reads as pages and cursors."""

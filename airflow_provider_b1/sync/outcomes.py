@@ -1,0 +1,56 @@
+"""What became of one record: the one vocabulary of sinks, summaries and the audit trail."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable
+from typing import Any
+
+
+class Action(str, enum.Enum):
+    """What happened to one record in one attempt."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ACTIONS: tuple[str, ...] = tuple(action.value for action in Action)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What became of one record read from a source.
+
+    :param key: the record's natural key in the source (as sent when it could not be read;
+        ``None`` when it has none).
+    :param action: :class:`Action` (a plain string of it is accepted).
+    :param error: why it failed or was skipped, one sentence; required for ``failed``.
+    :param payload_hash: SHA-256 of what was (or would have been) written, when known.
+    :param target_key: the record's key in the target when it differs from ``key`` (a document
+        number SAP gave the record); ``None`` means the same as ``key``.
+    """
+
+    key: Any
+    action: Action
+    error: str | None = None
+    payload_hash: str | None = None
+    target_key: Any = None
+
+    def __post_init__(self) -> None:
+        if self.action.__class__ is not Action:
+            object.__setattr__(self, "action", Action(self.action))
+
+
+def count_actions(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    """``{action: n}`` with every action present."""
+    counts = dict.fromkeys(ACTIONS, 0)
+    for outcome in outcomes:
+        counts[outcome.action.value] += 1
+    return counts

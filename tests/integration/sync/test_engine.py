@@ -1,0 +1,267 @@
+"""The run loop against real databases: SQLite and PostgreSQL, with the audit trail in the target's
+database (one transaction per page) and apart from it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+from feeds import Feed, records, table_sink
+
+from airflow_provider_b1.sync import (
+    AuditTrail,
+    Flow,
+    KeysetCursor,
+    Stream,
+    SyncWindow,
+    TableSink,
+    TokenCursor,
+    replay_failed,
+    sync_stream,
+    unregister_flow,
+)
+from airflow_provider_b1.utils.sql import mark_of, open_database, query, transaction
+
+
+@dataclass
+class Setup:
+    flow: Flow
+    feed: Feed
+    trail: AuditTrail
+    database: object
+    schema: str | None
+
+    def run(self, cursor=None, *, mode="incremental", writers=1, run_id="run", try_number=1, sink=None):
+        window = SyncWindow(mode, cursor=cursor, previous_cursor=cursor)
+        with self.trail.session(self.flow.name, "dag", run_id, "load", try_number) as session:
+            own = sink or table_sink(self.database, schema=self.schema)
+            try:
+                return sync_stream(
+                    self.flow, self.flow.streams[0], self.feed, own, session, window, writers=writers
+                )
+            finally:
+                own.close()
+
+    def rows(self, sql, params=()):
+        conn = self.database.connect()
+        try:
+            table = f"{self.schema}.thing" if self.schema else "thing"
+            return query(conn, sql.replace("{thing}", table), params)
+        finally:
+            conn.close()
+
+    def change(self, sql, params=()):
+        """One statement on the target, committed; ``{s}`` is its schema prefix, ``{p}`` a parameter."""
+        conn = self.database.connect()
+        try:
+            with transaction(conn) as cursor:
+                prefix = f"{self.schema}." if self.schema else ""
+                cursor.execute(sql.replace("{s}", prefix).replace("{p}", mark_of(cursor)), params)
+        finally:
+            conn.close()
+
+    def audit(self):
+        return query(
+            self.trail.connection(),
+            f"SELECT source_key, action, error, attempt, run_id FROM {self.trail.table} ORDER BY id",
+        )
+
+
+@pytest.fixture(params=["sqlite-shared", "sqlite-apart", "postgres-shared", "postgres-apart"])
+def setup(request, tmp_path, monkeypatch):
+    dialect, where = request.param.split("-")
+    name = f"engine_test_{secrets.token_hex(3)}"
+    if dialect == "postgres":
+        pg = request.getfixturevalue("pg_database")
+        conn = request.getfixturevalue("pg_airflow_connection")
+        target, audit = conn, conn
+        schema = f"t_{secrets.token_hex(3)}"
+        audit_schema = schema if where == "shared" else f"a_{secrets.token_hex(3)}"
+        if where == "apart":  # another database: the same server under another connection identity
+            audit = {**conn, "host": "localhost" if pg["host"] == "127.0.0.1" else pg["host"]}
+    else:
+        target = {"conn_type": "sqlite", "host": str(tmp_path / "target.db")}
+        audit = target if where == "shared" else {"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}
+        schema, audit_schema = None, "b1_audit"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}_TARGET", json.dumps(target))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}_AUDIT", json.dumps(audit))
+    database = open_database(f"{name}_target")
+    feed = Feed(records(35))
+    flow = Flow(
+        name,
+        "feed",
+        "target",
+        (Stream("things", cursor=KeysetCursor),),
+        open_source=lambda options: feed,
+        open_sink=lambda options: table_sink(database, schema=schema),
+    )
+    trail = AuditTrail(f"{name}_audit", schema=audit_schema)
+    trail.ensure_schema()
+    assert database.same_as(trail.database) == (where == "shared")
+    try:
+        yield Setup(flow, feed, trail, database, schema)
+    finally:
+        trail.close()
+        unregister_flow(name)
+
+
+def test_a_stream_loads_once_audits_every_record_and_a_second_run_changes_nothing(setup):
+    first = setup.run()
+    assert (first.read, first.created, first.failed) == (35, 35, 0)
+    assert first.cursor == {"kind": "keyset", "position": ["2024-05-01T10:00:34", "k0034"]}
+    assert setup.rows("SELECT count(*) FROM {thing}") == [(35,)]
+    assert [a[1] for a in setup.audit()] == ["created"] * 35
+    again = setup.run(first.cursor)
+    assert (again.read, again.cursor) == (0, first.cursor)
+    setup.feed.put("k0003", name="renamed", amount=3, modified="2024-05-01T11:00:00")
+    third = setup.run(first.cursor)
+    assert (third.read, third.updated) == (1, 1)
+    assert setup.rows("SELECT name FROM {thing} WHERE key = 'k0003'") == [("renamed",)]
+
+
+def test_the_same_key_twice_in_a_page_is_written_once_as_its_later_copy_and_both_reads_are_audited(setup):
+    setup.feed.records = {}
+    setup.feed.page_size = 50
+    page = records(5)
+    later = {**page[1], "name": "later copy", "modified": "2024-05-01T10:00:59"}
+    setup.feed.read = lambda stream, start, *, until: iter([_page([*page, later])])
+    summary = setup.run()
+    assert (summary.read, summary.created, summary.skipped) == (6, 5, 1)
+    assert setup.rows("SELECT name FROM {thing} WHERE key = 'k0001'") == [("later copy",)]
+    trail = [(key, action) for key, action, *_ in setup.audit() if key == "k0001"]
+    assert trail == [("k0001", "skipped"), ("k0001", "created")]
+
+
+def _page(rows):
+    from airflow_provider_b1.sync import Page
+
+    return Page(rows, reached=KeysetCursor((rows[-1]["modified"], rows[-1]["key"])), resumable=True)
+
+
+def test_a_bad_record_fails_alone_with_its_reason_and_replay_writes_it_once_fixed(setup):
+    setup.feed.put("k0007", name="bad", amount=-1, modified="2024-05-01T10:00:07")
+    summary = setup.run()
+    assert (summary.created, summary.failed) == (34, 1)
+    (failed,) = [a for a in setup.audit() if a[1] == "failed"]
+    assert failed[0] == "k0007"
+    assert "amount -1 is not a positive number" in failed[2]
+
+    setup.feed.put("k0007", name="fixed", amount=7, modified="2024-05-01T10:00:07")
+    replayed = replay_failed(setup.trail, setup.flow.name, session_info={"dag_id": "replay", "run_id": "r"})
+    assert (replayed.selected, replayed.counts["created"]) == (1, 1)
+    assert [(a[1], a[3]) for a in setup.audit() if a[0] == "k0007"] == [("failed", 1), ("created", 2)]
+    assert setup.trail.records_for_replay(setup.flow.name) == []
+    again = replay_failed(setup.trail, setup.flow.name)
+    assert again.selected == 0
+    assert setup.rows("SELECT count(*) FROM {thing}") == [(35,)]
+
+
+def test_an_emptied_target_is_read_again_from_the_beginning_and_the_log_says_why(setup, caplog):
+    first = setup.run()
+    setup.change("DELETE FROM {s}thing")
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_b1.sync.engine"):
+        second = setup.run(first.cursor)
+    assert (second.read, second.created) == (35, 35)
+    assert "the target holds nothing of things" in caplog.text
+    assert "reading everything instead of continuing" in caplog.text
+
+
+def test_a_target_restored_to_an_older_checkpoint_is_read_from_that_checkpoint(setup, caplog):
+    first = setup.run()
+    setup.feed.put("k0100", name="new", amount=1, modified="2024-05-01T12:00:00")
+    second = setup.run(first.cursor)
+    assert second.created == 1
+    # The target goes back to how it was after the first run: its row and its checkpoint.
+    setup.change("DELETE FROM {s}thing WHERE key = 'k0100'")
+    setup.change("UPDATE {s}sync_checkpoint SET cursor = {p}", (json.dumps(first.cursor),))
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_b1.sync.engine"):
+        third = setup.run(second.cursor)
+    assert (third.read, third.created) == (1, 1)
+    assert "is behind the last successful run's cursor" in caplog.text
+
+
+def test_a_page_whose_commit_fails_leaves_neither_rows_nor_trail_and_the_rerun_completes(setup):
+    class FailsOnThirdPage(TableSink):
+        pages = 0
+
+        def after_turn(self, stream, items, outcomes):
+            FailsOnThirdPage.pages += 1
+            if FailsOnThirdPage.pages == 3:
+                raise ConnectionError("the target went away before the commit")
+
+    sink = table_sink(setup.database, schema=setup.schema, cls=FailsOnThirdPage)
+    with pytest.raises(ConnectionError):
+        setup.run(sink=sink)
+    # Two pages committed, each with its trail; the third left nothing.
+    assert setup.rows("SELECT count(*) FROM {thing}") == [(20,)]
+    assert len(setup.audit()) == 20
+    assert setup.rows(
+        "SELECT count(*) FROM " + (f"{setup.schema}." if setup.schema else "") + "sync_checkpoint"
+    ) in (
+        [(1,)],
+        [(0,)],
+    )
+    # The feed is in keyset order: the next try resumes after the last committed page.
+    rerun = setup.run(try_number=2)
+    assert (rerun.read, rerun.created, rerun.failed) == (15, 15, 0)
+    keys = [row[0] for row in setup.rows("SELECT key FROM {thing} ORDER BY key")]
+    assert keys == sorted({f"k{i:04d}" for i in range(35)})
+    written = {key for key, action, *_ in setup.audit() if action == "created"}
+    assert written == set(keys)  # every row in the target has the trail of the try that wrote it
+
+
+def test_a_token_feed_killed_mid_read_resumes_after_its_last_committed_page(setup):
+    setup.feed.order = "token"
+    setup.flow = Flow(
+        setup.flow.name,
+        "feed",
+        "target",
+        (Stream("things", cursor=TokenCursor),),
+        open_source=setup.flow.open_source,
+        open_sink=setup.flow.open_sink,
+    )
+    setup.feed.fail_after = 2
+    with pytest.raises(ConnectionError):
+        setup.run()
+    assert setup.rows("SELECT count(*) FROM {thing}") == [(20,)]
+    # No run returned a cursor; the target's checkpoint says where it got to.
+    setup.feed.fail_after = None
+    resumed = setup.run(try_number=2)
+    assert (resumed.read, resumed.created) == (15, 15)
+    assert resumed.cursor == {"kind": "token", "token": "pos-35"}
+    assert setup.rows("SELECT count(*), count(DISTINCT key) FROM {thing}") == [(35, 35)]
+
+
+@pytest.mark.postgres
+def test_pages_written_side_by_side_commit_in_reading_order(setup):
+    if setup.database.dialect != "postgres":
+        pytest.skip("PostgreSQL takes several writers; SQLite one")
+    committed = []
+    lock = threading.Lock()
+
+    class Slow(TableSink):
+        last = None
+
+        def write_rows(self, stream, items):
+            outcomes = super().write_rows(stream, items)
+            if items[0].key == "k0000":
+                time.sleep(0.5)  # the first page's writer is overtaken by the next page's
+            return outcomes
+
+        def commit(self):
+            super().commit()
+            with lock:
+                committed.append(self.last)
+
+        def after_turn(self, stream, items, outcomes):
+            self.last = items[0].key
+
+    sink = table_sink(setup.database, schema=setup.schema, cls=Slow)
+    summary = setup.run(writers=3, sink=sink)
+    assert summary.created == 35
+    assert [c for c in committed if c] == ["k0000", "k0010", "k0020", "k0030"]
