@@ -1,8 +1,8 @@
 """What the warehouse reads from SAP Business One and where each field lands: one declaration per entity.
 
-Each :class:`EntitySpec` says which SAP entity it reads, by which key, with which ``$select``,
-with which kind of cursor, into which table (and which child tables for nested collections such
-as ``DocumentLines``), column by column. Everything else (the select list, the row mapping, the
+Each :class:`EntitySpec` says which SAP entity it reads, with which ``$select``, into which table
+(and which child tables for nested collections such as ``DocumentLines``), column by column; the
+entity's key and update stamp are the hook's one table of SAP entities. Everything else (the select list, the row mapping, the
 COPY column lists, the merge statements, the reconciliation queries) is derived from these
 declarations, so adding a field is one line here plus a migration in :mod:`.schema`.
 
@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import msgspec
 from msgspec.json import encode as _msgspec_encode
+
+from airflow_provider_b1.hooks.sap_b1.entities import entity_spec as sap_entity_spec
 
 CursorKind = Literal["datetime", "date", "none"]
 
@@ -181,13 +183,14 @@ class ChildTable:
 class EntitySpec:
     """Everything the warehouse knows about one SAP entity.
 
+    The SAP key and update stamp are not declared here: they are the hook's facts about the
+    entity (:data:`airflow_provider_b1.hooks.sap_b1.ENTITIES`), read through :attr:`key_field`
+    and :attr:`cursor`.
+
     :param entity: the Service Layer entity set, e.g. ``Invoices``.
-    :param key_field: the SAP key property (``DocEntry``, ``CardCode``...).
     :param table: the warehouse table the records land in (one row per record).
     :param key_column: that table's key column.
     :param columns: the table's mapped columns (the key first).
-    :param cursor: ``datetime`` (UpdateDate + UpdateTime), ``date`` (UpdateDate only) or ``none``
-        (no update stamp: read in full every run).
     :param children: nested collections loaded into their own tables.
     :param amount_column: the column summed by reconciliation (``doc_total``), if any.
     :param partner_column: the column naming a business partner; a partner the warehouse does not
@@ -196,15 +199,24 @@ class EntitySpec:
     """
 
     entity: str
-    key_field: str
     table: str
     key_column: str
     columns: tuple[Column, ...]
-    cursor: CursorKind
     children: tuple[ChildTable, ...] = ()
     amount_column: str | None = None
     partner_column: str | None = None
     inferred_flag: str | None = None
+
+    @property
+    def key_field(self) -> str:
+        """The SAP key property (``DocEntry``, ``CardCode``...), from the hook's entity table."""
+        return sap_entity_spec(self.entity).key
+
+    @property
+    def cursor(self) -> CursorKind:
+        """``datetime`` (UpdateDate + UpdateTime), ``date`` (UpdateDate only) or ``none`` (no update
+        stamp: read in full every run), from the hook's entity table."""
+        return sap_entity_spec(self.entity).cursor or "none"
 
     @property
     def key_kind(self) -> str:
@@ -470,13 +482,11 @@ def _encode_json(record: dict) -> bytes:
     return _msgspec_encode(record, enc_hook=str)
 
 
-def _document(entity: str, table: str, cursor: CursorKind = "datetime") -> EntitySpec:
+def _document(entity: str, table: str) -> EntitySpec:
     return EntitySpec(
         entity=entity,
-        key_field="DocEntry",
         table=table,
         key_column="doc_entry",
-        cursor=cursor,
         columns=(
             C("doc_entry", "DocEntry", "int", required=True),
             C("doc_num", "DocNum", "int"),
@@ -538,10 +548,8 @@ def _document(entity: str, table: str, cursor: CursorKind = "datetime") -> Entit
 def _payment(entity: str, table: str) -> EntitySpec:
     return EntitySpec(
         entity=entity,
-        key_field="DocEntry",
         table=table,
         key_column="doc_entry",
-        cursor="datetime",
         columns=(
             C("doc_entry", "DocEntry", "int", required=True),
             C("doc_num", "DocNum", "int"),
@@ -581,10 +589,8 @@ def _payment(entity: str, table: str) -> EntitySpec:
 _SPECS: tuple[EntitySpec, ...] = (
     EntitySpec(
         entity="BusinessPartners",
-        key_field="CardCode",
         table="dim_business_partner",
         key_column="card_code",
-        cursor="datetime",
         columns=(
             C("card_code", "CardCode", required=True),
             C("card_name", "CardName"),
@@ -607,10 +613,8 @@ _SPECS: tuple[EntitySpec, ...] = (
     ),
     EntitySpec(
         entity="Items",
-        key_field="ItemCode",
         table="dim_item",
         key_column="item_code",
-        cursor="datetime",
         columns=(
             C("item_code", "ItemCode", required=True),
             C("item_name", "ItemName"),
@@ -628,10 +632,8 @@ _SPECS: tuple[EntitySpec, ...] = (
     ),
     EntitySpec(
         entity="ChartOfAccounts",
-        key_field="Code",
         table="dim_gl_account",
         key_column="account_code",
-        cursor="none",
         columns=(
             C("account_code", "Code", required=True),
             C("account_name", "Name"),
@@ -646,10 +648,8 @@ _SPECS: tuple[EntitySpec, ...] = (
     ),
     EntitySpec(
         entity="ProfitCenters",
-        key_field="CenterCode",
         table="dim_profit_center",
         key_column="center_code",
-        cursor="none",
         columns=(
             C("center_code", "CenterCode", required=True),
             C("center_name", "CenterName"),
@@ -660,10 +660,8 @@ _SPECS: tuple[EntitySpec, ...] = (
     ),
     EntitySpec(
         entity="Dimensions",
-        key_field="DimensionCode",
         table="dim_dimension",
         key_column="dimension_code",
-        cursor="none",
         columns=(
             C("dimension_code", "DimensionCode", "int", required=True),
             C("dimension_name", "DimensionName"),
@@ -676,10 +674,8 @@ _SPECS: tuple[EntitySpec, ...] = (
     _document("PurchaseOrders", "fact_purchase_order"),
     EntitySpec(
         entity="JournalEntries",
-        key_field="JdtNum",
         table="fact_journal_entry",
         key_column="jdt_num",
-        cursor="date",
         columns=(
             C("jdt_num", "JdtNum", "int", required=True),
             C("reference_date", "ReferenceDate", "date"),
