@@ -3,7 +3,8 @@
 Trigger it from the UI with the flow's name, optionally a time range of the failures, and
 ``dry_run`` unticked to really send (ticked, it only counts and lists what it would replay).
 Records are read again from the flow's own source and written through its own sink, so
-replaying twice is harmless. Each replayed record gets a new row in the audit trail with the
+replaying twice is harmless. Give the flow's options (connection ids, extra fields) where its tasks
+run with other values than its defaults. Each replayed record gets a new row in the audit trail with the
 next attempt number. Any flow declared on the sync engine can be replayed; no replayer is
 written by hand.
 """
@@ -63,7 +64,15 @@ FLOWS = known_flows()
             title="Audit connection",
             description="Airflow connection of the audit trail (Postgres or SQLite).",
         ),
+        "options": Param(
+            {},
+            type="object",
+            title="Flow options",
+            description="The options the flow's tasks run with, where they differ from its defaults, e.g. "
+            '{"warehouse_conn_id": "my_warehouse", "extra_select": {"Invoices": ["U_Region"]}}.',
+        ),
     },
+    render_template_as_native_obj=True,
 )
 def b1_replay_failed():
     ReplayFailedOperator(
@@ -72,6 +81,7 @@ def b1_replay_failed():
         since="{{ params.since or '' }}",
         until="{{ params.until or '' }}",
         dry_run="{{ params.dry_run }}",
+        options="{{ params.options }}",
         audit_conn_id="{{ params.audit_conn_id }}",
     )
 

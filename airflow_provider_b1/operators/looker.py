@@ -1,4 +1,9 @@
-"""Tasks that refresh Looker after a warehouse load: trigger datagroups, rebuild PDTs."""
+"""Tasks that refresh Looker after a warehouse load: trigger datagroups, rebuild PDTs.
+
+A refused client id or secret, a missing permission or an untrusted certificate fails the task at
+once (:class:`~airflow_provider_b1.operators.sync.PermanentFailures`); 429s and 5xx keep the task's
+retries.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_b1.hooks.looker import LookerHook, LookerPdtBuildError, LookerTimeoutError
+from airflow_provider_b1.operators.sync import PermanentFailures
 from airflow_provider_b1.triggers.looker import LookerPdtBuildTrigger
 
 if TYPE_CHECKING:
@@ -28,7 +34,7 @@ def _as_list(value: Any) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-class LookerTriggerDatagroupOperator(BaseOperator):
+class LookerTriggerDatagroupOperator(PermanentFailures, BaseOperator):
     """Trigger one or more Looker datagroups so dashboards built on them refresh.
 
     Each datagroup is an id (``"42"``) or ``"model::datagroup_name"``. Returns
@@ -55,7 +61,7 @@ class LookerTriggerDatagroupOperator(BaseOperator):
         self.mode = mode
         self.looker_conn_id = looker_conn_id
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def run(self, context: Context) -> list[dict[str, Any]]:
         if self.mode not in ("triggered_at", "stale_before"):
             raise ValueError(f"mode must be 'triggered_at' or 'stale_before', not {self.mode!r}")
         refs = _as_list(self.datagroups)
@@ -77,7 +83,7 @@ class LookerTriggerDatagroupOperator(BaseOperator):
         return done
 
 
-class LookerBuildPdtOperator(BaseOperator):
+class LookerBuildPdtOperator(PermanentFailures, BaseOperator):
     """Rebuild a Looker persistent derived table and wait until it is complete.
 
     Waits in the triggerer when ``deferrable`` (no worker slot held), otherwise polls from the
@@ -116,7 +122,7 @@ class LookerBuildPdtOperator(BaseOperator):
         self.looker_conn_id = looker_conn_id
         self.materialization_id: str | None = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run(self, context: Context) -> dict[str, Any]:
         hook = LookerHook(self.looker_conn_id)
         try:
             self.materialization_id = hook.start_pdt_build(self.model, self.view, self.force_rebuild)

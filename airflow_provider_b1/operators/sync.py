@@ -14,6 +14,7 @@ task at once, without spending its retries; transient ones (5xx, resets, timeout
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ class SyncOperator(PermanentFailures, BaseOperator):
     :param audit_schema: the PostgreSQL schema of the audit trail.
     :param writers: pages written side by side when the target takes several writers.
     :param progress_every: pages between progress lines in the task log.
+    :param outlets: the Assets the task updates; by default those the flow declares for its streams.
     """
 
     template_fields: Sequence[str] = ("streams", "options", "audit_conn_id")
@@ -78,6 +80,10 @@ class SyncOperator(PermanentFailures, BaseOperator):
         progress_every: int = PROGRESS_EVERY_PAGES,
         **kwargs: Any,
     ) -> None:
+        if not kwargs.get("outlets") and isinstance(flow, Flow):
+            kwargs["outlets"] = flow.assets_of(
+                streams if streams is not None else [s.name for s in flow.streams]
+            )
         super().__init__(**kwargs)
         if writers < 1:
             raise ValueError(f"writers must be at least 1, not {writers}")
@@ -153,15 +159,21 @@ class ReplayFailedOperator(PermanentFailures, BaseOperator):
         self.since = since
         self.until = until
         self.dry_run = dry_run
-        self.options = dict(options or {})
+        self.options = options or {}
         self.audit_conn_id = audit_conn_id
         self.audit_schema = audit_schema
 
     def run(self, context: Context) -> dict[str, Any]:
         from airflow_provider_b1.sync import AuditTrail, parse_datetime, replay_failed
-        from airflow_provider_b1.utils.params import parse_bool
+        from airflow_provider_b1.utils.params import ParamError, parse_bool
 
         dry_run = parse_bool(self.dry_run, default=True, name="Param 'dry_run'")
+        try:
+            options = json.loads(self.options) if isinstance(self.options, str) else self.options
+        except ValueError:
+            options = self.options
+        if not isinstance(options, Mapping):
+            raise ParamError(f"Param 'options' must be an object of the flow's options, not {options!r}.")
         with AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit:
             audit.ensure_schema()
             summary = replay_failed(
@@ -170,7 +182,7 @@ class ReplayFailedOperator(PermanentFailures, BaseOperator):
                 since=parse_datetime(self.since, name="since"),
                 until=parse_datetime(self.until, name="until"),
                 dry_run=dry_run,
-                options=self.options,
+                options=options,
                 context=context,
             )
         return summary.to_xcom()

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,8 @@ class Flow:
     :param options: default options (connection ids, page size...), primitives only; a task
         overrides some of them.
     :param description: one line for people.
+    :param assets: the Airflow Asset each stream updates (``{stream: Asset}``): a task running
+        some streams marks theirs updated (its outlets), so DAGs scheduled on them run after it.
     :param register: add the flow to the registry (the default), so replay finds it by name.
     """
 
@@ -80,6 +82,7 @@ class Flow:
     open_sink: Callable[[Mapping[str, Any]], Sink]
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
+    assets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     register: dataclasses.InitVar[bool] = True
 
     def __post_init__(self, register: bool) -> None:
@@ -107,6 +110,15 @@ class Flow:
         raise UnknownFlowError(
             f"Flow {self.name!r} has no stream {name!r}; its streams: {', '.join(s.name for s in self.streams)}."
         )
+
+    def assets_of(self, streams: Iterable[str]) -> list[Any]:
+        """The Assets these streams update, each once, in stream order."""
+        found: list[Any] = []
+        for name in streams:
+            asset = self.assets.get(name)
+            if asset is not None and asset not in found:
+                found.append(asset)
+        return found
 
     def merged_options(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The flow's options with ``overrides`` on top."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_b1.assets import WAREHOUSE_ASSETS, WAREHOUSE_GROUPS
+from airflow_provider_b1.assets import WAREHOUSE_GROUPS
 from airflow_provider_b1.operators.sync import PermanentFailures, SyncOperator
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
 from airflow_provider_b1.warehouse.entities import ENTITIES
@@ -66,8 +66,8 @@ class SapB1ToWarehouseOperator(SyncOperator):
     checkpoint says it holds less (a new or restored warehouse), in which case it is read from there.
 
     :param entities: SAP entities to load, e.g. ``["Invoices"]``; or
-    :param group: a table group of :data:`~airflow_provider_b1.assets.WAREHOUSE_GROUPS` (its Asset
-        becomes the task's outlet unless ``outlets`` is given).
+    :param group: a table group of :data:`~airflow_provider_b1.assets.WAREHOUSE_GROUPS`. The Assets
+        of the groups loaded become the task's outlets unless ``outlets`` is given.
     :param sap_b1_conn_id: the SAP Business One connection.
     :param warehouse_conn_id: the warehouse: conn type ``postgres``, or ``sqlite`` with the
         database file in the host field.
@@ -98,8 +98,6 @@ class SapB1ToWarehouseOperator(SyncOperator):
         **kwargs: Any,
     ) -> None:
         names = _entities(entities, group)
-        if group is not None and not kwargs.get("outlets"):
-            kwargs["outlets"] = [WAREHOUSE_ASSETS[group]]
         super().__init__(
             flow=WAREHOUSE_FLOW, streams=names, audit_conn_id=audit_conn_id, writers=writers, **kwargs
         )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_b1.assets import WAREHOUSE_ASSETS, WAREHOUSE_GROUPS
 from airflow_provider_b1.hooks.sap_b1 import SapCursor
 from airflow_provider_b1.sync.flows import Flow, Stream
 from airflow_provider_b1.utils.sql import DatabaseConfigError
@@ -86,4 +87,8 @@ WAREHOUSE_FLOW = Flow(
         "page_size": None,
     },
     description="SAP Business One into the Postgres (or SQLite) warehouse star schema.",
+    # Each table group's Asset: Looker refreshes once a task that loads any of its entities succeeds.
+    assets={
+        entity: WAREHOUSE_ASSETS[group] for group, entities in WAREHOUSE_GROUPS.items() for entity in entities
+    },
 )

@@ -1,0 +1,43 @@
+"""Failures no retry can fix fail their task at once, whatever its retries: refused SAP credentials
+(a retry would count towards SAP's lock-out) and a reconciliation difference (a retry would
+compare the same data). Transient failures keep their retries (tests/dags/test_faults_dag.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dag_helpers import task_states
+
+DAG_ID = "sap_b1_to_warehouse"
+
+
+def _tries(dag_run) -> dict[str, int]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {ti.task_id: ti.try_number for ti in dag_run.get_task_instances(session=session)}
+
+
+def test_refused_sap_credentials_fail_the_task_once_with_a_single_login_attempt(
+    flow, dag_of, set_connection, capsys
+):
+    set_connection("sap_b1_default", flow.sap.connection(password="not-the-password"))
+    before = flow.sap.stats()["failed_logins"]
+    run = dag_of(DAG_ID, retries=3, retry_delay=dt.timedelta(0)).test()
+    states = task_states(run)
+    assert states["load_master"] == "failed"
+    assert {states[t] for t in ("load_sales", "load_purchasing", "load_finance", "reconcile")} == {
+        "upstream_failed"
+    }
+    assert _tries(run)["load_master"] == 1  # no Airflow retry
+    assert flow.sap.stats()["failed_logins"] - before == 1  # and no retry of the login inside it
+    assert "Not retried: retrying cannot fix this" in capsys.readouterr().out
+
+
+def test_a_reconciliation_difference_fails_the_task_once(flow, dag_of):
+    flow.sap.control("POST", "corrupt", {"entity": "Invoices", "keys": [12], "kind": "null_amount"})
+    run = dag_of(DAG_ID, retries=2, retry_delay=dt.timedelta(0)).test()
+    states = task_states(run)
+    assert states["reconcile"] == "failed"
+    assert states["load_sales"] == "success"  # the bad record failed alone
+    assert _tries(run)["reconcile"] == 1
