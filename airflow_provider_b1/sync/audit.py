@@ -23,6 +23,7 @@ the highest ``id``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -55,7 +56,7 @@ TABLE = "audit_record"
 ERROR_LIMIT = 2000
 KEY_LIMIT = 512
 
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HEX = "0123456789abcdef"
 
 
 class AuditError(B1ProviderError):
@@ -144,7 +145,20 @@ def _key(value: Any, name: str, *, required: bool) -> str | None:
     return text
 
 
-@dataclasses.dataclass(frozen=True)
+_KEY_FIELDS = (
+    ("source_system", True),
+    ("source_entity", True),
+    ("source_key", True),
+    ("target_system", False),
+    ("target_entity", False),
+    ("target_key", False),
+)
+_NOW, _UTC = dt.datetime.now, dt.timezone.utc
+
+
+# Slotted, not frozen: one is built per record read (millions in a large load), and a frozen
+# dataclass costs several times as much to build. Treat it as a value all the same.
+@dataclasses.dataclass(slots=True)
 class AuditRecord:
     """What happened to one record. Holds keys and a hash, never the record itself.
 
@@ -173,24 +187,28 @@ class AuditRecord:
     at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "action", Action(self.action))
-        for name in ("source_system", "source_entity", "source_key"):
-            set_(self, name, _key(getattr(self, name), name, required=True))
-        for name in ("target_system", "target_entity", "target_key"):
-            set_(self, name, _key(getattr(self, name), name, required=False))
-        if self.payload_hash is not None and not (
-            isinstance(self.payload_hash, str) and _HASH_RE.match(self.payload_hash)
+        # What is already as it must be (text keys of a sane length, an Action, no error) is
+        # checked, not rebuilt.
+        action = self.action
+        if action.__class__ is not Action:
+            action = self.action = Action(action)
+        for name, required in _KEY_FIELDS:
+            value = getattr(self, name)
+            if value.__class__ is not str or not value or len(value) > KEY_LIMIT:
+                setattr(self, name, _key(value, name, required=required))
+        digest = self.payload_hash
+        if digest is not None and not (
+            digest.__class__ is str and len(digest) == 64 and not digest.strip(_HEX)
         ):
             raise AuditError(
                 "payload_hash must be the 64-character SHA-256 hex digest from payload_hash(); "
                 "the audit trail never stores payloads."
             )
         error = self.error
-        if self.action is Action.FAILED and not error:
-            error = "failed without a reason"
-        set_(self, "error", scrub_error(error))
-        set_(self, "at", _utc(self.at))
+        if error is not None or action is Action.FAILED:
+            self.error = scrub_error(error or "failed without a reason")
+        at = self.at
+        self.at = _NOW(_UTC) if at is None else _utc(at)
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -452,10 +470,7 @@ class AuditTrail:
     @cached_property
     def database(self) -> Database:
         """The database the trail lives in (a target sharing it writes rows in its own transactions)."""
-        try:
-            return open_database(self.conn_id, purpose="the audit trail")
-        except ValueError as exc:
-            raise AuditError(str(exc)) from exc
+        return open_database(self.conn_id, purpose="the audit trail")
 
     @property
     def dialect(self) -> str:
@@ -469,9 +484,14 @@ class AuditTrail:
 
     def connection(self) -> Any:
         """The trail's own DB-API connection (opened on first use, reopened after a break)."""
-        if self._conn is None or getattr(self._conn, "closed", False):
-            self._conn = self.database.connect()
-        return self._conn
+        conn = self._conn
+        if conn is not None and (getattr(conn, "closed", False) or getattr(conn, "broken", False)):
+            with contextlib.suppress(Exception):
+                conn.close()
+            conn = None
+        if conn is None:
+            conn = self._conn = self.database.connect()
+        return conn
 
     def ensure_schema(self) -> None:
         """Create or upgrade the schema, table and indexes (safe to call from every task)."""
@@ -592,7 +612,7 @@ class AuditTrail:
         """Return the records of a flow whose latest attempt failed, oldest failure first.
 
         A record that failed and was later created, updated, found unchanged or skipped (by a
-        later run or a replay) is not returned.
+        later run or a replay) is not returned, nor one that had no key (nothing can re-read it).
 
         :param flow: the flow.
         :param since: only failures at or after this time.
@@ -603,7 +623,7 @@ class AuditTrail:
         sql = (
             "SELECT a.id, a.source_system, a.source_entity, a.source_key, a.target_system, a.target_entity, "
             f"a.target_key, a.error, a.attempt, a.at FROM {t} a "
-            "WHERE a.flow = {p} AND a.action = 'failed'"
+            "WHERE a.flow = {p} AND a.action = 'failed' AND a.source_key <> '(no key)'"
         )
         params: list[Any] = [flow]
         if since is not None:

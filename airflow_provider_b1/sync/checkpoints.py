@@ -18,10 +18,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_b1.utils.sql import dialect_of, mark_of, query, transaction, validate_identifier
+
+log = logging.getLogger(__name__)
 
 #: The checkpoint table, in the dialect-neutral form of :mod:`airflow_provider_b1.utils.migrations`:
 #: the one declaration, migrated into the audit trail's schema and into a warehouse's.
@@ -51,6 +54,8 @@ class Checkpoint:
     position: dict[str, Any]
     run_id: str | None = None
     complete: bool = True
+    #: The target holds no data of the stream at all (whatever checkpoint it kept).
+    empty: bool = False
 
 
 class CheckpointStore:
@@ -79,7 +84,11 @@ class CheckpointStore:
         )
         if not rows:
             return None
-        value = json.loads(rows[0][0])
+        try:
+            value = json.loads(rows[0][0])
+        except ValueError:
+            log.warning("The checkpoint of %s / %s is not JSON; ignoring it.", flow, stream)
+            return None
         return Checkpoint(value, rows[0][1], bool(rows[0][2])) if isinstance(value, dict) else None
 
     def write(

@@ -7,7 +7,8 @@ stream (an entity) of a flow over a window:
 1. **Where to start.** ``full``: from nothing; ``window``: from the source's cursor at the window
    start; ``incremental``: from the cursor of the last successful run, checked against the
    target's own checkpoint (:func:`choose_start`): a target behind the cursor (new, restored,
-   truncated, another database) is read from its own mark, with a warning naming both.
+   truncated, another database) is read from what it holds, with a warning naming both; an
+   unfinished earlier try of the same run is resumed after its last committed page.
 2. **Pages.** The source yields :class:`Page` objects. Each page is prepared by the sink (mapped,
    in the reading thread), deduplicated by key (the same record twice in one page is written
    once, as its later copy, and both reads are audited), then written by a writer: the sink
@@ -17,10 +18,12 @@ stream (an entity) of a flow over a window:
    page's own transaction when the target and the audit trail share a database (the sink calls
    :meth:`PageCommit.seal`), else right after its commit and before any later page commits. A
    killed task never leaves a committed record without its trail in the shared case, and at most
-   the page it was committing in the other.
+   the page it was committing in the other. An API sink that wrote part of a page before failing
+   reports it (:class:`PartialWrite`) and those records keep their trail.
 4. **Cursor and checkpoint.** The cursor moves past a page only once the page is committed. A
    source whose pages are resumable (a server-ordered feed) gets its checkpoint written with every
    page; a source read in another order (SAP reads by key) gets it written when the read ends.
+   A window run (since/until, a backfill) never moves the checkpoint, and no run moves it back.
 5. **Summary.** Counts per outcome, the new cursor, the window; a progress line every few pages.
 
 Nothing here knows any one system: a new flow is a source, a sink and a mapping.
@@ -28,6 +31,7 @@ Nothing here knows any one system: a new flow is a source, a sink and a mapping.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -39,7 +43,8 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_b1.sync.audit import AuditRecord, AuditSession, scrub_error
+from airflow_provider_b1.exceptions import PermanentError, RetryableError
+from airflow_provider_b1.sync.audit import KEY_LIMIT, AuditRecord, AuditSession, scrub_error
 from airflow_provider_b1.sync.checkpoints import Checkpoint
 from airflow_provider_b1.sync.cursors import Cursor, cursor_from_xcom
 from airflow_provider_b1.sync.outcomes import Action, Outcome
@@ -79,7 +84,7 @@ class Page:
     resumable: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Item:
     """A record prepared for writing.
 
@@ -183,6 +188,11 @@ class Sink(ABC):
         """Record a checkpoint through ``cursor``, inside the page transaction that reached it."""
         return None
 
+    def hold(self, flow: str, stream: Stream) -> contextlib.AbstractContextManager[None]:
+        """Held while one task loads a stream, so that two tasks loading it into the same target at
+        once take turns (their pages would otherwise wait on each other's locks for ever)."""
+        return contextlib.nullcontext()
+
     def finish(self, stream: Stream) -> str | None:
         """Called when a stream's load ends; a phrase for its summary line (``"3 partners inferred"``)."""
         return None
@@ -190,6 +200,20 @@ class Sink(ABC):
     def close(self) -> None:
         """Release the connection (and any fork's)."""
         return None
+
+
+class PartialWrite(Exception):
+    """Raised by a sink without transactions (an API) that wrote part of a page, then met an error
+    that stops the load: the engine records the trail of what was written, then raises ``cause``.
+
+    :param written: the outcomes of the records that reached the target, by key.
+    :param cause: the error that stopped the write.
+    """
+
+    def __init__(self, written: Mapping[Hashable, Outcome], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.written = dict(written)
+        self.cause = cause
 
 
 # --- committing a page ---------------------------------------------------------------------------
@@ -296,7 +320,12 @@ class PageCommit:
 
 
 def choose_start(
-    cursor: Cursor | None, mark: Cursor | None, *, stream: str, resume: bool = False
+    cursor: Cursor | None,
+    mark: Cursor | None,
+    *,
+    stream: str,
+    resume: bool = False,
+    target_empty: bool = False,
 ) -> tuple[Cursor | None, str, int]:
     """Where an incremental read starts, given the last run's cursor and the target's checkpoint.
 
@@ -308,6 +337,8 @@ def choose_start(
     * no cursor (a first run, or the first run cleared): from the beginning;
     * the target holds nothing of the stream (new, emptied, another database): from the
       beginning, whatever the cursor says;
+    * the target holds data but keeps no checkpoint of it yet (loaded before it kept any): from
+      the cursor;
     * the checkpoint behind the cursor (a restored target), or the two cannot be ordered: from
       the checkpoint;
     * otherwise from the cursor.
@@ -326,12 +357,19 @@ def choose_start(
             "first run: no earlier successful run returned a cursor, reading everything",
             logging.INFO,
         )
-    if mark is None:
+    if target_empty:
         return (
             None,
             f"the target holds nothing of {stream} (a new, emptied or different database?) although the last "
             f"successful run reached {cursor}: reading everything instead of continuing from that cursor",
             logging.WARNING,
+        )
+    if mark is None:
+        return (
+            cursor,
+            f"continuing from cursor {cursor}; the target keeps no checkpoint of {stream} yet (it was loaded "
+            "before it kept any), so this once the cursor cannot be checked against it",
+            logging.INFO,
         )
     order = mark.compare(cursor)
     if order == 0 or order == 1:
@@ -404,11 +442,37 @@ class _StreamRun:
                 )
 
 
+def unusable_key(key: Any) -> str | None:
+    """Why a record's key cannot identify it in the audit trail (``None`` when it can): too long
+    for the trail's key column, or holding a NUL character, which PostgreSQL text cannot store."""
+    kind = key.__class__
+    if kind is int:
+        return None  # the usual document key: nothing to check
+    text = key if kind is str else str(key)
+    if len(text) > KEY_LIMIT:
+        return f"its key is {len(text)} characters long; the audit trail keeps keys of at most {KEY_LIMIT}"
+    if "\x00" in text:
+        return "its key holds a NUL character, which the audit trail cannot store"
+    return None
+
+
+def audit_key(key: Any) -> str:
+    """A record's key as the audit trail holds it: the key itself, or for a key :func:`unusable_key`
+    refuses, a readable stand-in (NUL shown as ``\\0``, the length kept)."""
+    if key is None or key == "":
+        return NO_KEY
+    text = str(key)
+    if unusable_key(text) is None:
+        return text
+    shown = text.replace("\x00", "\\0")
+    suffix = f"...({len(text)} characters)"
+    return shown if len(shown) <= KEY_LIMIT else shown[: KEY_LIMIT - len(suffix)] + suffix
+
+
 def _audit_record(
     outcome: Outcome, source_system: str, entity: str, target_system: str, target: str
 ) -> AuditRecord:
-    key = outcome.key
-    text = NO_KEY if key is None or key == "" else str(key)
+    text = audit_key(outcome.key)
     failed = outcome.action is Action.FAILED
     target_key = None if failed else str(outcome.target_key if outcome.target_key is not None else text)
     return AuditRecord(
@@ -431,11 +495,8 @@ class _Prepared:
     pending: dict[Hashable, int]  # item key -> its position in outcomes
     items: list[Item]
     size: int
+    keys: frozenset  # every key the page names, failed ones too: their audit rows must stay in order
     checkpoint: Cursor | None = None
-
-    @property
-    def keys(self) -> Any:
-        return self.pending.keys()
 
 
 def prepare_page(
@@ -448,7 +509,13 @@ def prepare_page(
     outcomes: list[Outcome | None] = []
     latest: dict[Hashable, Item] = {}
     pending: dict[Hashable, int] = {}
-    for position, entry in enumerate(sink.prepare(stream, records)):
+    entries = sink.prepare(stream, records)
+    if len(entries) != len(records):
+        raise TypeError(
+            f"{type(sink).__name__}.prepare() gave {len(entries)} entries for a page of {len(records)} records; "
+            "it must give one per record (an Item, or a failed Outcome)."
+        )
+    for position, entry in enumerate(entries):
         if entry.__class__ is Outcome:
             if entry.key is None and source is not None:
                 key = source.key_of(stream, records[position])
@@ -457,6 +524,11 @@ def prepare_page(
             outcomes.append(entry)
             continue
         key = entry.key
+        refused = unusable_key(key)
+        if refused is not None:
+            # Written, it would be a row without a trail: it fails alone, before any write.
+            outcomes.append(Outcome(key, Action.FAILED, f"not written: {refused}", entry.payload_hash))
+            continue
         earlier = pending.get(key)
         if earlier is not None:
             outcomes[earlier] = Outcome(
@@ -469,11 +541,18 @@ def prepare_page(
         latest[key] = entry
         pending[key] = len(outcomes)
         outcomes.append(None)
-    return _Prepared(number, outcomes, pending, list(latest.values()), len(records))
+    keys = frozenset(o.key for o in outcomes if o is not None).union(pending)
+    return _Prepared(number, outcomes, pending, list(latest.values()), len(records), keys)
 
 
 def _merged(prepared: _Prepared, written: Mapping[Hashable, Outcome]) -> list[Outcome]:
     """The page's outcomes in read order, each item's taken from what its write reported."""
+    strangers = [key for key in written if key not in prepared.pending]
+    if strangers:
+        raise TypeError(
+            f"The sink reported outcomes for keys it was not given ({strangers[:3]!r}...): it must key its "
+            "outcomes by each Item's key, as given (mind 42 and '42')."
+        )
     merged = list(prepared.outcomes)
     for key, position in prepared.pending.items():
         found = written.get(key)
@@ -489,7 +568,22 @@ def _write_page(run: _StreamRun, writer: Sink, prepared: _Prepared) -> list[Outc
     """Write one page on ``writer`` in its turn; its trail too when the sink did not seal it."""
     commit = PageCommit(run, prepared)
     try:
-        written = writer.write(run.stream, prepared.items, commit) if prepared.items else {}
+        try:
+            written = writer.write(run.stream, prepared.items, commit) if prepared.items else {}
+        except PartialWrite as partial:
+            # What reached an API before it failed keeps its trail; the rest of the page is read
+            # again by the next try.
+            commit.turn()
+            waiting = set(prepared.pending.values())
+            done = [
+                outcome
+                for position, outcome in enumerate(_merged(prepared, partial.written))
+                if position not in waiting or outcome.key in partial.written
+            ]
+            run.write_trail(done)
+            if run.audited:
+                run.session.count(done)
+            raise partial.cause from None
         commit.turn()
         outcomes = _merged(prepared, written)
         if commit.sealed is None:
@@ -537,39 +631,49 @@ def sync_stream(
     summary = SyncSummary(
         flow=flow.name, entity=stream.name, mode=window.mode, since=window.since, until=window.until
     )
-    start, until, description, reason = _start(run, window)
-    log.info("%s: %s (%s)", stream.name, description, reason)
-    progress = _Progress(stream.name, description, summary, progress_every)
-    cursor = start
-    extra: list[Sink] = []
-    try:
-        while len(extra) < writers - 1:
-            another = sink.fork()
-            if another is None:
-                break
-            extra.append(another)
-        for page_cursor in _pipeline(
-            run, source.read(stream, start, until=until), [sink, *extra], summary, progress
-        ):
-            cursor = page_cursor if cursor is None else cursor.advance(page_cursor)
-    finally:
-        for writer in extra:
-            writer.close()
-    if stream.cursor is not None and window.mode != "window" and cursor is not None:
-        # The read finished: its end is the target's checkpoint, complete.
-        run_info = session.run
-        if sink.database is not None:
-            sink.save_checkpoint(flow.name, stream, cursor.to_xcom(), run_info, complete=True)
-        else:
-            with transaction(session.trail.connection()) as db:
-                session.trail.checkpoints.write(
-                    db, flow.name, stream.name, cursor.to_xcom(), run_info, complete=True
-                )
+    with sink.hold(flow.name, stream):
+        start, until, description, reason = _start(run, window)
+        log.info("%s: %s%s", stream.name, description, f" ({reason})" if reason else "")
+        progress = _Progress(stream.name, description, summary, progress_every)
+        cursor = start
+        extra: list[Sink] = []
+        try:
+            # Writers side by side roll back what they wrote when an earlier page fails: only a
+            # target with transactions gets them.
+            while sink.database is not None and len(extra) < writers - 1:
+                another = sink.fork()
+                if another is None:
+                    break
+                extra.append(another)
+            pages = source.read(stream, start, until=until)
+            checkpoints = stream.cursor is not None and window.mode != "window"
+            for page_cursor in _pipeline(run, pages, [sink, *extra], summary, progress, checkpoints):
+                cursor = page_cursor if cursor is None else cursor.advance(page_cursor)
+        finally:
+            for writer in extra:
+                writer.close()
+        if stream.cursor is not None and window.mode != "window" and cursor is not None:
+            _save_end(run, cursor)
     if stream.cursor is not None:
         summary.cursor = window.cursor_to_store(cursor.to_xcom() if cursor is not None else None)
     note = sink.finish(stream)
     progress.done(note)
     return summary
+
+
+def _save_end(run: _StreamRun, cursor: Cursor) -> None:
+    """The read finished: its end becomes the target's checkpoint, complete, unless the checkpoint is
+    already further on (a later run's: a cleared older run re-reads its own window only)."""
+    mark, _, _ = run_mark(run)
+    if mark is not None and mark.compare(cursor) == 1:
+        return
+    info, flow, stream = run.session.run, run.flow.name, run.stream
+    if run.sink.database is not None:
+        run.sink.save_checkpoint(flow, stream, cursor.to_xcom(), info, complete=True)
+        return
+    trail = run.session.trail
+    with transaction(trail.connection()) as db:
+        trail.checkpoints.write(db, flow, stream.name, cursor.to_xcom(), info, complete=True)
 
 
 def _start(run: _StreamRun, window: SyncWindow) -> tuple[Cursor | None, dt.datetime | None, str, str]:
@@ -581,6 +685,12 @@ def _start(run: _StreamRun, window: SyncWindow) -> tuple[Cursor | None, dt.datet
         return None, window.until, window.describe(), window.reason
     if window.mode == "window":
         start = run.source.cursor_at(stream, window.since) if window.since is not None else None
+        if start is None and window.since is not None:
+            log.warning(
+                "%s: %s cannot start a read at a time; the window reads everything it serves.",
+                stream.name,
+                type(run.source).__name__,
+            )
         return start, window.until, window.describe(), window.reason
     try:
         cursor = cursor_from_xcom(stream.cursor, window.cursor)
@@ -589,8 +699,8 @@ def _start(run: _StreamRun, window: SyncWindow) -> tuple[Cursor | None, dt.datet
             "%s: the last run's cursor %r cannot be read; reading everything.", stream.name, window.cursor
         )
         cursor = None
-    mark, resume = run_mark(run)
-    start, reason, level = choose_start(cursor, mark, stream=stream.name, resume=resume)
+    mark, resume, empty = run_mark(run)
+    start, reason, level = choose_start(cursor, mark, stream=stream.name, resume=resume, target_empty=empty)
     if level >= logging.WARNING:
         log.warning("%s: %s", stream.name, reason)
         reason = "see the warning above"
@@ -598,32 +708,40 @@ def _start(run: _StreamRun, window: SyncWindow) -> tuple[Cursor | None, dt.datet
     return start, window.until, f"incremental from {start or 'the beginning'}{until}", reason
 
 
-def run_mark(run: _StreamRun) -> tuple[Cursor | None, bool]:
-    """The target's checkpoint of the stream, and whether an unfinished earlier try of this very
-    run wrote it (the read may then resume after it)."""
+def run_mark(run: _StreamRun) -> tuple[Cursor | None, bool, bool]:
+    """The target's checkpoint of the stream (``None``: it keeps none), whether an unfinished earlier
+    try of this very run wrote it (the read may resume after it), and whether the target holds
+    nothing of the stream at all."""
     if run.sink.database is not None:
         checkpoint = run.sink.read_checkpoint(run.flow.name, run.stream)
     else:
         checkpoint = run.session.trail.checkpoint(run.flow.name, run.stream.name)
     if checkpoint is None:
-        return None, False
+        return None, False, False
+    if checkpoint.empty:
+        return None, False, True
     try:
         mark = cursor_from_xcom(run.stream.cursor, checkpoint.position)
     except ValueError:
         log.warning(
             "%s: the target's checkpoint %r cannot be read; ignoring it.", run.stream.name, checkpoint
         )
-        return None, False
+        return None, False, False
     resume = (
         not checkpoint.complete
         and checkpoint.run_id is not None
         and checkpoint.run_id == run.session.run["run_id"]
     )
-    return mark, resume
+    return mark, resume, False
 
 
 def _pipeline(
-    run: _StreamRun, pages: Iterable[Page], free: list[Sink], summary: SyncSummary, progress: _Progress
+    run: _StreamRun,
+    pages: Iterable[Page],
+    free: list[Sink],
+    summary: SyncSummary,
+    progress: _Progress,
+    checkpoints: bool = True,
 ) -> Iterator[Cursor]:
     """Prepare each page here and hand it to a free writer; settle written pages in reading order.
 
@@ -651,7 +769,7 @@ def _pipeline(
                 prepared = prepare_page(run.sink, run.stream, page.records, number, run.source)
                 if page.reached is not None:
                     cumulative = page.reached if cumulative is None else cumulative.advance(page.reached)
-                    prepared.checkpoint = cumulative if page.resumable else None
+                    prepared.checkpoint = cumulative if page.resumable and checkpoints else None
                 # A free writer, and no key in common with a page in flight (two copies of a record
                 # in two open transactions would wait on each other's locks).
                 while in_flight and (
@@ -729,10 +847,12 @@ def replay_keys(
 ) -> list[Outcome]:
     """Re-read records of one stream by key and write them through the flow's own path.
 
-    Keys the source no longer has fail ("not found"). Each outcome is audited as a new attempt,
-    with its page, exactly as a load's. An error of the source or the target fails every key not
-    answered yet, with the (scrubbed) reason, and is not raised: the replay goes on with the next
-    stream.
+    A key the source no longer has is settled as ``skipped`` (nothing to replay). Each outcome is
+    audited as a new attempt, with its page, exactly as a load's. An error no retry can fix, or a
+    transient one (:class:`~airflow_provider_b1.exceptions.PermanentError`,
+    :class:`~airflow_provider_b1.exceptions.RetryableError`), is raised: the task fails or is
+    retried. Any other error fails the keys not answered yet, with the (scrubbed) reason, and the
+    replay goes on.
     """
     run = _StreamRun(flow, stream, source, sink, session)
     wanted = list(dict.fromkeys(str(k) for k in keys))
@@ -745,11 +865,23 @@ def replay_keys(
                 key = str(outcome.key)
                 if outcome.action is not Action.SKIPPED or key not in answered:
                     answered[key] = outcome
-        reason = f"{stream.name} {{key}} was not found in {flow.source_system}"
+    except (PermanentError, RetryableError):
+        raise  # refused credentials, an outage: the task fails (or is retried) instead of every record
     except Exception as exc:
         reason = scrub_error(exc) or type(exc).__name__
         log.warning("Replaying %s of %s failed; they stay failed: %s", stream.name, flow.name, reason)
-    missing = [Outcome(key, Action.FAILED, reason.format(key=key)) for key in wanted if key not in answered]
+        missing = [Outcome(key, Action.FAILED, reason) for key in wanted if key not in answered]
+    else:
+        # Gone from the source since it failed: there is nothing to replay, and it is settled.
+        missing = [
+            Outcome(
+                key,
+                Action.SKIPPED,
+                f"{stream.name} {key} is no longer in {flow.source_system}: nothing to replay",
+            )
+            for key in wanted
+            if key not in answered
+        ]
     if missing:
         run.write_trail(missing)
         session.count(missing)

@@ -14,9 +14,13 @@ upserted by key, unchanged rows recognised by the hash of their values.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import decimal
+import hashlib
 import logging
 from abc import abstractmethod
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_b1.sync.checkpoints import CHECKPOINT_TABLE, Checkpoint, CheckpointStore
@@ -182,8 +186,34 @@ class DatabaseSink(Sink):
             cursor.close()
 
     def read_checkpoint(self, flow: str, stream: Stream) -> Checkpoint | None:
-        checkpoint = self.checkpoints.read(self.conn, flow, stream.name)
-        return checkpoint if checkpoint is not None and self.holds_data(stream) else None
+        if not self.holds_data(stream):
+            return Checkpoint({}, empty=True)
+        return self.checkpoints.read(self.conn, flow, stream.name)
+
+    @contextlib.contextmanager
+    def hold(self, flow: str, stream: Stream) -> Iterator[None]:
+        """On PostgreSQL, a session advisory lock per (flow, stream) while one task loads it: a second
+        task loading the same stream waits for the first instead of locking rows against it. (SQLite
+        takes one writer at a time anyway.)"""
+        if self.dialect != "postgres":
+            yield
+            return
+        key = int.from_bytes(
+            hashlib.sha256(f"b1-sync:{flow}:{stream.name}".encode()).digest()[:8], "big", signed=True
+        )
+        if not self.execute("SELECT pg_try_advisory_lock(%s)", (key,))[0][0]:
+            log.info(
+                "%s: another task is loading it into this target; waiting for it to finish.", stream.name
+            )
+            self.execute("SELECT pg_advisory_lock(%s)", (key,))
+        self.commit()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                self.rollback()
+                self.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                self.commit()
 
     def save_checkpoint(
         self, flow: str, stream: Stream, position: Mapping[str, Any], run: Mapping, *, complete: bool = True
@@ -201,6 +231,10 @@ class DatabaseSink(Sink):
         complete: bool = False,
     ) -> None:
         self.checkpoints.write(cursor, flow, stream.name, position, run, complete=complete)
+
+
+#: What a TableSink column takes from a mapping (anything else fails its record, not the page).
+_STORABLE = (str, int, float, bool, decimal.Decimal, dt.date, dt.time)
 
 
 class TableSink(DatabaseSink):
@@ -242,7 +276,11 @@ class TableSink(DatabaseSink):
         self.columns = {validate_identifier(name, what="column name"): kind for name, kind in columns.items()}
         self.map = map
         self.system = system
-        self._ensure_table()
+        try:
+            self._ensure_table()
+        except BaseException:
+            conn.close()
+            raise
 
     def _ensure_table(self) -> None:
         columns = ", ".join(f"{name} {{{kind}}}" for name, kind in self.columns.items())
@@ -275,6 +313,9 @@ class TableSink(DatabaseSink):
                     raise ValueError(f"{self.key} is missing")
                 row[self.key] = str(key)
                 values = tuple(row.get(name) for name in self.columns)
+                for name, value in zip(self.columns, values):
+                    if value is not None and not isinstance(value, _STORABLE):
+                        raise TypeError(f"{name} is a {type(value).__name__}, which a column cannot hold")
             except (ValueError, KeyError, TypeError) as exc:
                 key = record.get(self.key) if isinstance(record, Mapping) else None
                 prepared.append(Outcome(key, Action.FAILED, f"cannot be mapped: {exc}"))

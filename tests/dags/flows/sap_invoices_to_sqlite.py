@@ -16,7 +16,7 @@ from airflow_provider_b1.sources.sap_b1 import SapB1Source
 from airflow_provider_b1.sync import Flow, Stream, TableSink, sync_params
 from airflow_provider_b1.utils.sql import open_database
 
-FIELDS = ["DocEntry", "CardCode", "DocTotal", "UpdateDate", "UpdateTime"]
+FIELDS = ["DocEntry", "CardCode", "DocTotal"]  # the key and the update stamp are added by the read
 
 
 def invoice_row(invoice: dict) -> dict:

@@ -14,6 +14,7 @@ import pytest
 from feeds import Feed, records, table_sink
 
 from airflow_provider_b1.sync import (
+    Action,
     AuditTrail,
     Flow,
     KeysetCursor,
@@ -255,8 +256,10 @@ def test_pages_written_side_by_side_commit_in_reading_order(setup):
 
         def commit(self):
             super().commit()
-            with lock:
-                committed.append(self.last)
+            if self.last is not None:  # a page's commit, not the lock's or the schema's
+                with lock:
+                    committed.append(self.last)
+                self.last = None
 
         def after_turn(self, stream, items, outcomes):
             self.last = items[0].key
@@ -264,4 +267,99 @@ def test_pages_written_side_by_side_commit_in_reading_order(setup):
     sink = table_sink(setup.database, schema=setup.schema, cls=Slow)
     summary = setup.run(writers=3, sink=sink)
     assert summary.created == 35
-    assert [c for c in committed if c] == ["k0000", "k0010", "k0020", "k0030"]
+    assert committed == ["k0000", "k0010", "k0020", "k0030"]
+
+
+def test_a_key_the_audit_trail_cannot_hold_fails_its_record_alone(setup):
+    long_key, nul_key = "k" * 600, "k\x00nul"
+    setup.feed.put(long_key, name="long", amount=1, modified="2024-05-01T10:00:01")
+    setup.feed.put(nul_key, name="nul", amount=1, modified="2024-05-01T10:00:02")
+    summary = setup.run()
+    assert (summary.created, summary.failed) == (35, 2)
+    failed = {key: error for key, action, error, *_ in setup.audit() if action == "failed"}
+    assert failed == {
+        # 512 characters, the column's size, the length kept
+        "k" * 493 + "...(600 characters)": "not written: its key is 600 characters long; "
+        "the audit trail keeps keys of at most 512",
+        "k\\0nul": "not written: its key holds a NUL character, which the audit trail cannot store",
+    }
+    assert setup.rows("SELECT count(*) FROM {thing}") == [(35,)]
+
+
+def _checkpoint(setup):
+    table = f"{setup.schema}.sync_checkpoint" if setup.schema else "sync_checkpoint"
+    return setup.rows(f"SELECT cursor, complete FROM {table}")
+
+
+def test_a_window_run_leaves_the_targets_checkpoint_where_the_incremental_runs_put_it(setup):
+    setup.feed.order = "token"
+    setup.flow = Flow(
+        setup.flow.name,
+        "feed",
+        "target",
+        (Stream("things", cursor=TokenCursor),),
+        open_source=setup.flow.open_source,
+        open_sink=setup.flow.open_sink,
+    )
+    first = setup.run()
+    before = _checkpoint(setup)
+    assert json.loads(before[0][0]) == first.cursor == {"kind": "token", "token": "pos-35"}
+    window = setup.run(mode="window", run_id="reload")
+    assert window.read == 35
+    assert _checkpoint(setup) == before
+
+
+def test_a_target_loaded_before_it_kept_checkpoints_continues_from_the_cursor(setup, caplog):
+    first = setup.run()
+    setup.change("DELETE FROM {s}sync_checkpoint")  # as a warehouse upgraded from before checkpoints
+    setup.feed.put("k0100", name="new", amount=1, modified="2024-05-01T12:00:00")
+    with caplog.at_level(logging.INFO, logger="airflow_provider_b1.sync.engine"):
+        second = setup.run(first.cursor)
+    assert (second.read, second.created) == (1, 1)
+    assert "keeps no checkpoint of things yet" in caplog.text
+    assert len(_checkpoint(setup)) == 1  # and from now on it does
+
+
+def test_a_retry_of_an_older_run_never_moves_the_checkpoint_back(setup):
+    first = setup.run(run_id="r1")
+    setup.feed.put("k0100", name="new", amount=1, modified="2024-05-01T12:00:00")
+    second = setup.run(first.cursor, run_id="r2")
+    ahead = _checkpoint(setup)
+    assert json.loads(ahead[0][0]) == second.cursor
+    setup.run(first.cursor, run_id="r1", try_number=2)  # r1 cleared and run again: its window only
+    assert _checkpoint(setup) == ahead
+
+
+def test_an_api_sink_that_fails_half_way_through_a_page_leaves_the_trail_of_what_it_wrote(setup):
+    from airflow_provider_b1.sync import Item, Outcome, PartialWrite, Sink
+
+    class Endpoint(Sink):
+        """An API: each record is written on its own; the third call of the page fails."""
+
+        system = "api"
+
+        def __init__(self):
+            self.stored = {}
+
+        def prepare(self, stream, records):
+            return [Item(r["key"], r, None) for r in records]
+
+        def write(self, stream, items, page):
+            page.turn()
+            written = {}
+            for item in items:
+                if len(self.stored) == 12:
+                    raise PartialWrite(written, ConnectionError("503 from the API"))
+                self.stored[item.key] = item.data
+                written[item.key] = Outcome(item.key, Action.CREATED)
+            return written
+
+        def fork(self):
+            raise AssertionError("an API sink is never written side by side")
+
+    endpoint = Endpoint()
+    with pytest.raises(ConnectionError, match="503"):
+        setup.run(sink=endpoint, writers=2)
+    assert len(endpoint.stored) == 12
+    created = [key for key, action, *_ in setup.audit() if action == "created"]
+    assert sorted(created) == sorted(endpoint.stored)  # every record the API took has its trail

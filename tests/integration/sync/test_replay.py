@@ -151,11 +151,30 @@ def test_a_crashing_or_empty_source_leaves_the_records_failed_with_a_reason(audi
     assert left.attempt == 2
     assert left.error == "ConnectionError: reset by peer; Authorization: ***"
 
+    # the record is gone from the source: nothing left to replay, and it no longer comes back
     state["source"].read_keys = lambda stream, keys: iter(())
-    replay_failed(audit_trail, FLOW)
-    (left,) = audit_trail.records_for_replay(FLOW)
-    assert left.attempt == 3
-    assert left.error == "Invoices 2 was not found in src"
+    gone = replay_failed(audit_trail, FLOW)
+    assert (gone.selected, gone.counts["skipped"]) == (1, 1)
+    assert audit_trail.records_for_replay(FLOW) == []
+    (last,) = [h for h in audit_trail.history(FLOW, "Invoices", "2") if h["attempt"] == 3]
+    assert (last["action"], last["error"]) == ("skipped", "Invoices 2 is no longer in src: nothing to replay")
+
+
+def test_an_error_no_retry_can_fix_stops_the_replay_instead_of_failing_every_record(audit_trail, flow):
+    from airflow_provider_b1.exceptions import PermanentError, RetryableError
+
+    _, state = flow
+    seed(audit_trail, ["1", "2"])
+    for error in (PermanentError("Login to company SBODEMOUS as manager failed"), RetryableError("503")):
+
+        def refuse(stream, keys, error=error):
+            raise error
+
+        state["source"].read_keys = refuse
+        with pytest.raises(type(error)):
+            replay_failed(audit_trail, FLOW)
+        # nothing was recorded: the task fails (at once, or to be retried by Airflow)
+        assert [r.attempt for r in audit_trail.records_for_replay(FLOW)] == [1, 1]
 
 
 def test_the_flow_is_found_by_name_and_opened_with_its_options_and_the_overrides(audit_trail, flow):

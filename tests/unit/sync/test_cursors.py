@@ -92,7 +92,8 @@ LATER = StampCursor(("2024-06-01", "00:00:00"))
     [
         (None, None, False, None, logging.INFO, "first run"),
         (C, C, False, C, logging.INFO, "continuing from cursor"),
-        (C, None, False, None, logging.WARNING, "the target holds nothing"),
+        # a target that holds data but no checkpoint yet (loaded before it kept any)
+        (C, None, False, C, logging.INFO, "keeps no checkpoint"),
         (C, EARLIER, False, EARLIER, logging.WARNING, "behind"),
         # a checkpoint ahead of the cursor never skips the run's window: re-runs read it again
         (C, LATER, False, C, logging.INFO, "continuing from cursor"),
@@ -108,3 +109,9 @@ def test_the_start_is_the_cursor_unless_the_target_holds_less(cursor, mark, resu
     assert chosen == start
     assert chosen_level == level
     assert says in reason
+
+
+def test_a_target_that_holds_nothing_is_read_from_the_beginning_whatever_the_cursor():
+    chosen, reason, level = choose_start(C, None, stream="Invoices", target_empty=True)
+    assert (chosen, level) == (None, logging.WARNING)
+    assert "the target holds nothing of Invoices" in reason
