@@ -56,6 +56,18 @@ class Setup:
         finally:
             conn.close()
 
+    def use_tokens(self):
+        """The feed as a server-ordered export whose pages end with continuation tokens."""
+        self.feed.order = "token"
+        self.flow = Flow(
+            self.flow.name,
+            "feed",
+            "target",
+            (Stream("things", cursor=TokenCursor),),
+            open_source=self.flow.open_source,
+            open_sink=self.flow.open_sink,
+        )
+
     def change(self, sql, params=()):
         """One statement on the target, committed; ``{s}`` is its schema prefix, ``{p}`` a parameter."""
         conn = self.database.connect()
@@ -217,15 +229,7 @@ def test_a_page_whose_commit_fails_leaves_neither_rows_nor_trail_and_the_rerun_c
 
 
 def test_a_token_feed_killed_mid_read_resumes_after_its_last_committed_page(setup):
-    setup.feed.order = "token"
-    setup.flow = Flow(
-        setup.flow.name,
-        "feed",
-        "target",
-        (Stream("things", cursor=TokenCursor),),
-        open_source=setup.flow.open_source,
-        open_sink=setup.flow.open_sink,
-    )
+    setup.use_tokens()
     setup.feed.fail_after = 2
     with pytest.raises(ConnectionError):
         setup.run()
@@ -292,15 +296,7 @@ def _checkpoint(setup):
 
 
 def test_a_window_run_leaves_the_targets_checkpoint_where_the_incremental_runs_put_it(setup):
-    setup.feed.order = "token"
-    setup.flow = Flow(
-        setup.flow.name,
-        "feed",
-        "target",
-        (Stream("things", cursor=TokenCursor),),
-        open_source=setup.flow.open_source,
-        open_sink=setup.flow.open_sink,
-    )
+    setup.use_tokens()
     first = setup.run()
     before = _checkpoint(setup)
     assert json.loads(before[0][0]) == first.cursor == {"kind": "token", "token": "pos-35"}
