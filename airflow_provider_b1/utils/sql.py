@@ -83,9 +83,16 @@ class Database:
                 conn.row_factory = tuple_row
             return conn
         assert self.path is not None
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        return connect_sqlite(self.path)
+
+
+def connect_sqlite(path: str) -> sqlite3.Connection:
+    """A SQLite connection as every writer here wants it: transactions explicit
+    (``isolation_level=None``, see :func:`transaction`), WAL journal, usable from the thread a page
+    writer runs in, and patient with another writer's lock."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
 
 
 def open_database(conn_id: str, *, purpose: str = "this task") -> Database:

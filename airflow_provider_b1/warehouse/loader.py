@@ -54,7 +54,7 @@ from airflow_provider_b1.sync.engine import Item, write_alone
 from airflow_provider_b1.sync.flows import Stream
 from airflow_provider_b1.sync.outcomes import Action, Outcome, count_actions
 from airflow_provider_b1.sync.sql_sinks import DatabaseSink
-from airflow_provider_b1.utils.sql import Database, copy_encoder, copy_into, open_database
+from airflow_provider_b1.utils.sql import Database, connect_sqlite, copy_encoder, copy_into, open_database
 from airflow_provider_b1.warehouse.entities import (
     ENTITIES,
     PARTNER_ENTITY,
@@ -505,10 +505,7 @@ class SqliteLoader(WarehouseLoader):
     @classmethod
     def open(cls, path: str) -> SqliteLoader:
         """Open (or create) the SQLite database at ``path``."""
-        # Used by one thread at a time, but not always the one that opened it (the page writer).
-        conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return cls(conn)
+        return cls(connect_sqlite(path))
 
     def ensure_schema(self) -> int:
         return ensure_schema_sqlite(self.conn)
