@@ -401,12 +401,42 @@ def resource_label(path: str) -> str:
 # The app
 
 
+LIMIT_REQUEST_LINE = 8190
+"""Apache's ``LimitRequestLine`` default: the web server in front of a real Service Layer answers
+414 to a longer request line (method, path, query and protocol) before the Service Layer sees it."""
+
+_URI_TOO_LONG = (
+    b'<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>414 Request-URI Too Long</title>\n'
+    b"</head><body>\n<h1>Request-URI Too Long</h1>\n<p>The requested URL's length exceeds the capacity\n"
+    b"limit for this server.<br />\n</p>\n</body></html>\n"
+)
+
+
+def request_line_length(scope: dict[str, Any]) -> int:
+    """Bytes of the request line as sent: ``METHOD path[?query] HTTP/1.1`` (no CRLF)."""
+    raw_path = scope.get("raw_path") or scope.get("path", "").encode("utf-8")
+    query = scope.get("query_string") or b""
+    return (
+        len(scope["method"])
+        + 1
+        + len(raw_path)
+        + (1 + len(query) if query else 0)
+        + len(" HTTP/")
+        + len(scope.get("http_version", "1.1"))
+    )
+
+
 class _SandboxApp(FastAPI):
-    """FastAPI that remembers the server's own ``send`` so a handler can abort the connection."""
+    """FastAPI that remembers the server's own ``send`` so a handler can abort the connection,
+    and refuses request lines longer than Apache's limit with 414, as the real front end does."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             scope["b1.raw_send"] = send
+            if request_line_length(scope) > LIMIT_REQUEST_LINE:
+                response = Response(_URI_TOO_LONG, 414, media_type="text/html; charset=iso-8859-1")
+                await response(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
