@@ -109,6 +109,7 @@ def scrub_error(error: str | BaseException | None, *, limit: int = ERROR_LIMIT) 
         text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     else:
         text = str(error)
+    text = text.replace("\x00", "\\0")  # shown, not stored: no PostgreSQL text holds a NUL
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     try:
@@ -142,6 +143,8 @@ def _key(value: Any, name: str, *, required: bool) -> str | None:
             f"The {name} is {len(text)} characters long; a key is at most {KEY_LIMIT}. "
             "Pass the record's natural key, never its payload."
         )
+    if "\x00" in text:
+        raise AuditError(f"The {name} holds a NUL character, which the audit trail cannot store.")
     return text
 
 
@@ -194,7 +197,7 @@ class AuditRecord:
             action = self.action = Action(action)
         for name, required in _KEY_FIELDS:
             value = getattr(self, name)
-            if value.__class__ is not str or not value or len(value) > KEY_LIMIT:
+            if value.__class__ is not str or not value or len(value) > KEY_LIMIT or "\x00" in value:
                 setattr(self, name, _key(value, name, required=required))
         digest = self.payload_hash
         if digest is not None and not (

@@ -195,7 +195,8 @@ COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
 def escape_copy(value: str) -> str:
     """Escape text for COPY's text format (backslash, tab, newline, carriage return).
 
-    A NUL character cannot be stored in PostgreSQL text at all: it is dropped here.
+    :raises ValueError: for a NUL character, which no PostgreSQL text can hold: dropping it would
+        change the value silently, so whoever writes text checks for it first and fails the record.
     """
     # Each test is a fast scan; raw JSON usually holds backslashes and nothing else to escape.
     if "\\" in value:
@@ -207,7 +208,7 @@ def escape_copy(value: str) -> str:
     if "\r" in value:
         value = value.replace("\r", "\\r")
     if "\x00" in value:
-        value = value.replace("\x00", "")
+        raise ValueError("PostgreSQL cannot store text holding a NUL character (U+0000)")
     return value
 
 

@@ -14,9 +14,11 @@ loads the rest of the page.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, time
+from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any, Literal
 
@@ -44,31 +46,98 @@ def _text(value: Any, field_name: str) -> Any:
     raise RecordError(f"{field_name} is not text ({type(value).__name__})")
 
 
+#: What the warehouse's ``INTEGER`` columns hold (PostgreSQL's; SQLite's would hold more).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+#: Amounts are ``NUMERIC(19, 6)``, as in SAP's own database: below 10^13 in size, 6 decimal places.
+NUM_LIMIT = 10**13
+NUM_SCALE = 6
+_NUM_LIMIT_DECIMAL = Decimal(NUM_LIMIT)
+_MICRO = Decimal(1).scaleb(-NUM_SCALE)
+
+
 def _int(value: Any, field_name: str) -> Any:
-    if value is None or type(value) is int:
-        return value
-    if type(value) is str and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if type(value) is float and value.is_integer():
-        return int(value)
-    raise RecordError(f"{field_name} {value!r} is not an integer")
+    if value is None:
+        return None
+    number = value
+    kind = type(value)
+    if (
+        (kind is str and value.strip().lstrip("-").isdigit())
+        or (kind is float and value.is_integer())
+        or (kind is Decimal and value.is_finite() and value == value.to_integral_value())
+    ):
+        number = int(value)
+    if type(number) is not int:
+        raise RecordError(f"{field_name} {value!r} is not an integer")
+    if not INT_MIN <= number <= INT_MAX:
+        raise RecordError(
+            f"{field_name} {number} is outside what the warehouse's integer columns hold (±{INT_MAX})"
+        )
+    return number
 
 
 def _num(value: Any, field_name: str) -> Any:
+    """An amount kept exactly, or :class:`RecordError`: JSON numbers arrive as ``int``, or as
+    :class:`~decimal.Decimal` with every digit SAP sent (records mapped from their bytes), or as
+    ``float`` (records given as dicts)."""
     if value is None:
         return None
     kind = type(value)
-    if kind is float or kind is int:
-        if value != value or value in (float("inf"), float("-inf")):
-            raise RecordError(f"{field_name} is not a finite number")
+    if kind is int:
+        if -NUM_LIMIT < value < NUM_LIMIT:
+            return value
+        return _check_amount(Decimal(value), value, field_name)
+    if kind is Decimal:
+        return _check_amount(value, value, field_name)
+    if kind is float:
+        if value - value != 0.0:
+            raise RecordError(f"{field_name} {value!r} is not a finite number")
+        if not (-NUM_LIMIT < value < NUM_LIMIT and exact_number(repr(value)).__class__ is float):
+            _check_amount(Decimal(repr(value)), value, field_name)
         return value
     if kind is str:
         try:
-            number = float(value)
-        except ValueError:
+            number = Decimal(value.strip())
+        except InvalidOperation:
             raise RecordError(f"{field_name} {value!r} is not a number") from None
-        return _num(number, field_name)
+        return _check_amount(number, value, field_name)
     raise RecordError(f"{field_name} {value!r} is not a number")
+
+
+def exact_number(text: str) -> float | Decimal | None:
+    """A JSON number with a fraction or an exponent, as SAP sent it: a float when the float is
+    exactly that number and has at most 6 decimal places (at most 15 significant digits, which
+    a float always keeps), else a :class:`~decimal.Decimal` with every digit (the mapper then checks
+    it); ``None`` for a text that is no number.
+
+    The decoder's hook for such numbers (most amounts take the first branch: a length and a scan),
+    and the check of a float's ``repr``.
+    """
+    length = len(text)
+    if length <= 16:
+        point = text.find(".")
+        if point > 0 and length - point <= NUM_SCALE + 1 and "e" not in text and "E" not in text:
+            return float(text)
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def _check_amount(number: Decimal, value: Any, field_name: str) -> Decimal:
+    shown = repr(value) if type(value) is str else str(value)
+    if not number.is_finite():
+        raise RecordError(f"{field_name} {shown} is not a finite number")
+    if not -_NUM_LIMIT_DECIMAL < number < _NUM_LIMIT_DECIMAL:
+        raise RecordError(
+            f"{field_name} {shown} is too large: the warehouse keeps amounts below {NUM_LIMIT} in size "
+            f"(13 digits before the point, {NUM_SCALE} after, as SAP does)"
+        )
+    if number.as_tuple().exponent < -NUM_SCALE and number != number.quantize(_MICRO):
+        raise RecordError(
+            f"{field_name} {shown} has more than {NUM_SCALE} decimal places: the warehouse keeps amounts "
+            f"to {NUM_SCALE}, as SAP does"
+        )
+    return number
 
 
 def _date(value: Any, field_name: str) -> Any:
@@ -286,16 +355,22 @@ class EntitySpec:
 # Inline fast paths per kind; anything unusual goes to the converter, which decides or raises.
 _FAST_PATH = {
     "text": "if {v} is not None and {v}.__class__ is not str: {v} = _text({v}, {label})",
-    "int": "if {v} is not None and {v}.__class__ is not int: {v} = _int({v}, {label})",
-    "num": "if {v} is not None and not ({v}.__class__ is float and {v} - {v} == 0.0): {v} = _num({v}, {label})",
+    "int": "if {v} is not None and not ({v}.__class__ is int and _INT_MIN <= {v} <= _INT_MAX): {v} = _int({v}, {label})",
+    "num": "if {v} is not None and not ({v}.__class__ is int and -_NUM_LIMIT < {v} < _NUM_LIMIT): {v} = _num({v}, {label})",
 }
+# Decoded from the record's bytes, a float is exactly what SAP sent (see exact_number): only its
+# size is left to check.
+_STRUCT_NUM = (
+    "if {v} is not None and not (({v}.__class__ is float or {v}.__class__ is int) and -_NUM_LIMIT < {v} < _NUM_LIMIT):"
+    " {v} = _num({v}, {label})"
+)
 _SLOW_PATH = "if {v} is not None: {v} = {converter}({v}, {label})"
 _CONVERTER_NAMES = {kind: f"_{kind}_converter" for kind in CONVERTERS}
 
 
-def _value_lines(var: str, fetch: str, column: Column, label: str) -> list[str]:
+def _value_lines(var: str, fetch: str, column: Column, label: str, *, structs: bool) -> list[str]:
     label_literal = repr(label)
-    template = _FAST_PATH.get(column.kind, _SLOW_PATH)
+    template = _STRUCT_NUM if structs and column.kind == "num" else _FAST_PATH.get(column.kind, _SLOW_PATH)
     lines = [
         f"{var} = {fetch}",
         template.format(v=var, label=label_literal, converter=_CONVERTER_NAMES[column.kind]),
@@ -324,11 +399,14 @@ def _compile_mapper(spec: EntitySpec, *, structs: bool) -> Callable[[Any, bytes]
         var = f"h{index}"
         header_vars[column.source] = var
         body += [
-            "    " + line for line in _value_lines(var, fetch("record", column.source), column, column.source)
+            "    " + line
+            for line in _value_lines(
+                var, fetch("record", column.source), column, column.source, structs=structs
+            )
         ]
     row_vars = list(header_vars.values()) + (["False"] if spec.inferred_flag else [])
     body += [
-        "    if b'\\\\u0000' in raw_bytes: raw_bytes = raw_bytes.replace(b'\\\\u0000', b'')",
+        "    nul = b'\\\\u0000' in raw_bytes and _holds_nul(raw_bytes)",
         "    digest = sha256(raw_bytes).hexdigest()",
         "    raw = raw_bytes.decode()",
         f"    row = ({', '.join([*row_vars, 'raw', 'digest'])},)",
@@ -365,12 +443,14 @@ def _compile_mapper(spec: EntitySpec, *, structs: bool) -> Callable[[Any, bytes]
                     body.append(f"        {var} = {header_vars[source]}")
                 else:
                     body += [
-                        "        " + ln for ln in _value_lines(var, fetch("record", source), column, source)
+                        "        " + ln
+                        for ln in _value_lines(var, fetch("record", source), column, source, structs=structs)
                     ]
             else:
                 label = f"{collection}.{column.source}"
                 body += [
-                    "        " + ln for ln in _value_lines(var, fetch("item", column.source), column, label)
+                    "        " + ln
+                    for ln in _value_lines(var, fetch("item", column.source), column, label, structs=structs)
                 ]
             child_vars.append(var)
         names = child.column_names
@@ -383,7 +463,7 @@ def _compile_mapper(spec: EntitySpec, *, structs: bool) -> Callable[[Any, bytes]
             f"        rows.append(({', '.join(child_vars)},))",
             "    children.append(rows)",
         ]
-    body.append("    return MappedRecord(h0, row, tuple(children), digest)")
+    body.append("    return MappedRecord(h0, row, tuple(children), digest, nul)")
     namespace: dict[str, Any] = {
         "RecordError": RecordError,
         "MappedRecord": MappedRecord,
@@ -391,6 +471,10 @@ def _compile_mapper(spec: EntitySpec, *, structs: bool) -> Callable[[Any, bytes]
         "_text": _text,
         "_int": _int,
         "_num": _num,
+        "_holds_nul": holds_nul,
+        "_INT_MIN": INT_MIN,
+        "_INT_MAX": INT_MAX,
+        "_NUM_LIMIT": NUM_LIMIT,
         **{_CONVERTER_NAMES[kind]: converter for kind, converter in CONVERTERS.items()},
     }
     source = "\n".join(body)
@@ -443,7 +527,9 @@ def _as_sent(raw: msgspec.Raw | bytes) -> bytes:
 def _raw_mapper(spec: EntitySpec) -> Callable[[msgspec.Raw | bytes], MappedRecord]:
     from_struct = _compile_mapper(spec, structs=True)
     from_dict = _compile_mapper(spec, structs=False)
-    decode = msgspec.json.Decoder(_record_struct(spec)).decode
+    # A number with a fraction is a float only when the float is exactly what SAP sent; else a
+    # Decimal with every digit, which the mapper keeps or fails with the reason.
+    decode = msgspec.json.Decoder(_record_struct(spec), float_hook=exact_number).decode
 
     def map_raw(raw: msgspec.Raw | bytes) -> MappedRecord:
         try:
@@ -451,7 +537,7 @@ def _raw_mapper(spec: EntitySpec) -> Callable[[msgspec.Raw | bytes], MappedRecor
         except msgspec.ValidationError:
             # Not the shape the struct expects: the dict mapper says what is wrong, and maps it
             # when only the struct was too strict.
-            return from_dict(msgspec.json.decode(raw), _as_sent(raw))
+            return from_dict(decode_exact(raw), _as_sent(raw))
         except msgspec.DecodeError as exc:
             raise RecordError(f"the record is not valid JSON ({exc})") from None
         return from_struct(record, _as_sent(raw))
@@ -462,17 +548,54 @@ def _raw_mapper(spec: EntitySpec) -> Callable[[msgspec.Raw | bytes], MappedRecor
 
 @dataclass(frozen=True)
 class MappedRecord:
-    """A record ready to load: its key, its row (``EntitySpec.column_names``), its child rows."""
+    """A record ready to load: its key, its row (``EntitySpec.column_names``), its child rows.
+
+    :param nul: some text of the record holds a NUL character (U+0000): storable in SQLite, not
+        in PostgreSQL, whose loader fails the record (:func:`nul_fields` names the fields).
+    """
 
     key: Any
     row: tuple
     children: tuple[list[tuple], ...]
     payload_hash: str
+    nul: bool = False
+
+
+#: JSON to Python with every number's digits kept (a fraction becomes a Decimal).
+decode_exact = msgspec.json.Decoder(float_hook=Decimal).decode
+
+# A JSON escape of U+0000: "\u0000" preceded by an even number of backslashes (an odd number
+# makes it the text backslash-u-0-0-0-0, which is no NUL at all).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def holds_nul(raw_json: bytes) -> bool:
+    """Whether a record's JSON holds a NUL character in some string (a name or a value)."""
+    return _NUL_ESCAPE.search(raw_json) is not None
+
+
+def nul_fields(record: Any, path: str = "") -> list[str]:
+    """Where a decoded record holds NUL characters: ``["Comments", "DocumentLines[1].ItemDescription"]``."""
+    found: list[str] = []
+    if isinstance(record, dict):
+        for name, value in record.items():
+            where = f"{path}.{name}" if path else str(name)
+            if "\x00" in str(name) or (isinstance(value, str) and "\x00" in value):
+                found.append(where.replace("\x00", "\\0"))
+            elif isinstance(value, (dict, list)):
+                found += nul_fields(value, where)
+    elif isinstance(record, list):
+        for index, value in enumerate(record):
+            where = f"{path}[{index}]"
+            if isinstance(value, str) and "\x00" in value:
+                found.append(where)
+            elif isinstance(value, (dict, list)):
+                found += nul_fields(value, where)
+    return found
 
 
 def _encode_json(record: dict) -> bytes:
-    """A dict record as compact JSON, for ``raw`` and its hash (the mapper takes ``\\u0000`` out:
-    valid JSON, but PostgreSQL's jsonb refuses it).
+    """A dict record as compact JSON, for ``raw`` and its hash.
 
     Properties keep the order SAP sent them in, as in the bytes it sent: a Service Layer
     serialises an entity's properties in a fixed order. Encoded by msgspec, several times faster

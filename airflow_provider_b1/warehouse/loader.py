@@ -38,6 +38,7 @@ whatever its size.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -61,7 +62,9 @@ from airflow_provider_b1.warehouse.entities import (
     EntitySpec,
     MappedRecord,
     RecordError,
+    decode_exact,
     entity_spec,
+    nul_fields,
 )
 from airflow_provider_b1.warehouse.schema import (
     DEFAULT_SCHEMA,
@@ -235,10 +238,20 @@ def _key_as_sent(spec: EntitySpec, record: Any) -> Any:
     """The key of a record that could not be mapped, as SAP sent it (``None`` if it has none)."""
     if record.__class__ is not dict:
         try:
-            record = msgspec.json.decode(record)
+            record = decode_exact(record)
         except (msgspec.DecodeError, TypeError):
             return None
     return record.get(spec.key_field) if isinstance(record, dict) else None
+
+
+def _nul_reason(spec: EntitySpec, mapped: MappedRecord) -> str:
+    raw = mapped.row[spec.column_names.index("raw")]
+    fields = nul_fields(json.loads(raw)) or ["its text"]
+    verb = "holds" if len(fields) == 1 else "hold"
+    return (
+        f"{', '.join(fields)} {verb} a NUL character (U+0000), which PostgreSQL cannot store; remove it "
+        "in SAP, then replay the record"
+    )
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
@@ -298,6 +311,18 @@ class PostgresLoader(WarehouseLoader):
         spec = entity_spec(stream.name)
         self._ensure_stage(spec)
         self.execute(f"DELETE FROM {_postgres_sql(spec, self.schema).stage}")
+
+    def prepare(self, stream: Stream, records: Sequence[Any]) -> list[Item | Outcome]:
+        """As :meth:`WarehouseLoader.prepare`; a record holding a NUL character fails here: no
+        PostgreSQL text or ``jsonb`` value can hold one, and dropping it would change the record
+        silently."""
+        prepared = super().prepare(stream, records)
+        for index, item in enumerate(prepared):
+            if item.__class__ is Item and item.data.nul:
+                prepared[index] = Outcome(
+                    item.key, Action.FAILED, _nul_reason(entity_spec(stream.name), item.data)
+                )
+        return prepared
 
     def _ensure_stage(self, spec: EntitySpec) -> None:
         if spec.table not in self._staged:
@@ -510,6 +535,19 @@ class SqliteLoader(WarehouseLoader):
     def ensure_schema(self) -> int:
         return ensure_schema_sqlite(self.conn)
 
+    def prepare(self, stream: Stream, records: Sequence[Any]) -> list[Item | Outcome]:
+        """As :meth:`WarehouseLoader.prepare`, with amounts as SQLite stores them: a ``REAL``, which
+        holds about 15 significant digits; an amount it would round fails its record instead."""
+        spec = entity_spec(stream.name)
+        prepared = super().prepare(stream, records)
+        for index, item in enumerate(prepared):
+            if item.__class__ is Item:
+                try:
+                    prepared[index] = Item(item.key, _as_reals(spec, item.data), item.payload_hash)
+                except RecordError as exc:
+                    prepared[index] = Outcome(item.key, Action.FAILED, str(exc))
+        return prepared
+
     def table_name(self, spec: EntitySpec) -> str:
         return spec.table
 
@@ -568,22 +606,56 @@ class SqliteLoader(WarehouseLoader):
         return inferred
 
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
-        # Summed as integer millionths: exact, where summing REAL values would drift.
-        amount = (
-            f"sum(CAST(round({spec.amount_column} * 1000000) AS INTEGER))" if spec.amount_column else "NULL"
-        )
+        # Summed here as exact decimals: SQLite's sum() of REALs drifts, and of integer millionths
+        # overflows past about 9.2e12.
         where, params = _window_sql(spec, window, "?")
-        count, total = self.conn.execute(
-            f"SELECT count(*), {amount} FROM {spec.table} {where}", params
-        ).fetchone()
-        if spec.amount_column:
-            return count, Decimal(total or 0) / Decimal(1000000)
-        return count, None
+        if not spec.amount_column:
+            (count,) = self.conn.execute(f"SELECT count(*) FROM {spec.table} {where}", params).fetchone()
+            return count, None
+        count, total = 0, Decimal(0)
+        for (amount,) in self.conn.execute(f"SELECT {spec.amount_column} FROM {spec.table} {where}", params):
+            count += 1
+            if amount is not None:
+                total += Decimal(repr(amount)) if amount.__class__ is float else Decimal(amount)
+        return count, total
 
     def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
         where, params = _window_sql(spec, window, "?")
         for (key,) in self.conn.execute(f"SELECT {spec.key_column} FROM {spec.table} {where}", params):
             yield key
+
+
+def _as_reals(spec: EntitySpec, mapped: MappedRecord) -> MappedRecord:
+    """``mapped`` with its :class:`~decimal.Decimal` amounts as floats, or :class:`RecordError` for
+    one that a float would not keep exactly."""
+    if not any(v.__class__ is Decimal for v in mapped.row) and not any(
+        v.__class__ is Decimal for rows in mapped.children for row in rows for v in row
+    ):
+        return mapped
+    labels = [c.source for c in spec.columns]
+    row = _reals(mapped.row, labels)
+    children = tuple(
+        [
+            _reals(r, ["", *(f"{child.collection}.{c.source.lstrip('^')}" for c in child.columns)])
+            for r in rows
+        ]
+        for child, rows in zip(spec.children, mapped.children)
+    )
+    return MappedRecord(mapped.key, row, children, mapped.payload_hash, mapped.nul)
+
+
+def _reals(row: tuple, labels: Sequence[str]) -> tuple:
+    values = list(row)
+    for index, value in enumerate(values):
+        if value.__class__ is Decimal:
+            number = float(value)
+            if Decimal(repr(number)) != value:
+                raise RecordError(
+                    f"{labels[index]} {value} has more significant digits than SQLite keeps (a REAL holds "
+                    "about 15); load this warehouse into PostgreSQL to keep it exactly"
+                )
+            values[index] = number
+    return tuple(values)
 
 
 @dataclass(frozen=True)

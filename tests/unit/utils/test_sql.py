@@ -44,3 +44,10 @@ def test_identifiers_put_into_sql_are_plain_and_refused_with_a_permanent_error()
     for bad in ("Sap", "a-b", "x; drop table y", ""):
         with pytest.raises(DatabaseConfigError, match="must match"):
             validate_identifier(bad)
+
+
+def test_the_copy_encoder_refuses_a_nul_character_instead_of_dropping_it():
+    with pytest.raises(ValueError, match="NUL"):
+        encode_copy_text([("a\x00b",)])
+    with pytest.raises(ValueError, match="NUL"):
+        copy_encoder(("text",))([("a\x00b",)])

@@ -82,7 +82,7 @@ def test_an_invoice_maps_to_its_row_and_lines():
         ({"DocEntry": None}, "DocEntry is null"),
         ({"DocEntry": "x1"}, "DocEntry 'x1' is not an integer"),
         ({"DocTotal": "lots"}, "DocTotal 'lots' is not a number"),
-        ({"DocTotal": float("nan")}, "DocTotal is not a finite number"),
+        ({"DocTotal": float("nan")}, "DocTotal nan is not a finite number"),
         ({"Cancelled": "maybe"}, "Cancelled 'maybe' is not tYES/tNO"),
         ({"UpdateTime": "25:00:00"}, "UpdateTime '25:00:00' is not a time of day"),
         ({"DocumentLines": {"LineNum": 0}}, "DocumentLines is not a list"),
@@ -175,12 +175,20 @@ def test_business_partner_rows_say_they_are_real_not_inferred():
     assert row["is_valid"] is True
 
 
-def test_raw_json_drops_nul_characters_postgres_cannot_store():
+def test_raw_json_keeps_nul_characters_and_says_the_record_holds_them():
     record = _invoice(Comments="a\x00b")
     for mapped in (INVOICES.map(record), INVOICES.map_raw(msgspec.json.encode(record))):
         raw = dict(zip(INVOICES.column_names, mapped.row))["raw"]
-        assert "\\u0000" not in raw
-        assert json.loads(raw)["Comments"] == "ab"
+        assert json.loads(raw)["Comments"] == "a\x00b"
+        assert mapped.nul is True
+
+
+def test_text_spelling_backslash_u0000_is_no_nul_character():
+    record = _invoice(Comments="\\u0000 and \\\\u0000")
+    for mapped in (INVOICES.map(record), INVOICES.map_raw(msgspec.json.encode(record))):
+        raw = dict(zip(INVOICES.column_names, mapped.row))["raw"]
+        assert json.loads(raw)["Comments"] == "\\u0000 and \\\\u0000"
+        assert mapped.nul is False
 
 
 @pytest.mark.parametrize(
