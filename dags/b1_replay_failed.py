@@ -17,6 +17,7 @@ from airflow.sdk import Param, dag
 from airflow_provider_b1.operators.sync import ReplayFailedOperator
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID
 from airflow_provider_b1.sync.flows import known_flows
+from airflow_provider_b1.sync.window import window_param
 
 FLOWS = known_flows()
 
@@ -38,20 +39,8 @@ FLOWS = known_flows()
             description="The flow whose failed records to replay, as named in the audit trail.",
             examples=FLOWS,
         ),
-        "since": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Failed since",
-            description="Only records that failed at or after this time (ISO 8601; UTC without offset).",
-        ),
-        "until": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Failed until",
-            description="Only records that failed before this time.",
-        ),
+        "since": window_param("Failed since", "Only records that failed at or after this time."),
+        "until": window_param("Failed until", "Only records that failed before this time."),
         "dry_run": Param(
             True,
             type="boolean",

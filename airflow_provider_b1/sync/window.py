@@ -3,8 +3,8 @@
 :func:`resolve_window` turns a task's Airflow context into a :class:`SyncWindow`:
 
 1. ``full_refresh`` param true: mode ``full``, read everything.
-2. ``since`` and/or ``until`` params (ISO 8601 from the trigger form; a value without an offset
-   is UTC): mode ``window``, read exactly ``[since, until)``.
+2. ``since`` and/or ``until`` params (RFC 3339 with an offset, or a plain date meaning midnight
+   UTC; anything else is refused): mode ``window``, read exactly ``[since, until)``.
 3. A backfill run (``dag_run.run_type == "backfill"``): mode ``window`` over the run's data
    interval ``[data_interval_start, data_interval_end)``.
 4. Otherwise mode ``incremental``: start from the cursor the last successful run of the same
@@ -49,8 +49,8 @@ from typing import Any, Literal
 
 import pendulum
 
-from airflow_provider_b1.exceptions import PermanentError
-from airflow_provider_b1.utils.params import parse_bool
+from airflow_provider_b1.utils.params import ParamError, parse_bool
+from airflow_provider_b1.utils.params import parse_datetime as parse_moment
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ BACKFILL_RUN_TYPE = "backfill"
 SCHEDULED_RUN_TYPE = "scheduled"
 
 
-class SyncWindowError(PermanentError, ValueError):
+class SyncWindowError(ParamError):
     """The params or the run do not describe a window that can be read (never worth a retry)."""
 
 
@@ -120,21 +120,13 @@ def sync_params() -> dict[str, Any]:
     from airflow.sdk import Param
 
     return {
-        "since": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Since",
-            description="Read records changed at or after this time (ISO 8601; UTC when no offset). "
-            "Leave empty for an incremental run from the last cursor.",
+        "since": window_param(
+            "Since",
+            "Read records changed at or after this time. Leave empty for an incremental run from the "
+            "last cursor.",
         ),
-        "until": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Until",
-            description="Read records changed before this time (ISO 8601; UTC when no offset). "
-            "Empty with Since set means up to now.",
+        "until": window_param(
+            "Until", "Read records changed before this time. Empty with Since set means up to now."
         ),
         "full_refresh": Param(
             False,
@@ -146,31 +138,34 @@ def sync_params() -> dict[str, Any]:
 
 
 def parse_datetime(value: Any, *, name: str = "value") -> dt.datetime | None:
-    """Parse an ISO 8601 string (or a datetime) to an aware UTC datetime; empty means ``None``.
+    """A window bound from a param or a call: :func:`airflow_provider_b1.utils.params.parse_datetime`
+    (RFC 3339 with its offset, or a plain date; strict), raising :class:`SyncWindowError`.
 
-    :param value: ``None``, ``""``, a datetime, or an ISO 8601 string (a date alone means
-        midnight UTC; no offset means UTC).
+    :param value: ``None``, ``""``, an aware datetime, a date or a string.
     :param name: the param's name, for the error message.
     """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, dt.datetime):
-        parsed = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
-    elif isinstance(value, dt.date):
-        parsed = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
-    else:
-        try:
-            parsed = pendulum.parse(str(value).strip(), tz="UTC", strict=False)
-        except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError) as exc:
-            raise SyncWindowError(
-                f"Param {name!r} is not a date or time: {value!r}. Use ISO 8601, e.g. 2024-03-01T00:00:00Z."
-            ) from exc
-        if not isinstance(parsed, dt.datetime):
-            if isinstance(parsed, dt.date):
-                parsed = dt.datetime(parsed.year, parsed.month, parsed.day, tzinfo=dt.timezone.utc)
-            else:
-                raise SyncWindowError(f"Param {name!r} must be a date or date-time, got {value!r}.")
-    return pendulum.instance(parsed).in_timezone("UTC")
+    moment = parse_moment(value, name=f"Param {name!r}", error=SyncWindowError)
+    return None if moment is None else pendulum.instance(moment).in_timezone("UTC")
+
+
+def window_param(title: str, description: str) -> Any:
+    """A trigger-form param for a window bound: a text field that Airflow checks when the run is
+    created (RFC 3339 date-time or plain date; the format checks need ``rfc3339-validator``,
+    a dependency of this provider), then parsed strictly by :func:`parse_datetime`."""
+    from airflow.sdk import Param
+
+    return Param(
+        None,
+        type=["null", "string"],
+        anyOf=[
+            {"type": "null"},
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "format": "date"},
+        ],
+        title=title,
+        description=description
+        + " RFC 3339 with an offset (2024-03-01T00:00:00Z) or a plain date (2024-03-01, UTC).",
+    )
 
 
 def _run_type(dag_run: Any) -> str | None:

@@ -85,9 +85,9 @@ def test_full_refresh_param_wins_over_everything():
     assert window.cursor_to_store({"c": 9}) == {"c": 9}
 
 
-def test_since_until_params_read_exactly_that_window_naive_is_utc():
+def test_since_until_params_read_exactly_that_window_a_plain_date_is_midnight_utc():
     window = resolve_window(
-        make_context(summary({"c": 1}), params={"since": "2024-03-01", "until": "2024-04-01T00:00:00"})
+        make_context(summary({"c": 1}), params={"since": "2024-03-01", "until": "2024-04-01T00:00:00Z"})
     )
     assert window.mode == "window"
     assert window.since == dt.datetime(2024, 3, 1, tzinfo=UTC)
@@ -122,9 +122,53 @@ def test_since_after_until_is_refused():
         resolve_window(make_context(params={"since": "2024-05-02", "until": "2024-05-01"}))
 
 
-def test_garbage_date_names_the_param():
-    with pytest.raises(SyncWindowError, match="'since'"):
-        resolve_window(make_context(params={"since": "last tuesday-ish"}))
+@pytest.mark.parametrize(
+    ("since", "says"),
+    [
+        ("last tuesday-ish", "is not a date or date-time"),
+        ("now", "is not a date or date-time"),
+        ("Europe/Paris", "is not a date or date-time"),
+        ("2024-03-01T00:00:00 Europe/Paris", "is not a date or date-time"),
+        ("2024-03-01T00:00:00", "has no offset, so it could be any of 24 hours: add Z"),
+        ("2024-02-30", "is not a real date"),
+        ("2024-02-29T25:00:00Z", "is not a real date and time"),
+        ("1899-12-31", "outside the dates SAP Business One can filter (1900-01-01 .. 9999-12-31)"),
+        ("0001-01-01T00:00:00+01:00", "outside the dates SAP Business One can filter"),
+        ("9999-12-31T23:00:00-05:00", "outside the dates SAP Business One can filter"),
+        ("20240301", "is not a date or date-time"),
+    ],
+)
+def test_a_window_bound_is_parsed_strictly_and_names_the_param(since, says):
+    with pytest.raises(SyncWindowError, match="'since'") as refused:
+        resolve_window(make_context(params={"since": since}))
+    assert says in str(refused.value)
+    assert (
+        "RFC 3339" in str(refused.value) or "outside" in str(refused.value) or "offset" in str(refused.value)
+    )
+
+
+def test_rfc3339_offsets_and_fractions_are_kept():
+    assert parse_datetime("2024-03-01T08:00:00.1234567-06:00", name="since") == dt.datetime(
+        2024, 3, 1, 14, 0, 0, 123456, tzinfo=UTC
+    )
+    assert parse_datetime("2024-03-01 08:00z", name="since") == dt.datetime(2024, 3, 1, 8, tzinfo=UTC)
+
+
+def test_a_naive_datetime_is_refused_not_taken_as_local_time():
+    with pytest.raises(SyncWindowError, match="has no time zone"):
+        parse_datetime(dt.datetime(2024, 3, 1), name="since")
+
+
+def test_airflow_refuses_a_malformed_window_when_the_run_is_created():
+    from airflow.sdk.definitions.param import ParamsDict
+
+    params = ParamsDict(sync_params())
+    for good in ("2024-03-01", "2024-03-01T00:00:00Z", "2024-03-01T00:00:00.5+05:30", None):
+        params["since"] = good
+        params.validate()
+    for bad in ("last tuesday", "2024-03-01T00:00:00", "2024-13-01"):
+        with pytest.raises(Exception, match="since"):
+            params["since"] = bad
 
 
 def test_empty_strings_from_the_form_mean_not_set():
@@ -170,7 +214,7 @@ def test_summary_xcom_is_primitives_and_round_trips():
 
 def test_parse_datetime_accepts_dates_datetimes_and_iso():
     assert parse_datetime(dt.date(2024, 1, 2)) == dt.datetime(2024, 1, 2, tzinfo=UTC)
-    assert parse_datetime(dt.datetime(2024, 1, 2, 3)) == dt.datetime(2024, 1, 2, 3, tzinfo=UTC)
+    assert parse_datetime(dt.datetime(2024, 1, 2, 3, tzinfo=UTC)) == dt.datetime(2024, 1, 2, 3, tzinfo=UTC)
     assert parse_datetime("2024-01-02T03:04:05Z") == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert parse_datetime("  ") is None
 
