@@ -658,6 +658,38 @@ class AuditTrail:
             for r in self._query(sql, params)
         ]
 
+    def latest(
+        self, flow: str, source_entity: str, source_keys: Iterable[Any], *, source_system: str | None = None
+    ) -> dict[str, tuple[str, str | None]]:
+        """The latest attempt of each record named: ``{key: (action, error)}``; records never
+        attempted are absent. For reports (reconciliation) that explain a difference.
+
+        :param flow: the flow.
+        :param source_entity: the records' entity.
+        :param source_keys: their keys (any number: asked in chunks).
+        :param source_system: their system, when a flow reads several.
+        """
+        keys = list(dict.fromkeys(str(k) for k in source_keys))
+        found: dict[str, tuple[str, str | None]] = {}
+        t = self.table
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            sql = (
+                f"SELECT a.source_key, a.action, a.error FROM {t} a WHERE a.flow = {{p}} AND a.source_entity = {{p}}"
+                f" AND a.source_key IN ({', '.join(['{p}'] * len(chunk))})"
+            )
+            params: list[Any] = [flow, source_entity, *chunk]
+            if source_system is not None:
+                sql += " AND a.source_system = {p}"
+                params.append(source_system)
+            sql += (
+                f" AND NOT EXISTS (SELECT 1 FROM {t} b WHERE b.flow = a.flow AND b.source_key = a.source_key"
+                " AND b.source_entity = a.source_entity AND b.source_system = a.source_system AND b.id > a.id)"
+            )
+            for key, action, error in self._query(sql, params):
+                found[key] = (action, error)
+        return found
+
     def history(
         self, flow: str, source_entity: str, source_key: str | int, *, source_system: str | None = None
     ) -> list[dict[str, Any]]:

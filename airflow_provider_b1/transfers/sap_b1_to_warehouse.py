@@ -13,6 +13,7 @@ Failed records are replayed by ``b1_replay_failed`` through the flow's own sourc
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from airflow.sdk import BaseOperator
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
 from airflow_provider_b1.operators.sync import PermanentFailures, SyncOperator
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
+from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
+from airflow_provider_b1.sync.audit import AuditTrail
 from airflow_provider_b1.warehouse.entities import ENTITIES
 from airflow_provider_b1.warehouse.flow import (
     DEFAULT_SAP_CONN_ID,
@@ -138,9 +141,13 @@ class SapB1WarehouseReconcileOperator(PermanentFailures, BaseOperator):
     :param sap_b1_conn_id: the SAP Business One connection.
     :param warehouse_conn_id: the warehouse connection.
     :param warehouse_schema: the PostgreSQL schema of the warehouse tables.
+    :param audit_conn_id: the audit trail the loads wrote: it tells records the flow recorded as
+        failed (with their reason) from records missing for no recorded reason. ``None`` reports
+        every missing record as unexplained.
+    :param audit_schema: its PostgreSQL schema.
     """
 
-    template_fields: Sequence[str] = ("entities",)
+    template_fields: Sequence[str] = ("entities", "audit_conn_id")
     ui_color = "#fdf2d0"
 
     def __init__(
@@ -151,6 +158,8 @@ class SapB1WarehouseReconcileOperator(PermanentFailures, BaseOperator):
         sap_b1_conn_id: str = DEFAULT_SAP_CONN_ID,
         warehouse_conn_id: str = DEFAULT_WAREHOUSE_CONN_ID,
         warehouse_schema: str = DEFAULT_SCHEMA,
+        audit_conn_id: str | None = DEFAULT_AUDIT_CONN_ID,
+        audit_schema: str = DEFAULT_AUDIT_SCHEMA,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -163,6 +172,8 @@ class SapB1WarehouseReconcileOperator(PermanentFailures, BaseOperator):
         self.sap_b1_conn_id = sap_b1_conn_id
         self.warehouse_conn_id = warehouse_conn_id
         self.warehouse_schema = validate_schema_name(warehouse_schema)
+        self.audit_conn_id = audit_conn_id
+        self.audit_schema = audit_schema
 
     def run(self, context: Context) -> list[dict[str, Any]]:
         from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
@@ -173,6 +184,10 @@ class SapB1WarehouseReconcileOperator(PermanentFailures, BaseOperator):
         hook = SapB1Hook(self.sap_b1_conn_id)
         window = resolve_window(context)
         stamps = stamp_window(window.since, window.until, hook.server_tz) if window.mode == "window" else None
-        with open_loader(self.warehouse_conn_id, schema=self.warehouse_schema) as loader:
-            results = reconcile(hook, loader, self.entities, stamps)
+        with contextlib.ExitStack() as stack:
+            loader = stack.enter_context(open_loader(self.warehouse_conn_id, schema=self.warehouse_schema))
+            audit = None
+            if self.audit_conn_id:
+                audit = stack.enter_context(AuditTrail(self.audit_conn_id, schema=self.audit_schema))
+            results = reconcile(hook, loader, self.entities, stamps, audit=audit)
         return [r.to_xcom() for r in results]

@@ -169,9 +169,29 @@ class WarehouseLoader(DatabaseSink):
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
         """Count (and the sum of the amount column, when the entity has one) of the loaded records."""
 
-    @abstractmethod
+    def amounts(
+        self, spec: EntitySpec, window: StampWindow | None = None
+    ) -> Iterator[tuple[Any, Decimal | None]]:
+        """``(key, amount)`` of each loaded record (inferred partners excluded; the amount ``None``
+        for entities without one), for reconciliation reports."""
+        mark = "%s" if self.dialect == "postgres" else "?"
+        where, params = _window_sql(spec, window, mark)
+        amount = spec.amount_column or "NULL"
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(f"SELECT {spec.key_column}, {amount} FROM {self.table_name(spec)} {where}", params)
+            for key, value in cursor:
+                if value.__class__ is float:
+                    value = Decimal(repr(value))
+                yield key, value
+        finally:
+            cursor.close()
+            self.rollback()
+
     def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
-        """Keys of the loaded records (inferred partners excluded), for reconciliation reports."""
+        """Keys of the loaded records (inferred partners excluded)."""
+        for key, _amount in self.amounts(spec, window):
+            yield key
 
     @abstractmethod
     def table_name(self, spec: EntitySpec) -> str:
@@ -404,14 +424,6 @@ class PostgresLoader(WarehouseLoader):
             total = Decimal(total or 0)
         return count, total
 
-    def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
-        where, params = _window_sql(spec, window, "%s")
-        with self.conn.cursor() as cur:
-            cur.execute(f"SELECT {spec.key_column} FROM {self.schema}.{spec.table} {where}", params)
-            for (key,) in cur:
-                yield key
-        self.conn.rollback()
-
 
 @dataclass(frozen=True)
 class _PostgresSql:
@@ -618,11 +630,6 @@ class SqliteLoader(WarehouseLoader):
             if amount is not None:
                 total += Decimal(repr(amount)) if amount.__class__ is float else Decimal(amount)
         return count, total
-
-    def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
-        where, params = _window_sql(spec, window, "?")
-        for (key,) in self.conn.execute(f"SELECT {spec.key_column} FROM {spec.table} {where}", params):
-            yield key
 
 
 def _as_reals(spec: EntitySpec, mapped: MappedRecord) -> MappedRecord:

@@ -11,8 +11,14 @@ over the same window on both sides:
 * **Warehouse:** one ``count(*)`` / ``sum(doc_total)`` query, inferred partners excluded.
 
 Sums are exact decimals (SAP's JSON numbers go through their shortest ``repr``), compared to
-the cent. On a difference the report names the entity, both sides, and up to a few keys
-missing on either side, so whoever reads the task log knows where to look.
+the cent. A ``DocTotal`` that is not a number in SAP (``"abc"``, ``"12,50"``, ``Infinity``) is
+no reason to stop: it is a difference of its own, with its key.
+
+When the figures differ, both sides are read again key by key, and the report names **every**
+difference with its key and reason, in four kinds: records the flow itself **recorded as
+failed** (the reason from the audit trail: fix them in SAP, then replay), records **missing**
+for no recorded reason (a load that was skipped: reload the window), records **only in the
+warehouse** (deleted in SAP), and records whose **amount differs**.
 """
 
 from __future__ import annotations
@@ -20,29 +26,62 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.hooks.sap_b1.literals import update_stamp_filter
 from airflow_provider_b1.warehouse.entities import EntitySpec, entity_spec
+from airflow_provider_b1.warehouse.flow import NAME as WAREHOUSE_FLOW_NAME
 from airflow_provider_b1.warehouse.loader import StampWindow, WarehouseLoader
+
+if TYPE_CHECKING:
+    from airflow_provider_b1.sync.audit import AuditTrail
 
 log = logging.getLogger(__name__)
 
 CENT = Decimal("0.01")
 RECONCILE_PAGE_SIZE = 5000
-SAMPLE_KEYS = 10
 
 
 class ReconciliationError(PermanentError):
     """SAP and the warehouse disagree; the message is the full report. A retry compares the same data."""
 
 
+#: The kinds of difference, in the order a report lists them.
+FAILED = "recorded as failed"
+MISSING = "missing for no recorded reason"
+EXTRA = "only in the warehouse"
+AMOUNT = "amount differs"
+UNREADABLE = "amount not a number in SAP"
+KINDS = (FAILED, MISSING, EXTRA, AMOUNT, UNREADABLE)
+#: Differences listed in the failure message per entity (the task log lists more).
+MESSAGE_LINES = 20
+#: Differences listed in the task log per entity; the counts are always complete.
+LOG_LINES = 1000
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One record on which SAP and the warehouse disagree.
+
+    :param key: the record's key.
+    :param kind: one of :data:`KINDS`.
+    :param reason: why, in a sentence (for a recorded failure, the flow's own reason).
+    """
+
+    key: str
+    kind: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.key}: {self.kind}: {self.reason}"
+
+
 @dataclass
 class EntityReconciliation:
-    """SAP and warehouse figures for one entity over one window."""
+    """SAP and warehouse figures for one entity over one window, and every difference found."""
 
     entity: str
     window: str
@@ -50,16 +89,22 @@ class EntityReconciliation:
     warehouse_count: int
     sap_sum: Decimal | None = None
     warehouse_sum: Decimal | None = None
-    missing_in_warehouse: tuple[str, ...] = ()
-    extra_in_warehouse: tuple[str, ...] = ()
+    differences: list[Difference] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        if self.sap_count != self.warehouse_count:
+        if self.differences or self.sap_count != self.warehouse_count:
             return False
         if self.sap_sum is None or self.warehouse_sum is None:
             return True
         return self.sap_sum.quantize(CENT) == self.warehouse_sum.quantize(CENT)
+
+    def counts(self) -> dict[str, int]:
+        """``{kind: records}`` for every kind of :data:`KINDS`."""
+        counts = dict.fromkeys(KINDS, 0)
+        for difference in self.differences:
+            counts[difference.kind] += 1
+        return counts
 
     def describe(self) -> str:
         text = (
@@ -67,11 +112,20 @@ class EntityReconciliation:
         )
         if self.sap_sum is not None:
             text += f"; DocTotal SAP {self.sap_sum.quantize(CENT)}, warehouse {(self.warehouse_sum or 0):.2f}"
-        if self.missing_in_warehouse:
-            text += f"; missing in the warehouse: {', '.join(self.missing_in_warehouse)}"
-        if self.extra_in_warehouse:
-            text += f"; in the warehouse but not in SAP: {', '.join(self.extra_in_warehouse)}"
+        found = [f"{n} {kind}" for kind, n in self.counts().items() if n]
+        if found:
+            text += "; " + ", ".join(found)
+        elif not self.ok:
+            text += "; no single record explains it"
         return text
+
+    def lines(self, limit: int | None = None) -> list[str]:
+        """One line per difference (``key: kind: reason``), the first ``limit`` of them."""
+        shown = self.differences if limit is None else self.differences[:limit]
+        lines = [d.describe() for d in shown]
+        if len(shown) < len(self.differences):
+            lines.append(f"... and {len(self.differences) - len(shown)} more")
+        return lines
 
     def to_xcom(self) -> dict[str, Any]:
         return {
@@ -82,6 +136,10 @@ class EntityReconciliation:
             "warehouse_count": self.warehouse_count,
             "sap_sum": None if self.sap_sum is None else str(self.sap_sum.quantize(CENT)),
             "warehouse_sum": None if self.warehouse_sum is None else str(self.warehouse_sum.quantize(CENT)),
+            "differences": {kind: n for kind, n in self.counts().items() if n},
+            "first_differences": [
+                {"key": d.key, "kind": d.kind, "reason": d.reason} for d in self.differences[:MESSAGE_LINES]
+            ],
         }
 
 
@@ -109,18 +167,40 @@ def _describe_window(window: StampWindow | None, spec: EntitySpec) -> str:
     return f"updated {since} .. {until} (server time)"
 
 
-def _amount(value: Any) -> Decimal:
+def _amount(value: Any) -> Decimal | None:
+    """An amount as an exact decimal; ``None`` for one that is no finite number."""
     if value is None:
         return Decimal(0)
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return Decimal(repr(value)) if value - value == 0.0 else None
+    if isinstance(value, (int, Decimal)):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    return number if number.is_finite() else None
 
 
-def sap_figures(hook: Any, spec: EntitySpec, window: StampWindow | None) -> tuple[int, Decimal | None]:
+def _unreadable(spec: EntitySpec, value: Any) -> str:
+    return f"{spec.amount_field} {value!r} in SAP is not a number"
+
+
+def sap_figures(
+    hook: Any, spec: EntitySpec, window: StampWindow | None, unreadable: dict[str, str] | None = None
+) -> tuple[int, Decimal | None]:
     """Count (and DocTotal sum for documents) of an entity in SAP over ``window``.
 
     :param hook: a :class:`~airflow_provider_b1.hooks.sap_b1.SapB1Hook`.
     :param spec: the entity's declaration.
     :param window: the stamp window; ``None`` for every record.
+    :param unreadable: filled with ``{key: reason}`` for each amount that is no number (left out
+        of the sum, still counted).
     """
     windowed = window is not None and spec.cursor != "none"
     if not windowed and spec.amount_field is None:
@@ -130,12 +210,26 @@ def sap_figures(hook: Any, spec: EntitySpec, window: StampWindow | None) -> tupl
     for record in _sap_records(hook, spec, window, [spec.amount_field] if spec.amount_field else []):
         count += 1
         if spec.amount_field:
-            total += _amount(record.get(spec.amount_field))
+            value = record.get(spec.amount_field)
+            amount = _amount(value)
+            if amount is None:
+                if unreadable is not None:
+                    unreadable[str(record.get(spec.key_field))] = _unreadable(spec, value)
+            else:
+                total += amount
     return count, (total if spec.amount_field else None)
 
 
-def _sap_keys(hook: Any, spec: EntitySpec, window: StampWindow | None) -> set[str]:
-    return {str(record.get(spec.key_field)) for record in _sap_records(hook, spec, window, [])}
+def _sap_amounts(hook: Any, spec: EntitySpec, window: StampWindow | None) -> dict[str, Any]:
+    fields = [spec.amount_field] if spec.amount_field else []
+    return {
+        str(record.get(spec.key_field)): record.get(spec.amount_field) if spec.amount_field else None
+        for record in _sap_records(hook, spec, window, fields)
+    }
+
+
+def _natural(key: str) -> tuple:
+    return (0, int(key), "") if key.lstrip("-").isdigit() else (1, 0, key)
 
 
 def _sap_records(
@@ -170,30 +264,75 @@ def _sap_records(
 
 
 def reconcile_entity(
-    hook: Any, loader: WarehouseLoader, entity: str | EntitySpec, window: StampWindow | None = None
+    hook: Any,
+    loader: WarehouseLoader,
+    entity: str | EntitySpec,
+    window: StampWindow | None = None,
+    *,
+    audit: AuditTrail | None = None,
+    flow: str = WAREHOUSE_FLOW_NAME,
 ) -> EntityReconciliation:
     """Compare one entity between SAP and the warehouse.
 
-    On a difference the keys on both sides are compared too (only then: it costs a second
-    read), and a sample of the differing keys goes into the report.
+    On a difference both sides are read again key by key (only then: it costs a second read)
+    and every differing record is named, with its reason.
 
     :param hook: the SAP hook.
     :param loader: the warehouse loader (its connection is used for the queries).
     :param entity: the SAP entity or its declaration.
     :param window: the stamp window; ``None`` for every record.
+    :param audit: the audit trail, to tell records the flow recorded as failed (with its reason)
+        from records missing for no recorded reason.
+    :param flow: the flow whose audit rows explain the differences.
     """
     spec = entity if isinstance(entity, EntitySpec) else entity_spec(entity)
     effective = window if spec.cursor != "none" else None
-    sap_count, sap_sum = sap_figures(hook, spec, effective)
+    unreadable: dict[str, str] = {}
+    sap_count, sap_sum = sap_figures(hook, spec, effective, unreadable)
     wh_count, wh_sum = loader.stats(spec, effective)
     result = EntityReconciliation(
         spec.entity, _describe_window(effective, spec), sap_count, wh_count, sap_sum, wh_sum
     )
-    if not result.ok:
-        sap_keys = _sap_keys(hook, spec, effective)
-        wh_keys = {str(k) for k in loader.keys(spec, effective)}
-        result.missing_in_warehouse = tuple(sorted(sap_keys - wh_keys)[:SAMPLE_KEYS])
-        result.extra_in_warehouse = tuple(sorted(wh_keys - sap_keys)[:SAMPLE_KEYS])
+    if result.ok and not unreadable:
+        return result
+    sap = _sap_amounts(hook, spec, effective)
+    warehouse = {str(key): amount for key, amount in loader.amounts(spec, effective)}
+    missing = [key for key in sap if key not in warehouse]
+    recorded = audit.latest(flow, spec.entity, missing) if audit is not None and missing else {}
+    differences: list[Difference] = []
+    for key in missing:
+        action, error = recorded.get(key, (None, None))
+        if action == "failed":
+            differences.append(Difference(key, FAILED, error or "failed without a reason"))
+        elif key in unreadable:
+            differences.append(Difference(key, UNREADABLE, unreadable[key]))
+        else:
+            seen = f" (its latest attempt: {action})" if action else ""
+            differences.append(Difference(key, MISSING, f"in SAP, not in the warehouse{seen}"))
+    differences += [
+        Difference(key, EXTRA, "in the warehouse, not in SAP: deleted in SAP, or outside its window there")
+        for key in warehouse
+        if key not in sap
+    ]
+    if spec.amount_field:
+        for key, value in sap.items():
+            stored = warehouse.get(key)
+            if key not in warehouse:
+                continue
+            amount = _amount(value)
+            if amount is None:
+                differences.append(Difference(key, UNREADABLE, _unreadable(spec, value)))
+            elif stored is None or amount.quantize(CENT) != stored.quantize(CENT):
+                differences.append(
+                    Difference(
+                        key,
+                        AMOUNT,
+                        f"{spec.amount_field} SAP {amount.quantize(CENT)}, warehouse {stored:.2f}",
+                    )
+                )
+    order = {kind: n for n, kind in enumerate(KINDS)}
+    differences.sort(key=lambda d: (order[d.kind], _natural(d.key)))
+    result.differences = differences
     return result
 
 
@@ -204,27 +343,40 @@ def reconcile(
     window: StampWindow | None = None,
     *,
     raise_on_difference: bool = True,
+    audit: AuditTrail | None = None,
+    flow: str = WAREHOUSE_FLOW_NAME,
 ) -> list[EntityReconciliation]:
     """Reconcile several entities; raise :class:`ReconciliationError` with a full report on any difference.
+
+    Every entity is compared and reported (in the task log, every difference up to
+    :data:`LOG_LINES` per entity) before anything is raised.
 
     :param hook: the SAP hook.
     :param loader: the warehouse loader.
     :param entities: SAP entity names.
     :param window: the stamp window; ``None`` for every record.
     :param raise_on_difference: raise (the default) or only return the results.
+    :param audit: the audit trail that explains records the flow failed.
+    :param flow: the flow whose audit rows explain the differences.
     """
     results = []
     for entity in entities:
-        result = reconcile_entity(hook, loader, entity, window)
-        log.info("%s %s", "OK  " if result.ok else "DIFF", result.describe())
+        result = reconcile_entity(hook, loader, entity, window, audit=audit, flow=flow)
+        if result.ok:
+            log.info("OK   %s", result.describe())
+        else:
+            log.warning("DIFF %s", "\n       ".join([result.describe(), *result.lines(LOG_LINES)]))
         results.append(result)
     bad = [r for r in results if not r.ok]
     if bad and raise_on_difference:
-        report = "\n".join(f"  - {r.describe()}" for r in bad)
+        report = "\n".join(
+            "\n".join([f"  - {r.describe()}", *(f"      {line}" for line in r.lines(MESSAGE_LINES))])
+            for r in bad
+        )
         raise ReconciliationError(
             f"The warehouse differs from SAP for {len(bad)} of {len(results)} entities:\n{report}\n"
-            "Fewer records in the warehouse: look for failed records in the audit trail and replay them "
-            "once fixed, or reload the window (since/until) if a load was skipped. More records in the "
-            "warehouse: they were deleted in SAP; the warehouse keeps deleted records until removed by key."
+            f"Records {FAILED}: fix them in SAP as their reason says, then replay them (b1_replay_failed). "
+            f"Records {MISSING}: reload their window (since/until). Records {EXTRA}: they were deleted in "
+            "SAP; the warehouse keeps them until removed by key."
         )
     return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,7 +25,15 @@ from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.warehouse.entities import ENTITIES
 from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
 from airflow_provider_b1.warehouse.loader import PostgresLoader
-from airflow_provider_b1.warehouse.reconcile import reconcile
+from airflow_provider_b1.warehouse.reconcile import (
+    AMOUNT,
+    EXTRA,
+    FAILED,
+    MISSING,
+    UNREADABLE,
+    ReconciliationError,
+    reconcile,
+)
 
 FLOW = WAREHOUSE_FLOW.name
 
@@ -243,3 +252,43 @@ def test_operator_loads_a_group_into_sqlite_and_returns_cursors(sandbox, tmp_pat
     second = operator.execute(context)
     assert second["entities"]["Invoices"]["created"] == 0
     assert second["entities"]["Invoices"]["updated"] == 0
+
+
+def test_reconcile_names_every_difference_with_its_key_and_reason(sandbox, hook, warehouse, audit):
+    sandbox.control("POST", "corrupt", {"entity": "Invoices", "keys": [12], "kind": "null_amount"})
+    sandbox.control("POST", "corrupt", {"entity": "Invoices", "keys": [13], "kind": "bad_date"})
+    _load_all(hook, warehouse, audit, SyncWindow("full"), entities=("BusinessPartners", "Invoices"))
+    table = f"{warehouse.schema}.fact_sales_invoice"
+    with warehouse.conn.cursor() as cur:
+        # A record lost for no recorded reason, one SAP does not hold, one whose amount drifted.
+        cur.execute(f"DELETE FROM {warehouse.schema}.fact_sales_invoice_line WHERE doc_entry = 20")
+        cur.execute(f"DELETE FROM {table} WHERE doc_entry = 20")
+        cur.execute(
+            f"INSERT INTO {table} (doc_entry, card_code, doc_total, raw, payload_hash) "
+            f"SELECT 9999, card_code, 1, raw, payload_hash FROM {table} WHERE doc_entry = 21"
+        )
+        cur.execute(f"UPDATE {table} SET doc_total = doc_total + 1 WHERE doc_entry = 22")
+    warehouse.conn.commit()
+
+    with pytest.raises(ReconciliationError) as raised:
+        reconcile(hook, warehouse, ["BusinessPartners", "Invoices"], audit=audit)
+    (result,) = [r for r in reconcile(hook, warehouse, ["Invoices"], audit=audit, raise_on_difference=False)]
+    found = {d.key: (d.kind, d.reason) for d in result.differences}
+    sap_total, stored = re.fullmatch(r"DocTotal SAP (\S+), warehouse (\S+)", found.pop("22")[1]).groups()
+    assert Decimal(stored) - Decimal(sap_total) == 1
+    assert found.pop("13")[1].startswith("DocDate '2024-13-45")
+    assert found == {
+        "12": (FAILED, "DocTotal is null"),
+        "20": (MISSING, "in SAP, not in the warehouse (its latest attempt: created)"),
+        "9999": (EXTRA, "in the warehouse, not in SAP: deleted in SAP, or outside its window there"),
+    }
+    assert [d.kind for d in result.differences] == [FAILED, FAILED, MISSING, EXTRA, AMOUNT]
+    assert result.counts() == {FAILED: 2, MISSING: 1, EXTRA: 1, AMOUNT: 1, UNREADABLE: 0}
+    message = str(raised.value)
+    assert "Invoices (all records): SAP 400 records, warehouse 398" in message
+    assert (
+        "2 recorded as failed, 1 missing for no recorded reason, 1 only in the warehouse, 1 amount differs"
+        in message
+    )
+    assert "12: recorded as failed: DocTotal is null" in message
+    assert "BusinessPartners" not in message
