@@ -1,7 +1,8 @@
 """A local imitation of the Looker API 4.0 endpoints the provider uses, with switchable faults.
 
 Serves ``/api/4.0/login`` (form ``client_id``/``client_secret``; wrong credentials answer 404
-``Not found`` like Looker), ``/logout``, ``/user``, ``/versions``, datagroups (list, read,
+``Not found`` like Looker), ``DELETE /api/4.0/logout`` and the unversioned ``DELETE /api/logout``
+that Looker's own SDK calls, ``/user``, ``/versions``, datagroups (list, read,
 ``PATCH`` ``triggered_at``/``stale_before``, future values rejected with 422), PDT builds
 (start, status moving from ``added`` through ``running`` to ``complete``, stop, optional
 failure) and inline queries. Tokens expire after a configurable number of seconds; both
@@ -209,6 +210,8 @@ def create_app(config: LookerSandboxConfig | None = None) -> FastAPI:
             state.stats["logins"] += 1
         return {"access_token": token, "token_type": "Bearer", "expires_in": int(expires_in)}
 
+    # Looker serves logout at both paths; its own SDK calls the unversioned one.
+    @app.delete("/api/logout")
     @app.delete("/api/4.0/logout")
     async def logout(request: Request, who: str = authenticated("DELETE logout")):
         token = request.headers["authorization"].partition(" ")[2].strip()
