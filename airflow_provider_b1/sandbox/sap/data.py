@@ -58,13 +58,6 @@ DOCNUM_BASE = {
     "VendorPayments": 700000,
 }
 
-_DATE_NAMES = {"ValidFrom", "ValidTo", "FrozenFrom", "FrozenTo", "EffectiveFrom", "EffectiveTo"}
-
-
-def is_date_property(name: str) -> bool:
-    """Whether a property holds a date (filters compare such properties by day)."""
-    return name.endswith("Date") or name in _DATE_NAMES
-
 
 # ---------------------------------------------------------------------------------------------
 # Entity sets
@@ -83,7 +76,7 @@ class Entity:
         *,
         key: str,
         object_name: str,
-        template: dict[str, Any],
+        template: schema.Template,
         columns: list[str],
         computed: dict[str, Callable[[list], Any]] | None = None,
         collections: dict[str, Callable[[list, bool], list]] | None = None,
@@ -99,7 +92,7 @@ class Entity:
         self.key_index = self.col[key]
         self.computed = computed or {}
         self.collections = collections or {}
-        self.date_props = [p for p in template if is_date_property(p)]
+        self.date_props = template.props_of(schema.DATE)
         self.date_set = set(self.date_props)
         self.rows: dict[Any, list] = {}
         self._sorted: list[list] | None = None
@@ -142,6 +135,10 @@ class Entity:
 
     def has_property(self, name: str) -> bool:
         return name in self.template
+
+    def is_date(self, name: str) -> bool:
+        """Whether a property holds a day (filters compare such properties by day)."""
+        return name in self.date_set
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -1115,8 +1112,8 @@ def _je_line(
     }
 
 
-def _dict_collection(index: int, template: dict[str, Any]) -> Callable[[list, bool], list]:
-    date_props = [p for p in template if is_date_property(p)]
+def _dict_collection(index: int, template: schema.Template) -> Callable[[list, bool], list]:
+    date_props = template.props_of(schema.DATE)
 
     def serialize(row: list, v2: bool) -> list:
         out = []
@@ -1170,7 +1167,7 @@ def document_line_dicts(row: list, tables: Tables, sales: bool) -> list[dict[str
 def _document_entity(name: str, tables: Tables) -> Entity:
     sales = name in SALES_DOCUMENTS
     line_tmpl = schema.DOCUMENT_LINE
-    line_dates = [p for p in line_tmpl if is_date_property(p)]
+    line_dates = line_tmpl.props_of(schema.DATE)
     ent = Entity(
         name,
         key="DocEntry",
@@ -1207,7 +1204,7 @@ def _document_entity(name: str, tables: Tables) -> Entity:
         "DocType": lambda row: "dDocument_Items",
         "DocObjectCode": lambda row: OBJECT_CODES[name],
         "CreationDate": itemgetter(16),
-        "DocTime": lambda row: row[17][:5] if row[17] else None,
+        "DocTime": lambda row: row[17][:5] + ":00" if row[17] else None,
         "DocTotalFc": foreign_total,
         "DocTotalSys": itemgetter(7),
         "VatSumSys": itemgetter(8),

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from airflow_provider_b1.sandbox.sap.schema import parse_day
+
 Predicate = Callable[[list], bool]
 
 
@@ -35,10 +37,6 @@ _TOKEN = re.compile(
 )
 _COMPARE = {"eq", "ne", "lt", "le", "gt", "ge"}
 _FUNCS = {"startswith", "endswith", "contains", "substringof"}
-_DATE_FORMS = (
-    re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$"),
-    re.compile(r"^(\d{4})(\d{2})(\d{2})$"),
-)
 
 
 def tokenize(text: str) -> list[tuple[str, str]]:
@@ -64,14 +62,11 @@ def unquote(literal: str) -> str:
 
 
 def normalize_date(text: str) -> str:
-    """A date literal as the ISO day it names; time parts are dropped."""
-    for form in _DATE_FORMS:
-        m = form.match(text.strip())
-        if m:
-            y, mo, d = (int(g) for g in m.groups()[:3])
-            if 1 <= mo <= 12 and 1 <= d <= 31:
-                return f"{y:04d}-{mo:02d}-{d:02d}"
-    raise QueryError(f"Invalid date value '{text}'")
+    """A date literal as the ISO day it names; time parts are dropped. The day must exist."""
+    day = parse_day(text.strip())
+    if day is None:
+        raise QueryError(f"Invalid date value '{text}'")
+    return day
 
 
 class _Literal:

@@ -8,7 +8,16 @@ Business errors raised here (status / code / message):
 - 400 / -10 ``Invalid item code 'X'``, ``Invalid account code 'X'``, ``Invalid tax code 'X'``,
   ``Invalid profit center 'X' for dimension N``, ``Unbalanced transaction``,
   ``Document is already closed``, ``Document is already cancelled``
-- 400 / -1000 ``Property 'X' of 'Document' is invalid`` (unknown property in a payload)
+- 400 / -1000 ``Property 'X' of 'Document' is invalid`` (unknown property in a payload, or in
+  one of its lines)
+- 400 / -1000 ``Value 'X' of property 'P' of 'Document' is invalid: a PrintStatusEnum (psNo,
+  psYes, psAmended) is expected`` (a value of the wrong type, checked against the $metadata types
+  of :mod:`.schema` before anything is written: an enumeration member that does not exist, a
+  string where a number is due, a day that does not exist such as ``2024-02-30``, a time such as
+  ``24:00``). SAP's exact wording is unconfirmed; the status, code and property name are the
+  contract.
+
+A write is all or nothing: a PATCH refused half way leaves the record as it was.
 - 400 / -2035 ``This entry already exists in the following tables (ODBC -2035)`` (duplicate key,
   or a PATCH adding a child row that already exists; the reply closes the connection)
 - 400 / -5006 ``Action 'X' is not supported`` / deleting documents
@@ -29,14 +38,7 @@ from zoneinfo import ZoneInfo
 
 from airflow_provider_b1.sandbox.sap import data, schema
 from airflow_provider_b1.sandbox.sap.data import DOCUMENT_ENTITIES, LINES, SALES_DOCUMENTS, Entity
-from airflow_provider_b1.sandbox.sap.odata import (
-    FilterCompiler,
-    QueryError,
-    key_literal,
-    normalize_date,
-    parse_orderby,
-    sort_rows,
-)
+from airflow_provider_b1.sandbox.sap.odata import FilterCompiler, key_literal, parse_orderby, sort_rows
 
 PAYMENT_ENTITIES = ("IncomingPayments", "VendorPayments")
 ETAG_MISMATCH = "Another user or another operation modified data; to cancel your changes, reload the record"
@@ -83,7 +85,7 @@ class Store:
         return ent
 
     def compiler(self, ent: Entity) -> FilterCompiler:
-        return FilterCompiler(ent.has_property, ent.raw_getter, data.is_date_property, ent.object_name)
+        return FilterCompiler(ent.has_property, ent.raw_getter, ent.is_date, ent.object_name)
 
     def query(self, ent: Entity, filter_text: str | None, orderby_text: str | None) -> list[list]:
         """Rows matching the filter in the requested order; cached until the entity changes."""
@@ -161,12 +163,9 @@ class Store:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _set(self, ent: Entity, row: list, prop: str, value: Any) -> None:
-        if prop in ent.date_set and isinstance(value, str) and value:
-            try:
-                value = normalize_date(value)
-            except QueryError as exc:
-                raise SapError(400, -10, f"Invalid value '{value}' for property '{prop}'") from exc
+    @staticmethod
+    def _set(ent: Entity, row: list, prop: str, value: Any) -> None:
+        """Store one property's value as given (writes are checked by :meth:`_clean` first)."""
         if prop in ent.col:
             row[ent.col[prop]] = value
         else:
@@ -174,12 +173,15 @@ class Store:
                 row[ent.ext] = {}
             row[ent.ext][prop] = value
 
-    def _check_props(self, ent: Entity, payload: dict[str, Any]) -> None:
-        if not isinstance(payload, dict):
-            raise SapError(400, -1000, "The request body must be a JSON object")
-        for prop in payload:
-            if not ent.has_property(prop):
-                raise SapError(400, -1000, f"Property '{prop}' of '{ent.object_name}' is invalid")
+    @staticmethod
+    def _clean(ent: Entity, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload checked against the entity's $metadata types and normalized (see
+        :func:`schema.clean`); a value SAP would refuse answers 400 / -1000 before anything is
+        written."""
+        try:
+            return schema.clean(ent.template, payload, schema.CHILDREN)
+        except schema.TypeMismatch as exc:
+            raise SapError(400, -1000, str(exc)) from None
 
     def _partner(self, code: Any, allowed: tuple[str, ...]) -> list:
         bp = self.entities["BusinessPartners"].rows.get(code)
@@ -313,6 +315,8 @@ class Store:
             ):
                 continue
             self._set(ent, row, prop, value)
+        if row[2] is None:  # "DocDate": null posts on today, as SAP does
+            row[2] = today
         if row[3] is None:
             row[3] = (dt.date.fromisoformat(row[2]) + dt.timedelta(days=30)).isoformat()
         if row[4] is None:
@@ -329,7 +333,7 @@ class Store:
 
     def create(self, name: str, payload: dict[str, Any]) -> tuple[Entity, list]:
         ent = self.entity(name)
-        self._check_props(ent, payload)
+        payload = self._clean(ent, payload)
         if name in DOCUMENT_ENTITIES:
             return ent, self._create_document(ent, payload)
         if name == "BusinessPartners":
@@ -349,8 +353,6 @@ class Store:
         if code in ent.rows:
             raise business(f"Business partner code '{code}' already assigned")
         card_type = payload.get("CardType") or "cCustomer"
-        if card_type not in ("cCustomer", "cSupplier", "cLid"):
-            raise SapError(400, -1000, f"Invalid value '{card_type}' for property 'CardType'")
         today, time = self.now()
         row: list[Any] = [None] * (len(ent.columns) + 2)
         row[: len(ent.columns)] = [
@@ -603,8 +605,20 @@ class Store:
         row = self.get(ent, key)
         if if_match and if_match.strip() != "*" and if_match.strip() != ent.etag(row):
             raise SapError(412, -2039, ETAG_MISMATCH)
-        self._check_props(ent, payload)
+        payload = self._clean(ent, payload)
         self._remember(ent, key)
+        before = copy.deepcopy(row)
+        try:
+            self._update(ent, row, key, payload, replace_collections)
+        except SapError:
+            row[:] = before  # SAP writes all of a request or nothing of it
+            raise
+        self._stamp(ent, row)
+
+    def _update(
+        self, ent: Entity, row: list, key: Any, payload: dict[str, Any], replace_collections: bool
+    ) -> None:
+        name = ent.name
         for prop, value in payload.items():
             if prop == ent.key:
                 if value != key:
@@ -654,7 +668,6 @@ class Store:
                     )
                     row[6] = bp[1]
                 self._set(ent, row, prop, value)
-        self._stamp(ent, row)
 
     def action(self, name: str, key: Any, action: str) -> None:
         ent = self.entity(name)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -78,3 +78,29 @@ def v2(sap_http: Served) -> requests.Session:
 @pytest.fixture
 def v1(sap_http: Served) -> requests.Session:
     return login(sap_http.base_url, "v1")
+
+
+@pytest.fixture
+def sap_https_sessions(sap_https) -> tuple[str, requests.Session, requests.Session]:
+    """(base URL, v1 session, v2 session) logged in over HTTPS, trusting the sandbox's CA."""
+    base = sap_https.base_url
+    sessions = []
+    for version in ("v1", "v2"):
+        session = login(base, version, verify=sap_https.ca_path)
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise win over session.verify
+        sessions.append(session)
+    return base, sessions[0], sessions[1]
+
+
+@pytest.fixture
+def sap_control(sap_https) -> Iterator[Callable[..., requests.Response]]:
+    """``sap_control(method, path, body)`` on the control plane over HTTPS; the company is
+    reseeded afterwards, so a test may seed or change records freely."""
+
+    def call(method: str, path: str, body: dict | None = None) -> requests.Response:
+        return requests.request(
+            method, f"{sap_https.base_url}/_sandbox/{path}", json=body, verify=sap_https.ca_path, timeout=60
+        )
+
+    yield call
+    assert call("POST", "reset").status_code == 200
