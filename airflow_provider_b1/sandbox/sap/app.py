@@ -12,6 +12,10 @@ contact your administrator`` until ``POST /_sandbox/unlock`` or ``/_sandbox/rese
 
 Bad query options answer 400 / -1000 (``Property 'X' of 'Document' is invalid``, ``Invalid
 $filter: ...``); a bad ``$batch`` body 400 / -1000. See ``store`` for business errors.
+
+Keys may hold any character: the path is percent-decoded before the key literal is read quote by
+quote (so ``BusinessPartners('a%2Fb%0Ac')`` is the key ``a/b`` newline ``c``), and ``Location``
+carries the new key percent-encoded (UTF-8). Inner ``$batch`` request lines are decoded the same way.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote
 
 from fastapi import FastAPI, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
 from airflow_provider_b1.sandbox.sap import batch as batchmod
@@ -258,7 +263,7 @@ class Handler:
                     payload = self.payload(body)
                     ent, row = store.create(name, payload)
                     new_key = row[ent.key_index]
-                    location = f"{self.root}{name}({key_literal(new_key)})"
+                    location = self.root + url_path(f"{name}({key_literal(new_key)})")
                     extra = [("ETag", ent.etag(row)), ("Location", location)]
                     if "return-no-content" in headers.get("prefer", ""):
                         return Reply(204, b"", [*extra, ("Preference-Applied", "return-no-content")])
@@ -375,6 +380,13 @@ class Handler:
 
 
 _SAFE = "$,()'=:/*"
+
+
+def url_path(path: str) -> str:
+    """A resource path as it goes into a URL or a header: ``BusinessPartners('a b')`` ->
+    ``BusinessPartners('a%20b')``. Everything but OData's quotes and parentheses is
+    percent-encoded (UTF-8), a ``/`` inside a key included, so any key survives the trip."""
+    return quote(path, safe="'()")
 
 
 def _non_negative(value: str | None, what: str) -> int | None:
@@ -616,7 +628,7 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
     # -- the Service Layer -----------------------------------------------------------------
 
     @app.api_route(
-        "/b1s/{version}/{path:path}",
+        "/b1s/{version}/{path:anypath}",
         methods=["GET", "POST", "PATCH", "PUT", "DELETE", "MERGE", "OPTIONS", "HEAD"],
     )
     async def service_layer(version: str, path: str, request: Request) -> Response:
@@ -680,6 +692,21 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
     return app
 
 
+class _AnyPath(Convertor[str]):
+    """Like Starlette's ``path`` convertor, but a decoded ``%0A`` (a newline in a key) matches too."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", _AnyPath())
+
+
 async def _json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
@@ -711,7 +738,8 @@ def _session(sandbox: SapSandbox, request: Request) -> Session | None:
 
 def _invalid_session(sandbox: SapSandbox, v2: bool, version: str, path: str) -> Reply:
     code = sandbox.config.expired_session_code
-    headers = [("WWW-Authenticate", f"Basic realm=/b1s/{version}/{path}")] if v2 else []
+    realm = quote(f"/b1s/{version}/{path}", safe="/'()$=,")
+    headers = [("WWW-Authenticate", f"Basic realm={realm}")] if v2 else []
     return error_reply(v2, 401, code, INVALID_SESSION, headers)
 
 
@@ -782,6 +810,7 @@ def _run_batch(sandbox: SapSandbox, handler: Handler, headers: dict[str, str], b
             target = target[len(prefix) :]
         target = target.lstrip("/")
         path, _, query = target.partition("?")
+        path = unquote(path)  # the request line carries the path percent-encoded, as on the wire
         inner_headers = {k.lower(): v for k, v in req.headers.items()}
         sandbox.count(f"$batch {req.method} {resource_label(path)}")
         reply = handler.handle(req.method, path, query, inner_headers, req.body)

@@ -325,29 +325,65 @@ def sort_rows(rows: list[list], keys: list[tuple[Callable[[list], Any], bool]]) 
     return out
 
 
-_KEY = re.compile(r"^(?P<entity>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?(?:/(?P<rest>.*))?$", re.DOTALL)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEY_NAME = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=\s*")
+_NUMBER_KEY = re.compile(r"\s*(-?\d+)\s*\)")
 
 
 def parse_resource(path: str) -> tuple[str, Any, str | None] | None:
     """``Invoices(22)/Close`` -> ``("Invoices", 22, "Close")``; ``BusinessPartners('O''B')``
     -> ``("BusinessPartners", "O'B", None)``; a bare set has key ``None``. Returns None when the
-    path is not an entity path."""
-    m = _KEY.match(path)
-    if not m:
+    path is not an entity path.
+
+    ``path`` is already percent-decoded, so a quoted key may hold anything (``/``, ``)``, a
+    newline, NUL): the key literal is read quote by quote, never by pattern over the path.
+    ``Orders(DocEntry=22)`` names the key property and is read the same way.
+    """
+    m = _NAME.match(path)
+    if m is None:
         return None
-    raw = m.group("key")
+    name, pos = m.group(), m.end()
     key: Any = None
-    if raw is not None:
-        raw = raw.strip()
-        if "=" in raw and not raw.startswith("'"):
-            raw = raw.split("=", 1)[1].strip()
-        if len(raw) >= 2 and raw[0] == "'" and raw[-1] == "'":
-            key = unquote(raw)
-        elif re.fullmatch(r"-?\d+", raw):
-            key = int(raw)
-        else:
-            raise QueryError(f"Invalid key '{raw}'")
-    return m.group("entity"), key, m.group("rest")
+    if pos < len(path) and path[pos] == "(":
+        key, pos = _read_key(path, pos + 1)
+    if pos == len(path):
+        return name, key, None
+    if path[pos] != "/":
+        return None
+    return name, key, path[pos + 1 :]
+
+
+def _read_key(path: str, pos: int) -> tuple[Any, int]:
+    """The key literal starting at ``pos`` (after the opening parenthesis) and the position after
+    the closing one."""
+    named = _KEY_NAME.match(path, pos)
+    if named is not None:
+        pos = named.end()
+    while pos < len(path) and path[pos] == " ":
+        pos += 1
+    if path.startswith("'", pos):
+        chars = []
+        i = pos + 1
+        while True:
+            end = path.find("'", i)
+            if end < 0:
+                raise QueryError(f"Invalid key {path[pos - 1 :]!r}: unterminated string")
+            chars.append(path[i:end])
+            if path.startswith("'", end + 1):
+                chars.append("'")
+                i = end + 2
+                continue
+            i = end + 1
+            break
+        while i < len(path) and path[i] == " ":
+            i += 1
+        if not path.startswith(")", i):
+            raise QueryError(f"Invalid key {path[pos - 1 :]!r}: ')' expected after the string")
+        return "".join(chars), i + 1
+    number = _NUMBER_KEY.match(path, pos)
+    if number is None:
+        raise QueryError(f"Invalid key {path[pos - 1 :]!r}")
+    return int(number.group(1)), number.end()
 
 
 def key_literal(key: Any) -> str:
