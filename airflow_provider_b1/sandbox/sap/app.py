@@ -11,11 +11,19 @@ every later login, even with the right password, answers 401 / **10000962** ``Us
 contact your administrator`` until ``POST /_sandbox/unlock`` or ``/_sandbox/reset``.
 
 Bad query options answer 400 / -1000 (``Property 'X' of 'Document' is invalid``, ``Invalid
-$filter: ...``); a bad ``$batch`` body 400 / -1000. See ``store`` for business errors.
+$filter: ...``); a bad ``$batch`` body 400 / -1000. See ``store`` for business errors and the
+type checks of writes.
 
 Keys may hold any character: the path is percent-decoded before the key literal is read quote by
 quote (so ``BusinessPartners('a%2Fb%0Ac')`` is the key ``a/b`` newline ``c``), and ``Location``
 carries the new key percent-encoded (UTF-8). Inner ``$batch`` request lines are decoded the same way.
+
+Control plane (no session, never subject to faults): ``GET /_sandbox/stats``, ``/faults``,
+``/config``; ``POST /_sandbox/faults``, ``/config``, ``/reset``, ``/expire-sessions``,
+``/unlock``, ``/mutate``, ``/corrupt``, ``/repair``; ``GET /_sandbox/truth/<Entity>`` (count,
+key digest, DocTotal sum and every non-numeric DocTotal, see :func:`data.truth`);
+``POST /_sandbox/seed`` with ``{"entity": "Invoices", "records": [{...}]}`` to hold records
+exactly as given, past every write rule (see :meth:`Store.seed_records`).
 """
 
 from __future__ import annotations
@@ -611,6 +619,27 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
             }
         )
 
+    @app.post("/_sandbox/seed")
+    async def seed(request: Request) -> Response:
+        """Hold records exactly as given (hostile values included); see :meth:`Store.seed_records`.
+
+        Body: ``{"entity": "Invoices", "records": [{"DocEntry": 12, "DocTotal": "12,50"}, ...]}``.
+        Refused (400): a body that is not strict JSON (``NaN``, ``Infinity``, numbers too large
+        for a double, lone surrogates: JSON could not carry them back), an unknown entity, a
+        record that is not an object, a key of the wrong type.
+        """
+        try:
+            payload = _strict_json(await request.body())
+        except ValueError as exc:
+            return Response(_encode({"error": str(exc)}), 400, media_type="application/json")
+        if not isinstance(payload, dict):
+            return Response(
+                _encode({"error": "The body must be a JSON object"}), 400, media_type="application/json"
+            )
+        return _control(
+            lambda s: {"keys": s.seed_records(str(payload.get("entity")), payload.get("records", []))}
+        )
+
     @app.post("/_sandbox/repair")
     async def repair(request: Request) -> Response:
         payload = await _json(request)
@@ -705,6 +734,41 @@ class _AnyPath(Convertor[str]):
 
 
 register_url_convertor("anypath", _AnyPath())
+
+
+def _strict_json(raw: bytes) -> Any:
+    """Parse JSON that the sandbox can serve back unchanged: no NaN/Infinity, no number that
+    overflows a double, no lone surrogate in a string."""
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON; send it as a string")
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text} does not fit a double; send it as a string")
+        return value
+
+    def check(value: Any) -> None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("A string holds a lone surrogate, which UTF-8 cannot carry") from None
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                check(k)
+                check(v)
+        elif isinstance(value, list):
+            for v in value:
+                check(v)
+
+    try:
+        value = json.loads(raw or b"{}", parse_constant=constant, parse_float=number)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"Invalid JSON: {exc}") from None
+    check(value)
+    return value
 
 
 async def _json(request: Request) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import random
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -57,6 +58,16 @@ DOCNUM_BASE = {
     "IncomingPayments": 500000,
     "VendorPayments": 700000,
 }
+
+_GUARDED = (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError)
+
+
+def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, or None when a hostile value seeded into the row breaks the derivation."""
+    try:
+        return fn(*args)
+    except _GUARDED:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +151,10 @@ class Entity:
         """Whether a property holds a day (filters compare such properties by day)."""
         return name in self.date_set
 
+    @property
+    def int_keys(self) -> bool:
+        return self.template.type_of(self.key) == schema.INT
+
     # -- reading ---------------------------------------------------------------------------
 
     def raw_getter(self, name: str) -> Callable[[list], Any]:
@@ -162,7 +177,10 @@ class Entity:
                 extras = row[ext]
                 if extras is not None and name in extras:
                     return extras[name]
-                return fn(row)
+                try:
+                    return fn(row)
+                except _GUARDED:
+                    return None
 
             return computed
         default = self.template.get(name)
@@ -186,7 +204,7 @@ class Entity:
         getters: dict[str, Callable[[list, bool], Any]] = {}
         for name in self.template:
             if name in self.collections:
-                getters[name] = self.collections[name]
+                getters[name] = lambda row, v2, fn=self.collections[name]: _guarded(fn, row, v2)
                 continue
             raw = self.raw_getter(name)
             if name in self.date_set:
@@ -210,8 +228,12 @@ class Entity:
             del out["@odata.etag"]
         for name, i in self._scalar_core:
             out[name] = row[i]
-        for name, fn in self.computed.items():
-            out[name] = fn(row)
+        try:
+            for name, fn in self.computed.items():
+                out[name] = fn(row)
+        except _GUARDED:  # a seeded hostile value: derive what can be derived
+            for name, fn in self.computed.items():
+                out[name] = _guarded(fn, row)
         extras = row[self.ext]
         if extras:
             out.update(extras)
@@ -220,8 +242,12 @@ class Entity:
                 value = out[name]
                 if value is not None:
                     out[name] = fmt_date(value, True)
-        for name, fn in self.collections.items():
-            out[name] = fn(row, v2)
+        try:
+            for name, fn in self.collections.items():
+                out[name] = fn(row, v2)
+        except _GUARDED:
+            for name, fn in self.collections.items():
+                out[name] = _guarded(fn, row, v2)
         return out
 
 
@@ -1112,12 +1138,18 @@ def _je_line(
     }
 
 
-def _dict_collection(index: int, template: schema.Template) -> Callable[[list, bool], list]:
+def _dict_collection(index: int, template: schema.Template) -> Callable[[list, bool], Any]:
     date_props = template.props_of(schema.DATE)
 
-    def serialize(row: list, v2: bool) -> list:
+    def serialize(row: list, v2: bool) -> Any:
+        children = row[index]
+        if not isinstance(children, list):
+            return children if children is not None else []
         out = []
-        for child in row[index] or ():
+        for child in children:
+            if not isinstance(child, dict):
+                out.append(child)
+                continue
             d = template.copy()
             d.update(child)
             if v2:
@@ -1176,9 +1208,15 @@ def _document_entity(name: str, tables: Tables) -> Entity:
         columns=list(DOCUMENT_COLUMNS),
     )
 
-    def lines(row: list, v2: bool) -> list:
+    def lines(row: list, v2: bool) -> Any:
+        cores = document_line_dicts(row, tables, sales)
+        if not isinstance(cores, list):
+            return cores if cores is not None else []
         out = []
-        for core in document_line_dicts(row, tables, sales):
+        for core in cores:
+            if not isinstance(core, dict):
+                out.append(core)
+                continue
             d = line_tmpl.copy()
             d.update(core)
             if v2:
@@ -1188,9 +1226,11 @@ def _document_entity(name: str, tables: Tables) -> Entity:
             out.append(d)
         return out
 
-    def foreign_total(row: list) -> float:
+    def foreign_total(row: list) -> float | None:
         if row[9] == LOCAL_CURRENCY or row[7] is None:
             return 0.0
+        if not is_number(row[7]) or not is_number(row[10]) or not row[10]:
+            return None
         return round(row[7] / row[10], 2)
 
     label = {
@@ -1277,17 +1317,52 @@ def new_entity_like(name: str, tables: Tables) -> Entity:
     return _payment_entity(name)
 
 
+def is_number(value: Any) -> bool:
+    """A JSON number that adds up: an int or a finite float, not a bool."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
 def truth(ent: Entity) -> dict[str, Any]:
-    """Reconciliation facts: count, sum of DocTotal (where it exists) and a digest of the keys."""
+    """Reconciliation facts about one entity set, as the company holds it.
+
+    ``count`` and ``keys_sha256`` (SHA-256 of the keys in order, one a line) cover every record.
+    For entities with ``DocTotal``: ``doc_total_sum`` adds the totals that are JSON numbers (to
+    the cent, as a string), ``doc_total_counts`` says how many totals are numbers, nulls and
+    anything else, and ``doc_total_non_numeric`` lists the records whose total is neither a
+    number nor null (strings such as ``"12,50"`` or ``"1e309"``, booleans...) as
+    ``{"key", "value"}`` in key order, so nothing is skipped silently. All three are None for
+    entities without ``DocTotal``.
+    """
     keys = sorted(ent.rows)
     digest = hashlib.sha256("\n".join(str(k) for k in keys).encode()).hexdigest()
-    total: str | None = None
-    if "DocTotal" in ent.col:
-        get = ent.raw_getter("DocTotal")
-        acc = Decimal(0)
-        for row in ent.rows.values():
-            value = get(row)
-            if isinstance(value, (int, float)):
-                acc += Decimal(repr(value))
-        total = str(acc.quantize(Decimal("0.01")))
-    return {"entity": ent.name, "count": len(keys), "doc_total_sum": total, "keys_sha256": digest}
+    out: dict[str, Any] = {
+        "entity": ent.name,
+        "count": len(keys),
+        "doc_total_sum": None,
+        "doc_total_counts": None,
+        "doc_total_non_numeric": None,
+        "keys_sha256": digest,
+    }
+    if "DocTotal" not in ent.col:
+        return out
+    get = ent.raw_getter("DocTotal")
+    acc = Decimal(0)
+    nulls = 0
+    others = []
+    for key in keys:
+        value = get(ent.rows[key])
+        if is_number(value):
+            acc += Decimal(repr(value))
+        elif value is None:
+            nulls += 1
+        else:
+            shown = value if not isinstance(value, float) else repr(value)  # NaN/inf have no JSON
+            others.append({"key": key, "value": shown})
+    out["doc_total_sum"] = str(acc.quantize(Decimal("0.01")))
+    out["doc_total_counts"] = {
+        "number": len(keys) - nulls - len(others),
+        "null": nulls,
+        "non_numeric": len(others),
+    }
+    out["doc_total_non_numeric"] = others
+    return out

@@ -449,7 +449,8 @@ class Store:
         ent.touch()
         for child in applied:
             doc = source.rows[child["DocEntry"]]
-            if doc[7] is not None and child["SumApplied"] >= doc[7] - 0.005 and doc[11] == "bost_Open":
+            total = doc[7]
+            if data.is_number(total) and child["SumApplied"] >= total - 0.005 and doc[11] == "bost_Open":
                 self._remember(source, doc[0])
                 self._materialize(source, doc)
                 doc[11] = "bost_Close"
@@ -708,6 +709,69 @@ class Store:
         ent.touch()
 
     # -- test-only changes -----------------------------------------------------------------
+
+    def seed_records(self, name: str, records: Any) -> list:
+        """Put records into the company exactly as given: what SAP's database may hold and serve
+        even though its API would refuse to write it (hostile keys, strings in number fields,
+        impossible dates, unknown enumeration values...).
+
+        No write rule applies: no type check, no business rule, no normalization. A record
+        whose key exists has the given properties replaced and the rest kept; a new one starts
+        blank (collections empty) with ``CreateDate``/``UpdateDate`` and their times set to now.
+        Either way the record's ``DataVersion`` moves on and, unless the record gives them, its
+        ``UpdateDate``/``UpdateTime`` become now, so incremental readers see it. A record of an
+        entity with integer keys may leave the key out to take the next free one.
+
+        Only what cannot be stored is refused (400): a record that is not an object, or a key of
+        the wrong type (``DocEntry`` must be an integer, ``CardCode`` a string). Nothing is
+        written unless every record passes.
+
+        :returns: the keys seeded, in the order given.
+        """
+        ent = self.entity(name)
+        if not isinstance(records, list):
+            raise SapError(400, -1000, "'records' must be a list of JSON objects")
+        keys: list = []
+        next_entry = ent.next_entry
+        for record in records:
+            if not isinstance(record, dict):
+                raise SapError(400, -1000, "Each seeded record must be a JSON object")
+            key = record.get(ent.key)
+            if key is None and ent.int_keys:
+                while next_entry in ent.rows or next_entry in keys:
+                    next_entry += 1
+                key = next_entry
+            wanted = int if ent.int_keys else str
+            if type(key) is not wanted:
+                raise SapError(400, -1000, f"{ent.name} keys ({ent.key}) are {wanted.__name__}s; got {key!r}")
+            keys.append(key)
+        today, time = self.now()
+        for key, record in zip(keys, records, strict=True):
+            row = ent.rows.get(key)
+            if row is None:
+                row = [None] * (len(ent.columns) + 2)
+                row[ent.key_index] = key
+                row[ent.ver] = 0
+                for prop in ent.collections:
+                    if prop in ent.col:
+                        row[ent.col[prop]] = []
+                for prop, value in (("CreateDate", today), ("CreateTime", time)):
+                    if ent.has_property(prop):
+                        self._set(ent, row, prop, value)
+                ent.rows[key] = row
+                self.deleted[name].discard(key)
+            for prop, value in record.items():
+                if prop != ent.key:
+                    self._set(ent, row, prop, value)
+            self._stamp(ent, row)
+            for prop in ("UpdateDate", "UpdateTime"):
+                if prop in record:
+                    self._set(ent, row, prop, record[prop])
+            if ent.int_keys:
+                ent.next_entry = max(ent.next_entry, key + 1)
+            if name == "BusinessPartners":
+                self.tables.partners[key] = row[2]
+        return keys
 
     def _pick(self, ent: Entity, count: int | None, keys: list | None) -> list:
         if keys:
