@@ -17,7 +17,9 @@ for using one are always the same, so they live here once, in :class:`RenewingAu
 * **Exactly one re-send.** When the server refuses the credential
   (:meth:`~RenewingAuth.is_refused`; 401 by default), the credential is renewed and the request
   is sent once more, with the new one. A second refusal is returned to the caller, whose error
-  mapping explains it: a credential refused right after a fresh login is not a stale one.
+  mapping explains it and whose retry policy (:mod:`~airflow_provider_b1.utils.retry`) decides
+  whether to try again later: a new attempt sends the request afresh, and a refusal renews the
+  credential again, so the renewals stay as bounded as the policy's attempts.
 
 A subclass says only what is particular to its system: how to obtain a credential
 (:meth:`~RenewingAuth.obtain`), when one counts as expired, how it goes on a request

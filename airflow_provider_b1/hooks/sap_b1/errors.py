@@ -46,6 +46,12 @@ LOCKED_CODES: frozenset[int] = frozenset({10000962, -1107, -4010, 100000053})
 
 RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
 
+LOCK_OUT_NOTE = (
+    "retrying would count towards SAP's lock-out of the user (SAP locks a user after a few refused "
+    "logins in a row), so fix the connection first."
+)
+"""Why a refused login is never tried again, said in every such error."""
+
 
 class SapB1Error(B1ProviderError):
     """An error reported by, or on the way to, the SAP Business One Service Layer.
@@ -93,8 +99,24 @@ class SapB1LoginBusyError(SapB1Error, RetryableError):
     """
 
 
-class SapB1SessionExpiredError(SapB1Error):
-    """The session was refused again right after a fresh login."""
+class SapB1SessionExpiredError(SapB1Error, RetryableError):
+    """The session was refused again right after a fresh login (401 with code 301 or -5002).
+
+    SAP refused the request before doing anything, so it is safe to send again, even a write:
+    the hook's retry policy sends it again with a fresh session, a bounded number of times.
+    """
+
+
+class SapB1UnauthorizedError(SapB1Error):
+    """401 without SAP's session codes: something between the worker and SAP asks for credentials."""
+
+
+class SapB1RequestTooLongError(SapB1Error):
+    """The request line is longer than the Service Layer's web server accepts (Apache: 8,190 bytes; 414).
+
+    Raised before sending when the hook can tell, or from the server's 414. A lookup by a value
+    this long cannot be made in a URL at all: the record that needs it fails alone.
+    """
 
 
 class SapB1BusinessError(SapB1Error):
@@ -192,66 +214,87 @@ def is_session_expired(response: requests.Response) -> bool:
     return code in SESSION_EXPIRED_CODES
 
 
-def error_from_response(response: requests.Response, what: str, *, method: str = "GET") -> SapB1Error:
-    """Turn a non-2xx reply into the typed error that explains it.
+def error_from_response(
+    response: requests.Response, what: str, *, method: str = "GET", repeatable: bool | None = None
+) -> SapB1Error:
+    """Turn a non-2xx reply into the typed error that explains it, naming the verb that failed.
 
     :param response: the reply.
     :param what: what was asked, for the message (entity or path, never a query with values
         that could be secret: callers pass the entity path).
-    :param method: HTTP verb, so that a 5xx after a write is reported as ambiguous.
+    :param method: HTTP verb of the call that failed (``PATCH``, not the ``GET`` it may be
+        retried like), named in every message.
+    :param repeatable: whether the call may be sent again after it reached the server (default:
+        only GET and HEAD): a 5xx after a call that is not is reported as an ambiguous write.
     """
     status = response.status_code
     code, sap_message = parse_error_body(response.content)
     detail = _detail(status, code, sap_message)
     kwargs: dict[str, Any] = {"status": status, "code": code, "sap_message": sap_message}
+    safe = method in ("GET", "HEAD") if repeatable is None else repeatable
+    call = f"{method} {what}"
     if status == 429 or status in RETRYABLE_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if method not in ("GET", "HEAD") and status != 429:
+        if not safe and status != 429:
             return SapB1AmbiguousWriteError(
-                f"The Service Layer answered {method} {what} with {detail}, so whether the write "
+                f"The Service Layer answered {call} with {detail}, so whether the write "
                 "happened is unknown; look the record up before sending it again.",
                 **kwargs,
             )
         return SapB1ServerError(
-            f"The Service Layer is overloaded or restarting ({method} {what}: {detail}); "
+            f"The Service Layer is overloaded or restarting ({call}: {detail}); "
             "the call is retried with backoff, and if it keeps failing check the Service Layer / Service Manager.",
             retry_after=retry_after,
             **kwargs,
         )
+    if status == 414:
+        return SapB1RequestTooLongError(
+            f"The web server in front of the Service Layer refused {call} because its URL is too long "
+            f"({detail}); shorten the filter or the values in it.",
+            **kwargs,
+        )
     if status == 403 or code in PERMISSION_CODES:
         return SapB1PermissionError(
-            f"The SAP user may not access {what} ({detail}); grant the user authorisation for it in SAP "
+            f"The SAP user may not {call} ({detail}); grant the user authorisation for it in SAP "
             "(Administration > System Initialization > Authorizations).",
             **kwargs,
         )
     if status == 404 or code in NOT_FOUND_CODES:
         return SapB1NotFoundError(
-            f"{what} was not found ({detail}); check the entity name and key.", **kwargs
+            f"{call} failed: not found ({detail}); check the entity name and key.", **kwargs
         )
     if status == 412 or code in CONFLICT_CODES:
         return SapB1ConflictError(
-            f"{what} was changed by someone else since it was read ({detail}); read it again and re-apply the change.",
+            f"{call} failed: the record was changed by someone else since it was read ({detail}); read it "
+            "again and re-apply the change.",
+            **kwargs,
+        )
+    if status == 401 and code in SESSION_EXPIRED_CODES:
+        return SapB1SessionExpiredError(
+            f"The Service Layer refused the session for {call} even after a fresh login ({detail}); the call "
+            "is retried with a new session a few times, and if it keeps failing check that the Service Layer "
+            "is not being restarted and that the user's licence is assigned.",
             **kwargs,
         )
     if status == 401:
-        return SapB1SessionExpiredError(
-            f"The Service Layer refused the session for {what} even after a fresh login ({detail}); "
-            "check that the Service Layer is not being restarted and that the user's licence is assigned.",
+        return SapB1UnauthorizedError(
+            f"{call} was refused as unauthorised ({detail}) without SAP's session codes; check that the URL "
+            "points at the Service Layer and not at a proxy that asks for its own credentials.",
             **kwargs,
         )
     if 400 <= status < 500:
         return SapB1BusinessError(
-            f"SAP rejected {method} {what} ({detail}); fix the request data as SAP's message says.",
+            f"SAP rejected {call} ({detail}); fix the request data as SAP's message says.",
             **kwargs,
         )
-    if method not in ("GET", "HEAD"):
+    if not safe:
         return SapB1AmbiguousWriteError(
-            f"The Service Layer failed on {method} {what} ({detail}), so whether the write happened "
+            f"The Service Layer failed on {call} ({detail}), so whether the write happened "
             "is unknown; look the record up before sending it again.",
             **kwargs,
         )
     return SapB1Error(
-        f"The Service Layer failed on {what} ({detail}); check the Service Layer logs on the SAP server.",
+        f"The Service Layer failed on {call} ({detail}); check the Service Layer logs on the SAP server.",
         **kwargs,
     )
 
@@ -279,7 +322,8 @@ def login_error_from_response(
     if code in LOCKED_CODES:
         return SapB1UserLockedError(
             f"The SAP user {user!r} is locked ({detail}); an administrator must unlock the user in SAP "
-            "(Administration > Setup > General > Users) before the connection can log in.",
+            "(Administration > Setup > General > Users) before the connection can log in. Not retried: "
+            f"{LOCK_OUT_NOTE}",
             **kwargs,
         )
     if code in COMPANY_CODES:
@@ -296,21 +340,34 @@ def login_error_from_response(
         )
     return SapB1LoginError(
         f"Login to company {company!r} as {user!r} failed ({detail}); check the user name and password "
-        "(repeated failures lock the user in SAP) and the company database (names are case-sensitive).",
+        f"and the company database (names are case-sensitive). Not retried: {LOCK_OUT_NOTE}",
         **kwargs,
     )
 
 
-def transport_error(exc: requests.RequestException, base_url: str, *, method: str, sent: bool) -> SapB1Error:
+def transport_error(
+    exc: requests.RequestException,
+    base_url: str,
+    *,
+    method: str,
+    sent: bool,
+    repeatable: bool | None = None,
+    what: str | None = None,
+) -> SapB1Error:
     """Turn a requests / urllib3 exception into one explained error, without urllib3's frames.
 
     :param exc: the exception.
     :param base_url: the Service Layer root, named in the message so the user sees where.
-    :param method: HTTP verb.
+    :param method: HTTP verb of the call, named in the message.
     :param sent: whether the request may have reached the server. A write that may have reached
         it becomes :class:`SapB1AmbiguousWriteError`; everything else that a retry may fix is
         :class:`SapB1UnreachableError`.
+    :param repeatable: whether the call may be sent again after it reached the server (default:
+        only GET and HEAD).
+    :param what: the entity or path of the call, for the message.
     """
+    safe = method in ("GET", "HEAD") if repeatable is None else repeatable
+    call = f"{method} {what}" if what else method
     if isinstance(exc, requests.exceptions.SSLError) and not is_transport_drop(exc):
         if is_pin_mismatch(exc):
             return SapB1TLSError(
@@ -332,16 +389,16 @@ def transport_error(exc: requests.RequestException, base_url: str, *, method: st
     kind = type(_root(exc)).__name__
     if not sent:
         return SapB1UnreachableError(
-            f"Cannot connect to the Service Layer at {base_url} ({kind}); check that the Service Layer / "
+            f"Cannot connect to the Service Layer at {base_url} for {call} ({kind}); check that the Service Layer / "
             "Service Manager is running and that port 50000 is reachable from the worker.",
         )
-    if method in ("GET", "HEAD"):
+    if safe:
         return SapB1UnreachableError(
-            f"The connection to the Service Layer at {base_url} broke during {method} ({kind}); the call is "
+            f"The connection to the Service Layer at {base_url} broke during {call} ({kind}); the call is "
             "retried, and if it keeps failing check the Service Layer / Service Manager and the network.",
         )
     return SapB1AmbiguousWriteError(
-        f"The connection to {base_url} broke after {method} was sent ({kind}), so whether the write "
+        f"The connection to {base_url} broke after {call} was sent ({kind}), so whether the write "
         "happened is unknown; look the record up before sending it again.",
     )
 

@@ -292,17 +292,21 @@ class SapB1Hook(SapB1Reads, SapB1Writes, BaseHook):
         body: bytes | None,
         repeatable: bool,
     ) -> requests.Response:
-        """One call; the session's auth logs in, and logs in again once when the session was refused."""
+        """One call; the session's auth logs in, and logs in again once when the session was refused.
+
+        Errors name the verb that was sent; ``repeatable`` only decides whether a failure after
+        sending is ambiguous (a write that may have happened) or worth retrying.
+        """
         try:
             response = self.client.request(method, url, data=body, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
             sent = not never_sent(exc)
             log.debug("%s %s failed in transport: %s", method, what, type(exc).__name__)
             raise transport_error(
-                exc, self.base_url, method="GET" if repeatable else method, sent=sent
+                exc, self.base_url, method=method, sent=sent, repeatable=repeatable, what=what
             ) from None
         if response.status_code >= 400:
-            raise error_from_response(response, what, method="GET" if repeatable else method)
+            raise error_from_response(response, what, method=method, repeatable=repeatable)
         return response
 
     def _call(

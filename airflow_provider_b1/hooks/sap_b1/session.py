@@ -19,7 +19,11 @@ one session serves every task process on a worker for as long as SAP keeps it al
   is replaced before it is used.
 * **Expired anyway** (server restart, another client logged out): 401 with code 301 or -5002
   makes :meth:`SapSession.renew` run the same locked, skip-if-refreshed login, and the refused
-  call is sent once more with the new session.
+  call is sent once more with the new session. When SAP refuses that one too, the hook's retry
+  policy sends the call again later, each time with a fresh session, a bounded number of times
+  (:class:`~airflow_provider_b1.hooks.sap_b1.errors.SapB1SessionExpiredError` is retryable).
+* **Never a second refused login.** A login refused for its credentials, or for a locked user,
+  is not retried by anything: each attempt would count towards SAP's lock-out of the user.
 
 :class:`SapSession` is a :class:`~airflow_provider_b1.utils.auth.RenewingAuth`: attached to the
 hook's ``requests.Session``, it does all of the above for every request, and callers never
@@ -408,8 +412,15 @@ class SapSession(RenewingAuth[SessionState]):
                     except requests.RequestException as exc:
                         # A repeated login is harmless (at worst an extra session): any drop is retried.
                         raise transport_error(
-                            exc, self.base_url, method="GET", sent=not never_sent(exc)
+                            exc,
+                            self.base_url,
+                            method="POST",
+                            sent=not never_sent(exc),
+                            repeatable=True,
+                            what="Login",
                         ) from None
+                    # A refused login (wrong credentials, locked user) is a PermanentError and is
+                    # not retried here: every attempt would count towards SAP's lock-out.
                     if response.status_code != 200:
                         raise login_error_from_response(response, self.company, self.user)
         except RetryableError as exc:

@@ -229,7 +229,8 @@ class SapB1Writes:
             )
         except ValueError as exc:
             raise SapB1AmbiguousWriteError(
-                f"The $batch reply could not be read ({exc}); look the records up before sending them again.",
+                f"The reply to POST $batch could not be read ({exc}); look the records up before sending "
+                "them again.",
                 status=response.status_code,
             ) from None
 
@@ -364,7 +365,10 @@ class SapB1Writes:
                     progressed = True
                 elif reply.executed:
                     result.outcome, result.code = "failed", reply.code
-                    result.error = f"SAP refused the record (HTTP {reply.status}, SAP code {reply.code}: {reply.message})."
+                    result.error = (
+                        f"SAP refused POST {entity} in $batch (HTTP {reply.status}, SAP code {reply.code}: "
+                        f"{reply.message})."
+                    )
                     progressed = True
             if not progressed:
                 for index in pending():

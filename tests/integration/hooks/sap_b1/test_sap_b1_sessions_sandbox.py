@@ -9,9 +9,10 @@ import threading
 import time
 
 import pytest
-from sap_hook_helpers import keys_digest
+from sap_hook_helpers import FAST_RETRIES, keys_digest
 
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook, SapB1SessionExpiredError
+from airflow_provider_b1.utils.retry import RetryPolicy
 
 # A task process: imports first (Airflow takes seconds to import), says "ready", waits for
 # "go", then reads through the hook. Overlapping the imports keeps the tests fast while the
@@ -125,18 +126,46 @@ def test_threads_of_one_hook_starting_cold_together_share_one_login(sandbox, con
     assert hook.sap_session.logins == 1
 
 
-def test_a_session_refused_again_right_after_a_fresh_login_is_sent_exactly_once_more_then_reported(
+def test_two_session_expiries_in_a_row_are_retried_with_a_fresh_session_and_the_call_succeeds(
     sandbox, connect
 ):
     connect()
-    hook = SapB1Hook()
+    hook = SapB1Hook(retry_policy=FAST_RETRIES)
+    hook.login()
+    # The call's session is dropped, and so is the fresh one its re-send carries.
+    sandbox.faults(script=[{"kind": "expire_session", "match": "GET Invoices", "times": 2}])
+    assert hook.count("Invoices") == sandbox.truth("Invoices")["count"]
+    stats = sandbox.stats()
+    assert stats["faults_injected"] == {"expire_session": 2}
+    assert stats["logins"] == 3  # the first session, the re-send's, the retry's
+
+
+def test_two_session_expiries_in_a_row_on_a_write_are_retried_and_it_is_applied_once(sandbox, connect):
+    connect()
+    hook = SapB1Hook(retry_policy=FAST_RETRIES)
+    code = hook.find_by("BusinessPartners", "CardType", "cCustomer", select="CardCode")["CardCode"]
+    # A write whose rows would be added twice if it were ever applied twice: SAP refused it before doing anything.
+    sandbox.faults(script=[{"kind": "expire_session", "match": "PATCH BusinessPartners", "times": 2}])
+    hook.update("BusinessPartners", code, {"BPAddresses": [{"AddressName": "Twice?", "Street": "x"}]})
+    addresses = hook.get("BusinessPartners", code, select="BPAddresses")["BPAddresses"]
+    assert [a["AddressName"] for a in addresses].count("Twice?") == 1
+    assert sandbox.stats()["faults_injected"] == {"expire_session": 2}
+
+
+def test_a_server_that_expires_every_session_ends_with_a_clear_error_after_the_policys_attempts(
+    sandbox, connect
+):
+    connect()
+    policy = RetryPolicy(max_attempts=3, max_elapsed=60, initial_wait=0.01, max_wait=0.05)
+    hook = SapB1Hook(retry_policy=policy)
     hook.login()
     sandbox.faults(session_expiry_rate=1.0)  # every call's session is dropped before it is handled
-    with pytest.raises(SapB1SessionExpiredError, match="even after a fresh login"):
+    with pytest.raises(SapB1SessionExpiredError, match="GET Invoices/\\$count even after a fresh login"):
         hook.count("Invoices")
     stats = sandbox.stats()
-    assert stats["requests"]["GET Invoices"] == 2
-    assert stats["logins"] == 2
+    # Each of the 3 attempts: the call, one fresh login, one re-send; then it stops.
+    assert stats["requests"]["GET Invoices"] == 2 * policy.max_attempts
+    assert stats["logins"] == 1 + policy.max_attempts
 
 
 def test_get_conn_sends_with_the_session_and_logs_in_again_when_sap_dropped_it(sandbox, connect):

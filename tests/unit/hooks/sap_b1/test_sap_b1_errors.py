@@ -17,13 +17,16 @@ from airflow_provider_b1.hooks.sap_b1.errors import (
     SapB1BusinessError,
     SapB1CompanyError,
     SapB1ConflictError,
+    SapB1Error,
     SapB1LoginBusyError,
     SapB1LoginError,
     SapB1NotFoundError,
     SapB1PermissionError,
+    SapB1RequestTooLongError,
     SapB1ServerError,
     SapB1SessionExpiredError,
     SapB1TLSError,
+    SapB1UnauthorizedError,
     SapB1UnreachableError,
     SapB1UserLockedError,
     error_from_response,
@@ -245,3 +248,76 @@ def test_retry_after_in_seconds_or_as_a_date_reaches_the_error():
     assert 25 <= error.retry_after <= 30
     error = login_error_from_response(_response(429, None, {"Retry-After": "2"}), "S", "u")
     assert error.retry_after == 2.0
+
+
+# -- errors name the verb that failed (issue 8, defect 10) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "cls"),
+    [
+        (400, -10, SapB1BusinessError),
+        (404, "-2028", SapB1NotFoundError),
+        (412, "-2039", SapB1ConflictError),
+        (403, 804, SapB1PermissionError),
+        (414, None, SapB1RequestTooLongError),
+        (503, None, SapB1ServerError),
+        (500, None, SapB1Error),
+        (401, 301, SapB1SessionExpiredError),
+    ],
+)
+def test_a_failed_repeatable_patch_is_reported_as_a_patch_not_a_get(status, code, cls):
+    reply = _response(status, {"error": {"code": code, "message": "msg"}} if code else None)
+    error = error_from_response(reply, "BusinessPartners('C1')", method="PATCH", repeatable=True)
+    assert type(error) is cls
+    assert "PATCH BusinessPartners('C1')" in str(error)
+    assert "GET" not in str(error)
+
+
+def test_a_5xx_after_a_patch_that_may_not_be_repeated_is_ambiguous_and_says_patch():
+    error = error_from_response(_response(503, None), "Orders(5)", method="PATCH", repeatable=False)
+    assert isinstance(error, SapB1AmbiguousWriteError)
+    assert "PATCH Orders(5)" in str(error)
+
+
+def test_transport_errors_name_the_verb_and_what_was_sent():
+    reset = requests.exceptions.ConnectionError(
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
+    )
+    retried = transport_error(reset, "u", method="PATCH", sent=True, repeatable=True, what="Orders(5)")
+    assert isinstance(retried, SapB1UnreachableError)
+    assert "PATCH Orders(5)" in str(retried)
+    assert "GET" not in str(retried)
+    ambiguous = transport_error(reset, "u", method="PATCH", sent=True, repeatable=False, what="Orders(5)")
+    assert isinstance(ambiguous, SapB1AmbiguousWriteError)
+    assert "PATCH Orders(5)" in str(ambiguous)
+    refused = _wrapped(urllib3.exceptions.NewConnectionError(None, "Connection refused"))
+    assert "DELETE Orders(5)" in str(
+        transport_error(refused, "u", method="DELETE", sent=False, what="Orders(5)")
+    )
+
+
+# -- a session refused after a fresh login is retried, boundedly (issue 8, defect 11) -----------------
+
+
+def test_a_session_refused_after_a_fresh_login_is_retryable_but_another_401_is_not():
+    assert isinstance(error_from_response(_response(401, V2_EXPIRED), "Orders"), RetryableError)
+    other = error_from_response(_response(401, {"error": {"code": "42", "message": "no"}}), "Orders")
+    assert isinstance(other, SapB1UnauthorizedError)
+    assert not isinstance(other, RetryableError)
+
+
+# -- refused logins say why they are not retried (issue 8, defect 12) ----------------------------------
+
+
+def test_refused_credentials_and_a_locked_user_say_a_retry_counts_towards_the_lock_out():
+    wrong = login_error_from_response(
+        _response(401, {"error": {"code": 100000027, "message": "x"}}), "S", "u"
+    )
+    locked = login_error_from_response(
+        _response(401, {"error": {"code": 10000962, "message": "x"}}), "S", "u"
+    )
+    for error in (wrong, locked):
+        assert isinstance(error, PermanentError)
+        assert "Not retried" in str(error)
+        assert "count towards SAP's lock-out" in str(error)
