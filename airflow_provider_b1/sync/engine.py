@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -467,6 +468,15 @@ def audit_key(key: Any) -> str:
     shown = text.replace("\x00", "\\0")
     suffix = f"...({len(text)} characters)"
     return shown if len(shown) <= KEY_LIMIT else shown[: KEY_LIMIT - len(suffix)] + suffix
+
+
+_STAND_IN_LENGTH = re.compile(r"\.\.\.\(\d+ characters\)$")
+
+
+def is_stand_in(audit_key_text: str) -> bool:
+    """Whether a key read from the audit trail is :func:`audit_key`'s stand-in for a key it could
+    not hold (a NUL shown as ``\\0``, a long key cut with its length): not a key to re-read by."""
+    return "\\0" in audit_key_text or _STAND_IN_LENGTH.search(audit_key_text) is not None
 
 
 def _audit_record(

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from itertools import groupby
 from typing import Any
 
-from airflow_provider_b1.sync.audit import AuditTrail
-from airflow_provider_b1.sync.engine import replay_keys
+from airflow_provider_b1.sync.audit import KEY_LIMIT, AuditTrail
+from airflow_provider_b1.sync.engine import is_stand_in, replay_keys
 from airflow_provider_b1.sync.flows import Flow, UnknownFlowError, get_flow
 from airflow_provider_b1.sync.outcomes import ACTIONS, Action, Outcome
 from airflow_provider_b1.sync.window import SyncWindowError
@@ -108,6 +108,15 @@ def replay_failed(
     with flow.open(options) as (source, sink):
         for entity, group in groupby(refs, key=lambda r: r.source_entity):
             keys = [r.source_key for r in group]
+            stand_ins = [key for key in keys if is_stand_in(key)]
+            if stand_ins:
+                # A key the trail could not hold as such cannot be re-read by: it stays failed.
+                reason = (
+                    f"its key could not be kept in the audit trail (NUL or over {KEY_LIMIT} characters), "
+                    f"so it cannot be re-read by key; fix the key in {flow.source_system}"
+                )
+                _count(summary, _fail_alone(session, flow, entity, stand_ins, reason))
+                keys = [key for key in keys if key not in stand_ins]
             try:
                 stream = flow.stream(entity)
             except UnknownFlowError as exc:

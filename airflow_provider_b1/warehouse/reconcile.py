@@ -27,11 +27,12 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.hooks.sap_b1.literals import update_stamp_filter
+from airflow_provider_b1.sync.engine import audit_key
 from airflow_provider_b1.warehouse.entities import EntitySpec, entity_spec
 from airflow_provider_b1.warehouse.flow import NAME as WAREHOUSE_FLOW_NAME
 from airflow_provider_b1.warehouse.loader import StampWindow, WarehouseLoader
@@ -97,7 +98,7 @@ class EntityReconciliation:
             return False
         if self.sap_sum is None or self.warehouse_sum is None:
             return True
-        return self.sap_sum.quantize(CENT) == self.warehouse_sum.quantize(CENT)
+        return _cents(self.sap_sum) == _cents(self.warehouse_sum)
 
     def counts(self) -> dict[str, int]:
         """``{kind: records}`` for every kind of :data:`KINDS`."""
@@ -111,7 +112,9 @@ class EntityReconciliation:
             f"{self.entity} ({self.window}): SAP {self.sap_count} records, warehouse {self.warehouse_count}"
         )
         if self.sap_sum is not None:
-            text += f"; DocTotal SAP {self.sap_sum.quantize(CENT)}, warehouse {(self.warehouse_sum or 0):.2f}"
+            text += (
+                f"; DocTotal SAP {_cents(self.sap_sum)}, warehouse {_cents(self.warehouse_sum or Decimal(0))}"
+            )
         found = [f"{n} {kind}" for kind, n in self.counts().items() if n]
         if found:
             text += "; " + ", ".join(found)
@@ -134,8 +137,8 @@ class EntityReconciliation:
             "ok": self.ok,
             "sap_count": self.sap_count,
             "warehouse_count": self.warehouse_count,
-            "sap_sum": None if self.sap_sum is None else str(self.sap_sum.quantize(CENT)),
-            "warehouse_sum": None if self.warehouse_sum is None else str(self.warehouse_sum.quantize(CENT)),
+            "sap_sum": None if self.sap_sum is None else str(_cents(self.sap_sum)),
+            "warehouse_sum": None if self.warehouse_sum is None else str(_cents(self.warehouse_sum)),
             "differences": {kind: n for kind, n in self.counts().items() if n},
             "first_differences": [
                 {"key": d.key, "kind": d.kind, "reason": d.reason} for d in self.differences[:MESSAGE_LINES]
@@ -177,14 +180,15 @@ def _amount(value: Any) -> Decimal | None:
         return Decimal(repr(value)) if value - value == 0.0 else None
     if isinstance(value, (int, Decimal)):
         number = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            return None
-    else:
-        return None
-    return number if number.is_finite() else None
+        return number if number.is_finite() else None
+    return None  # a string ("12,50", even "12.50") or anything else is no JSON number
+
+
+def _cents(amount: Decimal) -> Decimal:
+    """``amount`` to the cent, whatever its size (SAP may hold an amount far beyond the warehouse's)."""
+    with localcontext() as context:
+        context.prec = max(28, amount.adjusted() + 4)
+        return amount.quantize(CENT)
 
 
 def _unreadable(spec: EntitySpec, value: Any) -> str:
@@ -298,10 +302,13 @@ def reconcile_entity(
     sap = _sap_amounts(hook, spec, effective)
     warehouse = {str(key): amount for key, amount in loader.amounts(spec, effective)}
     missing = [key for key in sap if key not in warehouse]
-    recorded = audit.latest(flow, spec.entity, missing) if audit is not None and missing else {}
+    # The trail holds a key it cannot store as such (600 characters, NUL) by its stand-in.
+    recorded = (
+        audit.latest(flow, spec.entity, map(audit_key, missing)) if audit is not None and missing else {}
+    )
     differences: list[Difference] = []
     for key in missing:
-        action, error = recorded.get(key, (None, None))
+        action, error = recorded.get(audit_key(key), (None, None))
         if action == "failed":
             differences.append(Difference(key, FAILED, error or "failed without a reason"))
         elif key in unreadable:
@@ -322,13 +329,10 @@ def reconcile_entity(
             amount = _amount(value)
             if amount is None:
                 differences.append(Difference(key, UNREADABLE, _unreadable(spec, value)))
-            elif stored is None or amount.quantize(CENT) != stored.quantize(CENT):
+            elif stored is None or _cents(amount) != _cents(stored):
+                shown = "nothing" if stored is None else _cents(stored)
                 differences.append(
-                    Difference(
-                        key,
-                        AMOUNT,
-                        f"{spec.amount_field} SAP {amount.quantize(CENT)}, warehouse {stored:.2f}",
-                    )
+                    Difference(key, AMOUNT, f"{spec.amount_field} SAP {_cents(amount)}, warehouse {shown}")
                 )
     order = {kind: n for n, kind in enumerate(KINDS)}
     differences.sort(key=lambda d: (order[d.kind], _natural(d.key)))

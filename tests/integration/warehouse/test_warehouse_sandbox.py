@@ -292,3 +292,135 @@ def test_reconcile_names_every_difference_with_its_key_and_reason(sandbox, hook,
     )
     assert "12: recorded as failed: DocTotal is null" in message
     assert "BusinessPartners" not in message
+
+
+# Issue 8's hostile page: what a record may hold that no load may stop on or change silently.
+_LONG_KEY = "K" * 600
+_BACKSLASH_U = "C:\\u0000 is six characters, no NUL"
+_BAD_INVOICES = {
+    11: {"DocTotal": "abc"},
+    12: {"DocTotal": "12,50"},
+    13: {"DocTotal": "Infinity"},
+    14: {"DocTotal": "1e309"},
+    15: {"DocTotal": 99999999999999999999.99},
+    16: {"DocDate": "2024-02-30"},
+}
+
+
+def _seed(sandbox: Sandbox, entity: str, records: list[dict]) -> None:
+    sandbox.control("POST", "seed", {"entity": entity, "records": records})
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "sqlite"])
+def test_a_hostile_page_loads_every_good_record_once_fails_each_bad_one_and_replays_the_fixed(
+    dialect, request, sandbox, hook, audit, monkeypatch
+):
+    warehouse = request.getfixturevalue(f"{dialect}_loader")
+    originals = {
+        r["DocEntry"]: r
+        for page in hook.iter_pages(
+            "Invoices", select=["DocEntry", "DocTotal", "DocDate"], filter="DocEntry le 20"
+        )
+        for r in page
+    }
+    _seed(sandbox, "Invoices", [{"DocEntry": key, **change} for key, change in _BAD_INVOICES.items()])
+    _seed(
+        sandbox,
+        "Invoices",
+        [
+            {"DocEntry": 17, "Comments": "before\x00after"},
+            {"DocEntry": 18, "Comments": _BACKSLASH_U},
+        ],
+    )
+    _seed(
+        sandbox,
+        "BusinessPartners",
+        [
+            {"CardCode": "NUL\x00KEY", "CardName": "a NUL in the key", "CardType": "cCustomer"},
+            {"CardCode": _LONG_KEY, "CardName": "a key of 600 characters", "CardType": "cCustomer"},
+            {"CardCode": "NULNAME", "CardName": "a NUL\x00in the name", "CardType": "cCustomer"},
+        ],
+    )
+    partners = sandbox.control("GET", "truth/BusinessPartners")["count"]
+
+    loaded = _load_all(hook, warehouse, audit, SyncWindow("full"), entities=("BusinessPartners", "Invoices"))
+
+    # Every good record loaded once; every bad one failed with its reason.
+    nul_fails = dialect == "postgres"  # SQLite stores a NUL as it is
+    failed = {(r.source_entity, r.source_key): r.error for r in audit.records_for_replay(FLOW, None, None)}
+    expected_invoices = {str(key) for key in _BAD_INVOICES} | ({"17"} if nul_fails else set())
+    assert {key for entity, key in failed if entity == "Invoices"} == expected_invoices
+    assert failed["Invoices", "11"] == "DocTotal 'abc' is not a number"
+    assert failed["Invoices", "12"] == "DocTotal '12,50' is not a number"
+    assert failed["Invoices", "13"] == "DocTotal 'Infinity' is not a finite number"
+    assert failed["Invoices", "14"].startswith("DocTotal '1e309' is too large")
+    assert failed["Invoices", "15"].startswith("DocTotal 1E+20 is too large")
+    assert (
+        failed["Invoices", "16"] == "DocDate '2024-02-30T00:00:00Z' is not a date"
+    )  # as a v2 server sends it
+    bad_partners = {key for entity, key in failed if entity == "BusinessPartners"}
+    assert bad_partners == {"NUL\\0KEY", "K" * 493 + "...(600 characters)"} | (
+        {"NULNAME"} if nul_fails else set()
+    )
+    if nul_fails:
+        assert failed["Invoices", "17"].startswith("Comments holds a NUL character (U+0000)")
+    assert (loaded["Invoices"].created, loaded["Invoices"].failed) == (
+        INVOICES - len(expected_invoices),
+        len(expected_invoices),
+    )
+    assert warehouse.stats(ENTITIES["Invoices"])[0] == INVOICES - len(expected_invoices)
+    assert warehouse.stats(ENTITIES["BusinessPartners"])[0] == partners - len(bad_partners)
+    kept = {k: v for k, v in warehouse.amounts(ENTITIES["Invoices"]) if str(k) in {"18"}}
+    assert kept.keys() == {18}
+
+    # Reconcile finishes with its report: the flow's own failures, by key, with their reasons.
+    results = reconcile(
+        hook, warehouse, ["BusinessPartners", "Invoices"], audit=audit, raise_on_difference=False
+    )
+    by_entity = {r.entity: r for r in results}
+    invoices = {d.key: (d.kind, d.reason) for d in by_entity["Invoices"].differences}
+    assert invoices == {key: (FAILED, failed["Invoices", key]) for key in expected_invoices}
+    assert by_entity["BusinessPartners"].counts()[FAILED] == len(bad_partners)
+
+    # Fixed in SAP, replayed: each fixed record loads once; the keys no trail can hold stay failed.
+    _seed(
+        sandbox,
+        "Invoices",
+        [
+            {"DocEntry": key, "DocTotal": originals[key]["DocTotal"], "DocDate": originals[key]["DocDate"]}
+            for key in _BAD_INVOICES
+        ]
+        + [{"DocEntry": 17, "Comments": "before after"}],
+    )
+    _seed(sandbox, "BusinessPartners", [{"CardCode": "NULNAME", "CardName": "a NUL in the name"}])
+    conn = (
+        {"conn_type": "sqlite", "host": warehouse.database.path if warehouse.database else None}
+        if dialect == "sqlite"
+        else {
+            "conn_type": "postgres",
+            "host": warehouse.conn.info.host,
+            "port": warehouse.conn.info.port,
+            "login": warehouse.conn.info.user,
+            "schema": warehouse.conn.info.dbname,
+        }
+    )
+    if dialect == "sqlite":
+        conn["host"] = warehouse.conn.execute("PRAGMA database_list").fetchone()[2]
+    monkeypatch.setenv("AIRFLOW_CONN_B1_WAREHOUSE_REPLAY", json.dumps(conn))
+    options = {
+        "warehouse_conn_id": "b1_warehouse_replay",
+        "warehouse_schema": getattr(warehouse, "schema", None) or "sap_b1",
+    }
+    info = {"dag_id": "replay", "run_id": "r1"}
+    replayed = replay_failed(audit, FLOW, options=options, session_info=info)
+    fixed = len(expected_invoices) + (1 if nul_fails else 0)
+    assert replayed.counts["created"] == fixed
+    assert {(r.source_entity, r.source_key) for r in audit.records_for_replay(FLOW, None, None)} == {
+        ("BusinessPartners", "NUL\\0KEY"),
+        ("BusinessPartners", "K" * 493 + "...(600 characters)"),
+    }
+    again = replay_failed(audit, FLOW, options=options, session_info={**info, "run_id": "r2"})
+    assert again.counts["created"] == 0
+    final = reconcile(hook, warehouse, ["Invoices"], audit=audit)
+    assert final[0].ok
+    assert warehouse.stats(ENTITIES["Invoices"])[0] == INVOICES
