@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_b1.hooks.sap_b1.errors import parse_error_body
+from airflow_provider_b1.hooks.sap_b1.literals import quote_target
 
 _WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE", "MERGE"})
 
@@ -116,10 +117,17 @@ def _http_part(request: BatchRequest, service_path: str, content_id: str | None)
     if content_id is not None:
         lines.append(f"Content-ID: {content_id}")
     lines.append("")
-    target = request.path if request.path.startswith("/") else service_path + request.path
+    # Percent-encoded like any request line: a space, CR or LF in a path must not end the line
+    # (or start a request of its own), and a key stays inside its entity set.
+    target = quote_target(request.path if request.path.startswith("/") else service_path + request.path)
     lines.append(f"{request.method.upper()} {target} HTTP/1.1")
     payload = b""
     headers = dict(request.headers)
+    for name, value in headers.items():
+        if any(char in f"{name}{value}" for char in "\r\n"):
+            raise ValueError(
+                f"The header {name!r} of {request.method} {target} in $batch holds a line break."
+            )
     if request.body is not None:
         payload = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers.setdefault("Content-Type", "application/json")

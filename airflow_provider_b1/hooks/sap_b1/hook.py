@@ -29,11 +29,17 @@ from airflow_provider_b1.hooks.sap_b1.errors import (
     SapB1Error,
     SapB1NotFoundError,
     SapB1PermissionError,
+    SapB1RequestTooLongError,
     error_from_response,
     never_sent,
     transport_error,
 )
-from airflow_provider_b1.hooks.sap_b1.literals import query_string, quote_path
+from airflow_provider_b1.hooks.sap_b1.literals import (
+    MAX_REQUEST_LINE,
+    query_string,
+    quote_target,
+    request_line_length,
+)
 from airflow_provider_b1.hooks.sap_b1.reads import SapB1Reads, decode_json
 from airflow_provider_b1.hooks.sap_b1.session import SapSession
 from airflow_provider_b1.hooks.sap_b1.writes import SapB1Writes
@@ -277,7 +283,7 @@ class SapB1Hook(SapB1Reads, SapB1Writes, BaseHook):
         if "://" in target or target.startswith("/"):
             url = urljoin(self.base_url, target)
         else:
-            url = self.base_url + quote_path(target)
+            url = self.base_url + quote_target(target)
         if params:
             url += ("&" if "?" in url else "?") + query_string(params)
         return url
@@ -323,13 +329,27 @@ class SapB1Hook(SapB1Reads, SapB1Writes, BaseHook):
     ) -> requests.Response:
         """A call under the retry policy.
 
+        The retries cover what may succeed later: connection failures, 429/502/503/504, and a
+        session SAP refuses again right after a fresh login (sent again with a new session; SAP
+        refused it before doing anything, so even a write may be). A refused login is never
+        retried: every retry would count towards SAP's lock-out of the user.
+
         :param repeatable: whether the call may be sent again after it may have reached the
             server (GETs: yes; POSTs: never; PATCH: when it cannot add anything twice).
+        :raises SapB1RequestTooLongError: before sending, when the request line would be longer
+            than the Service Layer's web server accepts (:data:`MAX_REQUEST_LINE`).
         """
         method = method.upper()
         repeatable = method in ("GET", "HEAD") if repeatable is None else repeatable
         url = self._url(target, params)
         what = what or target.split("?", 1)[0]
+        length = request_line_length(method, url)
+        if length > MAX_REQUEST_LINE:
+            raise SapB1RequestTooLongError(
+                f"{method} {what} was not sent: its request line would take {length:,} bytes once "
+                f"percent-encoded, more than the {MAX_REQUEST_LINE:,} the web server in front of the Service "
+                "Layer accepts (Apache's LimitRequestLine); shorten the filter or the values in it.",
+            )
         body = data
         all_headers = dict(headers or {})
         if json_body is not None:

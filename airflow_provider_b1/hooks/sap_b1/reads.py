@@ -25,8 +25,16 @@ import msgspec
 import requests
 
 from airflow_provider_b1.hooks.sap_b1.entities import EntitySpec, entity_spec
-from airflow_provider_b1.hooks.sap_b1.errors import SapB1Error
-from airflow_provider_b1.hooks.sap_b1.literals import entity_path, update_stamp_filter
+from airflow_provider_b1.hooks.sap_b1.errors import SapB1Error, SapB1RequestTooLongError
+from airflow_provider_b1.hooks.sap_b1.literals import (
+    MAX_REQUEST_LINE,
+    NEXT_LINK_HEADROOM,
+    any_of_chunks,
+    entity_path,
+    entity_set,
+    request_line_length,
+    update_stamp_filter,
+)
 from airflow_provider_b1.sync.cursors import StampCursor
 from airflow_provider_b1.utils.paging import Page, paginate
 from airflow_provider_b1.utils.prefetch import prefetched
@@ -540,6 +548,7 @@ class SapB1Reads:
         on_first_response: Any = None,
         raw: bool = False,
     ) -> Iterator[list[Any]]:
+        entity_set(entity)
         params: dict[str, Any] = {}
         if filter:
             params["$filter"] = filter
@@ -593,6 +602,7 @@ class SapB1Reads:
         :param filter: OData ``$filter``.
         """
         params = {"$filter": filter} if filter else None
+        entity_set(entity)
         response = self._call("GET", f"{entity}/$count", params=params, what=f"{entity}/$count")
         text = response.content.decode("utf-8-sig").strip()
         try:
@@ -600,6 +610,94 @@ class SapB1Reads:
         except ValueError:
             document = json.loads(text)
             return int(document["value"] if isinstance(document, dict) else document)
+
+    # -- lookups by many values ---------------------------------------------------------------
+
+    def _lookup_room(self, entity: str, select: list[str] | str | None) -> int:
+        """Bytes a lookup's encoded ``$filter`` may take: the request line's limit, minus the rest of
+        the line (method, path, other options, protocol) and room for the server's next links."""
+        params: dict[str, Any] = {"$filter": ""}
+        if select:
+            params["$select"] = select if isinstance(select, str) else ",".join(select)
+        rest = request_line_length("GET", self._url(entity_set(entity), params))
+        return MAX_REQUEST_LINE - NEXT_LINK_HEADROOM - rest
+
+    def too_long_to_look_up(
+        self,
+        entity: str,
+        field_name: str,
+        values: Iterable[Any],
+        *,
+        select: list[str] | str | None = None,
+    ) -> list[Any]:
+        """The values that cannot be looked up at all: ``field eq <value>`` alone makes a URL too long.
+
+        The web server in front of the Service Layer refuses request lines over
+        :data:`~airflow_provider_b1.hooks.sap_b1.literals.MAX_REQUEST_LINE` bytes; a value of a few
+        hundred characters of CJK text (9 bytes each once percent-encoded) is enough.
+
+        :param entity: entity set.
+        :param field_name: the property compared.
+        :param values: the values.
+        :param select: the ``$select`` the lookup would send.
+        """
+        return any_of_chunks(field_name, values, room=self._lookup_room(entity, select))[1]
+
+    def iter_any_of(
+        self,
+        entity: str,
+        field_name: str,
+        values: Iterable[Any],
+        *,
+        select: list[str] | str | None = None,
+        max_values: int | None = None,
+        page_size: int | None = None,
+        prefetch: bool | None = None,
+        raw: bool = False,
+    ) -> Iterator[list[Any]]:
+        """Pages of the records whose ``field_name`` equals any of ``values``, in as few GETs as fit.
+
+        ``field eq a or field eq b ...`` is split by the bytes each request line takes once
+        percent-encoded (method, path, query and protocol), never more than the Service Layer's
+        web server accepts, not by a count of values: 20 values of 100 CJK characters would make
+        an 18 KB URL, 20 short codes a few hundred bytes.
+
+        :param entity: entity set.
+        :param field_name: the property compared.
+        :param values: the values (repeats are looked up once).
+        :param select: properties to return.
+        :param max_values: at most this many values per request as well (keeps each answer short).
+        :param page_size: records per page.
+        :param prefetch: fetch one page ahead (default: the hook's ``prefetch``).
+        :param raw: pages of records as ``bytes``, as in :meth:`iter_pages`.
+        :raises SapB1RequestTooLongError: at once, before anything is sent, when a value alone
+            makes the request line too long (:meth:`too_long_to_look_up` finds them beforehand).
+        """
+        distinct = list(dict.fromkeys(values))
+        chunks, too_long = any_of_chunks(
+            field_name, distinct, room=self._lookup_room(entity, select), max_values=max_values
+        )
+        if too_long:
+            raise SapB1RequestTooLongError(
+                f"Cannot look {entity} up by {field_name}: {len(too_long)} of the values are too long to look "
+                f"up, since '{field_name} eq <value>' alone makes a request line over the {MAX_REQUEST_LINE:,} "
+                "bytes the Service Layer's web server accepts; leave them out (too_long_to_look_up finds them)."
+            )
+        return self._any_of_pages(entity, chunks, select, page_size, prefetch, raw)
+
+    def _any_of_pages(
+        self,
+        entity: str,
+        chunks: list[tuple[list[Any], str]],
+        select: list[str] | str | None,
+        page_size: int | None,
+        prefetch: bool | None,
+        raw: bool,
+    ) -> Iterator[list[Any]]:
+        for _, filter_ in chunks:
+            yield from self.iter_pages(
+                entity, filter=filter_, select=select, page_size=page_size, prefetch=prefetch, raw=raw
+            )
 
     def read_incremental(
         self,

@@ -25,7 +25,7 @@ from airflow_provider_b1.hooks.sap_b1.errors import (
     SapB1Error,
     SapB1NotFoundError,
 )
-from airflow_provider_b1.hooks.sap_b1.literals import entity_path, odata_any_of, odata_eq
+from airflow_provider_b1.hooks.sap_b1.literals import MAX_REQUEST_LINE, entity_path, entity_set, odata_eq
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 20
-"""Dedupe values per ``$filter`` lookup: ``f eq 'a' or f eq 'b' ...`` keeps URLs well under 2 KB."""
+"""Records per ``$batch`` of :meth:`SapB1Hook.create_many`, and at most as many dedupe values per
+``$filter`` lookup (``f eq 'a' or f eq 'b' ...``): each lookup is split further by the bytes its
+request line takes (:meth:`SapB1Hook.iter_any_of`), so long values never make a URL too long."""
 
 
 @dataclass
@@ -73,6 +75,8 @@ class SapB1Writes:
     _call: Callable[..., requests.Response]
     _json: Callable[[requests.Response], Any]
     iter_pages: Callable[..., Iterator[list[Any]]]
+    iter_any_of: Callable[..., Iterator[list[Any]]]
+    too_long_to_look_up: Callable[..., list[Any]]
     get: Callable[..., dict[str, Any]]
 
     def _record_from_write(self, response: requests.Response) -> dict[str, Any]:
@@ -108,6 +112,7 @@ class SapB1Writes:
         :param dedupe_field: a field whose value identifies the record (``NumAtCard``, ``U_*``).
         :raises SapB1AmbiguousWriteError: outcome unknown and no way to check.
         """
+        entity_set(entity)
         if dedupe_field is None:
             try:
                 return self._record_from_write(self._call("POST", entity, json_body=payload))
@@ -237,23 +242,29 @@ class SapB1Writes:
     def existing_values(
         self, entity: str, field_name: str, values: Iterable[Any], *, chunk_size: int = LOOKUP_CHUNK
     ) -> dict[Any, dict[str, Any]]:
-        """Which of ``values`` already exist in ``field_name``: one filtered GET per chunk.
+        """Which of ``values`` already exist in ``field_name``: filtered GETs, as few as the URL allows.
+
+        The values are split by the bytes each request line takes once percent-encoded (see
+        :meth:`SapB1Hook.iter_any_of`), and at most ``chunk_size`` go in one request.
 
         :param entity: entity set.
         :param field_name: the dedupe field.
         :param values: values to look for.
-        :param chunk_size: values per request (keeps URLs short).
+        :param chunk_size: at most this many values per request (keeps each answer to one page).
         :return: ``{value: record}`` with the key and ``field_name`` of each record found.
+        :raises SapB1RequestTooLongError: before anything is sent, when a value alone is too long
+            to look up in a URL (:meth:`SapB1Hook.too_long_to_look_up` finds them beforehand): it
+            must not be taken for absent.
         """
         distinct = list(dict.fromkeys(v for v in values if v not in (None, "")))
         spec = ENTITIES.get(entity)
         select = [spec.key, field_name] if spec and spec.key != field_name else [field_name]
         found: dict[Any, dict[str, Any]] = {}
-        for start in range(0, len(distinct), chunk_size):
-            chunk = distinct[start : start + chunk_size]
-            for page in self.iter_pages(entity, filter=odata_any_of(field_name, chunk), select=select):
-                for record in page:
-                    found.setdefault(record.get(field_name), record)
+        if not distinct:
+            return found
+        for page in self.iter_any_of(entity, field_name, distinct, select=select, max_values=chunk_size):
+            for record in page:
+                found.setdefault(record.get(field_name), record)
         return found
 
     def create_many(
@@ -281,11 +292,28 @@ class SapB1Writes:
         results = [CreateResult(index=i, dedupe_value=p.get(dedupe_field)) for i, p in enumerate(payloads)]
         first_seen: dict[Any, int] = {}
         todo: list[int] = []
+        spec = ENTITIES.get(entity)
+        select = [spec.key, dedupe_field] if spec and spec.key != dedupe_field else [dedupe_field]
+        unsearchable = self.too_long_to_look_up(
+            entity,
+            dedupe_field,
+            dict.fromkeys(r.dedupe_value for r in results if r.dedupe_value not in (None, "")),
+            select=select,
+        )
         for result in results:
             value = result.dedupe_value
             if value in (None, ""):
                 result.outcome = "failed"
                 result.error = f"The record has no value for its dedupe field {dedupe_field}."
+            elif value in unsearchable:
+                # Without a lookup, a create could not be checked for an earlier copy: not sent.
+                result.outcome = "failed"
+                result.error = (
+                    f"Its {dedupe_field} is too long to look up in a URL (the web server in front of the "
+                    f"Service Layer accepts request lines of at most {MAX_REQUEST_LINE:,} bytes, and each "
+                    "non-ASCII character takes up to 12 once percent-encoded), so SAP cannot be asked "
+                    "whether it exists already; it was not sent. Shorten the value."
+                )
             elif value in first_seen:
                 result.outcome = "skipped"
                 result.error = f"Same {dedupe_field} as input #{first_seen[value]}."

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from airflow_provider_b1.hooks.sap_b1 import BatchRequest
+import pytest
+
+from airflow_provider_b1.hooks.sap_b1 import BatchRequest, entity_path
 from airflow_provider_b1.hooks.sap_b1.batch import (
     NOT_EXECUTED,
     build_batch,
@@ -100,3 +102,24 @@ def test_failed_changeset_answers_once_for_all_its_requests():
     )
     results = parse_batch_reply(reply, 'multipart/mixed; boundary="b"', reqs, units)
     assert all(r.rolled_back and r.code == -10 and r.message == "bad" for r in results)
+
+
+def test_batch_sub_request_paths_are_percent_encoded_so_a_key_cannot_break_the_request_line():
+    reqs = [
+        BatchRequest("PATCH", "BusinessPartners('a b\r\nDELETE /b1s/v2/Invoices(5)')", {"Notes": "x"}),
+        BatchRequest("GET", entity_path("BusinessPartners", "/../Invoices(5)/x")),
+        BatchRequest("GET", "Orders?$select=DocEntry&$filter=NumAtCard eq 'a b'"),
+    ]
+    body, _, _ = build_batch(reqs, service_path="/b1s/v2/", boundary="batch_T")
+    lines = body.decode().split("\r\n")
+    assert "PATCH /b1s/v2/BusinessPartners('a%20b%0D%0ADELETE%20/b1s/v2/Invoices(5)') HTTP/1.1" in lines
+    assert "GET /b1s/v2/BusinessPartners('%2F..%2FInvoices%285%29%2Fx') HTTP/1.1" in lines
+    assert "GET /b1s/v2/Orders?$select=DocEntry&$filter=NumAtCard%20eq%20'a%20b' HTTP/1.1" in lines
+    assert not any(line.startswith("DELETE") for line in lines)
+
+
+def test_a_line_break_in_a_batch_header_is_refused():
+    with pytest.raises(ValueError, match="line break"):
+        build_batch(
+            [BatchRequest("PATCH", "Orders(1)", {}, headers={"If-Match": 'W/"a"\r\nX: y'})], service_path="/"
+        )
