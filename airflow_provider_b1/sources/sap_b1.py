@@ -17,11 +17,12 @@ from typing import Any
 
 import msgspec
 
-from airflow_provider_b1.hooks.sap_b1 import SapB1Hook, SapCursor, entity_spec, odata_any_of
+from airflow_provider_b1.hooks.sap_b1 import SapB1Hook, SapCursor, entity_spec
 from airflow_provider_b1.sync.engine import Page, Source
 from airflow_provider_b1.sync.flows import Stream
 
-#: Keys per ``$filter`` when records are re-read by key (replay): keeps URLs short.
+#: At most this many keys per ``$filter`` when records are re-read by key (replay); fewer when
+#: the keys are long (see :meth:`SapB1Hook.iter_any_of`).
 KEYS_PER_REQUEST = 20
 
 
@@ -81,14 +82,16 @@ class SapB1Source(Source):
                     continue  # no such record can exist: it ends as "not found"
             else:
                 values.append(key)
-        for start in range(0, len(values), KEYS_PER_REQUEST):
-            for records in self.hook.iter_pages(
-                stream.name,
-                filter=odata_any_of(spec.key, values[start : start + KEYS_PER_REQUEST]),
-                select=self.select.get(stream.name),
-                raw=self.encoded,
-            ):
-                yield Page(records)
+        # Split by the bytes of each request line as well, so long keys never make a URL too long.
+        for records in self.hook.iter_any_of(
+            stream.name,
+            spec.key,
+            values,
+            select=self.select.get(stream.name),
+            max_values=KEYS_PER_REQUEST,
+            raw=self.encoded,
+        ):
+            yield Page(records)
 
     def key_of(self, stream: Stream, record: Any) -> Any:
         key = entity_spec(stream.name).key
