@@ -31,10 +31,14 @@ if TYPE_CHECKING:
 
 
 def fail_without_retry(exc: PermanentError) -> BaseException:
-    """The exception that fails a task at once, whatever its retries, saying why."""
+    """The exception that fails a task at once, whatever its retries, saying why (unless the
+    message already says why it is not retried, as a refused SAP login's does)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    return AirflowFailException(f"{exc} (Not retried: retrying cannot fix this.)")
+    message = str(exc)
+    if "Not retried" in message:
+        return AirflowFailException(message)
+    return AirflowFailException(f"{message} (Not retried: retrying cannot fix this.)")
 
 
 class PermanentFailures:

@@ -51,7 +51,9 @@ def test_bad_invoices_are_named_the_rest_loads_reconcile_fails_and_a_replay_afte
     out = capsys.readouterr().out
     assert "The warehouse differs from SAP for 1 of 11 entities" in out
     assert f"Invoices (all records): SAP {INVOICES} records, warehouse {INVOICES - 2}" in out
-    assert "missing in the warehouse: 12, 13" in out
+    assert "2 recorded as failed" in out
+    assert "12: recorded as failed: DocTotal is null" in out
+    assert "13: recorded as failed: DocDate" in out
     assert flow.differences().keys() == {"Invoices"}
 
     # fix the cause in SAP, then replay the failed records through the flow's own write path

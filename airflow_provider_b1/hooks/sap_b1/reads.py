@@ -37,6 +37,7 @@ from airflow_provider_b1.hooks.sap_b1.literals import (
 )
 from airflow_provider_b1.sync.cursors import StampCursor
 from airflow_provider_b1.utils.paging import Page, paginate
+from airflow_provider_b1.utils.params import parse_datetime
 from airflow_provider_b1.utils.prefetch import prefetched
 
 if TYPE_CHECKING:
@@ -182,8 +183,20 @@ class SapCursor(StampCursor):
         return " ".join(self.stamp) + " server time" + seen
 
 
-decode_json = msgspec.json.Decoder().decode
-"""Decode a whole JSON document (msgspec: about twice as fast as ``json.loads`` on wide pages)."""
+_decode_fast = msgspec.json.Decoder().decode
+_decode_wide = msgspec.json.Decoder(float_hook=float).decode
+
+
+def decode_json(data: bytes | str) -> Any:
+    """Decode a whole JSON document (msgspec: about twice as fast as ``json.loads`` on wide pages).
+
+    A number beyond a double (``1e309``) becomes ``inf``, as :func:`json.loads` reads it, instead
+    of failing the whole page: whoever maps the record fails that one record.
+    """
+    try:
+        return _decode_fast(data)
+    except msgspec.ValidationError:
+        return _decode_wide(data)
 
 
 class _PageFrame(msgspec.Struct):
@@ -306,7 +319,8 @@ class IncrementalRead:
     :param hook: the hook that reads.
     :param entity: entity set declared in :data:`~airflow_provider_b1.hooks.sap_b1.entities.ENTITIES`.
     :param cursor: where the last read stopped; ``None`` reads everything.
-    :param until: exclusive end (aware datetime).
+    :param until: exclusive end: an aware datetime, or RFC 3339 text with its offset or a plain
+        date (:func:`~airflow_provider_b1.utils.params.parse_datetime`); a naive datetime is refused.
     :param select: properties to return; the key and update stamp are added.
     :param extra_filter: further ``$filter`` clause, and-ed.
     :param page_size: records per page.
@@ -332,7 +346,9 @@ class IncrementalRead:
         self.spec = entity_spec(entity)
         self.start = cursor
         self.cursor = cursor
-        self.until = until
+        # Strict: a string (RFC 3339 with its offset, or a plain date) or an aware datetime; a
+        # naive one is refused rather than taken as this machine's local time.
+        self.until = parse_datetime(until, name="until")
         self.read = 0
         self.new = 0
         self.done = False
@@ -721,7 +737,8 @@ class SapB1Reads:
         :param entity: entity set declared in
             :data:`~airflow_provider_b1.hooks.sap_b1.entities.ENTITIES`.
         :param cursor: where the last read stopped.
-        :param until: exclusive end (aware datetime), e.g. a data interval end.
+        :param until: exclusive end, e.g. a data interval end: an aware datetime, or RFC 3339 text
+            with its offset or a plain date; a naive datetime is refused (:class:`ParamError`).
         :param select: properties to return; the key and update stamp are added.
         :param extra_filter: further ``$filter`` clause, and-ed.
         :param page_size: records per page.

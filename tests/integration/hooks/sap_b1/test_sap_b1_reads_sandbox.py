@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 
@@ -10,6 +11,7 @@ import pytest
 from sap_hook_helpers import FAST_RETRIES, keys_digest, read_all
 
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook, SapCursor
+from airflow_provider_b1.utils.params import ParamError
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -126,3 +128,29 @@ def test_a_plain_read_starts_no_background_thread(sandbox, connect):
     next(prefetching)
     assert _prefetch_threads() == before + 1
     prefetching.close()
+
+
+@pytest.mark.parametrize(
+    ("until", "says"),
+    [
+        ("2024-13-01", "is not a real date"),
+        ("yesterday", "is not a date or date-time"),
+        (dt.datetime(2024, 3, 1), "has no time zone"),
+    ],
+)
+def test_an_incremental_reads_end_is_parsed_strictly_and_a_naive_one_refused(sandbox, connect, until, says):
+    connect()
+    with pytest.raises(ParamError, match="until") as refused:
+        SapB1Hook().read_incremental("Invoices", None, until=until)
+    assert says in str(refused.value)
+
+
+def test_an_incremental_reads_end_may_be_text_or_an_aware_datetime(sandbox, connect):
+    connect()
+    hook = SapB1Hook()
+    as_text = hook.read_incremental("Invoices", None, select=["DocTotal"], until="2000-01-01T00:00:00Z")
+    aware = hook.read_incremental(
+        "Invoices", None, select=["DocTotal"], until=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    )
+    assert as_text.until == aware.until
+    assert sum(len(page) for page in as_text) == 0

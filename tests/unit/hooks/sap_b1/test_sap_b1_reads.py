@@ -256,3 +256,11 @@ def test_a_page_without_records_or_a_link_is_empty_and_last():
         page = ODataNextLinks("https://h/b1s/v2/").read(_reply(body))
         assert page.empty
         assert page.next is None
+
+
+def test_a_number_beyond_a_double_does_not_fail_the_whole_page():
+    from airflow_provider_b1.hooks.sap_b1.reads import decode_json
+
+    assert decode_json(b'{"value": [{"DocTotal": 1e309}, {"DocTotal": 2.5}]}') == {
+        "value": [{"DocTotal": float("inf")}, {"DocTotal": 2.5}]
+    }
