@@ -1,6 +1,7 @@
-"""Failures no retry can fix fail their task at once, whatever its retries: refused SAP credentials
-(a retry would count towards SAP's lock-out) and a reconciliation difference (a retry would
-compare the same data). Transient failures keep their retries (tests/dags/test_faults_dag.py)."""
+"""Failures no retry can fix fail their task at once, whatever its retries: a reconciliation
+difference (a retry would compare the same data). Refused SAP credentials: see
+tests/dags/test_wrong_credentials_dag.py. Transient failures keep their retries
+(tests/dags/test_faults_dag.py)."""
 
 from __future__ import annotations
 
@@ -16,22 +17,6 @@ def _tries(dag_run) -> dict[str, int]:
 
     with create_session() as session:
         return {ti.task_id: ti.try_number for ti in dag_run.get_task_instances(session=session)}
-
-
-def test_refused_sap_credentials_fail_the_task_once_with_a_single_login_attempt(
-    flow, dag_of, set_connection, capsys
-):
-    set_connection("sap_b1_default", flow.sap.connection(password="not-the-password"))
-    before = flow.sap.stats()["failed_logins"]
-    run = dag_of(DAG_ID, retries=3, retry_delay=dt.timedelta(0)).test()
-    states = task_states(run)
-    assert states["load_master"] == "failed"
-    assert {states[t] for t in ("load_sales", "load_purchasing", "load_finance", "reconcile")} == {
-        "upstream_failed"
-    }
-    assert _tries(run)["load_master"] == 1  # no Airflow retry
-    assert flow.sap.stats()["failed_logins"] - before == 1  # and no retry of the login inside it
-    assert "Not retried: retrying cannot fix this" in capsys.readouterr().out
 
 
 def test_a_reconciliation_difference_fails_the_task_once(flow, dag_of):
