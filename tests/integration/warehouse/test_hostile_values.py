@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from wh_records import invoice
+from wh_records import invoice, rows
 
 from airflow_provider_b1.warehouse.entities import ENTITIES
 
@@ -25,17 +25,6 @@ def as_sent(request):
     if request.param == "dict":
         return lambda record: record
     return lambda record: msgspec.json.encode(record) if isinstance(record, dict) else record
-
-
-def _rows(loader, sql: str) -> list[tuple]:
-    if loader.dialect == "postgres":
-        sql = sql.replace("{s}", f"{loader.schema}.")
-        with loader.conn.cursor() as cur:
-            cur.execute(sql)
-            rows = cur.fetchall()
-        loader.conn.rollback()
-        return [tuple(r) for r in rows]
-    return [tuple(r) for r in loader.conn.execute(sql.replace("{s}", "")).fetchall()]
 
 
 def _outcomes(result) -> dict:
@@ -61,10 +50,10 @@ def test_nul_in_a_text_value_is_kept_where_storable_and_fails_its_record_where_n
             "Comments, DocumentLines[1].ItemDescription hold a NUL character (U+0000), which PostgreSQL "
             "cannot store; remove it in SAP, then replay the record",
         )
-        assert _rows(loader, "SELECT doc_entry FROM {s}fact_sales_invoice ORDER BY 1") == [(1,), (3,)]
+        assert rows(loader, "SELECT doc_entry FROM {s}fact_sales_invoice ORDER BY 1") == [(1,), (3,)]
     else:  # SQLite stores text with NUL as it is
         assert outcomes[2] == ("created", None)
-        ((comments, raw),) = _rows(
+        ((comments, raw),) = rows(
             loader, "SELECT comments, raw FROM {s}fact_sales_invoice WHERE doc_entry = 2"
         )
         assert comments == "before\x00after"
@@ -77,7 +66,7 @@ def test_text_holding_a_backslash_u0000_sequence_is_kept_exactly(loader, as_sent
     record["DocumentLines"][0]["ItemDescription"] = text
     result = loader.load_page(INVOICES, [as_sent(record)])
     assert _outcomes(result) == {1: ("created", None)}
-    ((comments, raw),) = _rows(loader, "SELECT comments, raw FROM {s}fact_sales_invoice")
+    ((comments, raw),) = rows(loader, "SELECT comments, raw FROM {s}fact_sales_invoice")
     assert comments == text
     stored = raw if isinstance(raw, dict) else json.loads(raw)
     assert stored["Comments"] == stored["DocumentLines"][0]["ItemDescription"] == text
@@ -105,14 +94,14 @@ def test_text_holding_a_backslash_u0000_sequence_is_kept_exactly(loader, as_sent
 def test_an_amount_the_warehouse_cannot_keep_exactly_fails_its_record(loader, total, reason):
     result = loader.load_page(INVOICES, [_invoice_json(1, total), _invoice_json(2, "12.5")])
     assert _outcomes(result) == {1: ("failed", reason), 2: ("created", None)}
-    assert _rows(loader, "SELECT doc_entry FROM {s}fact_sales_invoice") == [(2,)]
+    assert rows(loader, "SELECT doc_entry FROM {s}fact_sales_invoice") == [(2,)]
 
 
 def test_an_amount_of_19_digits_is_kept_exactly_where_the_database_can(loader):
     result = loader.load_page(INVOICES, [_invoice_json(1, "1234567890123.456789")])
     if loader.dialect == "postgres":
         assert _outcomes(result) == {1: ("created", None)}
-        assert _rows(loader, "SELECT doc_total FROM {s}fact_sales_invoice") == [
+        assert rows(loader, "SELECT doc_total FROM {s}fact_sales_invoice") == [
             (Decimal("1234567890123.456789"),)
         ]
     else:  # a REAL holds about 15 significant digits: SQLite would round it

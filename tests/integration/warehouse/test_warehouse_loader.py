@@ -7,24 +7,13 @@ import tracemalloc
 from decimal import Decimal
 
 import pytest
-from wh_records import invoice, partner
+from wh_records import invoice, partner, rows
 
 from airflow_provider_b1.warehouse.entities import ENTITIES
 from airflow_provider_b1.warehouse.loader import StampWindow
 
 INVOICES = ENTITIES["Invoices"]
 PARTNERS = ENTITIES["BusinessPartners"]
-
-
-def _rows(loader, sql: str) -> list[tuple]:
-    if loader.dialect == "postgres":
-        sql = sql.replace("{s}", f"{loader.schema}.")
-        with loader.conn.cursor() as cur:
-            cur.execute(sql)
-            rows = cur.fetchall()
-        loader.conn.rollback()
-        return [tuple(r) for r in rows]
-    return [tuple(r) for r in loader.conn.execute(sql.replace("{s}", "")).fetchall()]
 
 
 def _actions(result) -> dict:
@@ -49,8 +38,8 @@ def test_records_are_created_then_unchanged_then_updated(loader):
         8: "updated",
         11: "created",
     }
-    assert _rows(loader, "SELECT comments FROM {s}fact_sales_invoice WHERE doc_entry = 4") == [("corrected",)]
-    assert _rows(loader, "SELECT doc_entry FROM {s}fact_sales_invoice WHERE is_cancelled") in ([(8,)],)
+    assert rows(loader, "SELECT comments FROM {s}fact_sales_invoice WHERE doc_entry = 4") == [("corrected",)]
+    assert rows(loader, "SELECT doc_entry FROM {s}fact_sales_invoice WHERE is_cancelled") in ([(8,)],)
     count, total = loader.stats(INVOICES)
     assert count == 11
     assert total == sum(Decimal(repr(invoice(n)["DocTotal"])) for n in range(1, 12))
@@ -61,20 +50,20 @@ def test_lines_of_an_updated_document_are_replaced(loader):
     shorter = invoice(1, lines=2)
     shorter["DocumentLines"][1]["Quantity"] = 99
     assert _actions(loader.load_page(INVOICES, [shorter])) == {1: "updated"}
-    lines = _rows(
+    lines = rows(
         loader, "SELECT line_num, quantity FROM {s}fact_sales_invoice_line WHERE doc_entry = 1 ORDER BY 1"
     )
     assert [(n, float(q)) for n, q in lines] == [
         (0, float(shorter["DocumentLines"][0]["Quantity"])),
         (1, 99.0),
     ]
-    assert _rows(loader, "SELECT count(*) FROM {s}fact_sales_invoice_line WHERE doc_entry = 2") == [(3,)]
+    assert rows(loader, "SELECT count(*) FROM {s}fact_sales_invoice_line WHERE doc_entry = 2") == [(3,)]
 
 
 def test_raw_record_and_mapped_columns_are_kept(loader):
     record = invoice(7, U_Region="North")
     loader.load_page(INVOICES, [record])
-    (row,) = _rows(
+    (row,) = rows(
         loader,
         "SELECT doc_date, card_name, comments, external_id, raw FROM {s}fact_sales_invoice WHERE doc_entry = 7",
     )
@@ -83,7 +72,7 @@ def test_raw_record_and_mapped_columns_are_kept(loader):
     raw = row[4] if isinstance(row[4], dict) else __import__("json").loads(row[4])
     assert raw["U_Region"] == "North"
     assert raw["DocumentLines"][0]["ItemDescription"].endswith("\twith a tab")
-    (line,) = _rows(
+    (line,) = rows(
         loader,
         "SELECT item_description, doc_date, card_code FROM {s}fact_sales_invoice_line WHERE doc_entry = 7 AND line_num = 0",
     )
@@ -116,7 +105,7 @@ def test_documents_with_an_unknown_partner_load_and_infer_it(loader):
     result = loader.load_page(INVOICES, [invoice(1, card_code="CNEW1"), invoice(2, card_code="CNEW1")])
     assert result.counts["created"] == 2
     assert result.inferred_partners == 1
-    assert _rows(loader, "SELECT card_code, is_inferred FROM {s}dim_business_partner") in (
+    assert rows(loader, "SELECT card_code, is_inferred FROM {s}dim_business_partner") in (
         [("CNEW1", True)],
         [("CNEW1", 1)],
     )
@@ -125,7 +114,7 @@ def test_documents_with_an_unknown_partner_load_and_infer_it(loader):
 
     real = loader.load_page(PARTNERS, [partner("CNEW1")])
     assert _actions(real) == {"CNEW1": "created"}
-    assert _rows(loader, "SELECT card_name, is_inferred FROM {s}dim_business_partner") in (
+    assert rows(loader, "SELECT card_name, is_inferred FROM {s}dim_business_partner") in (
         [("Partner CNEW1", False)],
         [("Partner CNEW1", 0)],
     )
@@ -137,7 +126,7 @@ def test_a_record_repeated_in_a_page_is_loaded_once(loader):
     newer = invoice(1, Comments="newer")
     result = loader.load_page(INVOICES, [invoice(1), invoice(2), newer])
     assert [(o.key, o.action) for o in result.outcomes] == [(1, "skipped"), (2, "created"), (1, "created")]
-    assert _rows(loader, "SELECT comments FROM {s}fact_sales_invoice WHERE doc_entry = 1") == [("newer",)]
+    assert rows(loader, "SELECT comments FROM {s}fact_sales_invoice WHERE doc_entry = 1") == [("newer",)]
 
 
 def test_duplicate_line_numbers_fail_the_document_only(loader):
@@ -162,7 +151,7 @@ def test_postgres_refusing_one_record_fails_only_that_record(postgres_loader):
     assert "refused by the warehouse" in result.outcomes[1].error
     assert "small_doc_num" in result.outcomes[1].error
     assert postgres_loader.stats(INVOICES)[0] == 2
-    assert _rows(postgres_loader, "SELECT count(*) FROM {s}fact_sales_invoice_line") == [(10,)]
+    assert rows(postgres_loader, "SELECT count(*) FROM {s}fact_sales_invoice_line") == [(10,)]
 
 
 def test_window_statistics_follow_the_update_stamp(loader):
@@ -238,7 +227,7 @@ def test_other_entities_load_with_their_children(loader, entity):
     assert loader.stats(spec)[0] == len(records)
     for child in spec.children:
         expected = sum(len(r[child.collection]) for r in records)
-        assert _rows(loader, f"SELECT count(*) FROM {{s}}{child.table}") == [(expected,)]
+        assert rows(loader, f"SELECT count(*) FROM {{s}}{child.table}") == [(expected,)]
     assert set(_actions(loader.load_page(spec, records)).values()) == {"unchanged"}
 
 

@@ -18,6 +18,18 @@ _WIDE = {f"U_Field{i:02d}": None for i in range(12)} | {
 }
 
 
+def rows(loader, sql: str) -> list[tuple]:
+    """Rows of a query on a loader's warehouse; ``{s}`` is the schema prefix (none on SQLite)."""
+    if loader.dialect == "postgres":
+        sql = sql.replace("{s}", f"{loader.schema}.")
+        with loader.conn.cursor() as cur:
+            cur.execute(sql)
+            found = cur.fetchall()
+        loader.conn.rollback()
+        return [tuple(r) for r in found]
+    return [tuple(r) for r in loader.conn.execute(sql.replace("{s}", "")).fetchall()]
+
+
 def postgres_connection(pg: dict):
     """A psycopg connection to the test session's database (``pg_database`` fixture value)."""
     import psycopg

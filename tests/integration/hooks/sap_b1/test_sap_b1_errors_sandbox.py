@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sap_hook_helpers import FAST_RETRIES, USER, order_payloads
+from sap_hook_helpers import FAST_RETRIES, USER
 
 from airflow_provider_b1.hooks.sap_b1 import (
     SapB1BusinessError,
@@ -47,19 +47,6 @@ def test_a_patch_whose_connection_broke_is_reported_as_a_patch(sandbox, connect)
         hook.update("BusinessPartners", code, {"Notes": "x"})
     assert f"during PATCH BusinessPartners('{code}')" in str(broke.value)
     assert "GET" not in str(broke.value)
-
-
-def test_a_record_refused_inside_a_batch_is_reported_with_its_verb(sandbox, connect):
-    connect()
-    hook = SapB1Hook(retry_policy=FAST_RETRIES)
-    payloads = order_payloads(hook, 2, "VERB")
-    payloads[1]["CardCode"] = "NO-SUCH-PARTNER"
-    results = hook.create_many("Orders", payloads, dedupe_field="NumAtCard")
-    assert [r.outcome for r in results] == ["created", "failed"]
-    assert results[1].error.startswith("SAP refused POST Orders in $batch (HTTP 400")
-
-
-# -- a refused login is tried once (issue 8, defect 12) --------------------------------------------------
 
 
 def test_a_refused_login_is_attempted_once_whatever_the_retry_policy(sandbox, connect):
