@@ -1,6 +1,8 @@
 """Every benchmark in turn, with modest defaults: ``python -m benchmarks`` (or ``./run bench``).
 
 * :mod:`benchmarks.sap_read`: reading 10,000 invoices, hook against bare loops (about 1 minute).
+* :mod:`benchmarks.warehouse_mapping`: CPU per invoice of the warehouse's mapper against decode +
+  hash of the same bytes (seconds, no server).
 * :mod:`benchmarks.warehouse_load`: 100,000 invoices with their lines into PostgreSQL, the
   warehouse flow against a plain baseline and the sandbox's bare serving rate (about 4 minutes).
 
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 import time
 
-from benchmarks import sap_read, warehouse_load
+from benchmarks import sap_read, warehouse_load, warehouse_mapping
 
 BENCHMARKS = (
     ("sap_read", sap_read.main, ["--invoices", "10000", "--repeats", "2"]),
+    ("warehouse_mapping", warehouse_mapping.main, []),
     ("warehouse_load", warehouse_load.main, ["--invoices", "100000", "--baseline-invoices", "5000"]),
 )
 
