@@ -1,0 +1,106 @@
+"""Which SAP business partner is which ServiceTitan customer: the mapping table.
+
+Kept in the audit trail's database (PostgreSQL or SQLite), one row per ServiceTitan customer:
+its ``CardCode``, how it was linked (``created`` by the flow, ``link_field`` found in SAP,
+``seed`` from a CSV, ``merged`` into another customer) and, for a merged customer, the customer it
+was merged into. A merged customer's invoices and payments go to the surviving customer's
+partner: merging never creates a second partner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airflow_provider_b1.utils.migrations import Migration, MigrationSet
+from airflow_provider_b1.utils.sql import Database, dialect_of, mark_of, query, transaction
+
+TABLE = "st_customer_map"
+
+MIGRATIONS = MigrationSet(
+    "servicetitan_customers",
+    "st_customer_map_version",
+    (
+        Migration(
+            1,
+            "ServiceTitan customer -> SAP CardCode",
+            (
+                f"""CREATE TABLE IF NOT EXISTS {{s}}{TABLE} (
+                tenant {{text}} NOT NULL,
+                customer_id {{text}} NOT NULL,
+                card_code {{text}} NOT NULL,
+                linked_by {{text}} NOT NULL,
+                merged_into {{text}},
+                updated_at {{ts}} NOT NULL,
+                PRIMARY KEY (tenant, customer_id)
+            )""",
+                f"CREATE INDEX IF NOT EXISTS {TABLE}_card_code ON {{s}}{TABLE} (tenant, card_code)",
+            ),
+        ),
+    ),
+)
+
+
+class CustomerMap:
+    """The mapping table of one ServiceTitan tenant.
+
+    :param database: the audit trail's database.
+    :param schema: its PostgreSQL schema (ignored by SQLite).
+    :param tenant: the ServiceTitan tenant id.
+    """
+
+    def __init__(self, database: Database, schema: str | None, tenant: str) -> None:
+        self.database = database
+        self.schema = schema if database.dialect == "postgres" else None
+        self.tenant = str(tenant)
+        self._conn: Any = None
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.{TABLE}" if self.schema else TABLE
+
+    def connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self.database.connect()
+            MIGRATIONS.apply(self._conn, self.schema)
+        return self._conn
+
+    def get(self, customer_ids: Iterable[Any]) -> dict[str, tuple[str, str | None]]:
+        """``{customer id: (CardCode, merged into)}`` of the customers mapped already."""
+        ids = list(dict.fromkeys(str(i) for i in customer_ids))
+        found: dict[str, tuple[str, str | None]] = {}
+        conn = self.connection()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join(["{p}"] * len(chunk))
+            for customer_id, card_code, merged in query(
+                conn,
+                f"SELECT customer_id, card_code, merged_into FROM {self.table} "
+                f"WHERE tenant = {{p}} AND customer_id IN ({marks})",
+                [self.tenant, *chunk],
+            ):
+                found[customer_id] = (card_code, merged)
+        return found
+
+    def put(self, links: Mapping[Any, tuple[str, str, str | None]]) -> None:
+        """Record ``{customer id: (CardCode, linked_by, merged_into)}``, replacing earlier links."""
+        if not links:
+            return
+        conn = self.connection()
+        mark = mark_of(conn)
+        now = "now()" if dialect_of(conn) == "postgres" else "CURRENT_TIMESTAMP"
+        sql = (
+            f"INSERT INTO {self.table} (tenant, customer_id, card_code, linked_by, merged_into, updated_at) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {now}) ON CONFLICT (tenant, customer_id) DO UPDATE SET "
+            "card_code = excluded.card_code, linked_by = excluded.linked_by, merged_into = excluded.merged_into, "
+            "updated_at = excluded.updated_at"
+        )
+        with transaction(conn) as cursor:
+            cursor.executemany(
+                sql, [(self.tenant, str(k), code, how, merged) for k, (code, how, merged) in links.items()]
+            )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
