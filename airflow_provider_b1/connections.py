@@ -91,7 +91,70 @@ LOOKER: dict[str, Any] = {
     },
 }
 
-CONNECTION_TYPES: list[dict[str, Any]] = [SAP_B1, LOOKER]
+SERVICETITAN: dict[str, Any] = {
+    "hook-class-name": "airflow_provider_b1.hooks.servicetitan.ServiceTitanHook",
+    "hook-name": "ServiceTitan",
+    "connection-type": "servicetitan",
+    "ui-field-behaviour": {
+        # The URLs follow from the environment; the port stays hidden like SAP's (see AIRFLOW.md).
+        "hidden-fields": ["host", "port", "schema", "extra"],
+        "relabeling": {"login": "Client ID", "password": "Client secret"},
+        "placeholders": {"login": "cid.xxxxxxxxxxxxxxxxxxxxxxxxx"},
+    },
+    "conn-fields": {
+        "environment": {
+            "label": "Environment",
+            "description": "production (auth.servicetitan.io, api.servicetitan.io) or integration (the -integration hosts).",
+            "schema": {
+                "type": ["string", "null"],
+                "enum": ["production", "integration", None],
+                "default": "production",
+            },
+        },
+        "tenant_id": {
+            "label": "Tenant ID",
+            "description": "The tenant's id (Settings > Integrations > API Application Access).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "app_key": {
+            "label": "App key",
+            "description": "The application key, sent as ST-App-Key on every call.",
+            "schema": {"type": ["string", "null"], "format": "password"},
+        },
+        "api_url": {
+            "label": "API URL override",
+            "description": "Only for a sandbox or a proxy: replaces the environment's API root.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "auth_url": {
+            "label": "Auth URL override",
+            "description": "Only for a sandbox or a proxy: replaces the environment's auth root (/connect/token is added).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "verify_tls": {
+            "label": "Verify TLS certificate",
+            "description": "On by default.",
+            "schema": {"type": ["boolean", "null"], "default": True},
+        },
+        "ca_bundle": {
+            "label": "CA bundle path",
+            "description": "PEM file on the workers that signs the server's certificate (a sandbox or a TLS-inspecting proxy).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "rate_limit": {
+            "label": "Rate limit (calls/s)",
+            "description": "Calls per second for this application and tenant, shared by every task (default 60, ServiceTitan's limit).",
+            "schema": {"type": ["integer", "null"], "minimum": 1, "default": 60},
+        },
+        "redis_url": {
+            "label": "Redis URL for the shared rate limit",
+            "description": "redis://[:password@]host:6379/0: share the rate limit across workers. Empty: shared by the tasks of each worker only.",
+            "schema": {"type": ["string", "null"], "format": "password"},
+        },
+    },
+}
+
+CONNECTION_TYPES: list[dict[str, Any]] = [SAP_B1, LOOKER, SERVICETITAN]
 
 
 def ui_field_behaviour(declaration: dict[str, Any]) -> dict[str, Any]:

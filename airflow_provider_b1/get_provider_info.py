@@ -22,10 +22,18 @@ def get_provider_info() -> dict:
                 "integration-name": "Looker",
                 "external-doc-url": "https://cloud.google.com/looker/docs/api-intro",
             },
+            {
+                "integration-name": "ServiceTitan",
+                "external-doc-url": "https://developer.servicetitan.io/docs/",
+            },
         ],
         "hooks": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_b1.hooks.sap_b1"]},
             {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.hooks.looker"]},
+            {
+                "integration-name": "ServiceTitan",
+                "python-modules": ["airflow_provider_b1.hooks.servicetitan"],
+            },
         ],
         "operators": [
             {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.operators.looker"]},

@@ -1,0 +1,287 @@
+"""ServiceTitan's failures as typed errors, each one sentence naming the cause and the fix.
+
+ServiceTitan answers errors as RFC 7807 problem+json (``{type, title, status, traceId,
+errors}``); its token endpoint answers OAuth errors (``{"error": "invalid_client"}``). Both are
+read here, once. The ``traceId`` is kept on the error (ServiceTitan support asks for it); no
+token, secret or app key is ever part of a message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import requests
+
+from airflow_provider_b1.exceptions import B1ProviderError, PermanentError, RetryableError
+from airflow_provider_b1.utils.retry import parse_retry_after
+from airflow_provider_b1.utils.tls import is_certificate_rejection, is_transport_drop
+
+_SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*seconds?\b", re.IGNORECASE)
+_RETRYABLE = frozenset({500, 502, 503, 504})
+
+
+class ServiceTitanError(B1ProviderError):
+    """A failure talking to ServiceTitan.
+
+    :param message: one sentence naming the cause and the fix.
+    :param status: HTTP status of the answer, when there was one.
+    :param title: ServiceTitan's own ``title`` (problem+json) or OAuth ``error``.
+    :param trace_id: ServiceTitan's ``traceId``, for its support.
+    :param retry_after: seconds ServiceTitan asked us to wait (429), when it said so.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        trace_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.trace_id = trace_id
+        self.retry_after = retry_after
+
+
+class ServiceTitanAuthError(ServiceTitanError, PermanentError):
+    """The token endpoint refused the client id / secret (or the token kept being refused)."""
+
+
+class ServiceTitanAppKeyError(ServiceTitanError, PermanentError):
+    """The API refused the application key (``ST-App-Key``)."""
+
+
+class ServiceTitanTenantError(ServiceTitanError, PermanentError):
+    """The tenant id is unknown, or the tenant has not connected this application."""
+
+
+class ServiceTitanPermissionError(ServiceTitanError, PermanentError):
+    """The application may not read or write this resource (HTTP 403): a missing API scope."""
+
+
+class ServiceTitanNotFoundError(ServiceTitanError):
+    """ServiceTitan answered 404 for an existing tenant: no such record or endpoint."""
+
+
+class ServiceTitanBadRequestError(ServiceTitanError, PermanentError):
+    """ServiceTitan rejected the request's parameters or body (400/422)."""
+
+    def __init__(self, message: str, *, errors: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.errors = errors or {}
+
+
+class ServiceTitanRateLimitedError(ServiceTitanError, RetryableError):
+    """ServiceTitan answered 429; ``retry_after`` holds the wait it asked for."""
+
+
+class ServiceTitanServerError(ServiceTitanError, RetryableError):
+    """ServiceTitan answered 5xx."""
+
+
+class ServiceTitanUnreachableError(ServiceTitanError, RetryableError):
+    """No answer (DNS, refused or reset connection, timeout)."""
+
+
+class ServiceTitanTLSError(ServiceTitanError, PermanentError):
+    """The server's certificate could not be verified."""
+
+
+class ServiceTitanPagingError(ServiceTitanError, PermanentError):
+    """ServiceTitan's paging would never end (the same continuation twice, endless empty pages)."""
+
+
+def problem(response: requests.Response) -> dict[str, Any]:
+    """The problem+json (or OAuth error) body of a failed answer, ``{}`` when there is none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def retry_after_of(response: requests.Response, body: dict[str, Any] | None = None) -> float | None:
+    """Seconds a 429 asks for: ``Retry-After``, else the "… N seconds." of the problem's title or detail.
+
+    The longer of the two when both are given: waiting less than either would be refused again.
+    """
+    header = parse_retry_after(response.headers.get("Retry-After"))
+    body = problem(response) if body is None else body
+    said = None
+    for field in ("title", "detail"):
+        text = _text(body.get(field))
+        match = _SECONDS.search(text) if text else None
+        if match:
+            said = float(match.group(1))
+            break
+    waits = [w for w in (header, said) if w is not None]
+    return max(waits) if waits else None
+
+
+def _said(body: dict[str, Any]) -> str:
+    """``: <title>`` when ServiceTitan gave one (its titles carry no secret)."""
+    title = _text(body.get("title")) or _text(body.get("error_description")) or _text(body.get("error"))
+    return f": {title[:200]}" if title else ""
+
+
+def _details(body: dict[str, Any]) -> str:
+    errors = body.get("errors")
+    if not isinstance(errors, dict) or not errors:
+        return ""
+    parts = []
+    for field, messages in list(errors.items())[:5]:
+        if isinstance(messages, list):
+            messages = "; ".join(str(m) for m in messages[:3])
+        parts.append(f"{field}: {str(messages)[:200]}")
+    return " (" + ", ".join(parts) + ")"
+
+
+def error_from_response(response: requests.Response, what: str, *, tenant: str) -> ServiceTitanError:
+    """The typed error of an API call's failed answer (not the token endpoint's).
+
+    A 401 reaches here only after the client's auth obtained a fresh token and sent the call
+    once more: the token itself is then not the problem, so it is the app key (or, when
+    ServiceTitan says so, the token's application).
+
+    :param response: the failed answer.
+    :param what: the call, as messages name it (``reading customers``).
+    :param tenant: the tenant id, named in tenant errors.
+    """
+    status = response.status_code
+    body = problem(response)
+    said = _said(body)
+    common: dict[str, Any] = {
+        "status": status,
+        "title": _text(body.get("title")),
+        "trace_id": _text(body.get("traceId")) or response.headers.get("traceparent"),
+    }
+    if status == 429:
+        wait = retry_after_of(response, body)
+        when = f"after the {wait:g} s it asked for" if wait is not None else "after a backoff"
+        return ServiceTitanRateLimitedError(
+            f"ServiceTitan rate-limited {what} (HTTP 429); it is retried {when}.", retry_after=wait, **common
+        )
+    if status in _RETRYABLE:
+        return ServiceTitanServerError(
+            f"ServiceTitan failed on {what} (HTTP {status}{said}); it is retried, and if it persists check "
+            "ServiceTitan's status page.",
+            **common,
+        )
+    if status == 401:
+        return ServiceTitanAppKeyError(
+            f"ServiceTitan refused {what} (HTTP 401{said}) with a fresh access token, so the application key is "
+            "wrong or belongs to another application: put the app key of the application whose client id and "
+            "secret the connection holds into its App key field.",
+            **common,
+        )
+    if status == 403:
+        if _mentions_tenant(body):
+            return ServiceTitanTenantError(
+                f"ServiceTitan refused {what} for tenant {tenant} (HTTP 403{said}); check the connection's tenant "
+                "id and that this tenant has connected the application (ServiceTitan: Settings > Integrations > "
+                "API Application Access).",
+                **common,
+            )
+        return ServiceTitanPermissionError(
+            f"The ServiceTitan application may not do {what} (HTTP 403{said}); add the API scope it needs to "
+            "the application and have the tenant reconnect it.",
+            **common,
+        )
+    if status == 404:
+        if _mentions_tenant(body):
+            return ServiceTitanTenantError(
+                f"ServiceTitan does not know tenant {tenant} (HTTP 404{said}); check the connection's tenant id "
+                "(a number, shown in ServiceTitan under Settings > Integrations > API Application Access).",
+                **common,
+            )
+        return ServiceTitanNotFoundError(
+            f"ServiceTitan does not know the target of {what} (HTTP 404{said}); check the id or the path.",
+            **common,
+        )
+    if status in (400, 409, 422):
+        return ServiceTitanBadRequestError(
+            f"ServiceTitan rejected {what} (HTTP {status}{said}{_details(body)}); correct the request's values.",
+            errors=body.get("errors") if isinstance(body.get("errors"), dict) else None,
+            **common,
+        )
+    return ServiceTitanError(f"ServiceTitan answered HTTP {status} to {what}{said}.", **common)
+
+
+def _mentions_tenant(body: dict[str, Any]) -> bool:
+    """Whether a problem is about the tenant (its ``type`` or ``title`` names it)."""
+    for field in ("type", "title", "detail"):
+        text = _text(body.get(field))
+        if text and "tenant" in text.lower():
+            return True
+    return False
+
+
+def token_error_from_response(response: requests.Response, token_url: str) -> ServiceTitanError:
+    """The typed error of a failed token request.
+
+    :param response: the token endpoint's failed answer.
+    :param token_url: the endpoint, named in the message.
+    """
+    status = response.status_code
+    body = problem(response)
+    common: dict[str, Any] = {
+        "status": status,
+        "title": _text(body.get("error")) or _text(body.get("title")),
+        "trace_id": _text(body.get("traceId")),
+    }
+    if status == 429:
+        wait = retry_after_of(response, body)
+        when = f"after the {wait:g} s it asked for" if wait is not None else "after a backoff"
+        return ServiceTitanRateLimitedError(
+            f"ServiceTitan's token endpoint rate-limited the token request (HTTP 429); it is retried {when}.",
+            retry_after=wait,
+            **common,
+        )
+    if status in _RETRYABLE:
+        return ServiceTitanServerError(
+            f"ServiceTitan's token endpoint {token_url} failed (HTTP {status}); it is retried, and if it persists "
+            "check ServiceTitan's status page.",
+            **common,
+        )
+    if status in (400, 401, 403):
+        return ServiceTitanAuthError(
+            f"ServiceTitan's token endpoint {token_url} refused the client id and secret (HTTP {status}"
+            f"{_said(body)}); put the client id and secret of this tenant's API application into the "
+            "connection's Client ID and Client secret, and pick the environment they were issued for.",
+            **common,
+        )
+    return ServiceTitanError(
+        f"ServiceTitan's token endpoint {token_url} answered HTTP {status}{_said(body)}; check the connection's "
+        "environment (or auth_url).",
+        **common,
+    )
+
+
+def transport_error(exc: requests.RequestException, where: str, what: str) -> ServiceTitanError:
+    """The typed error of a call that got no answer.
+
+    :param exc: what requests raised.
+    :param where: the server's URL, named in the message.
+    :param what: the call, as messages name it.
+    """
+    if (
+        isinstance(exc, requests.exceptions.SSLError)
+        and is_certificate_rejection(exc)
+        and not is_transport_drop(exc)
+    ):
+        return ServiceTitanTLSError(
+            f"The TLS certificate of {where} could not be verified during {what}; set the connection's CA bundle "
+            "to the PEM that signs it (only a sandbox or a proxy needs one)."
+        )
+    return ServiceTitanUnreachableError(
+        f"ServiceTitan at {where} did not answer {what} ({type(exc).__name__}); it is retried, and if it persists "
+        "check the network and the connection's environment."
+    )
