@@ -7,5 +7,7 @@ two implementations check each other. Production code never imports it.
 from __future__ import annotations
 
 from airflow_provider_b1.sandbox.sap.app import SapSandbox, SapSandboxConfig, create_app
+from airflow_provider_b1.sandbox.sap.cost import CostModel
+from airflow_provider_b1.sandbox.sap.store import ApprovalRule
 
-__all__ = ["SapSandbox", "SapSandboxConfig", "create_app"]
+__all__ = ["ApprovalRule", "CostModel", "SapSandbox", "SapSandboxConfig", "create_app"]

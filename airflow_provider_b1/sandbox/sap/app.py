@@ -19,17 +19,36 @@ quote (so ``BusinessPartners('a%2Fb%0Ac')`` is the key ``a/b`` newline ``c``), a
 carries the new key percent-encoded (UTF-8). Inner ``$batch`` request lines are decoded the same way.
 
 Control plane (no session, never subject to faults): ``GET /_sandbox/stats``, ``/faults``,
-``/config``; ``POST /_sandbox/faults``, ``/config``, ``/reset``, ``/expire-sessions``,
-``/unlock``, ``/mutate``, ``/corrupt``, ``/repair``; ``GET /_sandbox/truth/<Entity>`` (count,
-key digest, DocTotal sum and every non-numeric DocTotal, see :func:`data.truth`);
-``POST /_sandbox/seed`` with ``{"entity": "Invoices", "records": [{...}]}`` to hold records
-exactly as given, past every write rule (see :meth:`Store.seed_records`).
+``/config``, ``/approvals``, ``/cost``; ``POST /_sandbox/faults``, ``/config``, ``/reset``,
+``/expire-sessions``, ``/unlock``, ``/mutate``, ``/corrupt``, ``/repair``, ``/approvals``,
+``/cost``; ``GET /_sandbox/truth/<Entity>`` (count, key digest, DocTotal sum and every
+non-numeric DocTotal, see :func:`data.truth`); ``POST /_sandbox/seed`` with
+``{"entity": "Invoices", "records": [{...}]}`` to hold records exactly as given, past every write
+rule (see :meth:`Store.seed_records`). Faults, approvals and the cost model last until the next
+reset, which restores the configured ones (off by default).
+
+Approval procedures (``POST /_sandbox/approvals`` with ``{"entity": "Invoices", "threshold":
+10000}``; ``{}`` switches them off; see :class:`~.store.ApprovalRule`): a POST of a covered
+document whose ``DocTotal`` reaches the threshold stores a ``Drafts`` record (own ``DocEntry``
+series, ``DocObjectCode`` naming the document type, ``AuthorizationStatus: dasPending``) and an
+``ApprovalRequests`` row (``Status: arsPending``), and answers 404 / -2028 ``No matching records
+found (ODBC -2028)`` as SAP 10.0 was recorded answering (``"post_reply": "draft"``: 201 with the
+draft and ``Location: .../Drafts(N)``). ``PATCH ApprovalRequests(<Code>)`` with
+``ApprovalRequestDecisions`` decides, as a configured approver (``approvers``; they may also log
+in); ``POST DraftsService_SaveDraftToDocument`` with ``{"Document": {"DocEntry": N}}`` adds an
+approved draft as its document and answers 204.
+
+Cost model (``POST /_sandbox/cost`` with ``{"write_seconds": 0.5, "per_line_seconds": 0.05,
+"nodes": 2}``; ``{}`` off; see :mod:`.cost`): a session is served one request at a time, at
+most ``nodes`` sessions at once, and each document write sleeps its cost; ``stats["cost"]``
+reports the time spent and the concurrency reached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -47,9 +66,11 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
 from airflow_provider_b1.sandbox.sap import batch as batchmod
+from airflow_provider_b1.sandbox.sap.cost import CostModel, Gate
+from airflow_provider_b1.sandbox.sap.data import DOCUMENT_ENTITIES, LINES
 from airflow_provider_b1.sandbox.sap.faults import Faults
 from airflow_provider_b1.sandbox.sap.odata import QueryError, key_literal, parse_resource, parse_select
-from airflow_provider_b1.sandbox.sap.store import SapError, Store
+from airflow_provider_b1.sandbox.sap.store import PAYMENT_ENTITIES, ApprovalRule, SapError, Store
 
 try:  # msgspec ships with Airflow and encodes several times faster than json.
     import msgspec
@@ -110,6 +131,12 @@ class SapSandboxConfig:
     :param anchor_date: the day generated data ends before (default: today in ``timezone``).
     :param version: what Login reports as ``Version``.
     :param v2_indent: tab-indent v2 replies as the real server does (slower).
+    :param approvers: approver user -> password: who may decide approval requests (their
+        ``ApprovalRequestLines``), by ``ApproverUserName``/``ApproverPassword``.
+    :param approvals: the approval procedure in force after start and every reset (None: off);
+        ``POST /_sandbox/approvals`` switches it at run time.
+    :param cost: the per-write cost model in force after start and every reset (None: off);
+        ``POST /_sandbox/cost`` switches it at run time.
     """
 
     seed: int = 1
@@ -128,6 +155,9 @@ class SapSandboxConfig:
     anchor_date: dt.date | None = None
     version: str = "1000310"
     v2_indent: bool = False
+    approvers: dict[str, str] = field(default_factory=lambda: {"approver": "approver-secret-1"})
+    approvals: ApprovalRule | None = None
+    cost: CostModel | None = None
 
     def idle_timeout(self) -> float:
         if self.session_timeout_seconds is not None:
@@ -162,6 +192,9 @@ class SapSandbox:
         self.store = Store(
             seed=config.seed, invoices=config.invoices, timezone=config.timezone, anchor=config.anchor_date
         )
+        self.store.configure_users(list(config.users), config.approvers)
+        self.store.set_approval(config.approvals)
+        self.cost: Gate | None = Gate(config.cost) if config.cost else None
         self.faults = Faults()
         self.sessions: dict[str, Session] = {}
         self.failures: dict[str, int] = {}
@@ -191,6 +224,7 @@ class SapSandbox:
             "requests_total": self.requests_total,
             "faults_injected": dict(self.faults.injected),
             "locked_users": sorted(self.locked),
+            "cost": self.cost.stats() if self.cost else None,
         }
 
     def count(self, label: str) -> None:
@@ -212,12 +246,31 @@ def error_reply(v2: bool, status: int, code: int, message: str, headers: list | 
 class Handler:
     """Handles one Service Layer request (also used for each request inside a ``$batch``)."""
 
-    def __init__(self, sandbox: SapSandbox, version: str, base_url: str) -> None:
+    def __init__(self, sandbox: SapSandbox, version: str, base_url: str, user: str | None = None) -> None:
         self.sb = sandbox
         self.version = version
         self.v2 = version == "v2"
         self.base_url = base_url
         self.root = f"{base_url}/b1s/{version}/"
+        self.user = user
+        self.writes = 0  # document writes handled, and their lines (the cost model's measure)
+        self.lines = 0
+
+    def charge(self, name: str, payload: dict[str, Any] | None) -> None:
+        """Count a document write and its lines for the cost model."""
+        if name not in COSTED:
+            return
+        self.writes += 1
+        for prop in ("DocumentLines", "PaymentInvoices", "JournalEntryLines"):
+            value = (payload or {}).get(prop)
+            if isinstance(value, list):
+                self.lines += len(value)
+        if name == SAVE_DRAFT:
+            document = (payload or {}).get("Document")
+            entry = document.get("DocEntry") if isinstance(document, dict) else None
+            draft = self.sb.store.entities["Drafts"].rows.get(entry)
+            if draft is not None and isinstance(draft[LINES], list):
+                self.lines += len(draft[LINES])
 
     # -- encoding --------------------------------------------------------------------------
 
@@ -251,6 +304,13 @@ class Handler:
             name, key, rest = parsed
             store = self.sb.store
             with store.lock:
+                if name == SAVE_DRAFT and key is None and not rest:
+                    if method != "POST":
+                        raise SapError(405, -5006, f"Method {method} is not supported for '{name}'")
+                    payload = self.payload(body)
+                    self.charge(name, payload)
+                    store.save_draft_to_document(payload, self.user)
+                    return Reply(204)
                 ent = store.entity(name)
                 if method == "GET":
                     if key is None and rest == "$count":
@@ -264,14 +324,16 @@ class Handler:
                     return self.single(ent, key, query)
                 if method == "POST":
                     if key is not None and rest:
+                        self.charge(name, None)
                         store.action(name, key, rest)
                         return Reply(204)
                     if key is not None:
                         raise SapError(405, -5006, "POST to an entity is not supported; use PATCH")
                     payload = self.payload(body)
-                    ent, row = store.create(name, payload)
+                    self.charge(name, payload)
+                    ent, row = store.create(name, payload, self.user)
                     new_key = row[ent.key_index]
-                    location = self.root + url_path(f"{name}({key_literal(new_key)})")
+                    location = self.root + url_path(f"{ent.name}({key_literal(new_key)})")
                     extra = [("ETag", ent.etag(row)), ("Location", location)]
                     if "return-no-content" in headers.get("prefer", ""):
                         return Reply(204, b"", [*extra, ("Preference-Applied", "return-no-content")])
@@ -280,11 +342,17 @@ class Handler:
                     if key is None:
                         raise SapError(405, -5006, f"{method} needs an entity key")
                     payload = self.payload(body)
+                    self.charge(name, payload)
                     replace = (
                         headers.get("b1s-replacecollectionsonpatch", "").lower() == "true" or method == "PUT"
                     )
                     store.update(
-                        name, key, payload, if_match=headers.get("if-match"), replace_collections=replace
+                        name,
+                        key,
+                        payload,
+                        if_match=headers.get("if-match"),
+                        replace_collections=replace,
+                        user=self.user,
                     )
                     return Reply(204, b"", [("ETag", ent.etag(ent.rows[key]))])
                 if method == "DELETE":
@@ -388,6 +456,9 @@ class Handler:
 
 
 _SAFE = "$,()'=:/*"
+SAVE_DRAFT = "DraftsService_SaveDraftToDocument"
+COSTED = frozenset((*DOCUMENT_ENTITIES, "Drafts", *PAYMENT_ENTITIES, "JournalEntries", SAVE_DRAFT))
+"""Resources whose writes the cost model charges."""
 
 
 def url_path(path: str) -> str:
@@ -538,6 +609,46 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
         sb().locked.clear()
         sb().failures.clear()
         return {"unlocked": unlocked}
+
+    @app.get("/_sandbox/approvals")
+    async def get_approvals() -> dict:
+        rule = sb().store.approval
+        return {"approvals": rule.describe() if rule else None, "approvers": sorted(sb().store.approvers)}
+
+    @app.post("/_sandbox/approvals")
+    async def set_approvals(request: Request) -> Response:
+        """Switch the approval procedure: ``{"entity": "Invoices", "threshold": 10000}`` on
+        (see :class:`~.store.ApprovalRule` for ``post_reply``, ``after_generate``, ``required``,
+        ``approvers``), ``{}`` off. Until the next reset."""
+        try:
+            rule = ApprovalRule.parse(await _json(request))
+        except ValueError as exc:
+            return Response(_encode({"error": str(exc)}), 400, media_type="application/json")
+        store = sb().store
+        with store.lock:
+            store.set_approval(rule)
+        return Response(
+            _encode({"approvals": rule.describe() if rule else None}), 200, media_type="application/json"
+        )
+
+    @app.get("/_sandbox/cost")
+    async def get_cost() -> dict:
+        gate = sb().cost
+        return {"cost": gate.stats() if gate else None}
+
+    @app.post("/_sandbox/cost")
+    async def set_cost(request: Request) -> Response:
+        """Switch the per-write cost model (see :mod:`.cost`): ``{"write_seconds": 0.5,
+        "per_line_seconds": 0.05, "nodes": 2}`` on, with fresh counters; ``{}`` off. Until the
+        next reset."""
+        try:
+            model = CostModel.parse(await _json(request))
+        except ValueError as exc:
+            return Response(_encode({"error": str(exc)}), 400, media_type="application/json")
+        sb().cost = Gate(model) if model else None
+        return Response(
+            _encode({"cost": sb().cost.stats() if model else None}), 200, media_type="application/json"
+        )
 
     @app.get("/_sandbox/config")
     async def get_config() -> dict:
@@ -706,11 +817,22 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
             sandbox.sessions.pop(request.cookies.get("B1SESSION", ""), None)
             return Response(status_code=204)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        handler = Handler(sandbox, version, base_url)
-        if path == "$batch" and method == "POST":
-            reply = _run_batch(sandbox, handler, headers, body)
+        handler = Handler(sandbox, version, base_url, session.user)
+
+        def serve() -> Reply:
+            if path == "$batch" and method == "POST":
+                return _run_batch(sandbox, handler, headers, body)
+            return handler.handle(method, path, request.url.query, headers, body)
+
+        gate = sandbox.cost
+        if gate is None:
+            reply = serve()
         else:
-            reply = handler.handle(method, path, request.url.query, headers, body)
+            async with gate.slot(request.cookies.get("B1SESSION", "")):
+                reply = serve()
+                seconds = gate.charge(handler.writes, handler.lines)
+                if seconds:
+                    await asyncio.sleep(seconds)
         after = sandbox.faults.after(label, method, reply.status)
         if after == "reset":
             return await _abort_connection(request)
@@ -780,8 +902,11 @@ async def _json(request: Request) -> dict[str, Any]:
 
 
 def _config_dict(cfg: SapSandboxConfig) -> dict[str, Any]:
-    out = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if k not in ("users", "anchor_date")}
+    hidden = ("users", "anchor_date", "approvers", "approvals", "cost")
+    out = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if k not in hidden}
     out["idle_timeout_seconds"] = cfg.idle_timeout()
+    out["approvals"] = cfg.approvals.describe() if cfg.approvals else None
+    out["cost"] = dataclasses.asdict(cfg.cost) if cfg.cost else None
     return out
 
 
@@ -820,16 +945,17 @@ async def _login(sandbox: SapSandbox, v2: bool, version: str, base_url: str, bod
         await asyncio.sleep(cfg.failed_login_delay)
         sandbox.failed_logins += 1
         return error_reply(v2, 401, *USER_LOCKED)
+    accounts = {**cfg.approvers, **cfg.users}  # approvers are SAP users too
     ok = (
         payload.get("CompanyDB") == cfg.company_db
         and isinstance(user, str)
-        and user in cfg.users
-        and payload.get("Password") == cfg.users[user]
+        and user in accounts
+        and payload.get("Password") == accounts[user]
     )
     if not ok:
         await asyncio.sleep(cfg.failed_login_delay)
         sandbox.failed_logins += 1
-        if isinstance(user, str) and user in cfg.users:
+        if isinstance(user, str) and user in accounts:
             sandbox.failures[user] = sandbox.failures.get(user, 0) + 1
             if cfg.lock_after_failures and sandbox.failures[user] >= cfg.lock_after_failures:
                 sandbox.locked.add(user)

@@ -9,6 +9,10 @@ Money: ``LineTotal``, ``VatSum`` and ``DocTotal`` are in the local currency (USD
 ``Price`` is in the document currency and ``DocTotalFc`` carries the foreign total.
 ``DocTotal = sum(LineTotal) + VatSum`` always holds for generated documents.
 
+``CreditNotes``, ``Drafts`` and ``ApprovalRequests`` start empty: only clients write them. A
+document's ``PaidToDate`` is derived for generated records (a closed, not cancelled invoice was
+paid in full by a generated payment) and kept among the extras once a write touches it.
+
 Dates are ISO strings (``"2024-05-01"``) in the server's zone; ``UpdateTime`` and ``CreateTime``
 are ``"HH:MM:SS"`` wall-clock strings in the same zone. Generated records span the year before
 the anchor date (today in the server's zone unless configured) and were all last updated before
@@ -40,24 +44,41 @@ SALES_TAX = (("EX", 0.0), ("TX8", 0.0825), ("TX5", 0.05))
 WAREHOUSES = ("01", "02", "WEST", "EAST")
 PRICE_LISTS = ((1, 1.0), (2, 0.82), (3, 1.15))
 
-DOCUMENT_ENTITIES = ("Orders", "Invoices", "DeliveryNotes", "PurchaseOrders", "PurchaseInvoices")
-SALES_DOCUMENTS = ("Orders", "Invoices", "DeliveryNotes")
+GENERATED_DOCUMENTS = ("Orders", "Invoices", "DeliveryNotes", "PurchaseOrders", "PurchaseInvoices")
+"""Document entity sets the generator fills (in this order: the seed's random stream depends on it)."""
+DOCUMENT_ENTITIES = (*GENERATED_DOCUMENTS, "CreditNotes")
+"""Document entity sets clients write (``CreditNotes`` starts empty)."""
+SALES_DOCUMENTS = ("Orders", "Invoices", "DeliveryNotes", "CreditNotes")
 OBJECT_CODES = {
     "Orders": "oOrders",
     "Invoices": "oInvoices",
+    "CreditNotes": "oCreditNotes",
     "DeliveryNotes": "oDeliveryNotes",
     "PurchaseOrders": "oPurchaseOrders",
     "PurchaseInvoices": "oPurchaseInvoices",
 }
+#: SAP's object type numbers (``ObjectType`` of an approval request, ``BaseType`` of a line).
+OBJECT_TYPES = {
+    "Orders": "17",
+    "Invoices": "13",
+    "CreditNotes": "14",
+    "DeliveryNotes": "15",
+    "PurchaseOrders": "22",
+    "PurchaseInvoices": "18",
+}
 DOCNUM_BASE = {
     "Orders": 20000,
     "Invoices": 100000,
+    "CreditNotes": 200000,
     "DeliveryNotes": 40000,
     "PurchaseOrders": 60000,
     "PurchaseInvoices": 80000,
+    "Drafts": 900000,
     "IncomingPayments": 500000,
     "VendorPayments": 700000,
 }
+#: Documents that payments settle: closed and not cancelled means paid in full in generated data.
+PAYABLE_DOCUMENTS = ("Invoices", "PurchaseInvoices")
 
 _GUARDED = (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError)
 
@@ -902,13 +923,13 @@ def generate(seed: int, invoices: int, anchor: dt.date) -> Dataset:
     ncombo = len(tables.cc_combos)
     doc_rows: dict[str, list[list]] = {}
     rates = {c: x for c, _, x in CURRENCIES}
-    for ename in DOCUMENT_ENTITIES:
+    for ename in GENERATED_DOCUMENTS:
         n = volumes[ename]
         sales = ename in SALES_DOCUMENTS
         partners = customers if sales else suppliers
         npart = len(partners)
         base_num = DOCNUM_BASE[ename]
-        salt = (seed * 1_000_003 + DOCUMENT_ENTITIES.index(ename) * 7_919) << 24
+        salt = (seed * 1_000_003 + GENERATED_DOCUMENTS.index(ename) * 7_919) << 24
         rows = []
         for i in range(1, n + 1):
             partner = partners[int(r() * npart)]
@@ -1103,6 +1124,11 @@ def generate(seed: int, invoices: int, anchor: dt.date) -> Dataset:
     jes.setup(jes_computed, jes_collections)
     jes.load(je_rows)
     entities["JournalEntries"] = jes
+
+    # -- written by clients only: credit memos, drafts held for approval, approval requests --
+    entities["CreditNotes"] = _document_entity("CreditNotes", tables)
+    entities["Drafts"] = _document_entity("Drafts", tables)
+    entities["ApprovalRequests"] = _approval_entity()
     return Dataset(entities, tables, anchor)
 
 
@@ -1236,13 +1262,27 @@ def _document_entity(name: str, tables: Tables) -> Entity:
     label = {
         "Orders": "Sales Orders",
         "Invoices": "A/R Invoices",
+        "CreditNotes": "A/R Credit Memos",
         "DeliveryNotes": "Deliveries",
         "PurchaseOrders": "Purchase Orders",
         "PurchaseInvoices": "A/P Invoices",
+        "Drafts": "Drafts",
     }[name]
+    payable = name in PAYABLE_DOCUMENTS
+
+    def paid_to_date(row: list) -> float | None:
+        # Written documents keep theirs among the extras; a generated one is either open and
+        # unpaid, or closed and paid in full by a generated payment (unless cancelled).
+        if payable and row[11] == "bost_Close" and row[12] == "tNO":
+            return row[7] if is_number(row[7]) else None
+        return 0.0
+
     ent_computed = {
         "DocType": lambda row: "dDocument_Items",
-        "DocObjectCode": lambda row: OBJECT_CODES[name],
+        # A draft names the document it stands for among its extras (written with the draft).
+        "DocObjectCode": (lambda row: None) if name == "Drafts" else (lambda row: OBJECT_CODES[name]),
+        "PaidToDate": paid_to_date,
+        "PaidToDateSys": paid_to_date,
         "CreationDate": itemgetter(16),
         "DocTime": lambda row: row[17][:5] + ":00" if row[17] else None,
         "DocTotalFc": foreign_total,
@@ -1307,6 +1347,42 @@ def _payment_entity(name: str) -> Entity:
     }
     ent_collections = {"PaymentInvoices": _dict_collection(18, schema.PAYMENT_INVOICE)}
     ent.setup(ent_computed, ent_collections)
+    return ent
+
+
+APPROVAL_COLUMNS = [
+    "Code",
+    "ApprovalTemplatesID",
+    "ObjectType",
+    "IsDraft",
+    "ObjectEntry",
+    "Status",
+    "Remarks",
+    "CurrentStage",
+    "OriginatorID",
+    "CreationDate",
+    "CreationTime",
+    "DraftEntry",
+    "ApprovalRequestLines",
+    "ApprovalRequestDecisions",
+]
+
+
+def _approval_entity() -> Entity:
+    ent = Entity(
+        "ApprovalRequests",
+        key="Code",
+        object_name="ApprovalRequest",
+        template=schema.APPROVAL_REQUEST,
+        columns=list(APPROVAL_COLUMNS),
+    )
+    ent.setup(
+        {},
+        {
+            "ApprovalRequestLines": _dict_collection(12, schema.APPROVAL_REQUEST_LINE),
+            "ApprovalRequestDecisions": _dict_collection(13, schema.APPROVAL_REQUEST_DECISION),
+        },
+    )
     return ent
 
 

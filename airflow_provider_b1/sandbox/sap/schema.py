@@ -39,6 +39,10 @@ ENUMS: dict[str, tuple[str, ...]] = {
     name: tuple(members.split())
     for name, members in {
         "AssetStatusEnum": "New Active Inactive",
+        "BoApprovalRequestDecisionEnum": "ardPending ardApproved ardNotApproved",
+        "BoApprovalRequestStatusEnum": (
+            "arsPending arsApproved arsNotApproved arsGenerated arsGeneratedByAuthorizer arsCancelled"
+        ),
         "BoAccountTypes": "at_Revenues at_Expenses at_Other",
         "BoAddressType": "bo_ShipTo bo_BillTo",
         "BoBoeStatus": "boes_Created boes_Sent boes_Deposited boes_Paid boes_Cancelled boes_Closed boes_Failed",
@@ -363,7 +367,8 @@ DOCUMENT = parse(
     "ImportFileNum SummeryType ContactPersonCode ShowSCN:N Series:i TaxDate PartialSupply:Y "
     "DocObjectCode ShipToCode Indicator FederalTaxID DiscountPercent:0 PaymentReference CreationDate "
     "UpdateDate FinancialPeriod:i UserSign:i TransNum VatSum:0 VatSumSys:0 VatSumFc:0 NetProcedure:N "
-    "DocTotalFc:0 DocTotalSys:0 Form1099 Box1099 RevisionPo:N RequriedDate CancelDate BlockDunning:N "
+    "DocTotalFc:0 DocTotalSys:0 PaidToDate:0 PaidToDateFC:0 PaidToDateSys:0 Form1099 Box1099 "
+    "RevisionPo:N RequriedDate CancelDate BlockDunning:N "
     "Submitted:N Segment:i PickStatus:N Pick:N PaymentMethod PaymentBlock:N PaymentBlockEntry "
     "CentralBankIndicator MaximumCashDiscount:N Reserve:N Project ExemptionValidityDateFrom "
     "ExemptionValidityDateTo WareHouseUpdateType Rounding:N ExternalCorrectedDocNum "
@@ -731,6 +736,31 @@ DIMENSION = parse(
     },
 )
 
+APPROVAL_REQUEST_LINE = parse(
+    "ApprovalRequestLine",
+    "StageCode UserID Status Remarks UpdateDate UpdateTime CreationDate CreationTime",
+    {
+        INT: "StageCode UserID",
+        "BoApprovalRequestDecisionEnum": "Status",
+    },
+)
+
+APPROVAL_REQUEST_DECISION = parse(
+    "ApprovalRequestDecision",
+    "ApproverUserName ApproverPassword Status Remarks",
+    {"BoApprovalRequestDecisionEnum": "Status"},
+)
+
+APPROVAL_REQUEST = parse(
+    "ApprovalRequest",
+    "Code ApprovalTemplatesID ObjectType IsDraft ObjectEntry Status Remarks CurrentStage OriginatorID "
+    "CreationDate CreationTime DraftEntry ApprovalRequestLines:L ApprovalRequestDecisions:L",
+    {
+        INT: "Code ApprovalTemplatesID ObjectEntry CurrentStage OriginatorID DraftEntry",
+        "BoApprovalRequestStatusEnum": "Status",
+    },
+)
+
 #: The modelled child collections: their rows' type, wherever the collection appears.
 CHILDREN: dict[str, Template] = {
     "DocumentLines": DOCUMENT_LINE,
@@ -739,4 +769,6 @@ CHILDREN: dict[str, Template] = {
     "ItemWarehouseInfoCollection": ITEM_WAREHOUSE,
     "PaymentInvoices": PAYMENT_INVOICE,
     "JournalEntryLines": JOURNAL_LINE,
+    "ApprovalRequestLines": APPROVAL_REQUEST_LINE,
+    "ApprovalRequestDecisions": APPROVAL_REQUEST_DECISION,
 }
