@@ -42,6 +42,7 @@ from airflow_provider_b1.hooks.sap_b1.literals import (
 )
 from airflow_provider_b1.hooks.sap_b1.reads import SapB1Reads, decode_json
 from airflow_provider_b1.hooks.sap_b1.session import SapSession
+from airflow_provider_b1.hooks.sap_b1.webhooks import SapB1Webhooks
 from airflow_provider_b1.hooks.sap_b1.writes import SapB1Writes
 from airflow_provider_b1.utils.params import blank_to_none, parse_bool
 from airflow_provider_b1.utils.retry import RetryPolicy
@@ -68,7 +69,7 @@ class _Settings:
     language: int | None
 
 
-class SapB1Hook(SapB1Reads, SapB1Writes, BaseHook):
+class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
     """Talk to the SAP Business One Service Layer.
 
     Connection: ``host`` is the Service Layer URL (``https://h:50000/b1s/v2/``, trailing slash
