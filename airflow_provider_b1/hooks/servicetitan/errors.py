@@ -127,9 +127,13 @@ def retry_after_of(response: requests.Response, body: dict[str, Any] | None = No
 
 
 def _said(body: dict[str, Any]) -> str:
-    """``: <title>`` when ServiceTitan gave one (its titles carry no secret)."""
+    """``: <title> (<detail>)`` as ServiceTitan gave them (they carry no secret), else ``""``."""
     title = _text(body.get("title")) or _text(body.get("error_description")) or _text(body.get("error"))
-    return f": {title[:200]}" if title else ""
+    detail = _text(body.get("detail"))
+    if not title:
+        return f": {detail[:200].rstrip('.')}" if detail else ""
+    said = f": {title[:200].rstrip('.')}"
+    return f"{said} ({detail[:200].rstrip('.')})" if detail else said
 
 
 def _details(body: dict[str, Any]) -> str:
@@ -176,32 +180,42 @@ def error_from_response(response: requests.Response, what: str, *, tenant: str) 
             **common,
         )
     if status == 401:
-        return ServiceTitanAppKeyError(
-            f"ServiceTitan refused {what} (HTTP 401{said}) with a fresh access token, so the application key is "
-            "wrong or belongs to another application: put the app key of the application whose client id and "
-            "secret the connection holds into its App key field.",
-            **common,
-        )
-    if status == 403:
-        if _mentions_tenant(body):
-            return ServiceTitanTenantError(
-                f"ServiceTitan refused {what} for tenant {tenant} (HTTP 403{said}); check the connection's tenant "
-                "id and that this tenant has connected the application (ServiceTitan: Settings > Integrations > "
-                "API Application Access).",
+        if response.headers.get("WWW-Authenticate"):
+            # A bearer challenge to a token the token endpoint has just issued: the two are not
+            # the same environment.
+            return ServiceTitanAuthError(
+                f"ServiceTitan refused a freshly issued access token for {what} (HTTP 401{said}); the token "
+                "endpoint and the API are not the same environment: check the connection's environment, "
+                "auth_url and api_url.",
                 **common,
             )
+        return ServiceTitanAppKeyError(
+            f"ServiceTitan refused {what} for want of a valid application key (HTTP 401{said}); put the app key "
+            "of the application whose client id and secret the connection holds into its App key field.",
+            **common,
+        )
+    if status in (403, 404):
+        cause = refusal_cause(body)
+        if cause == "app_key":
+            return ServiceTitanAppKeyError(
+                f"ServiceTitan refused the application key for {what} (HTTP {status}{said}); put the app key of "
+                "the application whose client id and secret the connection holds into its App key field.",
+                **common,
+            )
+        if cause == "tenant":
+            return ServiceTitanTenantError(
+                f"ServiceTitan refused tenant {tenant} for {what} (HTTP {status}{said}); check the connection's "
+                "tenant id and that this tenant has connected the application (Settings > Integrations > API "
+                "Application Access).",
+                **common,
+            )
+    if status == 403:
         return ServiceTitanPermissionError(
             f"The ServiceTitan application may not do {what} (HTTP 403{said}); add the API scope it needs to "
             "the application and have the tenant reconnect it.",
             **common,
         )
     if status == 404:
-        if _mentions_tenant(body):
-            return ServiceTitanTenantError(
-                f"ServiceTitan does not know tenant {tenant} (HTTP 404{said}); check the connection's tenant id "
-                "(a number, shown in ServiceTitan under Settings > Integrations > API Application Access).",
-                **common,
-            )
         return ServiceTitanNotFoundError(
             f"ServiceTitan does not know the target of {what} (HTTP 404{said}); check the id or the path.",
             **common,
@@ -215,13 +229,22 @@ def error_from_response(response: requests.Response, what: str, *, tenant: str) 
     return ServiceTitanError(f"ServiceTitan answered HTTP {status} to {what}{said}.", **common)
 
 
-def _mentions_tenant(body: dict[str, Any]) -> bool:
-    """Whether a problem is about the tenant (its ``type`` or ``title`` names it)."""
-    for field in ("type", "title", "detail"):
-        text = _text(body.get(field))
-        if text and "tenant" in text.lower():
-            return True
-    return False
+_APP_KEY_WORDS = ("st-app-key", "app key", "app-key", "appkey", "application key")
+
+
+def refusal_cause(body: dict[str, Any]) -> str | None:
+    """What a 403 / 404 problem refuses: ``"app_key"``, ``"tenant"`` or ``None`` (something else).
+
+    ServiceTitan's problem bodies carry no code that tells these apart, only the words of their
+    ``title`` and ``detail`` (``"Access denied: the ST-App-Key is not valid."``, ``"The
+    application has no access to tenant 42."``); this is the one place that reads them.
+    """
+    words = " ".join(_text(body.get(f)) or "" for f in ("title", "detail")).lower()
+    if any(w in words for w in _APP_KEY_WORDS):
+        return "app_key"
+    if "tenant" in words:
+        return "tenant"
+    return None
 
 
 def token_error_from_response(response: requests.Response, token_url: str) -> ServiceTitanError:

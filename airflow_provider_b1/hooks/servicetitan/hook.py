@@ -180,6 +180,8 @@ class ServiceTitanHook(BaseHook):
         ]
         if missing:
             raise ValueError(f"Connection {name!r} needs {', '.join(missing)}.")
+        if not str(tenant).strip().isdigit():
+            raise ValueError(f"Connection {name!r}: tenant_id must be the tenant's number, not {tenant!r}.")
         environment = str(extra.get("environment") or "production").strip().lower()
         if environment not in ENVIRONMENTS:
             raise ValueError(
@@ -556,6 +558,6 @@ class ServiceTitanHook(BaseHook):
         total = body.get("totalCount")
         count = f" ({total} in all)" if isinstance(total, int) else ""
         return True, (
-            f"Connected to ServiceTitan ({settings.environment}) as client {settings.client_id}, tenant "
+            f"Connected to ServiceTitan at {settings.api_url} as client {settings.client_id}, tenant "
             f"{settings.tenant_id}: customers are readable{count}."
         )

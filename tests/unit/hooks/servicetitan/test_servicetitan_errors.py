@@ -71,15 +71,36 @@ def test_server_errors_are_retryable(status):
     assert isinstance(error, RetryableError)
 
 
-def test_401_after_a_fresh_token_blames_the_app_key():
-    error = error_from_response(response(401, _problem(401, "Unauthorized")), "reading customers", tenant="1")
+def test_401_without_a_bearer_challenge_blames_the_app_key():
+    body = _problem(401, "Access denied: the ST-App-Key header is missing.")
+    error = error_from_response(response(401, body), "reading customers", tenant="1")
     assert isinstance(error, ServiceTitanAppKeyError)
     assert isinstance(error, PermanentError)
     assert "app key" in str(error).lower()
 
 
+def test_401_with_a_bearer_challenge_after_a_fresh_token_blames_the_environment():
+    reply = response(
+        401,
+        _problem(401, "Unauthorized: the access token is not valid."),
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    error = error_from_response(reply, "reading customers", tenant="1")
+    assert isinstance(error, ServiceTitanAuthError)
+    assert "environment" in str(error)
+
+
+def test_403_naming_the_app_key_is_an_app_key_error():
+    body = _problem(
+        403, "Access denied: the ST-App-Key is not valid.", detail="The application key is unknown."
+    )
+    error = error_from_response(response(403, body), "reading customers", tenant="1")
+    assert isinstance(error, ServiceTitanAppKeyError)
+    assert "ST-App-Key is not valid (The application key is unknown)" in str(error)
+
+
 def test_403_about_the_tenant_names_the_tenant():
-    body = _problem(403, "Tenant 99 has not authorized this application.")
+    body = _problem(403, "Forbidden", detail="The application has no access to tenant 99.")
     error = error_from_response(response(403, body), "reading customers", tenant="99")
     assert isinstance(error, ServiceTitanTenantError)
     assert "tenant 99" in str(error)
@@ -92,7 +113,9 @@ def test_other_403_is_a_missing_permission():
 
 
 def test_404_about_the_tenant_and_404_of_a_record_are_told_apart():
-    tenant = error_from_response(response(404, _problem(404, "Tenant not found")), "reading x", tenant="5")
+    tenant = error_from_response(
+        response(404, _problem(404, "Not Found", detail="There is no tenant 'x'.")), "reading x", tenant="x"
+    )
     record = error_from_response(response(404, _problem(404, "Not Found")), "reading x", tenant="5")
     assert isinstance(tenant, ServiceTitanTenantError)
     assert type(record) is ServiceTitanNotFoundError

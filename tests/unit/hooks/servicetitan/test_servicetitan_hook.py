@@ -71,6 +71,12 @@ def test_the_rate_limit_comes_from_the_extra_or_the_constructor(st_connection):
     assert ServiceTitanHook(rate_limit=12).settings.rate_limit == 12
 
 
+def test_a_tenant_id_that_is_not_a_number_is_refused(st_connection):
+    st_connection(tenant_id="acme")
+    with pytest.raises(ValueError, match="tenant_id must be the tenant's number"):
+        _ = ServiceTitanHook().settings
+
+
 def test_a_bad_api_url_is_refused(st_connection):
     st_connection(api_url="api.servicetitan.io")
     with pytest.raises(ValueError, match="api_url must be an http"):
