@@ -68,10 +68,40 @@ def _looker(args: argparse.Namespace) -> Any:
     return create_app()
 
 
+def _servicetitan(args: argparse.Namespace) -> Any:
+    from airflow_provider_b1.sandbox.servicetitan import ServiceTitanSandboxConfig, create_app
+
+    return create_app(
+        ServiceTitanSandboxConfig(
+            seed=args.seed, customers=args.servicetitan_customers, invoices=args.servicetitan_invoices
+        )
+    )
+
+
+def _servicetitan_connection(app: Any, served: Served) -> str:
+    """The connection the ServiceTitan hook reads; one server answers both token and API calls."""
+    cfg = app.state.sandbox.config
+    conn = {
+        "conn_type": "servicetitan",
+        "login": cfg.client_id,
+        "password": cfg.client_secret,
+        "extra": {
+            "environment": "integration",
+            "tenant_id": cfg.tenant_id,
+            "app_key": cfg.app_key,
+            "api_url": served.base_url,
+            "auth_url": served.base_url,
+            "ca_bundle": served.ca_path,
+        },
+    }
+    return f"AIRFLOW_CONN_SERVICETITAN_DEFAULT='{json.dumps(conn)}'"
+
+
 # Every sandbox b1-sandbox starts: (name, build its ASGI app from the command-line arguments).
 SANDBOXES: list[tuple[str, Callable[[argparse.Namespace], Any]]] = [
     ("sap", _sap),
     ("looker", _looker),
+    ("servicetitan", _servicetitan),
 ]
 
 
@@ -90,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--page-size", type=int, default=20)
     p.add_argument("--timezone", default="America/Chicago")
     p.add_argument("--company-db", default="SBODEMOUS")
+    p.add_argument("--servicetitan-customers", type=int, default=300)
+    p.add_argument("--servicetitan-invoices", type=int, default=2000)
     p.add_argument("--user", default="manager")
     p.add_argument("--password", default="manager-secret-1")
     p.add_argument("--state-dir", default=None, help="where certificates go (default: a temporary folder)")
@@ -133,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 served = serve_in_thread(app, tls=True, state_dir=str(state / name))
                 running.append(served)
+                if name == "servicetitan":
+                    conn_lines.append(_servicetitan_connection(app, served))
                 entry = {
                     "base_url": served.base_url,
                     "port": served.port,
