@@ -632,13 +632,13 @@ def generate(
         rate = unit_meta[ui][1]
         created_us = day_us + rng.randint(14, 23) * US_PER_HOUR + rng.randrange(US_PER_HOUR)
         edited = rng.random() < 0.15
-        modified_us = created_us + rng.randrange(US_PER_HOUR)
+        modified_us = created_us
         if edited:
             modified_us = min(
                 created_us + rng.randint(1, 40) * US_PER_DAY, end - rng.randrange(US_PER_HOUR, US_PER_DAY)
             )
             modified_us = max(modified_us, created_us + US_PER_HOUR)
-        stamp = ts(modified_us if edited else created_us)
+        stamp = ts(modified_us)
         day = fmt_date(when)
         # What was sold.
         roll = rng.random()
