@@ -26,10 +26,12 @@ import datetime as dt
 import random
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 CENT = Decimal("0.01")
+# Sums of seeded amounts as large as a double allows (1e308), still exact to the cent.
+WIDE = Context(prec=1000, Emax=999_999, Emin=-999_999)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 US_PER_DAY = 86_400_000_000
 US_PER_HOUR = 3_600_000_000
@@ -289,7 +291,8 @@ def dec(value: Any) -> Decimal | None:
         number = Decimal(value.strip())
     except InvalidOperation:
         return None
-    return number if number.is_finite() else None
+    # Beyond what any ledger holds (and what WIDE can add to the cent): not an amount.
+    return number if number.is_finite() and number.adjusted() <= 400 else None
 
 
 def fmt_ts(us: int, style: str = "dotnet") -> str:

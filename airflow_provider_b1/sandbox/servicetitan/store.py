@@ -31,7 +31,7 @@ import random
 import struct
 import threading
 from collections.abc import Callable, Iterable
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from airflow_provider_b1.sandbox.servicetitan import data
@@ -591,7 +591,18 @@ class Store:
     # -- truth -----------------------------------------------------------------------------
 
     def truth(self) -> dict[str, Any]:
-        """What a faithful copy of this tenant must add up to (money as strings)."""
+        """What a faithful copy of this tenant must add up to (money as strings).
+
+        Per customer (by the invoice's ``customer.id``): ``invoice_count``, ``invoice_total``,
+        ``payments_applied`` (applied to its invoices) and ``open_balance``; ``totals`` over the
+        tenant; ``items_by_gl_account`` (item totals per account number); ``keys_sha256`` per
+        entity (ids in order, one a line); ``unparseable``: the invoices and payments whose
+        amounts are not numbers (seeded), left out of the sums but still counted.
+        """
+        with localcontext(data.WIDE):
+            return self._truth()
+
+    def _truth(self) -> dict[str, Any]:
         zero = Decimal(0)
         customers = self.tables["customers"].rows
         per: dict[Any, dict[str, Any]] = {
