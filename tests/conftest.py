@@ -264,3 +264,60 @@ def pg_airflow_connection(pg_database: dict) -> dict[str, Any]:
         "login": pg_database["user"],
         "schema": pg_database["dbname"],
     }
+
+
+@dataclass
+class ServiceTitanSandbox:
+    """The running ServiceTitan sandbox and its control plane (``/_sandbox/...``)."""
+
+    base_url: str
+    ca_path: str
+    config: Any
+
+    def control(self, method: str, path: str, body: dict | None = None) -> Any:
+        import requests
+
+        response = requests.request(
+            method, f"{self.base_url}/_sandbox/{path}", json=body, verify=self.ca_path, timeout=120
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def truth(self) -> dict:
+        return self.control("GET", "truth")
+
+    def restore(self) -> None:
+        """Back to the seeded tenant, no faults."""
+        self.control("POST", "faults", {})
+        self.control("POST", "reset", {})
+
+    def connection(self) -> dict[str, Any]:
+        """``servicetitan_default`` (dict for ``AIRFLOW_CONN_*``) pointing at this sandbox."""
+        return {
+            "conn_type": "servicetitan",
+            "login": self.config.client_id,
+            "password": self.config.client_secret,
+            "extra": {
+                "environment": "integration",
+                "tenant_id": self.config.tenant_id,
+                "app_key": self.config.app_key,
+                "api_url": self.base_url,
+                "auth_url": self.base_url,
+                "ca_bundle": self.ca_path,
+            },
+        }
+
+
+@pytest.fixture(scope="session")
+def servicetitan_sandbox() -> Iterator[ServiceTitanSandbox]:
+    """The session's ServiceTitan sandbox over HTTPS, small: 60 customers, 300 invoices."""
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+    from airflow_provider_b1.sandbox.servicetitan import ServiceTitanSandboxConfig, create_app
+
+    config = ServiceTitanSandboxConfig(seed=3, customers=60, invoices=300)
+    served = serve_in_thread(create_app(config), tls=True)
+    try:
+        yield ServiceTitanSandbox(served.base_url, str(served.ca_path), config)
+    finally:
+        gc.collect()
+        served.stop()

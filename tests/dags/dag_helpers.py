@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-DAG_IDS = ("sap_b1_to_warehouse", "looker_refresh", "b1_replay_failed")
+DAG_IDS = ("sap_b1_to_warehouse", "looker_refresh", "b1_replay_failed", "servicetitan_to_sap_b1")
 WAREHOUSE_SCHEMA = "sap_b1"
 AUDIT_SCHEMA = "b1_audit"
 INVOICES = 1500

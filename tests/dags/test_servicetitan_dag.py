@@ -1,0 +1,66 @@
+"""``servicetitan_to_sap_b1`` end to end with dag.test(): both sandboxes over HTTPS, the audit trail
+and the customer mapping table in PostgreSQL. After a run SAP holds ServiceTitan's receivables,
+customer by customer; a second run posts nothing."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+from dag_helpers import task_states
+
+DAG_ID = "servicetitan_to_sap_b1"
+
+
+@pytest.fixture
+def st(flow, servicetitan_sandbox, set_connection, tmp_path, monkeypatch):
+    servicetitan_sandbox.restore()
+    monkeypatch.setenv("B1_SERVICETITAN_CACHE_DIR", str(tmp_path / "st-tokens"))
+    set_connection("servicetitan_default", servicetitan_sandbox.connection())
+    return servicetitan_sandbox
+
+
+def _sap_by_partner(flow) -> dict[str, tuple[int, Decimal]]:
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    hook = SapB1Hook()
+    totals: dict[str, list] = defaultdict(lambda: [0, Decimal(0)])
+    for page in hook.iter_pages(
+        "Invoices", filter="startswith(CardCode, 'ST')", select=["CardCode", "DocTotal", "NumAtCard"]
+    ):
+        for record in page:
+            totals[record["CardCode"]][0] += 1
+            totals[record["CardCode"]][1] += Decimal(repr(record["DocTotal"]))
+    return {code: (n, total) for code, (n, total) in totals.items()}
+
+
+def test_a_run_posts_servicetitans_receivables_once_customer_by_customer(flow, st, dag_of):
+    run = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(run).values()) == {"success"}
+    failed = {(r["source_entity"], r["source_key"]): r["error"] for r in flow.audit_rows("action = 'failed'")}
+    assert failed == {}
+
+    from airflow_provider_b1.servicetitan.customers import CustomerMap
+    from airflow_provider_b1.utils.sql import open_database
+
+    truth = st.truth()["customers"]
+    links = CustomerMap(open_database("b1_audit_default"), "b1_audit", st.config.tenant_id).get(truth)
+    expected: dict[str, list] = defaultdict(lambda: [0, Decimal(0)])
+    for customer_id, figures in truth.items():
+        if figures["invoice_count"] and customer_id in links:
+            code = links[customer_id][0]
+            expected[code][0] += figures["invoice_count"]
+            expected[code][1] += Decimal(figures["invoice_total"])
+    assert len(links) >= 50
+    assert sum(n for n, _ in expected.values()) == sum(f["invoice_count"] for f in truth.values()) == 300
+    failed_invoices = {key for entity, key in failed if entity == "invoices"}
+    assert not failed_invoices, failed_invoices
+    assert _sap_by_partner(flow) == {code: (n, total) for code, (n, total) in expected.items()}
+
+    again = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(again).values()) == {"success"}
+    assert flow.audit_counts(again.run_id)["created"] == 0
+    posted = flow.audit_rows("action = 'created' AND source_entity = 'payments'")
+    assert len(posted) > 100  # payments applied to the invoices they pay
+    assert _sap_by_partner(flow) == {code: (n, total) for code, (n, total) in expected.items()}

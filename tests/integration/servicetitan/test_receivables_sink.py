@@ -1,0 +1,241 @@
+"""ServiceTitan records into SAP receivables through the flow's sink, against the SAP sandbox over
+HTTPS: partners, service invoices and payments written once, whatever is re-run."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from airflow_provider_b1.servicetitan.customers import CustomerMap
+from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW
+from airflow_provider_b1.servicetitan.mappings import parse_mappings
+from airflow_provider_b1.servicetitan.sink import SapReceivablesSink
+from airflow_provider_b1.sync import AuditTrail, Page, Source, SyncWindow, TokenCursor, sync_stream
+from airflow_provider_b1.utils.sql import open_database
+
+MAPPINGS = {
+    "card_code": "T{id}",
+    "gl_accounts": {"4000": "421001", "4100": "411001"},
+    "business_units": {"HVAC Service": "OPS"},
+    "sales_tax_account": "211001",
+    "payment_types": {"Cash": {"cash": "111001"}, "Check": {"transfer": "111002"}},
+}
+
+
+class StFeed(Source):
+    """ServiceTitan-shaped records of one stream, as an export would page them."""
+
+    system = "servicetitan"
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, dict]] = {"customers": {}, "invoices": {}, "payments": {}}
+
+    def read(self, stream, start, *, until) -> Iterator[Page]:
+        rows = list(self.records[stream.name].values())
+        if rows:
+            yield Page(rows, reached=TokenCursor(f"t{len(rows)}"), resumable=True)
+
+    def read_keys(self, stream, keys) -> Iterator[Page]:
+        found = [self.records[stream.name][k] for k in keys if k in self.records[stream.name]]
+        if found:
+            yield Page(found)
+
+
+def customer(n: int, **fields) -> dict:
+    return {"id": n, "name": f"O'Brien Heating & Cooling {n}", "type": "Commercial", "active": True, **fields}
+
+
+def invoice(n: int, customer_id: int, *amounts: str, tax: str = "0.00", **fields) -> dict:
+    items = [
+        {
+            "id": n * 10 + i,
+            "skuName": f"Repair visit {i}",
+            "quantity": "1",
+            "price": amount,
+            "total": amount,
+            "generalLedgerAccount": {"name": "Service Revenue", "number": "4000", "type": "Income"},
+        }
+        for i, amount in enumerate(amounts)
+    ]
+    sub = sum(Decimal(a) for a in amounts)
+    return {
+        "id": n,
+        "referenceNumber": f"INV-{n}",
+        "invoiceDate": "2026-11-02T00:00:00Z",
+        "dueDate": "2026-12-02T00:00:00Z",
+        "subTotal": str(sub),
+        "salesTax": tax,
+        "total": str(sub + Decimal(tax)),
+        "balance": str(sub + Decimal(tax)),
+        "customer": {"id": customer_id, "name": f"Customer {customer_id}"},
+        "businessUnit": {"id": 7, "name": "HVAC Service"},
+        "items": items,
+        **fields,
+    }
+
+
+@pytest.fixture
+def setup(sap_sandbox, set_connection, tmp_path, monkeypatch):
+    sap_sandbox.restore(invoices=200)
+    monkeypatch.setenv("B1_SESSION_CACHE_DIR", str(tmp_path / "sessions"))
+    set_connection("sap_b1_default", sap_sandbox.connection())
+    set_connection("st_audit", {"conn_type": "sqlite", "host": str(tmp_path / "audit.db")})
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    audit = AuditTrail("st_audit")
+    audit.ensure_schema()
+    customers = CustomerMap(open_database("st_audit"), None, tenant=f"t{secrets.token_hex(3)}")
+    sink = SapReceivablesSink(SapB1Hook("sap_b1_default"), parse_mappings(MAPPINGS), customers)
+    feed = StFeed()
+
+    class Setup:
+        def run(self, stream: str, run_id: str = "r1"):
+            with audit.session(SERVICETITAN_FLOW.name, "dag", run_id, stream, 1) as session:
+                return sync_stream(
+                    SERVICETITAN_FLOW,
+                    SERVICETITAN_FLOW.stream(stream),
+                    feed,
+                    sink,
+                    session,
+                    SyncWindow("full"),
+                )
+
+        def failed(self) -> dict:
+            return {
+                (r.source_entity, r.source_key): r.error
+                for r in audit.records_for_replay(SERVICETITAN_FLOW.name)
+            }
+
+    s = Setup()
+    s.feed, s.sink, s.customers, s.sap, s.hook = feed, sink, customers, sap_sandbox, sink.hook
+    yield s
+    sink.close()
+    audit.close()
+
+
+def _partner(hook, code: str) -> dict:
+    return hook.get("BusinessPartners", code)
+
+
+def test_customers_become_partners_once_and_a_merged_customer_never_gets_its_own(setup):
+    for n in (1, 2, 3):
+        setup.feed.records["customers"][n] = customer(n)
+    first = setup.run("customers")
+    assert (first.created, first.failed) == (3, 0)
+    assert _partner(setup.hook, "T1")["CardName"] == "O'Brien Heating & Cooling 1"
+    assert setup.run("customers", "r2").unchanged == 3
+
+    setup.feed.records["customers"][2] = customer(2, name="Zoë's Plumbing", active=False)
+    setup.feed.records["customers"][4] = customer(4, mergedToId=1)
+    third = setup.run("customers", "r3")
+    assert (third.updated, third.unchanged, third.skipped) == (1, 2, 1)
+    renamed = _partner(setup.hook, "T2")
+    assert (renamed["CardName"], renamed["Valid"], renamed["Frozen"]) == ("Zoë's Plumbing", "tNO", "tYES")
+    assert setup.hook.count("BusinessPartners", "CardCode eq 'T4'") == 0
+    assert setup.customers.get([4]) == {"4": ("T1", "1")}
+
+
+def test_invoices_post_once_as_service_documents_and_a_changed_one_fails_with_both_totals(setup):
+    setup.feed.records["customers"][1] = customer(1)
+    setup.run("customers")
+    setup.feed.records["invoices"] = {
+        100: invoice(100, 1, "120.00", "35.50", tax="12.44"),
+        101: invoice(101, 1, "80.00"),
+        102: invoice(102, 9, "10.00"),  # its customer was never loaded
+    }
+    bad_gl = invoice(103, 1, "10.00")
+    bad_gl["items"][0]["generalLedgerAccount"] = {"name": "Rebates", "number": "4999"}
+    setup.feed.records["invoices"][103] = bad_gl
+    first = setup.run("invoices")
+    assert (first.created, first.failed) == (2, 2)
+    failed = setup.failed()
+    assert failed["invoices", "102"].startswith("customer 'Customer 9' (9) is not in SAP yet")
+    assert (
+        failed["invoices", "103"]
+        == "GL account 4999 (Rebates) has no SAP account in the mapping's gl_accounts"
+    )
+    (posted,) = list(
+        setup.hook.iter_pages(
+            "Invoices", filter="NumAtCard eq '100'", select=["DocEntry", "DocTotal", "DocType", "CardCode"]
+        )
+    )
+    assert (posted[0]["DocTotal"], posted[0]["DocType"], posted[0]["CardCode"]) == (
+        167.94,
+        "dDocument_Service",
+        "T1",
+    )
+
+    assert setup.run("invoices", "r2").unchanged == 2
+    setup.feed.records["invoices"][101] = invoice(101, 1, "95.00")
+    third = setup.run("invoices", "r3")
+    assert setup.failed()["invoices", "101"].startswith("changed after posting: needs a correction")
+    assert "totals 80.00, ServiceTitan now 95.00" in setup.failed()["invoices", "101"]
+    assert third.created == 0
+    assert setup.hook.count("Invoices", "NumAtCard eq '101'") == 1
+
+
+def test_payments_apply_to_the_invoices_they_pay_and_wait_for_missing_ones(setup):
+    setup.feed.records["customers"][1] = customer(1)
+    setup.run("customers")
+    setup.feed.records["invoices"] = {200: invoice(200, 1, "100.00"), 201: invoice(201, 1, "50.00")}
+    setup.run("invoices")
+    setup.feed.records["payments"] = {
+        300: {
+            "id": 300,
+            "date": "2026-11-05T00:00:00Z",
+            "type": "Check",
+            "total": "130.00",
+            "unappliedAmount": "0.00",
+            "customer": {"id": 1, "name": "Customer 1"},
+            "appliedTo": [
+                {"appliedTo": 200, "appliedAmount": "100.00"},
+                {"appliedTo": 201, "appliedAmount": "30.00"},
+            ],
+        },
+        301: {
+            "id": 301,
+            "date": "2026-11-05T00:00:00Z",
+            "type": "Cash",
+            "total": "20.00",
+            "unappliedAmount": "0.00",
+            "customer": {"id": 1, "name": "Customer 1"},
+            "appliedTo": [{"appliedTo": 299, "appliedAmount": "20.00"}],
+        },
+    }
+    first = setup.run("payments")
+    assert (first.created, first.failed) == (1, 1)
+    assert setup.failed()["payments", "301"] == "waits for invoice 299, not in SAP yet: replay it once it is"
+    paid = {
+        r["NumAtCard"]: r
+        for page in setup.hook.iter_pages(
+            "Invoices",
+            filter="NumAtCard eq '200' or NumAtCard eq '201'",
+            select=["NumAtCard", "PaidToDate", "DocumentStatus"],
+        )
+        for r in page
+    }
+    assert (paid["200"]["PaidToDate"], paid["200"]["DocumentStatus"]) == (100.0, "bost_Close")
+    assert (paid["201"]["PaidToDate"], paid["201"]["DocumentStatus"]) == (30.0, "bost_Open")
+    assert setup.run("payments", "r2").created == 0
+    assert setup.hook.count("IncomingPayments", "CounterReference eq '300'") == 1
+
+
+@pytest.mark.parametrize("reply", ["error", "draft"])
+def test_an_invoice_held_for_approval_is_pending_and_never_posted_again(setup, reply):
+    setup.feed.records["customers"][1] = customer(1)
+    setup.run("customers")
+    setup.sap.control("POST", "approvals", {"entity": "Invoices", "threshold": 1000, "post_reply": reply})
+    try:
+        setup.feed.records["invoices"] = {400: invoice(400, 1, "2500.00"), 401: invoice(401, 1, "10.00")}
+        first = setup.run("invoices")
+        assert (first.created, first.skipped, first.failed) == (1, 1, 0)
+        again = setup.run("invoices", "r2")
+        assert (again.created, again.skipped) == (0, 1)
+        drafts = list(setup.hook.iter_pages("Drafts", filter="NumAtCard eq '400'", select=["DocEntry"]))
+        assert len(drafts[0]) == 1
+        assert setup.hook.count("Invoices", "NumAtCard eq '400'") == 0
+    finally:
+        setup.sap.control("POST", "approvals", {})
