@@ -492,7 +492,7 @@ def generate(
 
     :param seed: the one source of randomness.
     :param customers: number of customers (at least 2).
-    :param invoices: number of invoices; payments follow from them (about 0.9 per invoice).
+    :param invoices: number of invoices; payments follow from them (about 0.8 per invoice).
     :param business_units: number of business units (1-8 named, more get numbered names).
     :param anchor: the generated year ends before this day (UTC).
     :param timestamp_style: ``dotnet`` or ``millis`` (see :func:`fmt_ts`).

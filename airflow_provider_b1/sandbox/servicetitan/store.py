@@ -218,7 +218,7 @@ class Store:
         table = self.tables[entity]
         keys: Iterable[Any] = table.by_id()
         if ids is not None:
-            keys = [k for k in keys if k in ids]
+            keys = sorted((k for k in ids if k in table.rows), key=sort_key)
         if modified_from is not None or modified_before is not None:
             keys = _in_window(keys, table.modified, modified_from, modified_before)
         if created_from is not None or created_before is not None:
