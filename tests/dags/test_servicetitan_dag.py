@@ -64,3 +64,55 @@ def test_a_run_posts_servicetitans_receivables_once_customer_by_customer(flow, s
     posted = flow.audit_rows("action = 'created' AND source_entity = 'payments'")
     assert len(posted) > 100  # payments applied to the invoices they pay
     assert _sap_by_partner(flow) == {code: (n, total) for code, (n, total) in expected.items()}
+
+
+def test_under_faults_on_both_sandboxes_the_run_ends_with_the_same_receivables_and_no_duplicates(
+    flow, st, dag_of, monkeypatch
+):
+    import datetime as dt
+    import functools
+
+    from airflow_provider_b1.utils.retry import RetryPolicy
+
+    fast = functools.partial(RetryPolicy, initial_wait=0.01, max_wait=0.05)
+    monkeypatch.setattr("airflow_provider_b1.hooks.sap_b1.hook.RetryPolicy", fast)
+    monkeypatch.setattr("airflow_provider_b1.hooks.servicetitan.hook.RetryPolicy", fast)
+    clean = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(clean).values()) == {"success"}
+    expected = _sap_by_partner(flow)
+    flow.sap.restore(invoices=200)  # SAP starts again from nothing of ServiceTitan's
+    from dag_helpers import _drop_schemas, forget_runs
+
+    _drop_schemas(flow.pg)
+    forget_runs(DAG_ID)
+
+    flow.sap.faults(error_rate=0.08, reset_rate=0.04, session_expiry_rate=0.05, login_delay=0.2, seed=5)
+    st.control(
+        "POST",
+        "faults",
+        {
+            "error_rate": 0.08,
+            "reset_rate": 0.04,
+            "token_expiry_rate": 0.05,
+            "rate_limit_rate": 0.05,
+            "seed": 5,
+        },
+    )
+    run = dag_of(DAG_ID, retries=2, retry_delay=dt.timedelta(0)).test()
+    sap_stats, st_stats = flow.sap.stats(), st.control("GET", "stats")
+    flow.sap.faults()
+    st.control("POST", "faults", {})
+    assert set(task_states(run).values()) == {"success"}, task_states(run)
+    assert sap_stats["faults_injected"].get("reset", 0) > 0
+    assert sum(st_stats.get("faults_injected", st_stats.get("faults", {})).values()) > 0
+    assert _sap_by_partner(flow) == expected
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    numbers = [
+        r["NumAtCard"]
+        for page in SapB1Hook().iter_pages(
+            "Invoices", filter="startswith(CardCode, 'ST')", select=["NumAtCard"]
+        )
+        for r in page
+    ]
+    assert len(numbers) == len(set(numbers)) == 300  # no invoice posted twice
