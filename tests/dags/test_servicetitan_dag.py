@@ -38,7 +38,7 @@ def _sap_by_partner(flow) -> dict[str, tuple[int, Decimal]]:
 def test_a_run_posts_servicetitans_receivables_once_customer_by_customer(flow, st, dag_of):
     run = dag_of(DAG_ID, retries=0).test()
     assert set(task_states(run).values()) == {"success"}
-    failed = {(r["source_entity"], r["source_key"]): r["error"] for r in flow.audit_rows("action = 'failed'")}
+    failed = {(r["entity"], r["key"]): r["error"] for r in flow.audit_rows("action = 'failed'")}
     assert failed == {}
 
     from airflow_provider_b1.servicetitan.customers import CustomerMap
@@ -116,3 +116,90 @@ def test_under_faults_on_both_sandboxes_the_run_ends_with_the_same_receivables_a
         for r in page
     ]
     assert len(numbers) == len(set(numbers)) == 300  # no invoice posted twice
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from airflow_provider_b1.operators.sync import SyncOperator
+from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW
+
+MAPPINGS = str(Path(sys.argv[3]))
+
+
+class TaskInstance:
+    dag_id, map_index = "servicetitan_to_sap_b1", -1
+
+    def __init__(self, task_id, run_id, try_number):
+        self.task_id, self.run_id, self.try_number = task_id, run_id, try_number
+
+    def xcom_pull(self, **kwargs):
+        return None  # no earlier successful run: read everything
+
+
+def run(stream, run_id, try_number, mappings=MAPPINGS):
+    operator = SyncOperator(task_id=stream, flow=SERVICETITAN_FLOW, streams=[stream], options={"mappings": mappings})
+    context = {"ti": TaskInstance(stream, run_id, try_number), "params": {}, "dag_run": None}
+    return operator.execute(context)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run("invoices", sys.argv[1], int(sys.argv[2]))))
+"""
+
+
+def test_posting_killed_mid_way_and_run_again_posts_every_invoice_once(flow, st, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    mappings = str(Path(__file__).parents[2] / "dags" / "servicetitan_mappings.yaml")
+    script = tmp_path / "post_invoices.py"
+    script.write_text(CHILD)
+    namespace: dict = {}
+    exec(compile(CHILD, str(script), "exec"), namespace)
+    namespace["run"]("customers", "manual__killed", 1, mappings)
+
+    def posted() -> int:
+        return SapB1Hook().count("Invoices", "startswith(CardCode, 'ST')")
+
+    flow.sap.control("POST", "cost", {"write_seconds": 0.05, "nodes": 1})  # posting takes its time
+    child = subprocess.Popen(
+        [sys.executable, str(script), "manual__killed", "1", mappings], env=os.environ.copy()
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while posted() < 60:
+            assert child.poll() is None, f"the posting ended before it could be killed ({child.returncode})"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+    flow.sap.control("POST", "cost", {})
+    partial = posted()
+    assert 60 <= partial < 300
+
+    summary = namespace["run"]("invoices", "manual__killed", 2, mappings)
+    assert summary["entities"]["invoices"]["failed"] == 0
+    numbers = [
+        r["NumAtCard"]
+        for page in SapB1Hook().iter_pages(
+            "Invoices", filter="startswith(CardCode, 'ST')", select=["NumAtCard"]
+        )
+        for r in page
+    ]
+    assert len(numbers) == len(set(numbers)) == 300  # every invoice once, none twice
+    # every invoice SAP holds is in the trail: the killed try's written pages, then the next try
+    audited = {
+        r["key"] for r in flow.audit_rows("source_entity = 'invoices' AND action IN ('created', 'unchanged')")
+    }
+    assert audited == set(numbers)
