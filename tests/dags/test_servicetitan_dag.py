@@ -120,11 +120,9 @@ def test_under_faults_on_both_sandboxes_the_run_ends_with_the_same_receivables_a
 
 CHILD = """
 import json, sys
-from pathlib import Path
 from airflow_provider_b1.operators.sync import SyncOperator
 from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW
 
-MAPPINGS = str(Path(sys.argv[3]))
 
 
 class TaskInstance:
@@ -137,14 +135,14 @@ class TaskInstance:
         return None  # no earlier successful run: read everything
 
 
-def run(stream, run_id, try_number, mappings=MAPPINGS):
+def run(stream, run_id, try_number, mappings):
     operator = SyncOperator(task_id=stream, flow=SERVICETITAN_FLOW, streams=[stream], options={"mappings": mappings})
     context = {"ti": TaskInstance(stream, run_id, try_number), "params": {}, "dag_run": None}
     return operator.execute(context)
 
 
 if __name__ == "__main__":
-    print(json.dumps(run("invoices", sys.argv[1], int(sys.argv[2]))))
+    print(json.dumps(run("invoices", sys.argv[1], int(sys.argv[2]), sys.argv[3])))
 """
 
 
