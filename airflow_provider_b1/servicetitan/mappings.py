@@ -19,7 +19,6 @@ record at run time::
       Cash: {cash: "111000"}
       Check: {transfer: "112000"}
       Credit Card: {transfer: "113000"}
-    changed_invoices: fail           # or credit_and_repost
 
 An invoice naming a GL account, business unit or payment type the mapping lacks fails alone,
 naming it; the rest of its page goes on.
@@ -38,7 +37,6 @@ from typing import Any
 from airflow_provider_b1.exceptions import PermanentError
 
 _FIELD = re.compile(r"^(NumAtCard|U_[A-Za-z0-9_]{1,48})$")
-_CHANGED = ("fail", "credit_and_repost")
 _KEYS = {
     "card_code",
     "link_field",
@@ -49,7 +47,6 @@ _KEYS = {
     "tax_code",
     "sales_tax_account",
     "payment_types",
-    "changed_invoices",
 }
 
 
@@ -78,7 +75,6 @@ class Mappings:
     tax_code: str | None = None
     sales_tax_account: str | None = None
     payment_types: Mapping[str, PaymentAccount] = field(default_factory=dict)
-    changed_invoices: str = "fail"
 
     def card_code_for(self, customer_id: Any) -> str:
         """The ``CardCode`` a new partner gets for a ServiceTitan customer."""
@@ -161,11 +157,6 @@ def parse_mappings(document: Mapping[str, Any] | None, *, where: str = "the mapp
             )
         kind, account = next(iter(target.items()))
         payment_types[str(name)] = PaymentAccount(kind, str(account))
-    changed = str(doc.get("changed_invoices") or "fail")
-    if changed not in _CHANGED:
-        raise MappingError(
-            f"{where}: changed_invoices must be one of {', '.join(_CHANGED)}, not {changed!r}."
-        )
     seeded: dict[str, str] = {}
     if doc.get("seed_csv"):
         seeded = read_seed_csv(Path(str(doc["seed_csv"])), where=where)
@@ -179,7 +170,6 @@ def parse_mappings(document: Mapping[str, Any] | None, *, where: str = "the mapp
         tax_code=str(doc["tax_code"]) if doc.get("tax_code") else None,
         sales_tax_account=str(doc["sales_tax_account"]) if doc.get("sales_tax_account") else None,
         payment_types=payment_types,
-        changed_invoices=changed,
     )
     try:
         mappings.card_code_for(1)  # the pattern renders a code SAP takes

@@ -32,7 +32,6 @@ def test_a_mapping_file_in_yaml_or_json_is_read_with_its_defaults(tmp_path):
         ({"card_code": "SERVICETITAN-CUSTOMER-{id}"}, "SAP codes are 1 to 15 characters"),
         ({"invoice_id_field": "Comments"}, "must be NumAtCard or a user field"),
         ({"payment_types": {"Cash": {"bank": "1"}}}, "payment_types['Cash'] must be"),
-        ({"changed_invoices": "ignore"}, "changed_invoices must be one of fail, credit_and_repost"),
         ({"gl_accounts": {"4000": ""}}, "gl_accounts must map names to non-empty SAP codes"),
     ],
 )
