@@ -13,6 +13,9 @@ The mapping of GL accounts, business units, tax and payment types is the file
 ``B1_SERVICETITAN_MAPPINGS``; it is checked when the DAG is parsed, so a typo is an import error
 naming the key.
 
+The last task compares SAP with ServiceTitan partner by partner (invoice count and total, payments
+applied, open balance) and fails with a report naming every difference.
+
 Reload a period: trigger with **Since**/**Until** or run a backfill (each run reads its data
 interval from the export feed). Re-runs change nothing.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag
 
+from airflow_provider_b1.operators.servicetitan import ServiceTitanReconcileOperator
 from airflow_provider_b1.operators.sync import SyncOperator
 from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW
 from airflow_provider_b1.servicetitan.mappings import load_mappings
@@ -55,8 +59,9 @@ def servicetitan_to_sap_b1():
         SyncOperator(task_id=stream.name, flow=SERVICETITAN_FLOW, streams=[stream.name], options=options)
         for stream in SERVICETITAN_FLOW.streams
     ]
+    reconcile = ServiceTitanReconcileOperator(task_id="reconcile", options=options)
     # Invoices need their customers' partners, payments the invoices they pay.
-    tasks[0] >> tasks[1] >> tasks[2]
+    tasks[0] >> tasks[1] >> tasks[2] >> reconcile
 
 
 servicetitan_to_sap_b1()

@@ -37,7 +37,7 @@ def _sap_by_partner(flow) -> dict[str, tuple[int, Decimal]]:
 
 def test_a_run_posts_servicetitans_receivables_once_customer_by_customer(flow, st, dag_of):
     run = dag_of(DAG_ID, retries=0).test()
-    assert set(task_states(run).values()) == {"success"}
+    assert set(task_states(run).values()) == {"success"}  # reconcile included: SAP equals ServiceTitan
     failed = {(r["entity"], r["key"]): r["error"] for r in flow.audit_rows("action = 'failed'")}
     assert failed == {}
 
@@ -144,6 +144,30 @@ def run(stream, run_id, try_number, mappings):
 if __name__ == "__main__":
     print(json.dumps(run("invoices", sys.argv[1], int(sys.argv[2]), sys.argv[3])))
 """
+
+
+def test_reconcile_names_an_invoice_the_flow_failed_with_its_reason(flow, st, dag_of, capsys):
+    first = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(first).values()) == {"success"}
+    # An invoice gains an item booked to a GL account the mapping does not know.
+    from airflow_provider_b1.hooks.servicetitan import ServiceTitanHook
+
+    hook = ServiceTitanHook()
+    invoice = next(iter(hook.iter_list("accounting/invoices", {"pageSize": 1}, page_size=1, max_pages=1)))[0]
+    hook.close()
+    invoice["items"][0]["generalLedgerAccount"] = {"name": "Rebates", "number": "4999", "type": "Income"}
+    changed = {**invoice, "id": 990001, "referenceNumber": "REB-1"}
+    st.control("POST", "seed", {"entity": "invoices", "records": [changed]})
+    st.control("POST", "clock", {"advance_seconds": 960})  # past the export feed's 15-minute lag
+    second = dag_of(DAG_ID, retries=0).test()
+    states = task_states(second)
+    assert (states["invoices"], states["reconcile"]) == ("success", "failed")
+    out = capsys.readouterr().out
+    assert "SAP differs from ServiceTitan for 1 of" in out
+    assert (
+        "invoice 990001 not in SAP: recorded as failed: GL account 4999 (Rebates) has no SAP account in the "
+        "mapping's gl_accounts"
+    ) in out
 
 
 def test_posting_killed_mid_way_and_run_again_posts_every_invoice_once(flow, st, tmp_path):
