@@ -6,7 +6,10 @@
 3. runs ``sap_b1_to_warehouse`` with ``dag.test()`` into an embedded SQLite warehouse (or the
    PostgreSQL database given with ``--warehouse``), then ``looker_refresh`` and a dry run of
    ``b1_replay_failed``;
-4. prints what moved and checks that the warehouse equals SAP, entity by entity.
+4. starts the ServiceTitan sandbox and runs ``servicetitan_to_sap_b1`` twice (the second run
+   posts nothing): customers, invoices and payments into SAP's receivables, reconciled partner by
+   partner;
+5. prints what moved and checks that the warehouse equals SAP, entity by entity.
 
 Airflow's home is ``.b1-demo/`` in the current folder unless ``AIRFLOW_HOME`` is set; its
 metadata database is SQLite there. Exits non-zero when any flow fails or any figure differs.
@@ -138,6 +141,22 @@ def _warehouse_report(sap: Any, run: Any) -> bool:
     return equal
 
 
+def _servicetitan_report(run: Any, *, expect_new: bool) -> bool:
+    """What each stream of the ServiceTitan flow did, from the audit trail; the reconcile task
+    (the DAG's last) already compared SAP with ServiceTitan partner by partner."""
+    from airflow_provider_b1.sync.audit import AuditTrail
+
+    with AuditTrail("b1_audit_default") as audit:
+        for stream in ("customers", "invoices", "payments"):
+            counts = audit.counts_for_run(run.dag_id, run.run_id, task_id=stream)
+            shown = ", ".join(f"{n} {action}" for action, n in counts.items() if n)
+            print(f"  {stream:<10} {shown or 'nothing read'}")
+            if counts["failed"] or (not expect_new and counts["created"]):
+                return False
+    print("  reconcile: SAP holds ServiceTitan's receivables, partner by partner")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b1-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=2000, help="invoices the SAP sandbox generates")
@@ -157,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sap = serve_in_thread(sap_app(SapSandboxConfig(seed=args.seed, invoices=args.invoices)), tls=True)
     looker = serve_in_thread(looker_app(), tls=True)
+    from airflow_provider_b1.sandbox.servicetitan import ServiceTitanSandboxConfig
+    from airflow_provider_b1.sandbox.servicetitan import create_app as servicetitan_app
+
+    st_config = ServiceTitanSandboxConfig(seed=args.seed, customers=150, invoices=800)
+    servicetitan = serve_in_thread(servicetitan_app(st_config), tls=True)
     ok = True
     try:
         os.environ["AIRFLOW_CONN_SAP_B1_DEFAULT"] = json.dumps(
@@ -203,6 +227,28 @@ def main(argv: list[str] | None = None) -> int:
         replay = _run_dag("b1_replay_failed", flow="sap_b1_to_warehouse", dry_run=True)
         ok &= replay.state == "success"
 
+        print(f"\n3. ServiceTitan (sandbox at {servicetitan.base_url}) -> SAP Business One receivables:")
+        os.environ["AIRFLOW_CONN_SERVICETITAN_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "servicetitan",
+                "login": st_config.client_id,
+                "password": st_config.client_secret,
+                "extra": {
+                    "environment": "integration",
+                    "tenant_id": st_config.tenant_id,
+                    "app_key": st_config.app_key,
+                    "api_url": servicetitan.base_url,
+                    "auth_url": servicetitan.base_url,
+                    "ca_bundle": str(servicetitan.ca_path),
+                },
+            }
+        )
+        os.environ.setdefault("B1_SERVICETITAN_CACHE_DIR", str(home / "servicetitan-tokens"))
+        for attempt in ("first", "second"):
+            posted = _run_dag("servicetitan_to_sap_b1")
+            ok &= posted.state == "success"
+            ok &= _servicetitan_report(posted, expect_new=attempt == "first")
+
         stats = _control(sap, "stats")
         print(f"\nSAP sandbox served {stats['requests_total']} requests with {stats['logins']} login(s).")
         print(f"Airflow home: {home}")
@@ -210,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()  # lets keep-alive connections close so the servers stop at once
         sap.stop()
         looker.stop()
-    print("\nAll flows finished and the warehouse equals SAP." if ok else "\nSomething differs: see above.")
+        servicetitan.stop()
+    print(
+        "\nAll flows finished: the warehouse equals SAP, and SAP holds ServiceTitan's receivables."
+        if ok
+        else "\nSomething differs: see above."
+    )
     return 0 if ok else 1
 
 
