@@ -17,7 +17,9 @@ The last task compares SAP with ServiceTitan partner by partner (invoice count a
 applied, open balance) and fails with a report naming every difference.
 
 Reload a period: trigger with **Since**/**Until** or run a backfill (each run reads its data
-interval from the export feed). Re-runs change nothing.
+interval from the export feed). Re-runs change nothing. Where ServiceTitan's webhooks reach the
+``b1-webhooks`` receiver, an invoice, payment or customer event also starts a run at once
+(polling stays the default).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import os
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag
 
 from airflow_provider_b1.operators.servicetitan import ServiceTitanReconcileOperator
 from airflow_provider_b1.operators.sync import SyncOperator
 from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW
 from airflow_provider_b1.servicetitan.mappings import load_mappings
 from airflow_provider_b1.sync import sync_params
+from airflow_provider_b1.webhooks.assets import servicetitan_asset
 
 MAPPINGS = os.environ.get("B1_SERVICETITAN_MAPPINGS") or str(
     Path(__file__).with_name("servicetitan_mappings.yaml")
@@ -44,7 +47,13 @@ if not MAPPINGS.startswith("var:"):
 @dag(
     dag_id="servicetitan_to_sap_b1",
     description="ServiceTitan customers, invoices and payments into SAP Business One receivables.",
-    schedule=CronDataIntervalTimetable("30 2 * * *", timezone="UTC"),
+    # Daily, and within seconds of a ServiceTitan webhook where b1-webhooks receives them.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronDataIntervalTimetable("30 2 * * *", timezone="UTC"),
+        assets=servicetitan_asset("invoices")
+        | servicetitan_asset("payments")
+        | servicetitan_asset("customers"),
+    ),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
