@@ -211,8 +211,8 @@ def error_from_response(response: requests.Response, what: str, *, tenant: str) 
             )
     if status == 403:
         return ServiceTitanPermissionError(
-            f"The ServiceTitan application may not do {what} (HTTP 403{said}); add the API scope it needs to "
-            "the application and have the tenant reconnect it.",
+            f"ServiceTitan refused {what} for want of permission (HTTP 403{said}); add the API scope it needs "
+            "to the application and have the tenant reconnect it.",
             **common,
         )
     if status == 404:

@@ -190,3 +190,25 @@ def test_the_legacy_form_shows_the_app_key_as_a_password_field():
     assert widgets["app_key"].field_class is PasswordField
     assert widgets["redis_url"].field_class is PasswordField
     assert widgets["tenant_id"].field_class is not PasswordField
+
+
+def test_connection_test_names_a_missing_permission_in_one_sentence(st_connection, monkeypatch):
+    from st_unit_helpers import response
+
+    from airflow_provider_b1.hooks.servicetitan.errors import error_from_response
+
+    st_connection()
+    hook = ServiceTitanHook()
+    monkeypatch.setattr(hook, "get_token", lambda: "a-token-value")
+
+    def refuse(path, params=None, *, what=None):
+        reply = response(
+            403, {"title": "Forbidden", "status": 403, "detail": "Scope tn.crm.customers:r missing."}
+        )
+        raise error_from_response(reply, what or path, tenant=TENANT)
+
+    monkeypatch.setattr(hook, "get_json", refuse)
+    ok, message = hook.test_connection()
+    assert not ok
+    assert message.startswith("ServiceTitan refused reading customers for want of permission (HTTP 403")
+    assert "add the API scope" in message
