@@ -45,7 +45,7 @@ from airflow_provider_b1.hooks.servicetitan.reads import (
     with_decimals,
 )
 from airflow_provider_b1.utils.paging import paginate
-from airflow_provider_b1.utils.params import blank_to_none, parse_bool
+from airflow_provider_b1.utils.params import ParamError, blank_to_none, parse_bool
 from airflow_provider_b1.utils.ratelimit import RateLimitedAdapter, SharedRateLimiter, shared_limiter
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.utils.secrets import mask
@@ -157,7 +157,9 @@ class ServiceTitanHook(BaseHook):
     def settings(self) -> _Settings:
         """The connection, read once and normalised (blank fields are ``None``).
 
-        :raises ValueError: naming the missing or unreadable field.
+        :raises ParamError: (a :class:`ValueError` and a
+            :class:`~airflow_provider_b1.exceptions.PermanentError`) naming the missing or
+            unreadable field.
         """
         conn = self.get_connection(self.servicetitan_conn_id)
         extra = {k: blank_to_none(v) for k, v in (conn.extra_dejson or {}).items()}
@@ -179,12 +181,12 @@ class ServiceTitanHook(BaseHook):
             if not value
         ]
         if missing:
-            raise ValueError(f"Connection {name!r} needs {', '.join(missing)}.")
+            raise ParamError(f"Connection {name!r} needs {', '.join(missing)}.")
         if not str(tenant).strip().isdigit():
-            raise ValueError(f"Connection {name!r}: tenant_id must be the tenant's number, not {tenant!r}.")
+            raise ParamError(f"Connection {name!r}: tenant_id must be the tenant's number, not {tenant!r}.")
         environment = str(extra.get("environment") or "production").strip().lower()
         if environment not in ENVIRONMENTS:
-            raise ValueError(
+            raise ParamError(
                 f"Connection {name!r}: environment must be {' or '.join(ENVIRONMENTS)}, not {environment!r}."
             )
         auth_root, api_root = ENVIRONMENTS[environment]
@@ -197,7 +199,7 @@ class ServiceTitanHook(BaseHook):
         except (TypeError, ValueError):
             rate = 0
         if rate < 1 or (rate_limit is not None and str(rate) != str(rate_limit).strip()):
-            raise ValueError(
+            raise ParamError(
                 f"Connection {name!r}: rate_limit must be a whole number of calls per second, not {rate_limit!r}."
             )
         redis_url = extra.get("redis_url")
@@ -222,7 +224,7 @@ class ServiceTitanHook(BaseHook):
         text = str(url).strip().rstrip("/")
         parts = urlsplit(text)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(
+            raise ParamError(
                 f"{what} must be an http(s) URL such as https://api.servicetitan.io, not {url!r}."
             )
         return text

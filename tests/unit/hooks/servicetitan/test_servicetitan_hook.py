@@ -212,3 +212,11 @@ def test_connection_test_names_a_missing_permission_in_one_sentence(st_connectio
     assert not ok
     assert message.startswith("ServiceTitan refused reading customers for want of permission (HTTP 403")
     assert "add the API scope" in message
+
+
+def test_a_connection_that_cannot_work_fails_the_task_at_once(st_connection):
+    from airflow_provider_b1.exceptions import PermanentError
+
+    st_connection(environment="staging")
+    with pytest.raises(PermanentError):
+        _ = ServiceTitanHook().settings
