@@ -57,6 +57,9 @@ DEFAULT_GUARD = 0.1
 Measured against the sandbox on a loaded 2-core machine, 50 ms let one call in a few hundred
 through as the 61st of a second; 100 ms keeps 91 % of the allowance (54.5 of 60 calls/s)."""
 
+REDIS_IDLE_EXPIRY_MS = 60_000
+"""A Redis count unused this long is dropped (every use sets it anew, at most every few seconds)."""
+
 SMOOTHING = 10
 """Parts of the window over which the calls are spread (see :attr:`SharedRateLimiter.rates`)."""
 
@@ -235,6 +238,9 @@ class SharedRateLimiter:
             if decision.allowed and time.monotonic() - self._leaked_at >= LEAK_EVERY:
                 self._leaked_at = time.monotonic()
                 bucket.leak(now)
+                if isinstance(bucket, RedisBucket):
+                    # A count nobody uses any more leaves Redis a minute later.
+                    bucket.redis.pexpire(bucket.bucket_key, REDIS_IDLE_EXPIRY_MS)
         if decision.allowed:
             return None
         wait = decision.retry_after_ms

@@ -90,3 +90,20 @@ def test_any_rate_is_spread_over_tenths_of_its_window_at_the_same_pace(tmp_path,
         assert share.limit == max(1, calls // 10)
         assert share.limit / share.interval >= calls / 1100  # never stricter than the window
     limiter.close()
+
+
+def test_a_redis_count_expires_once_nobody_uses_it(tmp_path):
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    limiter = SharedRateLimiter(f"unit-expiry-{time.time_ns()}", 5, redis_url=url)
+    limiter.acquire()
+    client = redis.Redis.from_url(url)
+    key = f"b1:ratelimit:{limiter.name}"
+    try:
+        assert 0 < client.pttl(key) <= 60_000
+    finally:
+        client.delete(key)
