@@ -382,10 +382,13 @@ def use_dag_folder(monkeypatch: Any, folder: Path, name: str) -> None:
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
 
 
-def kill_mid_load(script: Path, run_id: str, loaded: Callable[[], int], *, at_least: int = 1500) -> None:
-    """Run ``script run_id 1`` (a task's first try) in a child process, as a worker would, and kill it
-    with SIGKILL once ``loaded()`` reports at least ``at_least`` rows committed (three pages of 500)."""
-    child = subprocess.Popen([sys.executable, str(script), run_id, "1"], env=os.environ.copy())
+def kill_mid_load(
+    script: Path, run_id: str, loaded: Callable[[], int], *, at_least: int = 1500, args: tuple[str, ...] = ()
+) -> None:
+    """Run ``script run_id 1 *args`` (a task's first try) in a child process, as a worker would, and
+    kill it with SIGKILL once ``loaded()`` reports at least ``at_least`` rows committed (three pages
+    of 500 by default)."""
+    child = subprocess.Popen([sys.executable, str(script), run_id, "1", *args], env=os.environ.copy())
     try:
         deadline = time.monotonic() + 120
         while loaded() < at_least:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
-from dag_helpers import task_states
+from dag_helpers import kill_mid_load, task_states
 
 DAG_ID = "servicetitan_to_sap_b1"
 
@@ -171,11 +171,6 @@ def test_reconcile_names_an_invoice_the_flow_failed_with_its_reason(flow, st, da
 
 
 def test_posting_killed_mid_way_and_run_again_posts_every_invoice_once(flow, st, tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
     from pathlib import Path
 
     from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
@@ -191,21 +186,7 @@ def test_posting_killed_mid_way_and_run_again_posts_every_invoice_once(flow, st,
         return SapB1Hook().count("Invoices", "startswith(CardCode, 'ST')")
 
     flow.sap.control("POST", "cost", {"write_seconds": 0.05, "nodes": 1})  # posting takes its time
-    child = subprocess.Popen(
-        [sys.executable, str(script), "manual__killed", "1", mappings], env=os.environ.copy()
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while posted() < 60:
-            assert child.poll() is None, f"the posting ended before it could be killed ({child.returncode})"
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=30)
+    kill_mid_load(script, "manual__killed", posted, at_least=60, args=(mappings,))
     flow.sap.control("POST", "cost", {})
     partial = posted()
     assert 60 <= partial < 300
