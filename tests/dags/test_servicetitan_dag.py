@@ -146,7 +146,9 @@ if __name__ == "__main__":
 """
 
 
-def test_reconcile_names_an_invoice_the_flow_failed_with_its_reason(flow, st, dag_of, capsys):
+def test_reconcile_names_an_invoice_the_flow_failed_and_replay_posts_it_once_fixed(
+    flow, st, dag_of, capsys, tmp_path, monkeypatch
+):
     first = dag_of(DAG_ID, retries=0).test()
     assert set(task_states(first).values()) == {"success"}
     # An invoice gains an item booked to a GL account the mapping does not know.
@@ -156,7 +158,12 @@ def test_reconcile_names_an_invoice_the_flow_failed_with_its_reason(flow, st, da
     invoice = next(iter(hook.iter_list("accounting/invoices", {"pageSize": 1}, page_size=1, max_pages=1)))[0]
     hook.close()
     invoice["items"][0]["generalLedgerAccount"] = {"name": "Rebates", "number": "4999", "type": "Income"}
-    changed = {**invoice, "id": 990001, "referenceNumber": "REB-1"}
+    changed = {
+        **invoice,
+        "id": 990001,
+        "referenceNumber": "REB-1",
+        "balance": invoice["total"],
+    }  # nothing paid
     st.control("POST", "seed", {"entity": "invoices", "records": [changed]})
     st.control("POST", "clock", {"advance_seconds": 960})  # past the export feed's 15-minute lag
     second = dag_of(DAG_ID, retries=0).test()
@@ -168,6 +175,26 @@ def test_reconcile_names_an_invoice_the_flow_failed_with_its_reason(flow, st, da
         "invoice 990001 not in SAP: recorded as failed: GL account 4999 (Rebates) has no SAP account in the "
         "mapping's gl_accounts"
     ) in out
+
+    # The mapping is fixed; b1_replay_failed posts the invoice through the flow's own sink, once.
+    from pathlib import Path
+
+    import yaml
+
+    fixed = yaml.safe_load((Path(__file__).parents[2] / "dags" / "servicetitan_mappings.yaml").read_text())
+    fixed["gl_accounts"]["4999"] = "431002"
+    mapping_file = tmp_path / "mappings.yaml"
+    mapping_file.write_text(yaml.safe_dump(fixed))
+    monkeypatch.setenv("B1_SERVICETITAN_MAPPINGS", str(mapping_file))
+    for _attempt in (1, 2):  # a second replay finds nothing left to do
+        replay = dag_of("b1_replay_failed").test(
+            run_conf={"flow": DAG_ID, "dry_run": False, "options": {"mappings": str(mapping_file)}}
+        )
+        assert replay.state == "success"
+    created = flow.audit_rows("task_id = 'replay' AND action = 'created'")
+    assert [(r["entity"], r["key"]) for r in created] == [("invoices", "990001")]  # once, not twice
+    third = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(third).values()) == {"success"}  # reconcile: SAP equals ServiceTitan again
 
 
 def test_posting_killed_mid_way_and_run_again_posts_every_invoice_once(flow, st, tmp_path):
