@@ -395,16 +395,34 @@ class SapReceivablesSink(Sink):
         wanted = [invoice for item in items for invoice, _ in item.data["applied"]]
         invoices = self._documents("Invoices", field_name, wanted, ["DocEntry", field_name, "CardCode"])
         posted = self._documents(
-            "IncomingPayments", PAYMENT_ID_FIELD, [str(i.key) for i in items], ["DocEntry", PAYMENT_ID_FIELD]
+            "IncomingPayments",
+            PAYMENT_ID_FIELD,
+            [str(i.key) for i in items],
+            ["DocEntry", PAYMENT_ID_FIELD, "CashSum", "TransferSum"],
         )
         creates: list[tuple[Item, dict[str, Any]]] = []
         for item in items:
             data = item.data
             if str(item.key) in posted:
                 found = posted[str(item.key)]
-                outcomes[item.key] = Outcome(
-                    item.key, Action.UNCHANGED, None, item.payload_hash, found["DocEntry"]
-                )
+                held = (
+                    Decimal(repr(found.get("CashSum") or 0)) + Decimal(repr(found.get("TransferSum") or 0))
+                ).quantize(_CENT)
+                wanted = Decimal(
+                    repr(data["payment"].get("CashSum") or data["payment"].get("TransferSum") or 0)
+                ).quantize(_CENT)
+                if held == wanted:
+                    outcomes[item.key] = Outcome(
+                        item.key, Action.UNCHANGED, None, item.payload_hash, found["DocEntry"]
+                    )
+                else:
+                    outcomes[item.key] = Outcome(
+                        item.key,
+                        Action.FAILED,
+                        f"changed after posting: needs a correction (SAP payment {found['DocEntry']} totals {held}, "
+                        f"ServiceTitan now {wanted})",
+                        item.payload_hash,
+                    )
                 continue
             code = codes.get(data["customer_id"])
             missing = [invoice for invoice, _ in data["applied"] if invoice not in invoices]

@@ -221,6 +221,10 @@ def test_payments_apply_to_the_invoices_they_pay_and_wait_for_missing_ones(setup
     assert (paid["201"]["PaidToDate"], paid["201"]["DocumentStatus"]) == (30.0, "bost_Open")
     assert setup.run("payments", "r2").created == 0
     assert setup.hook.count("IncomingPayments", "CounterReference eq '300'") == 1
+    setup.feed.records["payments"][300]["total"] = "140.00"  # edited in ServiceTitan after posting
+    setup.run("payments", "r3")
+    assert setup.failed()["payments", "300"].startswith("changed after posting: needs a correction")
+    assert "totals 130.00, ServiceTitan now 140.00" in setup.failed()["payments", "300"]
 
 
 @pytest.mark.parametrize("reply", ["error", "draft"])
