@@ -8,7 +8,8 @@ one session serves every task process on a worker for as long as SAP keeps it al
   together: ``ROUTEID`` pins the load balancer's node that owns the session) is cached in a file
   named after ``sha256(url|company|user)`` in :func:`default_cache_dir`. The file is encrypted
   with Fernet under a key derived (scrypt) from the connection's password and the cache key:
-  only a holder of the password can read it. Mode 0600, directory 0700.
+  only a holder of the password can read it. Mode 0600, directory 0700 (see
+  :mod:`airflow_provider_b1.utils.credential_cache`).
 * **One login at a time.** Logins happen under a cross-process file lock. Whoever gets the
   lock first re-reads the cache: if another caller refreshed the session while it waited, it
   takes that session instead of logging in (B1SLayer's "skip if already refreshed").
@@ -35,21 +36,15 @@ Airflow's secret masker as soon as it is known.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import json
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from filelock import FileLock, Timeout
 
 from airflow_provider_b1.exceptions import RetryableError
@@ -62,6 +57,7 @@ from airflow_provider_b1.hooks.sap_b1.errors import (
     transport_error,
 )
 from airflow_provider_b1.utils.auth import RenewingAuth, no_auth
+from airflow_provider_b1.utils.credential_cache import CredentialFile
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.utils.secrets import mask
 
@@ -75,8 +71,6 @@ TOUCH_INTERVAL = 5.0
 
 LOCK_TIMEOUT = 300.0
 """Seconds to wait for another process's login before giving up (logins take 3-8 s, more when slow)."""
-
-_CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
@@ -129,21 +123,19 @@ class SessionState:
         """The ``Cookie`` header value carrying every session cookie."""
         return "; ".join(f"{name}={value}" for name, value in self.cookies.items())
 
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "format": _CACHE_FORMAT,
-                "cookies": self.cookies,
-                "timeout": self.timeout,
-                "login_at": self.login_at,
-                "last_used": self.last_used,
-            }
-        ).encode()
+    def to_payload(self) -> dict[str, Any]:
+        """The cache file's payload."""
+        return {
+            "cookies": self.cookies,
+            "timeout": self.timeout,
+            "login_at": self.login_at,
+            "last_used": self.last_used,
+        }
 
     @classmethod
-    def from_json(cls, data: bytes) -> SessionState | None:
-        document = json.loads(data)
-        if document.get("format") != _CACHE_FORMAT or not document.get("cookies"):
+    def from_payload(cls, document: dict[str, Any]) -> SessionState | None:
+        """The session in a cache file's payload, or ``None`` when it holds none."""
+        if not document.get("cookies"):
             return None
         return cls(
             cookies={str(k): str(v) for k, v in document["cookies"].items()},
@@ -153,8 +145,12 @@ class SessionState:
         )
 
 
-class SessionCache:
+class SessionCache(CredentialFile):
     """The encrypted, cross-process session file of one (Service Layer, company, user).
+
+    A :class:`~airflow_provider_b1.utils.credential_cache.CredentialFile` (encryption, modes,
+    atomic writes, lock, tolerant reads) named ``<key>.session``; the file's modification time
+    is the session's last use by any process.
 
     :param directory: cache directory (created 0700 when missing).
     :param base_url: Service Layer root URL.
@@ -163,52 +159,27 @@ class SessionCache:
     :param password: the user's password; only used to derive the file's encryption key.
     """
 
+    suffix = ".session"
+    what = "SAP session cache"
+    instead = "logging in"
+    logger = log
+
     def __init__(self, directory: Path, base_url: str, company: str, user: str, password: str) -> None:
-        self.directory = Path(directory)
-        self.key = hashlib.sha256(f"{base_url.rstrip('/')}|{company}|{user}".encode()).hexdigest()
-        self.path = self.directory / f"{self.key}.session"
-        self.lock_path = self.directory / f"{self.key}.lock"
-        self._password = password
-        self._fernet: Fernet | None = None
-
-    @property
-    def fernet(self) -> Fernet:
-        # scrypt costs ~50 ms on purpose (the file is worth a password guess); derived once.
-        if self._fernet is None:
-            kdf = Scrypt(salt=self.key.encode(), length=32, n=2**14, r=8, p=1)
-            raw = kdf.derive(self._password.encode("utf-8"))
-            self._fernet = Fernet(base64.urlsafe_b64encode(raw))
-        return self._fernet
-
-    def _ensure_dir(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        super().__init__(directory, (base_url.rstrip("/"), company, user), password)
 
     def lock(self) -> FileLock:
         """A cross-process lock around login for this cache key."""
-        self._ensure_dir()
-        return FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT, mode=0o600)
+        return self.file_lock(LOCK_TIMEOUT)
 
     def load(self) -> SessionState | None:
         """Read the cached session, or ``None`` when absent, unreadable or from another password.
 
         The file's modification time is the last use by any process, so it raises ``last_used``.
         """
-        try:
-            token = self.path.read_bytes()
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
+        loaded = self.read(SessionState.from_payload)
+        if loaded is None:
             return None
-        except OSError as exc:
-            log.warning("Cannot read the SAP session cache (%s); logging in instead.", type(exc).__name__)
-            return None
-        try:
-            state = SessionState.from_json(self.fernet.decrypt(token))
-        except (InvalidToken, ValueError, KeyError, TypeError):
-            # Another password (changed credentials) or a damaged file: never trust it.
-            log.info("Ignoring a SAP session cache entry that this connection cannot decrypt.")
-            return None
-        if state is None:
-            return None
+        state, mtime = loaded
         state.last_used = max(state.last_used, mtime)
         state.touched = mtime
         for value in state.cookies.values():
@@ -217,26 +188,14 @@ class SessionCache:
 
     def store(self, state: SessionState) -> None:
         """Write the session atomically (temporary file + rename), readable by the owner only."""
-        self._ensure_dir()
-        temporary = self.directory / f".{self.key}.{os.getpid()}.{threading.get_ident()}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(self.fernet.encrypt(state.to_json()))
-            # The file time is the shared last use (see load), so it must not claim "now".
-            last_use = max(state.last_used, state.login_at)
-            os.utime(temporary, (last_use, last_use))
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise
+        # The file time is the shared last use (see load), so it must not claim "now".
+        last_use = max(state.last_used, state.login_at)
+        self.write(state.to_payload(), mtime=last_use)
         state.touched = last_use
 
     def touch(self, state: SessionState) -> None:
         """Publish a recent use to other processes, cheaply: the file's mtime, no re-encryption."""
-        with contextlib.suppress(OSError):
-            os.utime(self.path, (state.last_used, state.last_used))
+        if self.set_mtime(state.last_used):
             state.touched = state.last_used
 
     def delete(self, only_if: SessionState | None = None) -> None:
@@ -245,8 +204,7 @@ class SessionCache:
             current = self.load()
             if current is None or current.session_id != only_if.session_id:
                 return
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        self.remove()
 
 
 class SapSession(RenewingAuth[SessionState]):

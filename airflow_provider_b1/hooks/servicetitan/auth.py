@@ -8,7 +8,7 @@ task process of a worker for as long as it lives:
 * **Shared across processes.** The token is cached in a file named after
   ``sha256(token URL | client id)`` in :func:`default_cache_dir`, encrypted with Fernet under a
   key derived (scrypt) from the client secret: only a holder of the secret can read it. Mode
-  0600, directory 0700.
+  0600, directory 0700 (see :mod:`airflow_provider_b1.utils.credential_cache`).
 * **One token request at a time.** Requests happen under a cross-process file lock; whoever
   gets it re-reads the cache first and takes a token another process has just obtained
   (skip-if-refreshed), so twenty tasks starting together make one request.
@@ -26,13 +26,8 @@ masker as soon as they are known; the token request's body is never logged, and 
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from filelock import FileLock, Timeout
 
 from airflow_provider_b1.exceptions import RetryableError
@@ -52,6 +45,7 @@ from airflow_provider_b1.hooks.servicetitan.errors import (
     transport_error,
 )
 from airflow_provider_b1.utils.auth import RenewingAuth, no_auth
+from airflow_provider_b1.utils.credential_cache import CredentialFile
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.utils.secrets import mask
 
@@ -62,8 +56,6 @@ LOCK_TIMEOUT = 120.0
 
 MAX_MARGIN = 60.0
 """Renew at most this many seconds before a token's end (a tenth of its life when that is less)."""
-
-_CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
@@ -100,20 +92,14 @@ class AccessToken:
         """Whether it may be sent once more."""
         return now < self.expires_at - self.margin()
 
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "format": _CACHE_FORMAT,
-                "token": self.value,
-                "obtained_at": self.obtained_at,
-                "expires_at": self.expires_at,
-            }
-        ).encode()
+    def to_payload(self) -> dict[str, Any]:
+        """The cache file's payload."""
+        return {"token": self.value, "obtained_at": self.obtained_at, "expires_at": self.expires_at}
 
     @classmethod
-    def from_json(cls, data: bytes) -> AccessToken | None:
-        document = json.loads(data)
-        if document.get("format") != _CACHE_FORMAT or not document.get("token"):
+    def from_payload(cls, document: dict[str, Any]) -> AccessToken | None:
+        """The token in a cache file's payload, or ``None`` when it holds none."""
+        if not document.get("token"):
             return None
         return cls(
             value=str(document["token"]),
@@ -122,8 +108,11 @@ class AccessToken:
         )
 
 
-class TokenCache:
+class TokenCache(CredentialFile):
     """The encrypted, cross-process token file of one (token endpoint, client id).
+
+    A :class:`~airflow_provider_b1.utils.credential_cache.CredentialFile` (encryption, modes,
+    atomic writes, lock, tolerant reads) named ``<key>.token``.
 
     :param directory: cache directory (created 0700 when missing).
     :param token_url: the token endpoint.
@@ -131,69 +120,37 @@ class TokenCache:
     :param client_secret: the client secret; only used to derive the file's encryption key.
     """
 
+    suffix = ".token"
+    what = "ServiceTitan token cache"
+    instead = "asking for a token"
+    logger = log
+
     def __init__(self, directory: Path, token_url: str, client_id: str, client_secret: str) -> None:
-        self.directory = Path(directory)
-        self.key = hashlib.sha256(f"{token_url}|{client_id}".encode()).hexdigest()
-        self.path = self.directory / f"{self.key}.token"
-        self.lock_path = self.directory / f"{self.key}.lock"
-        self._secret = client_secret
-        self._fernet: Fernet | None = None
+        super().__init__(directory, (token_url, client_id), client_secret)
 
     def __repr__(self) -> str:
         return f"TokenCache({str(self.path)!r})"
 
-    @property
-    def fernet(self) -> Fernet:
-        # scrypt costs ~50 ms on purpose (the file is worth a secret guess); derived once.
-        if self._fernet is None:
-            kdf = Scrypt(salt=self.key.encode(), length=32, n=2**14, r=8, p=1)
-            self._fernet = Fernet(base64.urlsafe_b64encode(kdf.derive(self._secret.encode("utf-8"))))
-        return self._fernet
-
     def lock(self) -> FileLock:
         """A cross-process lock around token requests for this cache key."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT, mode=0o600)
+        return self.file_lock(LOCK_TIMEOUT)
 
     def load(self) -> AccessToken | None:
         """The cached token, or ``None`` when absent, unreadable or written under another secret."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        loaded = self.read(AccessToken.from_payload)
+        if loaded is None:
             return None
-        except OSError as exc:
-            log.warning(
-                "Cannot read the ServiceTitan token cache (%s); asking for a token instead.",
-                type(exc).__name__,
-            )
-            return None
-        try:
-            token = AccessToken.from_json(self.fernet.decrypt(data))
-        except (InvalidToken, ValueError, KeyError, TypeError):
-            log.info("Ignoring a ServiceTitan token cache entry that this connection cannot decrypt.")
-            return None
-        if token is not None:
-            mask(token.value)
+        token, _ = loaded
+        mask(token.value)
         return token
 
     def store(self, token: AccessToken) -> None:
         """Write the token atomically (temporary file + rename), readable by the owner only."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = self.directory / f".{self.key}.{os.getpid()}.{threading.get_ident()}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(self.fernet.encrypt(token.to_json()))
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise
+        self.write(token.to_payload())
 
     def delete(self) -> None:
         """Forget the cached token."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        self.remove()
 
 
 class ServiceTitanTokenAuth(RenewingAuth[AccessToken]):
