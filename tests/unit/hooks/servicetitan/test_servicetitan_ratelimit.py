@@ -24,7 +24,9 @@ def _most_in_any_window(stamps: list[float], window: float) -> int:
 
 def test_two_limiters_of_one_name_share_one_count_and_never_overfill_a_window(tmp_path):
     # Two objects on one file stand for two task processes of a worker.
-    limiters = [SharedRateLimiter("unit-share", 10, 0.5, directory=tmp_path, guard=0.0) for _ in range(2)]
+    # The default guard: a call admitted holds its place a little longer than the window, so a
+    # thread that records its stamp late (a loaded machine) still never shows 11 in a window.
+    limiters = [SharedRateLimiter("unit-share", 10, 0.5, directory=tmp_path) for _ in range(2)]
     stamps: list[float] = []
     lock = threading.Lock()
     deadline = time.monotonic() + 1.2
@@ -43,8 +45,8 @@ def test_two_limiters_of_one_name_share_one_count_and_never_overfill_a_window(tm
     for limiter in limiters:
         limiter.close()
     assert _most_in_any_window(stamps, 0.5) <= 10
-    # 10 per 0.5 s, spread one per 50 ms, over 1.2 s: about 24, never far fewer.
-    assert len(stamps) >= 20
+    # 10 per 0.6 s (window + guard), over 1.2 s: about 20, never far fewer.
+    assert len(stamps) >= 15
     assert sum(limiter.acquired for limiter in limiters) == len(stamps)
 
 
