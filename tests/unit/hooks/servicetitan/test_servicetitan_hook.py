@@ -182,16 +182,6 @@ def test_form_hides_the_port_like_sap_and_relabels_the_credentials():
     assert secrets == {"app_key", "redis_url"}
 
 
-def test_the_legacy_form_shows_the_app_key_as_a_password_field():
-    pytest.importorskip("flask_appbuilder")
-    from wtforms import PasswordField
-
-    widgets = ServiceTitanHook.get_connection_form_widgets()
-    assert widgets["app_key"].field_class is PasswordField
-    assert widgets["redis_url"].field_class is PasswordField
-    assert widgets["tenant_id"].field_class is not PasswordField
-
-
 def test_connection_test_names_a_missing_permission_in_one_sentence(st_connection, monkeypatch):
     from st_unit_helpers import response
 
