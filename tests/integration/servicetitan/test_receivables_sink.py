@@ -243,3 +243,21 @@ def test_an_invoice_held_for_approval_is_pending_and_never_posted_again(setup, r
         assert setup.hook.count("Invoices", "NumAtCard eq '400'") == 0
     finally:
         setup.sap.control("POST", "approvals", {})
+
+
+def test_a_customer_already_in_sap_is_linked_by_its_user_field_not_created_again(setup):
+    setup.hook.create(
+        "BusinessPartners",
+        {
+            "CardCode": "C-LINK77",
+            "CardName": "O'Brien Heating & Cooling 77",
+            "CardType": "cCustomer",
+            "U_ExternalId": "77",
+        },
+    )
+    setup.sink.mappings = parse_mappings({**MAPPINGS, "link_field": "U_ExternalId"})
+    setup.feed.records["customers"][77] = customer(77)
+    summary = setup.run("customers")
+    assert (summary.created, summary.unchanged) == (0, 1)
+    assert setup.customers.get([77]) == {"77": ("C-LINK77", None)}
+    assert setup.hook.count("BusinessPartners", "CardCode eq 'T77'") == 0
