@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from airflow_provider_b1.hooks.servicetitan import money as servicetitan_money
 from airflow_provider_b1.servicetitan.customers import CustomerMap
 from airflow_provider_b1.servicetitan.mappings import Mappings
 from airflow_provider_b1.sync.engine import Item, PageCommit, Sink
@@ -44,15 +45,14 @@ APPROVAL_CODE = -2028
 
 
 def money(value: Any, what: str) -> Decimal:
-    """ServiceTitan's money (strings such as ``"120.00"``) as an exact Decimal, or :class:`ValueError`."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{what} is missing")
+    """A required amount of a record (the hook's :func:`~airflow_provider_b1.hooks.servicetitan.money`),
+    or :class:`ValueError` naming the field."""
     try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
+        amount = servicetitan_money(value)
+    except ValueError:
         raise ValueError(f"{what} {value!r} is not an amount") from None
-    if not amount.is_finite():
-        raise ValueError(f"{what} {value!r} is not an amount")
+    if amount is None:
+        raise ValueError(f"{what} is missing")
     return amount
 
 
