@@ -27,6 +27,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from airflow_provider_b1.hooks.sap_b1.writes import APPROVAL_DRAFT_CODE, is_draft
 from airflow_provider_b1.hooks.servicetitan import money as servicetitan_money
 from airflow_provider_b1.servicetitan.customers import CustomerMap
 from airflow_provider_b1.servicetitan.mappings import Mappings
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 CUSTOMERS, INVOICES, PAYMENTS = "customers", "invoices", "payments"
 PAYMENT_ID_FIELD = "CounterReference"
 _CENT = Decimal("0.01")
-#: SAP's answer to a document an approval procedure holds as a draft (10.0: "No matching records found").
-APPROVAL_CODE = -2028
 
 
 def money(value: Any, what: str) -> Decimal:
@@ -476,7 +475,7 @@ class SapReceivablesSink(Sink):
             record = result.record or {}
             if result.outcome == "failed":
                 outcomes[item.key] = self._refused(entity, field_name, item, body, result)
-            elif _is_draft(record):
+            elif is_draft(record):
                 outcomes[item.key] = Outcome(
                     item.key,
                     Action.SKIPPED,
@@ -496,7 +495,7 @@ class SapReceivablesSink(Sink):
         """A document refused in ``$batch``. Where an approval procedure applies, SAP answers the
         POST with -2028 and keeps a draft, but a changeset rolls the draft back with it: the
         document is then posted alone, and the draft it leaves is found by its foreign id."""
-        if str(result.code) != str(APPROVAL_CODE):
+        if str(result.code) != str(APPROVAL_DRAFT_CODE):
             return Outcome(item.key, Action.FAILED, result.error, item.payload_hash)
         record: dict[str, Any] = {}
         try:
@@ -504,9 +503,9 @@ class SapReceivablesSink(Sink):
         except Exception as exc:
             if _stops_the_load(exc):
                 raise
-            if str(getattr(exc, "code", None)) != str(APPROVAL_CODE):
+            if str(getattr(exc, "code", None)) != str(APPROVAL_DRAFT_CODE):
                 return Outcome(item.key, Action.FAILED, str(exc), item.payload_hash)
-        if record and not _is_draft(record):
+        if record and not is_draft(record):
             return Outcome(item.key, Action.CREATED, None, item.payload_hash, record.get("DocEntry"))
         value = str(body[field_name])
         found = self._documents("Drafts", field_name, [value], ["DocEntry", field_name]).get(value)
@@ -515,10 +514,6 @@ class SapReceivablesSink(Sink):
         return Outcome(
             item.key, Action.SKIPPED, f"pending approval (draft {found['DocEntry']})", item.payload_hash
         )
-
-
-def _is_draft(record: Mapping[str, Any]) -> bool:
-    return str(record.get("odata.metadata") or record.get("@odata.context") or "").find("Drafts") >= 0
 
 
 def _differences(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ hook's one :class:`~airflow_provider_b1.utils.retry.RetryPolicy`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -38,6 +38,17 @@ LOOKUP_CHUNK = 20
 """Records per ``$batch`` of :meth:`SapB1Hook.create_many`, and at most as many dedupe values per
 ``$filter`` lookup (``f eq 'a' or f eq 'b' ...``): each lookup is split further by the bytes its
 request line takes (:meth:`SapB1Hook.iter_any_of`), so long values never make a URL too long."""
+
+
+#: SAP's answer to the POST of a document an approval procedure holds as a draft (seen on 10.0:
+#: -2028 "No matching records found"; the draft is kept, except inside a ``$batch`` changeset).
+APPROVAL_DRAFT_CODE = -2028
+
+
+def is_draft(record: Mapping[str, Any]) -> bool:
+    """Whether a record SAP returned for a write is a draft (the other reading of an approval
+    procedure: 201 with the ``Drafts`` record)."""
+    return "Drafts" in str(record.get("odata.metadata") or record.get("@odata.context") or "")
 
 
 @dataclass
