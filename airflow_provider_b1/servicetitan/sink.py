@@ -351,19 +351,10 @@ class SapReceivablesSink(Sink):
             data = item.data
             if foreign in posted:
                 found = posted[foreign]
-                sap_total = Decimal(repr(found.get("DocTotal") or 0)).quantize(_CENT)
-                if sap_total == Decimal(data["total"]):
-                    outcomes[item.key] = Outcome(
-                        item.key, Action.UNCHANGED, None, item.payload_hash, found["DocEntry"]
-                    )
-                else:
-                    outcomes[item.key] = Outcome(
-                        item.key,
-                        Action.FAILED,
-                        f"changed after posting: needs a correction (SAP invoice {found['DocEntry']} totals "
-                        f"{sap_total}, ServiceTitan now {data['total']})",
-                        item.payload_hash,
-                    )
+                sap_total = Decimal(repr(found.get("DocTotal") or 0))
+                outcomes[item.key] = _posted_already(
+                    item, "invoice", found["DocEntry"], sap_total, Decimal(data["total"])
+                )
                 continue
             if foreign in drafts:
                 outcomes[item.key] = Outcome(
@@ -404,24 +395,11 @@ class SapReceivablesSink(Sink):
             data = item.data
             if str(item.key) in posted:
                 found = posted[str(item.key)]
-                held = (
-                    Decimal(repr(found.get("CashSum") or 0)) + Decimal(repr(found.get("TransferSum") or 0))
-                ).quantize(_CENT)
+                held = Decimal(repr(found.get("CashSum") or 0)) + Decimal(repr(found.get("TransferSum") or 0))
                 wanted = Decimal(
                     repr(data["payment"].get("CashSum") or data["payment"].get("TransferSum") or 0)
-                ).quantize(_CENT)
-                if held == wanted:
-                    outcomes[item.key] = Outcome(
-                        item.key, Action.UNCHANGED, None, item.payload_hash, found["DocEntry"]
-                    )
-                else:
-                    outcomes[item.key] = Outcome(
-                        item.key,
-                        Action.FAILED,
-                        f"changed after posting: needs a correction (SAP payment {found['DocEntry']} totals {held}, "
-                        f"ServiceTitan now {wanted})",
-                        item.payload_hash,
-                    )
+                )
+                outcomes[item.key] = _posted_already(item, "payment", found["DocEntry"], held, wanted)
                 continue
             code = codes.get(data["customer_id"])
             missing = [invoice for invoice, _ in data["applied"] if invoice not in invoices]
@@ -514,6 +492,20 @@ class SapReceivablesSink(Sink):
         return Outcome(
             item.key, Action.SKIPPED, f"pending approval (draft {found['DocEntry']})", item.payload_hash
         )
+
+
+def _posted_already(item: Item, what: str, doc_entry: Any, held: Decimal, wanted: Decimal) -> Outcome:
+    """A document SAP holds already: ``unchanged`` when its total is ServiceTitan's, else failed
+    (a posted document's amounts are frozen in SAP: it needs a correction there)."""
+    held, wanted = held.quantize(_CENT), wanted.quantize(_CENT)
+    if held == wanted:
+        return Outcome(item.key, Action.UNCHANGED, None, item.payload_hash, doc_entry)
+    return Outcome(
+        item.key,
+        Action.FAILED,
+        f"changed after posting: needs a correction (SAP {what} {doc_entry} totals {held}, ServiceTitan now {wanted})",
+        item.payload_hash,
+    )
 
 
 def _differences(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
