@@ -18,6 +18,7 @@ metadata database is SQLite there. Exits non-zero when any flow fails or any fig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -141,6 +142,17 @@ def _warehouse_report(sap: Any, run: Any) -> bool:
     return equal
 
 
+def _forget_earlier_runs(dag_id: str) -> None:
+    """Forget a DAG's runs of earlier demos. Their cursors (export tokens) point into the
+    ServiceTitan sandbox those demos ran against, and this demo's sandbox and SAP are new: an API
+    target keeps no checkpoint of its own that would show it holds nothing yet."""
+    from airflow.api.common.delete_dag import delete_dag
+    from airflow.exceptions import DagNotFound
+
+    with contextlib.suppress(DagNotFound):  # the first demo in this Airflow home has none
+        delete_dag(dag_id)
+
+
 def _servicetitan_report(run: Any, *, expect_new: bool) -> bool:
     """What each stream of the ServiceTitan flow did, from the audit trail; the reconcile task
     (the DAG's last) already compared SAP with ServiceTitan partner by partner."""
@@ -244,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         os.environ.setdefault("B1_SERVICETITAN_CACHE_DIR", str(home / "servicetitan-tokens"))
+        _forget_earlier_runs("servicetitan_to_sap_b1")
         for attempt in ("first", "second"):
             posted = _run_dag("servicetitan_to_sap_b1")
             ok &= posted.state == "success"
