@@ -11,7 +11,8 @@ yet, an unmapped GL account, an invoice changed after posting) are replayed with
 The mapping of GL accounts, business units, tax and payment types is the file
 ``servicetitan_mappings.yaml`` beside this DAG, or the path (or ``var:<Variable key>``) in
 ``B1_SERVICETITAN_MAPPINGS``; it is checked when the DAG is parsed, so a typo is an import error
-naming the key.
+naming the key. ``B1_SAP_SESSIONS`` (default 2) is how many SAP sessions post side by side: SAP's
+throughput comes from concurrency, and every session holds a licence.
 
 The last task compares SAP with ServiceTitan partner by partner (invoice count and total, payments
 applied, open balance) and fails with a report naming every difference.
@@ -40,6 +41,8 @@ from airflow_provider_b1.webhooks.assets import servicetitan_asset
 MAPPINGS = os.environ.get("B1_SERVICETITAN_MAPPINGS") or str(
     Path(__file__).with_name("servicetitan_mappings.yaml")
 )
+# SAP sessions posting side by side (a session serves one request at a time; each holds a licence).
+SAP_SESSIONS = int(os.environ.get("B1_SAP_SESSIONS") or 2)
 if not MAPPINGS.startswith("var:"):
     load_mappings(MAPPINGS)  # checked at parse time: a wrong mapping is an import error naming the key
 
@@ -65,7 +68,13 @@ if not MAPPINGS.startswith("var:"):
 def servicetitan_to_sap_b1():
     options = {"mappings": MAPPINGS}
     tasks = [
-        SyncOperator(task_id=stream.name, flow=SERVICETITAN_FLOW, streams=[stream.name], options=options)
+        SyncOperator(
+            task_id=stream.name,
+            flow=SERVICETITAN_FLOW,
+            streams=[stream.name],
+            options=options,
+            writers=SAP_SESSIONS,
+        )
         for stream in SERVICETITAN_FLOW.streams
     ]
     reconcile = ServiceTitanReconcileOperator(task_id="reconcile", options=options)

@@ -55,6 +55,10 @@ class CustomerMap:
         self.tenant = str(tenant)
         self._conn: Any = None
 
+    def fork(self) -> CustomerMap:
+        """The same table on a connection of its own, for a writer in another thread."""
+        return CustomerMap(self.database, self.schema, self.tenant)
+
     @property
     def table(self) -> str:
         return f"{self.schema}.{TABLE}" if self.schema else TABLE

@@ -27,7 +27,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from airflow_provider_b1.hooks.sap_b1.writes import APPROVAL_DRAFT_CODE, is_draft
+from airflow_provider_b1.hooks.sap_b1.writes import APPROVAL_DRAFT_CODE, LOOKUP_CHUNK, is_draft
 from airflow_provider_b1.hooks.servicetitan import money as servicetitan_money
 from airflow_provider_b1.servicetitan.customers import CustomerMap
 from airflow_provider_b1.servicetitan.mappings import Mappings
@@ -73,15 +73,23 @@ class SapReceivablesSink(Sink):
     :param hook: a :class:`~airflow_provider_b1.hooks.sap_b1.SapB1Hook`.
     :param mappings: the company's :class:`~airflow_provider_b1.servicetitan.mappings.Mappings`.
     :param customers: the customer mapping table.
+
+    :meth:`fork` gives a writer on another SAP session (the engine's ``writers``): a session
+    serves one request at a time, so documents post side by side only on several. Every write is
+    looked up by its foreign id first, so pages written side by side never post a document twice.
     """
 
     system = "sap_b1"
+    page_limit = LOOKUP_CHUNK  # one look-up and one $batch a write: long pages go to several sessions
 
-    def __init__(self, hook: Any, mappings: Mappings, customers: CustomerMap) -> None:
+    def __init__(
+        self, hook: Any, mappings: Mappings, customers: CustomerMap, *, _forked: bool = False
+    ) -> None:
         self.hook = hook
         self.mappings = mappings
         self.customers = customers
-        if mappings.seeded:
+        self._forks = 0
+        if mappings.seeded and not _forked:
             known = customers.get(mappings.seeded)
             customers.put(
                 {cid: (code, "seed", None) for cid, code in mappings.seeded.items() if cid not in known}
@@ -90,6 +98,14 @@ class SapReceivablesSink(Sink):
     def close(self) -> None:
         self.customers.close()
         self.hook.close()
+
+    def fork(self) -> SapReceivablesSink:
+        """A writer on the next SAP session of the user (its own HTTP client and mapping-table
+        connection); the engine closes it."""
+        self._forks += 1
+        return SapReceivablesSink(
+            self.hook.with_session(self._forks), self.mappings, self.customers.fork(), _forked=True
+        )
 
     def target_entity(self, stream: Stream) -> str:
         return {CUSTOMERS: "BusinessPartners", INVOICES: "Invoices", PAYMENTS: "IncomingPayments"}[

@@ -140,6 +140,9 @@ class Sink(ABC):
 
     system: str
     database: Database | None = None
+    page_limit: int | None = None
+    """The most records the sink takes in one write; a longer page read is split into parts that
+    writers take side by side (only its last part moves the cursor). ``None``: pages as read."""
 
     @abstractmethod
     def prepare(self, stream: Stream, records: Sequence[Any]) -> list[Item | Outcome]:
@@ -583,18 +586,22 @@ def _write_page(run: _StreamRun, writer: Sink, prepared: _Prepared) -> list[Outc
         except PartialWrite as partial:
             # What reached an API before it failed keeps its trail; the rest of the page is read
             # again by the next try.
-            commit.turn()
             waiting = set(prepared.pending.values())
             done = [
                 outcome
                 for position, outcome in enumerate(_merged(prepared, partial.written))
                 if position not in waiting or outcome.key in partial.written
             ]
-            run.write_trail(done)
-            if run.audited:
-                run.session.count(done)
+            _trail_without_turn(run, done)
             raise partial.cause from None
-        commit.turn()
+        try:
+            commit.turn()
+        except PageAborted:
+            if writer.database is None:
+                # An API took this page while an earlier one failed: what it wrote stays there,
+                # so its trail is written (no checkpoint: the earlier page is read again).
+                _trail_without_turn(run, _merged(prepared, written))
+            raise
         outcomes = _merged(prepared, written)
         if commit.sealed is None:
             # The target is an API or another database: the trail follows the commit at once,
@@ -605,6 +612,14 @@ def _write_page(run: _StreamRun, writer: Sink, prepared: _Prepared) -> list[Outc
         raise
     run.order.release(prepared.number)
     return outcomes
+
+
+def _trail_without_turn(run: _StreamRun, outcomes: list[Outcome]) -> None:
+    """The trail of what an API page wrote before the load stopped, in no particular turn (pages in
+    flight never share a key, so their rows need no order) and with no checkpoint."""
+    run.write_trail(outcomes)
+    if run.audited:
+        run.session.count(outcomes)
 
 
 def write_alone(sink: Sink, stream: Stream, records: Sequence[Any]) -> list[Outcome]:
@@ -648,14 +663,15 @@ def sync_stream(
         cursor = start
         extra: list[Sink] = []
         try:
-            # Writers side by side roll back what they wrote when an earlier page fails: only a
-            # target with transactions gets them.
-            while sink.database is not None and len(extra) < writers - 1:
+            # Writers side by side: a database's roll back what they wrote when an earlier page
+            # fails; an API's writes stay, with their trail, and are found again by the next try
+            # (an API sink forks only when its writes are idempotent).
+            while len(extra) < writers - 1:
                 another = sink.fork()
                 if another is None:
                     break
                 extra.append(another)
-            pages = source.read(stream, start, until=until)
+            pages = _split(source.read(stream, start, until=until), sink.page_limit)
             checkpoints = stream.cursor is not None and window.mode != "window"
             for page_cursor in _pipeline(run, pages, [sink, *extra], summary, progress, checkpoints):
                 cursor = page_cursor if cursor is None else cursor.advance(page_cursor)
@@ -669,6 +685,28 @@ def sync_stream(
     note = sink.finish(stream)
     progress.done(note)
     return summary
+
+
+def _split(pages: Iterable[Page], limit: int | None) -> Iterable[Page]:
+    """Pages of at most ``limit`` records; the position a page reached goes with its last part."""
+    return pages if not limit else _parts(pages, limit)
+
+
+def _parts(pages: Iterable[Page], limit: int) -> Iterator[Page]:
+    try:
+        for page in pages:
+            records = page.records
+            if len(records) <= limit:
+                yield page
+                continue
+            last = (len(records) - 1) // limit * limit
+            for begin in range(0, last, limit):
+                yield Page(records[begin : begin + limit])
+            yield Page(records[last:], reached=page.reached, resumable=page.resumable)
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:  # the source's read ends with ours (its HTTP stream, its thread)
+            close()
 
 
 def _save_end(run: _StreamRun, cursor: Cursor) -> None:

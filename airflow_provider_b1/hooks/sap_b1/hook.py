@@ -95,6 +95,9 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
         otherwise. Off by default, so a read starts no thread unless asked: a bulk read whose
         caller does real work per page (decoding wide records, loading a warehouse) passes
         ``prefetch=True`` to overlap that work with the server's next answer.
+    :param session_slot: which of the user's SAP sessions this hook uses: 0, the default, is
+        shared by every task process of the worker; :meth:`with_session` gives writers working
+        side by side one each (every session holds a licence).
     """
 
     conn_name_attr = "sap_b1_conn_id"
@@ -111,6 +114,7 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
         timeout: float | tuple[float, float] = (10, 300),
         session_cache_dir: str | None = None,
         prefetch: bool = False,
+        session_slot: int = 0,
     ) -> None:
         super().__init__()
         self.sap_b1_conn_id = sap_b1_conn_id
@@ -119,6 +123,26 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
         self.timeout = timeout
         self.session_cache_dir = session_cache_dir
         self.prefetch = prefetch
+        if session_slot < 0:
+            raise ValueError(f"session_slot must be 0 or more, not {session_slot}")
+        self.session_slot = session_slot
+
+    def with_session(self, slot: int) -> SapB1Hook:
+        """The same connection on another of the user's SAP sessions (``slot``), for a writer
+        working beside this hook: a session serves one request at a time, so SAP's throughput
+        comes from several (PROTOCOLS.md). The connection is not read again."""
+        other = type(self)(
+            self.sap_b1_conn_id,
+            page_size=self._page_size,
+            retry_policy=self.retry_policy,
+            timeout=self.timeout,
+            session_cache_dir=self.session_cache_dir,
+            prefetch=self.prefetch,
+            session_slot=slot,
+        )
+        if "settings" in self.__dict__:
+            other.__dict__["settings"] = self.settings
+        return other
 
     # -- Airflow UI ---------------------------------------------------------------------------
 
@@ -247,6 +271,7 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
             timeout=self.timeout,
             retry_policy=self.retry_policy,
             cache_dir=self.session_cache_dir,
+            slot=self.session_slot,
         )
         return session
 

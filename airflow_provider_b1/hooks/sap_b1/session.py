@@ -157,6 +157,8 @@ class SessionCache(CredentialFile):
     :param company: company database.
     :param user: SAP user name.
     :param password: the user's password; only used to derive the file's encryption key.
+    :param slot: which of the user's parallel sessions (0, the default, is the one every task
+        shares; writers working side by side each hold another, 1, 2, ...).
     """
 
     suffix = ".session"
@@ -164,8 +166,11 @@ class SessionCache(CredentialFile):
     instead = "logging in"
     logger = log
 
-    def __init__(self, directory: Path, base_url: str, company: str, user: str, password: str) -> None:
-        super().__init__(directory, (base_url.rstrip("/"), company, user), password)
+    def __init__(
+        self, directory: Path, base_url: str, company: str, user: str, password: str, slot: int = 0
+    ) -> None:
+        identity = (base_url.rstrip("/"), company, user) + ((f"session {slot}",) if slot else ())
+        super().__init__(directory, identity, password)
 
     def lock(self) -> FileLock:
         """A cross-process lock around login for this cache key."""
@@ -229,6 +234,8 @@ class SapSession(RenewingAuth[SessionState]):
     :param timeout: requests timeout for the login call.
     :param retry_policy: retries of a login that failed on the way (connection, 502/503/504/429).
     :param cache_dir: shared cache directory; :func:`default_cache_dir` when ``None``.
+    :param slot: which of the user's parallel sessions this is (see :class:`SessionCache`): the
+        task processes of a worker share each slot's session, and slots never share one.
     """
 
     def __init__(
@@ -243,6 +250,7 @@ class SapSession(RenewingAuth[SessionState]):
         timeout: Any = (10, 300),
         retry_policy: RetryPolicy | None = None,
         cache_dir: Path | str | None = None,
+        slot: int = 0,
     ) -> None:
         super().__init__()
         self.http = http
@@ -253,14 +261,16 @@ class SapSession(RenewingAuth[SessionState]):
         self.language = language
         self.timeout = timeout
         self.retry_policy = retry_policy or RetryPolicy()
+        self.slot = slot
         self.cache = SessionCache(
-            Path(cache_dir) if cache_dir else default_cache_dir(), base_url, company, user, password
+            Path(cache_dir) if cache_dir else default_cache_dir(), base_url, company, user, password, slot
         )
         self.logins = 0
         """Logins this object performed (the others' sessions were taken from the cache)."""
 
     def __repr__(self) -> str:  # never show the password or a session id
-        return f"SapSession(base_url={self.base_url!r}, company={self.company!r}, user={self.user!r})"
+        slot = f", slot={self.slot}" if self.slot else ""
+        return f"SapSession(base_url={self.base_url!r}, company={self.company!r}, user={self.user!r}{slot})"
 
     # -- the RenewingAuth contract --------------------------------------------------------------
 

@@ -350,12 +350,73 @@ def test_an_api_sink_that_fails_half_way_through_a_page_leaves_the_trail_of_what
                 written[item.key] = Outcome(item.key, Action.CREATED)
             return written
 
-        def fork(self):
-            raise AssertionError("an API sink is never written side by side")
-
-    endpoint = Endpoint()
+    endpoint = Endpoint()  # it does not fork: one writer, whatever is asked
     with pytest.raises(ConnectionError, match="503"):
         setup.run(sink=endpoint, writers=2)
     assert len(endpoint.stored) == 12
     created = [key for key, action, *_ in setup.audit() if action == "created"]
     assert sorted(created) == sorted(endpoint.stored)  # every record the API took has its trail
+
+
+def test_an_api_sink_writes_pages_side_by_side_and_a_later_page_keeps_its_trail_when_an_earlier_fails(setup):
+    """Writers of an API (a session each) take pages at once. When an earlier page fails, what a
+    later page already wrote stays in the API with its trail; the cursor stays before the failed
+    page, and the next run writes it and finds the later page's records there already."""
+    from airflow_provider_b1.sync import Item, Outcome, Sink
+
+    stored: dict[str, dict] = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(2, timeout=10)
+    fail = threading.Event()
+    fail.set()  # the first page's first write fails, once the second page is written
+
+    class Endpoint(Sink):
+        system = "api"
+        page_limit = 5  # the feed's pages of 10 are written in parts of 5
+
+        def __init__(self, name):
+            self.name = name
+            self.forks = []
+
+        def prepare(self, stream, records):
+            return [Item(r["key"], r, None) for r in records]
+
+        def write(self, stream, items, page):
+            if page.number == 0 and fail.is_set():
+                barrier.wait()  # page 1 is in the other writer at the same time
+                barrier.wait()  # ... and has written its records
+                fail.clear()
+                raise ConnectionError("503 from the API")
+            outcomes = {}
+            with lock:
+                for item in items:
+                    found = item.key in stored
+                    stored[item.key] = item.data
+                    outcomes[item.key] = Outcome(
+                        item.key, Action.UNCHANGED if found else Action.CREATED, None, None, self.name
+                    )
+            if page.number == 1 and fail.is_set():
+                barrier.wait()
+                barrier.wait()
+            return outcomes
+
+        def fork(self):
+            another = Endpoint(f"session {len(self.forks) + 1}")
+            self.forks.append(another)
+            return another
+
+    first = Endpoint("session 0")
+    with pytest.raises(ConnectionError, match="503"):
+        setup.run(sink=first, writers=2)
+    assert len(first.forks) == 1
+    created = sorted(key for key, action, *_ in setup.audit() if action == "created")
+    assert created == sorted(stored) == [f"k{i:04d}" for i in range(5, 10)]  # page 1, with its trail
+    assert setup.trail.checkpoint(setup.flow.name, "things") is None  # the cursor stays before page 0
+    summary = setup.run(sink=Endpoint("session 0"), writers=2)
+    assert summary.failed == 0
+    assert sorted(stored) == sorted(setup.feed.records)
+    actions: dict[str, list[str]] = {}
+    for key, action, *_ in setup.audit():
+        actions.setdefault(key, []).append(action)
+    assert all(a.count("created") == 1 for a in actions.values())  # each record created once
+    assert actions["k0005"] == ["created", "unchanged"]

@@ -184,3 +184,19 @@ def test_get_conn_sends_with_the_session_and_logs_in_again_when_sap_dropped_it(s
     # closing the client does not end the shared session: a new hook of another task reuses it
     assert SapB1Hook().count("Items") > 0
     assert sandbox.stats()["logins"] == 2
+
+
+def test_each_session_slot_logs_in_once_and_slots_never_share_a_session(sandbox, connect):
+    """Writers side by side hold a session each (SAP serves a session's requests one at a time);
+    task processes of a worker still share each slot's session through the cache."""
+    connect()
+    hook = SapB1Hook()
+    hooks = [hook, hook.with_session(1), hook.with_session(2), SapB1Hook().with_session(1)]
+    for each in hooks:
+        assert each.count("Invoices") == sandbox.truth("Invoices")["count"]
+    assert sandbox.stats()["logins"] == 3  # slots 0, 1 and 2; the second slot-1 hook reuses its cache
+    ids = [each.sap_session.cache.load().session_id for each in hooks]
+    assert len(set(ids[:3])) == 3 and ids[3] == ids[1]
+    assert "slot=2" in repr(hooks[2].sap_session) and ids[2] not in repr(hooks[2].sap_session)
+    with pytest.raises(ValueError, match="session_slot"):
+        SapB1Hook(session_slot=-1)
