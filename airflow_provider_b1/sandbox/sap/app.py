@@ -19,7 +19,8 @@ quote (so ``BusinessPartners('a%2Fb%0Ac')`` is the key ``a/b`` newline ``c``), a
 carries the new key percent-encoded (UTF-8). Inner ``$batch`` request lines are decoded the same way.
 
 Control plane (no session, never subject to faults): ``GET /_sandbox/stats``, ``/faults``,
-``/config``, ``/approvals``, ``/cost``; ``POST /_sandbox/faults``, ``/config``, ``/reset``,
+``/config``, ``/approvals``, ``/cost``, ``/webhooks``; ``DELETE /_sandbox/webhooks``;
+``POST /_sandbox/faults``, ``/config``, ``/reset``,
 ``/expire-sessions``, ``/unlock``, ``/mutate``, ``/corrupt``, ``/repair``, ``/approvals``,
 ``/cost``; ``GET /_sandbox/truth/<Entity>`` (count, key digest, DocTotal sum and every
 non-numeric DocTotal, see :func:`data.truth`); ``POST /_sandbox/seed`` with
@@ -42,6 +43,10 @@ Cost model (``POST /_sandbox/cost`` with ``{"write_seconds": 0.5, "per_line_seco
 "nodes": 2}``; ``{}`` off; see :mod:`.cost`): a session is served one request at a time, at
 most ``nodes`` sessions at once, and each document write sleeps its cost; ``stats["cost"]``
 reports the time spent and the concurrency reached.
+
+Webhooks (v2, see :mod:`.webhooks`): ``EventSubscriptions`` with the handshake, and signed
+deliveries of the writes a subscription names, sent and retried from a background thread
+(``webhook_*`` settings of ``POST /_sandbox/config``; ``GET /_sandbox/webhooks`` counts them).
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ from airflow_provider_b1.sandbox.sap.data import DOCUMENT_ENTITIES, LINES
 from airflow_provider_b1.sandbox.sap.faults import Faults
 from airflow_provider_b1.sandbox.sap.odata import QueryError, key_literal, parse_resource, parse_select
 from airflow_provider_b1.sandbox.sap.store import PAYMENT_ENTITIES, ApprovalRule, SapError, Store
+from airflow_provider_b1.sandbox.sap.webhooks import ACTIONS, EVENT_SUBSCRIPTIONS, SapWebhooks, check_settings
+from airflow_provider_b1.sandbox.sap.webhooks import SETTINGS as WEBHOOK_SETTINGS
 
 try:  # msgspec ships with Airflow and encodes several times faster than json.
     import msgspec
@@ -137,6 +144,13 @@ class SapSandboxConfig:
         ``POST /_sandbox/approvals`` switches it at run time.
     :param cost: the per-write cost model in force after start and every reset (None: off);
         ``POST /_sandbox/cost`` switches it at run time.
+    :param webhooks_enabled: serve ``EventSubscriptions`` on v2 (see :mod:`.webhooks`).
+    :param webhook_secret: the server-wide HMAC secret of subscriptions that carry none.
+    :param webhook_signature_encoding: ``hex`` or ``base64`` (``X-B1-Webhook-Signature``).
+    :param webhook_retry_seconds: delays between delivery attempts.
+    :param webhook_time_scale: multiplies those delays (tests shrink it).
+    :param webhook_timeout_seconds: how long a handshake or one delivery attempt may take.
+    :param webhook_ca_bundle: PEM trusted for https webhook URLs (None: the system's trust store).
     """
 
     seed: int = 1
@@ -158,6 +172,13 @@ class SapSandboxConfig:
     approvers: dict[str, str] = field(default_factory=lambda: {"approver": "approver-secret-1"})
     approvals: ApprovalRule | None = None
     cost: CostModel | None = None
+    webhooks_enabled: bool = True
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_signature_encoding: str = "hex"
+    webhook_retry_seconds: tuple[float, ...] = (10, 30, 60, 120)
+    webhook_time_scale: float = 1.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_ca_bundle: str | None = None
 
     def idle_timeout(self) -> float:
         if self.session_timeout_seconds is not None:
@@ -199,6 +220,7 @@ class SapSandbox:
         self.sessions: dict[str, Session] = {}
         self.failures: dict[str, int] = {}
         self.locked: set[str] = set()
+        self.webhooks = SapWebhooks(self)
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -225,6 +247,7 @@ class SapSandbox:
             "faults_injected": dict(self.faults.injected),
             "locked_users": sorted(self.locked),
             "cost": self.cost.stats() if self.cost else None,
+            "webhooks": self.webhooks.stats(),
         }
 
     def count(self, label: str) -> None:
@@ -255,6 +278,7 @@ class Handler:
         self.user = user
         self.writes = 0  # document writes handled, and their lines (the cost model's measure)
         self.lines = 0
+        self.events: list[tuple[str, str, Any]] = []  # (entity set, transaction, key) written
 
     def charge(self, name: str, payload: dict[str, Any] | None) -> None:
         """Count a document write and its lines for the cost model."""
@@ -303,13 +327,16 @@ class Handler:
                 raise SapError(404, -1000, f"Invalid resource path: '{path}'")
             name, key, rest = parsed
             store = self.sb.store
+            if name == EVENT_SUBSCRIPTIONS:
+                return self.sb.webhooks.handle(self, method, key, rest, query, headers, body)
             with store.lock:
                 if name == SAVE_DRAFT and key is None and not rest:
                     if method != "POST":
                         raise SapError(405, -5006, f"Method {method} is not supported for '{name}'")
                     payload = self.payload(body)
                     self.charge(name, payload)
-                    store.save_draft_to_document(payload, self.user)
+                    ent, row = store.save_draft_to_document(payload, self.user)
+                    self.events.append((ent.name, "Created", row[ent.key_index]))
                     return Reply(204)
                 ent = store.entity(name)
                 if method == "GET":
@@ -326,6 +353,7 @@ class Handler:
                     if key is not None and rest:
                         self.charge(name, None)
                         store.action(name, key, rest)
+                        self.events.append((name, ACTIONS.get(rest, rest), key))
                         return Reply(204)
                     if key is not None:
                         raise SapError(405, -5006, "POST to an entity is not supported; use PATCH")
@@ -333,6 +361,7 @@ class Handler:
                     self.charge(name, payload)
                     ent, row = store.create(name, payload, self.user)
                     new_key = row[ent.key_index]
+                    self.events.append((ent.name, "Created", new_key))
                     location = self.root + url_path(f"{ent.name}({key_literal(new_key)})")
                     extra = [("ETag", ent.etag(row)), ("Location", location)]
                     if "return-no-content" in headers.get("prefer", ""):
@@ -354,11 +383,13 @@ class Handler:
                         replace_collections=replace,
                         user=self.user,
                     )
+                    self.events.append((name, "Updated", key))
                     return Reply(204, b"", [("ETag", ent.etag(ent.rows[key]))])
                 if method == "DELETE":
                     if key is None:
                         raise SapError(405, -5006, "DELETE needs an entity key")
                     store.delete(name, key)
+                    self.events.append((name, "Deleted", key))
                     return Reply(204)
                 raise SapError(405, -5006, f"Method {method} is not supported")
         except (SapError, QueryError) as exc:
@@ -668,6 +699,7 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
             "expired_session_code",
             "next_link_style",
             "v2_indent",
+            *WEBHOOK_SETTINGS,
         }
         unknown = set(payload) - allowed
         if unknown:
@@ -680,6 +712,10 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
                 400,
                 media_type="application/json",
             )
+        try:
+            payload.update(check_settings(payload))
+        except ValueError as exc:
+            return Response(_encode({"error": str(exc)}), 400, media_type="application/json")
         for k, v in payload.items():
             setattr(cfg, k, v)
         return Response(_encode(_config_dict(cfg)), 200, media_type="application/json")
@@ -695,6 +731,7 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
         if "seed" in payload:
             cfg.seed = int(payload["seed"])
         fresh = await asyncio.get_running_loop().run_in_executor(None, SapSandbox, cfg)
+        sb().webhooks.stop()
         app.state.sandbox = fresh
         return {"reset": True, "invoices": cfg.invoices, "seed": cfg.seed}
 
@@ -712,12 +749,18 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
 
     @app.post("/_sandbox/mutate")
     async def mutate(request: Request) -> Response:
+        """Change records as another SAP user would; subscriptions hear of it as ``Updated``."""
         payload = await _json(request)
-        return _control(
-            lambda s: {
-                "keys": s.mutate(payload.get("entity", "Invoices"), payload.get("count"), payload.get("keys"))
-            }
-        )
+        entity = payload.get("entity", "Invoices")
+        changed: list = []
+
+        def run(store: Store) -> dict:
+            changed.extend(store.mutate(entity, payload.get("count"), payload.get("keys")))
+            return {"keys": changed}
+
+        response = _control(run)
+        sb().webhooks.publish([(entity, "Updated", key) for key in changed])
+        return response
 
     @app.post("/_sandbox/corrupt")
     async def corrupt(request: Request) -> Response:
@@ -755,6 +798,16 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
     async def repair(request: Request) -> Response:
         payload = await _json(request)
         return _control(lambda s: {"keys": s.repair(payload.get("entity", "Invoices"), payload.get("keys"))})
+
+    @app.get("/_sandbox/webhooks")
+    async def get_webhooks() -> Response:
+        """Subscriptions (no secrets), the latest deliveries and the counts (see :mod:`.webhooks`)."""
+        return Response(_encode(sb().webhooks.describe()), 200, media_type="application/json")
+
+    @app.delete("/_sandbox/webhooks")
+    async def clear_webhooks() -> dict:
+        sb().webhooks.clear()
+        return {"cleared": True}
 
     def _control(fn: Callable[[Store], dict]) -> Response:
         store = sb().store
@@ -833,6 +886,7 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
                 seconds = gate.charge(handler.writes, handler.lines)
                 if seconds:
                     await asyncio.sleep(seconds)
+        sandbox.webhooks.publish(handler.events)  # queued: sent by a background thread
         after = sandbox.faults.after(label, method, reply.status)
         if after == "reset":
             return await _abort_connection(request)
@@ -902,8 +956,9 @@ async def _json(request: Request) -> dict[str, Any]:
 
 
 def _config_dict(cfg: SapSandboxConfig) -> dict[str, Any]:
-    hidden = ("users", "anchor_date", "approvers", "approvals", "cost")
+    hidden = ("users", "anchor_date", "approvers", "approvals", "cost", "webhook_secret")
     out = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if k not in hidden}
+    out["webhook_secret_set"] = bool(cfg.webhook_secret)
     out["idle_timeout_seconds"] = cfg.idle_timeout()
     out["approvals"] = cfg.approvals.describe() if cfg.approvals else None
     out["cost"] = dataclasses.asdict(cfg.cost) if cfg.cost else None
@@ -1025,6 +1080,7 @@ def _run_batch(sandbox: SapSandbox, handler: Handler, headers: dict[str, str], b
                 break
             with store.lock:
                 store.begin()
+                announced = len(handler.events)
                 replies = []
                 failed = None
                 for req in part.changeset:
@@ -1035,6 +1091,7 @@ def _run_batch(sandbox: SapSandbox, handler: Handler, headers: dict[str, str], b
                     replies.append(reply)
                 if failed is not None:
                     store.rollback()
+                    del handler.events[announced:]  # nothing happened: nothing to announce
                     results.append(failed)
                     break
                 store.commit()

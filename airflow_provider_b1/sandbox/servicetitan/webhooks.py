@@ -7,7 +7,9 @@ settings. Each event is POSTed as ``{"eventId", "eventType", "timestamp", "data"
 the record after the change) with the header carrying HMAC-SHA256(key, raw body). A delivery
 answered with anything but 2xx, or not answered, is retried after ``webhook_retry_seconds``
 (10, 30, 60 and 300 s, times ``webhook_time_scale``); every attempt sends the same bytes (same
-``eventId`` and ``timestamp``), so a receiver dedupes by ``eventId``.
+``eventId`` and ``timestamp``), so a receiver dedupes by ``eventId``. Signing, the queue, the
+retries and the counts are :mod:`airflow_provider_b1.sandbox.webhook_sender`'s, shared with the SAP
+sandbox.
 
 Event types: ``customer.updated`` (deactivated), ``customer.merged``, ``invoice.updated``
 (edited, paid, or moved by a merge), ``payment.created``, ``payment.updated`` (moved by a merge).
@@ -15,42 +17,28 @@ Event types: ``customer.updated`` (deactivated), ``customer.merged``, ``invoice.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import heapq
-import hmac
-import itertools
 import threading
-import time
 import uuid
 from typing import Any
 
-import requests
-
 from airflow_provider_b1.sandbox.servicetitan.data import fmt_ts
 from airflow_provider_b1.sandbox.servicetitan.store import encode
+from airflow_provider_b1.sandbox.webhook_sender import SIGNATURE_ENCODINGS, WebhookSender, sign
 
 EVENT_TYPES = ("customer.updated", "customer.merged", "invoice.updated", "payment.created", "payment.updated")
 DEFAULT_HEADER = "X-ServiceTitan-Signature"
 
-
-def sign(key: str, body: bytes, encoding: str) -> str:
-    digest = hmac.new(key.encode(), body, hashlib.sha256).digest()
-    return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
+__all__ = ["DEFAULT_HEADER", "EVENT_TYPES", "Webhooks", "sign"]
 
 
 class Webhooks:
-    """Registrations, the delivery queue and its worker thread (started on the first event)."""
+    """Registrations and their deliveries (signed and retried by :class:`~..webhook_sender.WebhookSender`)."""
 
     def __init__(self, sandbox: Any) -> None:
         self.sandbox = sandbox
         self.registrations: dict[str, dict[str, Any]] = {}
-        self.deliveries: list[dict[str, Any]] = []
-        self._queue: list[tuple[float, int, dict[str, Any]]] = []
-        self._order = itertools.count()
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread: threading.Thread | None = None
+        self.sender = WebhookSender(lambda: sandbox.config, name="st-sandbox-webhooks")
+        self._lock = threading.Lock()
 
     def register(self, payload: dict[str, Any]) -> dict[str, Any]:
         event_type = payload.get("eventType", "*")
@@ -66,12 +54,12 @@ class Webhooks:
         if not isinstance(header, str) or not header or any(c in header for c in ":\r\n "):
             raise ValueError("header: a header name")
         encoding = payload.get("encoding", "hex")
-        if encoding not in ("hex", "base64"):
+        if encoding not in SIGNATURE_ENCODINGS:
             raise ValueError("encoding: hex or base64")
         verify = payload.get("verify", True)
         if not isinstance(verify, (bool, str)):
             raise ValueError("verify: true, false or the path of a CA bundle")
-        with self._cond:
+        with self._lock:
             self.registrations[event_type] = {
                 "eventType": event_type,
                 "url": url,
@@ -87,108 +75,52 @@ class Webhooks:
         if not self.registrations or not events:
             return
         stamp = fmt_ts(self.sandbox.now_us())
-        with self._cond:
-            for event_type, record in events:
-                target = self.registrations.get(event_type) or self.registrations.get("*")
-                if target is None:
-                    continue
-                body = encode(
-                    {
-                        "eventId": str(uuid.uuid4()),
-                        "eventType": event_type,
-                        "timestamp": stamp,
-                        "data": record,
-                    }
-                )
-                delivery = {
+        with self._lock:
+            registrations = dict(self.registrations)
+        for event_type, record in events:
+            target = registrations.get(event_type) or registrations.get("*")
+            if target is None:
+                continue
+            body = encode(
+                {
+                    "eventId": str(uuid.uuid4()),
                     "eventType": event_type,
-                    "url": target["url"],
-                    "body": body,
-                    "headers": {
-                        "Content-Type": "application/json; charset=utf-8",
-                        "User-Agent": "ServiceTitan-Webhooks/2.0 (b1 sandbox)",
-                        target["header"]: sign(target["key"], body, target["encoding"]),
-                    },
-                    "verify": target["verify"],
-                    "attempts": [],
-                    "state": "pending",
+                    "timestamp": stamp,
+                    "data": record,
                 }
-                self.deliveries.append(delivery)
-                heapq.heappush(self._queue, (time.monotonic(), next(self._order), delivery))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="st-sandbox-webhooks", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+            )
+            self.sender.send(
+                target["url"],
+                body,
+                {
+                    "Content-Type": "application/json; charset=utf-8",
+                    "User-Agent": "ServiceTitan-Webhooks/2.0 (b1 sandbox)",
+                    target["header"]: sign(target["key"], body, target["encoding"]),
+                },
+                verify=target["verify"],
+                eventType=event_type,
+            )
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopped and (not self._queue or self._queue[0][0] > time.monotonic()):
-                    timeout = self._queue[0][0] - time.monotonic() if self._queue else None
-                    self._cond.wait(timeout)
-                if self._stopped:
-                    return
-                _, _, delivery = heapq.heappop(self._queue)
-            self._attempt(delivery)
-
-    def _attempt(self, delivery: dict[str, Any]) -> None:
-        cfg = self.sandbox.config
-        try:
-            reply = requests.post(
-                delivery["url"],
-                data=delivery["body"],
-                headers=delivery["headers"],
-                timeout=cfg.webhook_timeout_seconds,
-                verify=delivery["verify"],
-            )
-            outcome: Any = reply.status_code
-        except requests.RequestException as exc:
-            outcome = type(exc).__name__
-        with self._cond:
-            delivery["attempts"].append(outcome)
-            if isinstance(outcome, int) and 200 <= outcome < 300:
-                delivery["state"] = "delivered"
-                return
-            retries = list(cfg.webhook_retry_seconds)
-            done = len(delivery["attempts"])
-            if done > len(retries) or self._stopped:
-                delivery["state"] = "failed"
-                return
-            due = time.monotonic() + retries[done - 1] * cfg.webhook_time_scale
-            heapq.heappush(self._queue, (due, next(self._order), delivery))
-            self._cond.notify_all()
+        self.sender.stop()
 
     def stats(self) -> dict[str, int]:
-        with self._cond:
-            states = [d["state"] for d in self.deliveries]
-            return {
-                "registrations": len(self.registrations),
-                "events": len(states),
-                "delivered": states.count("delivered"),
-                "pending": states.count("pending"),
-                "failed": states.count("failed"),
-                "attempts": sum(len(d["attempts"]) for d in self.deliveries),
-            }
+        counts = self.sender.counts()
+        return {
+            "registrations": len(self.registrations),
+            "events": counts["deliveries"],
+            "delivered": counts["delivered"],
+            "pending": counts["pending"],
+            "failed": counts["failed"],
+            "attempts": counts["attempts"],
+        }
 
     def describe(self) -> dict[str, Any]:
-        with self._cond:
-            return {
-                "registrations": [
-                    {k: v for k, v in r.items() if k != "key"} for r in self.registrations.values()
-                ],
-                "deliveries": [
-                    {
-                        "eventType": d["eventType"],
-                        "url": d["url"],
-                        "state": d["state"],
-                        "attempts": list(d["attempts"]),
-                    }
-                    for d in self.deliveries[-200:]
-                ],
-                **self.stats(),
-            }
+        with self._lock:
+            registrations = [{k: v for k, v in r.items() if k != "key"} for r in self.registrations.values()]
+        deliveries = [
+            {"eventType": d["eventType"], "url": d["url"], "state": d["state"], "attempts": d["attempts"]}
+            for d in self.sender.recent(200)
+        ]
+        # The counts first: the lists keep their names (``registrations`` is a count in ``stats``).
+        return {**self.stats(), "registrations": registrations, "deliveries": deliveries}
