@@ -272,6 +272,39 @@ def test_a_created_document_is_delivered_signed_without_slowing_the_write(sap, r
     assert delivery["event_ids"] == [event["id"]]
 
 
+def test_every_business_object_a_flow_writes_is_announced_batch_included(sap, receiver):
+    supplier = {**ORDER, "CardCode": "V00001"}
+    cash = {"DocDate": "2026-11-05", "CashSum": 10.0, "CashAccount": "111001"}
+    writes = {
+        "Invoices": ORDER,
+        "CreditNotes": ORDER,
+        "PurchaseOrders": supplier,
+        "PurchaseInvoices": supplier,
+        "IncomingPayments": {"CardCode": "C00002", **cash},
+        "VendorPayments": {"CardCode": "V00001", **cash},
+    }
+    assert sap.subscribe(
+        receiver.url, *[(name, "Created") for name in [*writes, "Orders"]], AuthenticationCredentials=SECRET
+    ).ok
+    created = {name: sap.create(name, payload)["DocEntry"] for name, payload in writes.items()}
+    part = (
+        "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 1\r\n\r\n"
+        f"POST Orders HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{json.dumps(ORDER)}\r\n"
+    )
+    batch = f"--b\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n--cs\r\n{part}--cs--\r\n--b--\r\n"
+    reply = sap.api.post(
+        sap.root + "$batch",
+        data=batch.encode(),
+        headers={"Content-Type": "multipart/mixed; boundary=b"},
+        timeout=10,
+    )
+    assert "201 Created" in reply.text
+    sap.wait("delivered", len(writes) + 1)
+    announced = {e["type"].split(".")[2]: e["data"]["DocEntry"] for e in receiver.events()}
+    assert announced.pop("Orders") > 0
+    assert announced == created
+
+
 def test_updates_actions_and_batch_writes_are_delivered_and_rolled_back_ones_are_not(sap, receiver):
     first = sap.create("Orders", ORDER)["DocEntry"]
     second = sap.create("Orders", ORDER)["DocEntry"]
