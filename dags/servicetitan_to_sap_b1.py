@@ -4,9 +4,11 @@ Each task reads what changed in ServiceTitan since its last successful run (the 
 continuation token is the cursor) and writes it into SAP exactly once: partners by the customer
 mapping table, A/R service invoices by ``NumAtCard`` = the ServiceTitan invoice id, incoming
 payments by ``CounterReference`` = the payment id, applied to the invoices they pay. Every
-record is in the audit trail (``b1_audit_default``); records that failed (a customer not in SAP
-yet, an unmapped GL account, an invoice changed after posting) are replayed with
-``b1_replay_failed`` once fixed.
+record is in the audit trail (``b1_audit_default``). A record that waits for another (an invoice
+whose customer is not in SAP yet, a payment for an invoice not in SAP yet) is retried by each
+next run, before it reads what changed, and posted once that record is there: never unapplied
+by accident. Records that failed otherwise (an unmapped GL account, an invoice changed after
+posting) are replayed with ``b1_replay_failed`` once fixed.
 
 The mapping of GL accounts, business units, tax and payment types is the file
 ``servicetitan_mappings.yaml`` beside this DAG, or the path (or ``var:<Variable key>``) in

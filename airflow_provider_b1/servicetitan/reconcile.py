@@ -8,7 +8,9 @@ mapped partners (``CardCode``, ``NumAtCard``, ``DocTotal``, ``PaidToDate``).
 
 A difference names the customer, its partner and the figures on both sides, and, for invoices
 missing in SAP, each invoice id with the flow's recorded reason (from the audit trail) or "no
-recorded reason".
+recorded reason"; the partner's payments whose latest attempt failed are named with theirs. A
+record that waits for another (an invoice for its customer, a payment for its invoice) is
+reported as failed, "waiting for ...": the next run posts it once that record is in SAP.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class PartnerDifference:
     sap: PartnerFigures
     missing: dict[str, str] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)
+    payments: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         names = dict(zip(FIGURES, self.servicetitan.figures()))
@@ -78,6 +81,8 @@ class PartnerDifference:
         text = f"partner {self.card_code} (customer {', '.join(self.customers)}): " + "; ".join(parts)
         for invoice, reason in list(self.missing.items())[:SAMPLE]:
             text += f"\n      invoice {invoice} not in SAP: {reason}"
+        for payment, reason in list(self.payments.items())[:SAMPLE]:
+            text += f"\n      payment {payment} not in SAP: {reason}"
         if self.extra:
             text += f"\n      in SAP, not in ServiceTitan: {', '.join(self.extra[:SAMPLE])}"
         return text
@@ -99,7 +104,8 @@ class ReceivablesReport:
         lines = [f"SAP differs from ServiceTitan for {len(self.differences)} of {self.partners} partners:"]
         lines += [f"  - {d.describe()}" for d in self.differences]
         lines += [
-            f"  - customer {customer}: {n} invoices, but no partner in SAP yet (load customers, then replay)"
+            f"  - customer {customer}: {n} invoices, but no partner in SAP yet (its invoices wait for it: the "
+            "next run posts them once the customer is loaded)"
             for customer, n in self.unlinked.items()
         ]
         return "\n".join(lines)
@@ -139,6 +145,7 @@ def reconcile_receivables(
     links = customers.get(by_customer)
     unlinked = {cid: len(found) for cid, found in by_customer.items() if cid not in links}
     owners: dict[str, str] = {}
+    paying: dict[str, set[str]] = defaultdict(set)  # partner -> payments applied to its invoices
     members: dict[str, list[str]] = defaultdict(list)
     for customer_id, invoices in by_customer.items():
         if customer_id not in links:
@@ -158,6 +165,7 @@ def reconcile_receivables(
                 code = owners.get(str(part.get("appliedTo")))
                 if code is not None:
                     theirs[code].payments_applied += money(part.get("appliedAmount"), "appliedAmount")
+                    paying[code].add(str(payment.get("id")))
 
     ours: dict[str, PartnerFigures] = defaultdict(PartnerFigures)
     select = ["CardCode", invoice_id_field, "DocTotal", "PaidToDate"]
@@ -184,7 +192,16 @@ def reconcile_receivables(
             action, error = recorded.get(invoice, (None, None))
             missing[invoice] = f"recorded as failed: {error}" if action == "failed" else "no recorded reason"
         extra = sorted(held.ids - figures.ids, key=lambda k: (len(k), k))
-        differences.append(PartnerDifference(code, sorted(members[code]), figures, held, missing, extra))
+        payments: dict[str, str] = {}
+        if audit is not None and paying[code] and figures.payments_applied != held.payments_applied:
+            ordered = sorted(paying[code], key=lambda k: (len(k), k))
+            for payment, (action, error) in audit.latest(flow, "payments", ordered).items():
+                if action == "failed":
+                    payments[payment] = f"recorded as failed: {error}"
+            payments = {k: payments[k] for k in ordered if k in payments}
+        differences.append(
+            PartnerDifference(code, sorted(members[code]), figures, held, missing, extra, payments)
+        )
     return ReceivablesReport(len(theirs), differences, unlinked)
 
 
@@ -196,6 +213,7 @@ def reconcile_or_raise(report: ReceivablesReport) -> Mapping[str, Any]:
     log.warning("%s", report.describe())
     raise ReceivablesDifference(
         report.describe()
-        + "\nInvoices recorded as failed: fix the cause, then replay them (b1_replay_failed); "
-        "invoices with no recorded reason: reload their window (since/until)."
+        + "\nRecords waiting for another record: the next run posts them once it is in SAP. Others "
+        "recorded as failed: fix the cause, then replay them (b1_replay_failed); invoices with no "
+        "recorded reason: reload their window (since/until)."
     )

@@ -16,8 +16,13 @@ killed half way never posts a document twice:
   are frozen in SAP). One that SAP keeps as a draft for approval is ``skipped``, "pending approval
   (draft N)", and later runs find the draft instead of posting again.
 * **payments -> incoming payments** applied to the SAP invoices they pay, found by their foreign
-  ids; ``CounterReference`` holds the payment id. A payment for an invoice not in SAP yet fails,
-  naming it, and is posted by replay once the invoice is there: never unapplied by accident.
+  ids; ``CounterReference`` holds the payment id. A payment is never posted unapplied by accident.
+
+**Waiting.** An invoice whose customer has no partner in SAP yet, and a payment for an invoice
+(or a customer) not in SAP yet, fail *waiting for* it (:func:`~airflow_provider_b1.sync.outcomes.waiting`):
+the next incremental run of their stream reads them again first and posts them once it is there
+(replay does too). Until then they count as failed, "waiting for ...", in summaries and in the
+reconciliation report.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from airflow_provider_b1.servicetitan.customers import CustomerMap
 from airflow_provider_b1.servicetitan.mappings import Mappings
 from airflow_provider_b1.sync.engine import Item, PageCommit, Sink
 from airflow_provider_b1.sync.flows import Stream
-from airflow_provider_b1.sync.outcomes import Action, Outcome
+from airflow_provider_b1.sync.outcomes import Action, Outcome, waiting
 from airflow_provider_b1.sync.records import payload_hash
 
 log = logging.getLogger(__name__)
@@ -382,13 +387,7 @@ class SapReceivablesSink(Sink):
                 continue
             code = codes.get(data["customer_id"])
             if code is None:
-                outcomes[item.key] = Outcome(
-                    item.key,
-                    Action.FAILED,
-                    f"customer {data['customer_name']!r} ({data['customer_id']}) is not in SAP yet: load the "
-                    "customers, then replay the invoice",
-                    item.payload_hash,
-                )
+                outcomes[item.key] = _waits_for_customer(item)
                 continue
             creates.append((item, {"CardCode": code, **data["document"]}))
         outcomes.update(self._create("Invoices", field_name, creates))
@@ -419,15 +418,18 @@ class SapReceivablesSink(Sink):
                 continue
             code = codes.get(data["customer_id"])
             missing = [invoice for invoice, _ in data["applied"] if invoice not in invoices]
-            if code is None or missing:
-                reason = (
-                    f"waits for invoice {', '.join(missing)}, not in SAP yet"
-                    if missing
-                    else f"customer {data['customer_name']!r} ({data['customer_id']}) is not in SAP yet"
+            if missing:
+                what = f"invoice{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+                outcomes[item.key] = waiting(
+                    item.key,
+                    what,
+                    f"waiting for {what}, not in SAP yet: the next run posts it once "
+                    f"{'they are' if len(missing) > 1 else 'it is'}",
+                    item.payload_hash,
                 )
-                outcomes[item.key] = Outcome(
-                    item.key, Action.FAILED, reason + ": replay it once it is", item.payload_hash
-                )
+                continue
+            if code is None:
+                outcomes[item.key] = _waits_for_customer(item)
                 continue
             body = {
                 "CardCode": code,
@@ -508,6 +510,18 @@ class SapReceivablesSink(Sink):
         return Outcome(
             item.key, Action.SKIPPED, f"pending approval (draft {found['DocEntry']})", item.payload_hash
         )
+
+
+def _waits_for_customer(item: Item) -> Outcome:
+    """A document whose customer has no partner in SAP yet waits for it."""
+    data = item.data
+    return waiting(
+        item.key,
+        f"customer {data['customer_id']}",
+        f"waiting for customer {data['customer_name']!r} ({data['customer_id']}), not in SAP yet: the next run "
+        "posts it once the customer is",
+        item.payload_hash,
+    )
 
 
 def _posted_already(item: Item, what: str, doc_entry: Any, held: Decimal, wanted: Decimal) -> Outcome:

@@ -45,7 +45,7 @@ from airflow_provider_b1.sync.flows import (
     register_flow,
     unregister_flow,
 )
-from airflow_provider_b1.sync.outcomes import Action, Outcome
+from airflow_provider_b1.sync.outcomes import Action, Outcome, waiting
 from airflow_provider_b1.sync.records import payload_hash
 from airflow_provider_b1.sync.replay import ReplaySummary, replay_failed
 from airflow_provider_b1.sync.sql_sinks import DatabaseSink, TableSink
@@ -104,5 +104,6 @@ __all__ = [
     "sync_params",
     "sync_stream",
     "unregister_flow",
+    "waiting",
     "write_alone",
 ]

@@ -5,7 +5,10 @@ record it read (:class:`Action`: created, updated, unchanged, skipped, failed). 
 writes a page's rows with the page (:meth:`AuditSession.write`): inside the page's own
 transaction when the target and the audit trail share a database, else right after the page's
 commit. Rows go in bulk: ``COPY`` on PostgreSQL, ``executemany`` on SQLite (the embedded demo).
-Failed records keep a clear, scrubbed reason and can be replayed later (:mod:`.replay`).
+Failed records keep a clear, scrubbed reason and can be replayed later (:mod:`.replay`). A failed
+record that waits for another one (a payment for an invoice the target does not hold yet) says
+what it waits for (``waiting_for``): the next incremental run of its stream reads it again first
+(:meth:`AuditTrail.waiting`).
 
 What a row never holds: a payload (only its SHA-256 from
 :func:`~airflow_provider_b1.sync.records.payload_hash`), a password, token, cookie or session id.
@@ -176,6 +179,7 @@ class AuditRecord:
     :param payload_hash: :func:`~airflow_provider_b1.sync.records.payload_hash` of what was (or
         would have been) written: 64 lowercase hex characters, nothing else is accepted.
     :param at: when it happened (UTC); defaults to now.
+    :param waiting_for: what a failed record waits for (``"invoice 42"``), when it waits.
     """
 
     source_system: str
@@ -188,6 +192,7 @@ class AuditRecord:
     error: str | None = None
     payload_hash: str | None = None
     at: dt.datetime | None = None
+    waiting_for: str | None = None
 
     def __post_init__(self) -> None:
         # What is already as it must be (text keys of a sane length, an Action, no error) is
@@ -212,6 +217,10 @@ class AuditRecord:
             self.error = scrub_error(error or "failed without a reason")
         at = self.at
         self.at = _NOW(_UTC) if at is None else _utc(at)
+        if self.waiting_for is not None:
+            if action is not Action.FAILED:
+                raise AuditError(f"Only a failed record waits; this one is {action.value}.")
+            self.waiting_for = scrub_error(self.waiting_for, limit=KEY_LIMIT) or None
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -233,6 +242,7 @@ class FailedRecord:
     error: str | None
     attempt: int
     at: dt.datetime
+    waiting_for: str | None = None
 
 
 COLUMNS = (
@@ -252,6 +262,7 @@ COLUMNS = (
     "error",
     "payload_hash",
     "attempt",
+    "waiting_for",
 )
 
 _ACTIONS_SQL = ", ".join(f"'{a.value}'" for a in Action)
@@ -292,6 +303,15 @@ AUDIT_MIGRATIONS = MigrationSet(
             ),
         ),
         Migration(2, "checkpoints of targets that keep none themselves", (CHECKPOINT_TABLE,)),
+        Migration(
+            3,
+            "what a failed record waits for, so that the next run retries it",
+            (
+                f"ALTER TABLE {{s}}{TABLE} ADD COLUMN waiting_for {{text}}",
+                f"CREATE INDEX IF NOT EXISTS {TABLE}_waiting_idx ON {{s}}{TABLE} (flow, source_entity, id) "
+                "WHERE waiting_for IS NOT NULL",
+            ),
+        ),
     ),
 )
 
@@ -560,6 +580,7 @@ class AuditTrail:
                     r.error,
                     r.payload_hash,
                     attempt,
+                    r.waiting_for,
                 )
             )
         _insert(cursor, table, rows)
@@ -625,7 +646,7 @@ class AuditTrail:
         t = self.table
         sql = (
             "SELECT a.id, a.source_system, a.source_entity, a.source_key, a.target_system, a.target_entity, "
-            f"a.target_key, a.error, a.attempt, a.at FROM {t} a "
+            f"a.target_key, a.error, a.attempt, a.at, a.waiting_for FROM {t} a "
             "WHERE a.flow = {p} AND a.action = 'failed' AND a.source_key <> '(no key)'"
         )
         params: list[Any] = [flow]
@@ -654,9 +675,45 @@ class AuditTrail:
                 error=r[7],
                 attempt=int(r[8]),
                 at=self._from_db_time(r[9]),
+                waiting_for=r[10],
             )
             for r in self._query(sql, params)
         ]
+
+    def waiting(
+        self,
+        flow: str,
+        source_entity: str,
+        *,
+        source_system: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, str]]:
+        """The records of one entity whose latest attempt failed waiting for another record:
+        ``[(key, what it waits for)]``, the least recently tried first (a record tried again and
+        still waiting goes to the back, so a bounded retry reaches every one in turn).
+
+        :param flow: the flow.
+        :param source_entity: the records' entity.
+        :param source_system: their system, when a flow reads several.
+        :param limit: at most this many.
+        """
+        t = self.table
+        sql = (
+            f"SELECT a.source_key, a.waiting_for FROM {t} a WHERE a.flow = {{p}} AND a.source_entity = {{p}}"
+            " AND a.waiting_for IS NOT NULL AND a.action = 'failed' AND a.source_key <> '(no key)'"
+        )
+        params: list[Any] = [flow, source_entity]
+        if source_system is not None:
+            sql += " AND a.source_system = {p}"
+            params.append(source_system)
+        sql += (
+            f" AND NOT EXISTS (SELECT 1 FROM {t} b WHERE b.flow = a.flow AND b.source_key = a.source_key"
+            " AND b.source_entity = a.source_entity AND b.source_system = a.source_system AND b.id > a.id)"
+            " ORDER BY a.id"
+        )
+        if limit is not None:
+            sql += f" LIMIT {max(int(limit), 0)}"
+        return [(key, what) for key, what in self._query(sql, params)]
 
     def latest(
         self, flow: str, source_entity: str, source_keys: Iterable[Any], *, source_system: str | None = None

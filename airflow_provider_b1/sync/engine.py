@@ -9,6 +9,10 @@ stream (an entity) of a flow over a window:
    target's own checkpoint (:func:`choose_start`): a target behind the cursor (new, restored,
    truncated, another database) is read from what it holds, with a warning naming both; an
    unfinished earlier try of the same run is resumed after its last committed page.
+   Then, in an incremental run, the records of the stream that **wait** for another record (their
+   latest outcome failed with :attr:`Outcome.waiting_for`: a payment for an invoice not in the
+   target yet) are read again by key, the least recently tried first and at most
+   :attr:`Stream.retry_waiting` of them, and written through the same pages before anything new.
 2. **Pages.** The source yields :class:`Page` objects. Each page is prepared by the sink (mapped,
    in the reading thread), deduplicated by key (the same record twice in one page is written
    once, as its later copy, and both reads are audited), then written by a writer: the sink
@@ -24,7 +28,8 @@ stream (an entity) of a flow over a window:
    source whose pages are resumable (a server-ordered feed) gets its checkpoint written with every
    page; a source read in another order (SAP reads by key) gets it written when the read ends.
    A window run (since/until, a backfill) never moves the checkpoint, and no run moves it back.
-5. **Summary.** Counts per outcome, the new cursor, the window; a progress line every few pages.
+5. **Summary.** Counts per outcome (a record still waiting counts as failed, and as ``waiting``),
+   the records retried, the new cursor, the window; a progress line every few pages.
 
 Nothing here knows any one system: a new flow is a source, a sink and a mapping.
 """
@@ -40,7 +45,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -498,6 +503,7 @@ def _audit_record(
         target_key=target_key,
         error=outcome.error,
         payload_hash=outcome.payload_hash,
+        waiting_for=outcome.waiting_for,
     )
 
 
@@ -640,6 +646,7 @@ def sync_stream(
     *,
     writers: int = 1,
     progress_every: int = PROGRESS_EVERY_PAGES,
+    retry_waiting: int | None = None,
 ) -> SyncSummary:
     """Read one stream of a flow over ``window`` and write it; return its summary.
 
@@ -651,6 +658,9 @@ def sync_stream(
     :param window: what to read (:func:`~airflow_provider_b1.sync.window.resolve_window`).
     :param writers: pages written side by side (the sink and up to ``writers - 1`` forks).
     :param progress_every: pages between progress lines.
+    :param retry_waiting: at most this many waiting records are retried before an incremental
+        read (``0``: none); the stream's :attr:`~airflow_provider_b1.sync.flows.Stream.retry_waiting`
+        when ``None``.
     """
     run = _StreamRun(flow, stream, source, sink, session)
     summary = SyncSummary(
@@ -671,9 +681,13 @@ def sync_stream(
                 if another is None:
                     break
                 extra.append(another)
+            free = [sink, *extra]
+            if window.mode == "incremental" and stream.cursor is not None:
+                limit = stream.retry_waiting if retry_waiting is None else retry_waiting
+                _retry_waiting(run, free, summary, progress, limit)
             pages = _split(source.read(stream, start, until=until), sink.page_limit)
             checkpoints = stream.cursor is not None and window.mode != "window"
-            for page_cursor in _pipeline(run, pages, [sink, *extra], summary, progress, checkpoints):
+            for page_cursor in _pipeline(run, pages, free, summary, progress, checkpoints):
                 cursor = page_cursor if cursor is None else cursor.advance(page_cursor)
         finally:
             for writer in extra:
@@ -685,6 +699,75 @@ def sync_stream(
     note = sink.finish(stream)
     progress.done(note)
     return summary
+
+
+#: Keys handed to a source's ``read_keys`` per call when waiting records are retried.
+KEY_BATCH = 200
+
+
+def _retry_waiting(
+    run: _StreamRun, free: list[Sink], summary: SyncSummary, progress: _Progress, limit: int
+) -> None:
+    """Read again, by key, the records of the stream whose latest outcome is "waiting for" another
+    record, and write them through the usual pages (before the run reads anything new).
+
+    At most ``limit``, the least recently tried first. A record the source no longer has is settled
+    as ``skipped``. A transient error stops the run (the task is retried); any other leaves the
+    records waiting for the next run, with a warning, and the run reads what changed.
+    """
+    if limit <= 0 or not run.audited:
+        return
+    flow, stream = run.flow, run.stream
+    found = run.session.trail.waiting(flow.name, stream.name, source_system=flow.source_system, limit=limit)
+    keys = [key for key, _ in found if not is_stand_in(key)]
+    if not keys:
+        return
+    shown = ", ".join(f"{key} for {what}" for key, what in found[:5])
+    log.info(
+        "%s: retrying %d records that wait for others (%s%s) before reading what changed",
+        stream.name,
+        len(keys),
+        shown,
+        ", ..." if len(found) > 5 else "",
+    )
+    # A run of its own: its pages commit in their own order, apart from the read's.
+    retry = _StreamRun(flow, stream, run.source, run.sink, run.session)
+    answered: set[str] = set()
+    summary.retried += len(keys)
+
+    def settled(outcomes: list[Outcome]) -> None:
+        answered.update(audit_key(outcome.key) for outcome in outcomes)
+
+    def pages() -> Iterator[Page]:
+        for begin in range(0, len(keys), KEY_BATCH):
+            yield from run.source.read_keys(stream, keys[begin : begin + KEY_BATCH])
+
+    try:
+        for _ in _pipeline(
+            retry, _split(pages(), run.sink.page_limit), free, summary, progress, False, settled
+        ):
+            pass  # pages read by key move no cursor
+    except RetryableError:
+        raise
+    except Exception as exc:
+        log.warning(
+            "%s: retrying the records that wait for others failed; they wait for the next run: %s",
+            stream.name,
+            scrub_error(exc),
+        )
+        return
+    gone = [
+        Outcome(
+            key, Action.SKIPPED, f"{stream.name} {key} is no longer in {flow.source_system}: nothing waits"
+        )
+        for key in keys
+        if key not in answered
+    ]
+    if gone:
+        retry.write_trail(gone)
+        run.session.count(gone)
+        for outcome in gone:
+            summary.count(outcome.action)
 
 
 def _split(pages: Iterable[Page], limit: int | None) -> Iterable[Page]:
@@ -790,10 +873,12 @@ def _pipeline(
     summary: SyncSummary,
     progress: _Progress,
     checkpoints: bool = True,
+    settled: Callable[[list[Outcome]], None] | None = None,
 ) -> Iterator[Cursor]:
     """Prepare each page here and hand it to a free writer; settle written pages in reading order.
 
-    Yields each committed page's ``reached`` position (in reading order).
+    Yields each committed page's ``reached`` position (in reading order); ``settled`` is given
+    each committed page's outcomes.
     """
     in_flight: deque[tuple[_Prepared, Future, Sink, Cursor | None]] = deque()
     cumulative: Cursor | None = None
@@ -806,6 +891,10 @@ def _pipeline(
         summary.read += prepared.size
         for outcome in outcomes:
             summary.count(outcome.action)
+            if outcome.waiting_for is not None:
+                summary.waiting += 1
+        if settled is not None:
+            settled(outcomes)
         if prepared.size:
             progress.page()
         return reached
@@ -879,6 +968,8 @@ class _Progress:
         return (
             f"{s.read:,} read in {elapsed:.1f} s ({rate:,.0f}/s): {s.created:,} created, {s.updated:,} updated, "
             f"{s.unchanged:,} unchanged, {s.skipped:,} skipped, {s.failed:,} failed"
+            + (f" ({s.waiting:,} waiting for others)" if s.waiting else "")
+            + (f", {s.retried:,} waiting records retried" if s.retried else "")
         )
 
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "airflow_provider_b1.flows"
+#: Waiting records retried per stream at the start of an incremental run, by default.
+RETRY_WAITING = 500
 
 
 class UnknownFlowError(PermanentError, LookupError):
@@ -49,11 +51,15 @@ class Stream:
     :param name: the entity in the source (``Invoices``); the audit trail's ``source_entity``.
     :param cursor: the cursor class of its incremental reads; ``None`` reads it in full every run.
     :param target: the entity in the target, when the sink does not name it itself.
+    :param retry_waiting: at most this many of its records that wait for another record (a payment
+        for an invoice the target does not hold yet) are read again by key at the start of each
+        incremental run, the least recently tried first; ``0`` leaves them to replay.
     """
 
     name: str
     cursor: type[Cursor] | None = None
     target: str | None = None
+    retry_waiting: int = RETRY_WAITING
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -37,6 +37,9 @@ class Outcome:
     :param payload_hash: SHA-256 of what was (or would have been) written, when known.
     :param target_key: the record's key in the target when it differs from ``key`` (a document
         number SAP gave the record); ``None`` means the same as ``key``.
+    :param waiting_for: what a failed record waits for (``"invoice 42"``): another record the
+        target does not hold yet. It stays failed, and the next incremental run of its stream
+        reads it again by key and writes it once that record is there (see :func:`waiting`).
     """
 
     key: Any
@@ -44,10 +47,26 @@ class Outcome:
     error: str | None = None
     payload_hash: str | None = None
     target_key: Any = None
+    waiting_for: str | None = None
 
     def __post_init__(self) -> None:
         if self.action.__class__ is not Action:
             self.action = Action(self.action)
+        if self.waiting_for is not None and self.action is not Action.FAILED:
+            raise ValueError(f"Only a failed record waits; this one is {self.action.value}.")
+
+
+def waiting(key: Any, what: str, reason: str, payload_hash: str | None = None) -> Outcome:
+    """A record that cannot be written until another one is in the target: failed, with ``reason``,
+    waiting for ``what`` (``"invoice 42"``). The next incremental run of the stream retries it,
+    before it reads what changed; replay retries it too.
+
+    :param key: the record's key.
+    :param what: what it waits for, a few words.
+    :param reason: the failure reason, one sentence (say "waiting for ...").
+    :param payload_hash: the hash of what would have been written.
+    """
+    return Outcome(key, Action.FAILED, reason, payload_hash, None, what)
 
 
 def count_actions(outcomes: Iterable[Outcome]) -> dict[str, int]:

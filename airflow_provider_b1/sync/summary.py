@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow_provider_b1.sync.audit import Action
 
-COUNT_FIELDS = ("read", "created", "updated", "unchanged", "skipped", "failed")
+COUNT_FIELDS = ("read", "created", "updated", "unchanged", "skipped", "failed", "waiting", "retried")
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -36,6 +36,10 @@ class SyncSummary:
     :param mode: the window mode that was read: ``incremental``, ``window`` or ``full``.
     :param since: start of the window read (``window`` mode).
     :param until: end of the window read, exclusive.
+
+    ``failed`` counts every record that failed; ``waiting`` those of them that wait for another
+    record (the next run retries them), and ``retried`` the waiting records of earlier runs this run
+    read again first.
     """
 
     flow: str
@@ -50,6 +54,8 @@ class SyncSummary:
     unchanged: int = 0
     skipped: int = 0
     failed: int = 0
+    waiting: int = 0
+    retried: int = 0
 
     def count(self, action: Action | str, n: int = 1) -> None:
         """Add ``n`` records that ended with ``action`` (``created``, ``failed``, ...)."""

@@ -233,3 +233,69 @@ def test_posting_killed_mid_way_and_run_again_posts_every_invoice_once(flow, st,
         r["key"] for r in flow.audit_rows("source_entity = 'invoices' AND action IN ('created', 'unchanged')")
     }
     assert audited == set(numbers)
+
+
+def _first(hook, path: str) -> dict:
+    return next(iter(hook.iter_list(path, {"pageSize": 1}, page_size=1, max_pages=1)))[0]
+
+
+def test_a_payment_for_an_invoice_not_postable_yet_waits_and_the_next_run_posts_it_applied_once(
+    flow, st, dag_of, capsys
+):
+    """A new customer arrives without a name (SAP refuses it), with an invoice and a payment of it:
+    the invoice waits for the customer, the payment for the invoice. Once the customer is fixed in
+    ServiceTitan, the next scheduled run, not a replay, posts the invoice and then the payment applied
+    to it, once, and SAP equals ServiceTitan again."""
+    from airflow_provider_b1.hooks.servicetitan import ServiceTitanHook
+
+    hook = ServiceTitanHook()
+    customer = {**_first(hook, "crm/customers"), "id": 990100, "name": "", "mergedToId": None}
+    invoice = _first(hook, "accounting/invoices")
+    payment = _first(hook, "accounting/payments")
+    hook.close()
+    invoice = {
+        **invoice,
+        "id": 990200,
+        "referenceNumber": "WAIT-1",
+        "customer": {"id": 990100, "name": "Waiting Heating"},
+        "balance": "0.00",
+    }
+    payment = {
+        **payment,
+        "id": 990300,
+        "total": invoice["total"],
+        "unappliedAmount": "0.00",
+        "customer": {"id": 990100, "name": "Waiting Heating"},
+        "appliedTo": [{"appliedTo": 990200, "appliedAmount": invoice["total"]}],
+    }
+    st.control("POST", "seed", {"entity": "customers", "records": [customer]})
+    st.control("POST", "seed", {"entity": "invoices", "records": [invoice]})
+    st.control("POST", "seed", {"entity": "payments", "records": [payment]})
+    st.control("POST", "clock", {"advance_seconds": 960})  # past the export feed's 15-minute lag
+    first = dag_of(DAG_ID, retries=0).test()
+    states = task_states(first)
+    assert (states["payments"], states["reconcile"]) == ("success", "failed")
+    failed = {(r["entity"], r["key"]): r["error"] for r in flow.audit_rows("action = 'failed'")}
+    assert failed[("payments", "990300")] == (
+        "waiting for invoice 990200, not in SAP yet: the next run posts it once it is"
+    )
+    assert failed[("invoices", "990200")].startswith("waiting for customer 'Waiting Heating' (990100)")
+    assert "customer 990100: 1 invoices, but no partner in SAP yet" in capsys.readouterr().out
+
+    st.control("POST", "seed", {"entity": "customers", "records": [{**customer, "name": "Waiting Heating"}]})
+    st.control("POST", "clock", {"advance_seconds": 960})
+    second = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(second).values()) == {"success"}  # reconcile: SAP equals ServiceTitan
+    posted = flow.audit_rows("action = 'created' AND source_key IN ('990200', '990300')")
+    assert [(r["run_id"], r["task_id"], r["key"]) for r in posted] == [
+        (second.run_id, "invoices", "990200"),
+        (second.run_id, "payments", "990300"),
+    ]
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    sap = SapB1Hook()
+    assert sap.count("IncomingPayments", "CounterReference eq '990300'") == 1
+    (paid,) = list(
+        sap.iter_pages("Invoices", filter="NumAtCard eq '990200'", select=["DocTotal", "PaidToDate"])
+    )
+    assert paid[0]["PaidToDate"] == paid[0]["DocTotal"] == float(invoice["total"])

@@ -35,11 +35,13 @@ class StFeed(Source):
 
     def read(self, stream, start, *, until) -> Iterator[Page]:
         rows = list(self.records[stream.name].values())
-        if rows:
-            yield Page(rows, reached=TokenCursor(f"t{len(rows)}"), resumable=True)
+        done = int(start.token[1:]) if start is not None else 0  # records added since come after
+        if rows[done:]:
+            yield Page(rows[done:], reached=TokenCursor(f"t{len(rows)}"), resumable=True)
 
     def read_keys(self, stream, keys) -> Iterator[Page]:
-        found = [self.records[stream.name][k] for k in keys if k in self.records[stream.name]]
+        wanted = {str(k) for k in keys}  # keys as the audit trail holds them
+        found = [r for k, r in self.records[stream.name].items() if str(k) in wanted]
         if found:
             yield Page(found)
 
@@ -92,15 +94,12 @@ def setup(sap_sandbox, set_connection, tmp_path, monkeypatch):
     feed = StFeed()
 
     class Setup:
-        def run(self, stream: str, run_id: str = "r1"):
+        def run(self, stream: str, run_id: str = "r1", cursor: dict | None = None):
+            """A full read, or with ``cursor`` an incremental one from there."""
+            window = SyncWindow("incremental", cursor=cursor) if cursor else SyncWindow("full")
             with audit.session(SERVICETITAN_FLOW.name, "dag", run_id, stream, 1) as session:
                 return sync_stream(
-                    SERVICETITAN_FLOW,
-                    SERVICETITAN_FLOW.stream(stream),
-                    feed,
-                    sink,
-                    session,
-                    SyncWindow("full"),
+                    SERVICETITAN_FLOW, SERVICETITAN_FLOW.stream(stream), feed, sink, session, window
                 )
 
         def failed(self) -> dict:
@@ -152,7 +151,7 @@ def test_invoices_post_once_as_service_documents_and_a_changed_one_fails_with_bo
     first = setup.run("invoices")
     assert (first.created, first.failed) == (2, 2)
     failed = setup.failed()
-    assert failed["invoices", "102"].startswith("customer 'Customer 9' (9) is not in SAP yet")
+    assert failed["invoices", "102"].startswith("waiting for customer 'Customer 9' (9), not in SAP yet")
     assert (
         failed["invoices", "103"]
         == "GL account 4999 (Rebates) has no SAP account in the mapping's gl_accounts"
@@ -207,7 +206,10 @@ def test_payments_apply_to_the_invoices_they_pay_and_wait_for_missing_ones(setup
     }
     first = setup.run("payments")
     assert (first.created, first.failed) == (1, 1)
-    assert setup.failed()["payments", "301"] == "waits for invoice 299, not in SAP yet: replay it once it is"
+    assert (
+        setup.failed()["payments", "301"]
+        == "waiting for invoice 299, not in SAP yet: the next run posts it once it is"
+    )
     paid = {
         r["NumAtCard"]: r
         for page in setup.hook.iter_pages(
@@ -261,3 +263,43 @@ def test_a_customer_already_in_sap_is_linked_by_its_user_field_not_created_again
     assert (summary.created, summary.unchanged) == (0, 1)
     assert setup.customers.get([77]) == {"77": ("C-LINK77", None)}
     assert setup.hook.count("BusinessPartners", "CardCode eq 'T77'") == 0
+
+
+def test_a_payment_waiting_for_its_invoice_is_posted_by_the_next_run_applied_to_it(setup):
+    """The invoice's customer is not in SAP at first: the invoice waits for the customer, the payment
+    for the invoice. Once the customer is loaded, the next incremental runs post both, the payment
+    applied to the invoice, each once."""
+    setup.feed.records["customers"][5] = customer(5, name="")  # refused: no name
+    setup.feed.records["invoices"][500] = invoice(500, 5, "70.00")
+    setup.feed.records["payments"][600] = {
+        "id": 600,
+        "date": "2026-11-05T00:00:00Z",
+        "type": "Cash",
+        "total": "70.00",
+        "customer": {"id": 5, "name": "Customer 5"},
+        "appliedTo": [{"appliedTo": 500, "appliedAmount": "70.00"}],
+    }
+    cursors = {}
+    for stream in ("customers", "invoices", "payments"):
+        summary = setup.run(stream)
+        assert summary.failed == 1
+        cursors[stream] = summary.cursor
+    assert setup.failed()["payments", "600"].startswith("waiting for invoice 500")
+    assert setup.hook.count("IncomingPayments", "CounterReference eq '600'") == 0
+
+    setup.feed.records["customers"][5] = customer(5)  # its name fixed in ServiceTitan
+    assert setup.run("customers", "r2").created == 1
+    invoices = setup.run("invoices", "r2", cursors["invoices"])
+    assert (invoices.retried, invoices.created, invoices.failed) == (1, 1, 0)
+    payments = setup.run("payments", "r2", cursors["payments"])
+    assert (payments.retried, payments.created, payments.failed) == (1, 1, 0)
+    (posted,) = list(
+        setup.hook.iter_pages(
+            "Invoices", filter="NumAtCard eq '500'", select=["PaidToDate", "DocumentStatus"]
+        )
+    )
+    assert (posted[0]["PaidToDate"], posted[0]["DocumentStatus"]) == (70.0, "bost_Close")
+    again = setup.run("payments", "r3", payments.cursor)
+    assert (again.retried, again.read) == (0, 0)
+    assert setup.hook.count("IncomingPayments", "CounterReference eq '600'") == 1
+    assert setup.failed() == {}
