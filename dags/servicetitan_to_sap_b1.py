@@ -8,7 +8,9 @@ record is in the audit trail (``b1_audit_default``). A record that waits for ano
 whose customer is not in SAP yet, a payment for an invoice not in SAP yet) is retried by each
 next run, before it reads what changed, and posted once that record is there: never unapplied
 by accident. Records that failed otherwise (an unmapped GL account, an invoice changed after
-posting) are replayed with ``b1_replay_failed`` once fixed.
+posting) are replayed with ``b1_replay_failed`` once fixed. With ``changed_after_posting:
+credit_and_repost`` in the mapping, an invoice changed after posting is instead credited (an A/R
+credit memo carrying its id) and posted again as ``<id>-r2``, ``<id>-r3``..., exactly once each.
 
 The mapping of GL accounts, business units, tax and payment types is the file
 ``servicetitan_mappings.yaml`` beside this DAG, or the path (or ``var:<Variable key>``) in
@@ -17,7 +19,7 @@ naming the key. ``B1_SAP_SESSIONS`` (default 2) is how many SAP sessions post si
 throughput comes from concurrency, and every session holds a licence.
 
 The last task compares SAP with ServiceTitan partner by partner (invoice count and total, payments
-applied, open balance) and fails with a report naming every difference.
+applied, open balance, credit memos taken off) and fails with a report naming every difference.
 
 Reload a period: trigger with **Since**/**Until** or run a backfill (each run reads its data
 interval from the export feed). Re-runs change nothing. Where ServiceTitan's webhooks reach the

@@ -19,6 +19,18 @@ record at run time::
       Cash: {cash: "111000"}
       Check: {transfer: "112000"}
       Credit Card: {transfer: "113000"}
+    changed_after_posting: fail      # or credit_and_repost (see below)
+    credit_memo_lines: base_document # or copy: how a credit memo names what it credits
+
+``changed_after_posting`` says what becomes of an invoice ServiceTitan changed after SAP posted
+it (a posted invoice's amounts are frozen in SAP): ``fail`` (the default) fails it, naming both
+totals, for a correction by hand; ``credit_and_repost`` posts an A/R credit memo for the posted
+invoice, then a new invoice with the new amounts (see
+:class:`~airflow_provider_b1.servicetitan.sink.SapReceivablesSink`). ``credit_memo_lines``:
+``base_document`` (the default) bases each credit memo line on the invoice's line (``BaseType``
+13, ``BaseEntry``, ``BaseLine``), so SAP closes the invoice against it; ``copy`` sends a copy of
+the invoice's lines instead, for an installation that refuses based lines through the Service
+Layer (the two stay open side by side, and offset in the partner's balance).
 
 An invoice naming a GL account, business unit or payment type the mapping lacks fails alone,
 naming it; the rest of its page goes on.
@@ -47,7 +59,11 @@ _KEYS = {
     "tax_code",
     "sales_tax_account",
     "payment_types",
+    "changed_after_posting",
+    "credit_memo_lines",
 }
+CHANGED_AFTER_POSTING = ("fail", "credit_and_repost")
+CREDIT_MEMO_LINES = ("base_document", "copy")
 
 
 class MappingError(PermanentError, ValueError):
@@ -75,6 +91,13 @@ class Mappings:
     tax_code: str | None = None
     sales_tax_account: str | None = None
     payment_types: Mapping[str, PaymentAccount] = field(default_factory=dict)
+    changed_after_posting: str = "fail"
+    credit_memo_lines: str = "base_document"
+
+    @property
+    def credit_and_repost(self) -> bool:
+        """An invoice changed after posting is credited and posted again (else it fails)."""
+        return self.changed_after_posting == "credit_and_repost"
 
     def card_code_for(self, customer_id: Any) -> str:
         """The ``CardCode`` a new partner gets for a ServiceTitan customer."""
@@ -157,6 +180,18 @@ def parse_mappings(document: Mapping[str, Any] | None, *, where: str = "the mapp
             )
         kind, account = next(iter(target.items()))
         payment_types[str(name)] = PaymentAccount(kind, str(account))
+    choices = {}
+    for key, allowed in (
+        ("changed_after_posting", CHANGED_AFTER_POSTING),
+        ("credit_memo_lines", CREDIT_MEMO_LINES),
+    ):
+        value = doc.get(key)
+        if value is None:
+            choices[key] = allowed[0]
+        elif str(value) in allowed:
+            choices[key] = str(value)
+        else:
+            raise MappingError(f"{where}: {key} {value!r} must be one of {', '.join(allowed)}.")
     seeded: dict[str, str] = {}
     if doc.get("seed_csv"):
         seeded = read_seed_csv(Path(str(doc["seed_csv"])), where=where)
@@ -170,6 +205,7 @@ def parse_mappings(document: Mapping[str, Any] | None, *, where: str = "the mapp
         tax_code=str(doc["tax_code"]) if doc.get("tax_code") else None,
         sales_tax_account=str(doc["sales_tax_account"]) if doc.get("sales_tax_account") else None,
         payment_types=payment_types,
+        **choices,
     )
     try:
         mappings.card_code_for(1)  # the pattern renders a code SAP takes

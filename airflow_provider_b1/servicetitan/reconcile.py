@@ -3,8 +3,12 @@
 For every ServiceTitan customer with invoices, the partner it maps to (a merged customer counts
 towards the partner of the customer it was merged into) must hold the same number of invoices,
 the same invoice total, the same payments applied and the same open balance in SAP. Read from
-ServiceTitan's list endpoints (active and inactive records) and from SAP's ``Invoices`` of the
-mapped partners (``CardCode``, ``NumAtCard``, ``DocTotal``, ``PaidToDate``).
+ServiceTitan's list endpoints (active and inactive records) and from SAP's ``Invoices`` and
+``CreditNotes`` of the mapped partners (``CardCode``, ``NumAtCard``, ``DocTotal``, ``PaidToDate``).
+A credit memo takes its total off the partner's invoiced total and, with the part of it settled
+against invoices, off the payments applied; the rest of it off the open balance. One carrying a
+ServiceTitan invoice id cancels one posted version of that invoice (an invoice changed after
+posting and posted again, see :mod:`.sink`): SAP holds the invoice while a version of it is live.
 
 A difference names the customer, its partner and the figures on both sides, and, for invoices
 missing in SAP, each invoice id with the flow's recorded reason (from the audit trail) or "no
@@ -25,7 +29,7 @@ from typing import Any
 from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.servicetitan.customers import CustomerMap
 from airflow_provider_b1.servicetitan.flow import NAME as FLOW_NAME
-from airflow_provider_b1.servicetitan.sink import money
+from airflow_provider_b1.servicetitan.sink import money, split_revision
 
 log = logging.getLogger(__name__)
 
@@ -168,17 +172,24 @@ def reconcile_receivables(
                     paying[code].add(str(payment.get("id")))
 
     ours: dict[str, PartnerFigures] = defaultdict(PartnerFigures)
+    live: dict[tuple[str, str], int] = defaultdict(int)  # (partner, invoice id) -> versions not cancelled
     select = ["CardCode", invoice_id_field, "DocTotal", "PaidToDate"]
-    for page in sap.iter_any_of("Invoices", "CardCode", list(theirs), select=select):
-        for record in page:
-            figures = ours[record["CardCode"]]
-            total = Decimal(repr(record.get("DocTotal") or 0))
-            paid = Decimal(repr(record.get("PaidToDate") or 0))
-            figures.invoices += 1
-            figures.ids.add(str(record.get(invoice_id_field)))
-            figures.invoice_total += total
-            figures.payments_applied += paid
-            figures.open_balance += total - paid
+    for entity, sign in (("Invoices", 1), ("CreditNotes", -1)):
+        for page in sap.iter_any_of(entity, "CardCode", list(theirs), select=select):
+            for record in page:
+                figures = ours[record["CardCode"]]
+                total = Decimal(repr(record.get("DocTotal") or 0)) * sign
+                settled = Decimal(repr(record.get("PaidToDate") or 0)) * sign
+                value = record.get(invoice_id_field)
+                if value or sign > 0:
+                    figures.invoices += sign
+                    live[record["CardCode"], split_revision(str(value))[0]] += sign
+                figures.invoice_total += total
+                figures.payments_applied += settled
+                figures.open_balance += total - settled
+    for (code, invoice), versions in live.items():
+        if versions > 0:
+            ours[code].ids.add(invoice)
 
     differences = []
     for code, figures in sorted(theirs.items()):

@@ -13,10 +13,28 @@ killed half way never posts a document twice:
   accounts, the business unit's profit centre, the sales tax as a line of its own, so SAP's
   ``DocTotal`` equals ServiceTitan's ``total``. An invoice already in SAP with the same total is
   ``unchanged``; with another total it fails "changed after posting" (a posted invoice's amounts
-  are frozen in SAP). One that SAP keeps as a draft for approval is ``skipped``, "pending approval
-  (draft N)", and later runs find the draft instead of posting again.
+  are frozen in SAP), unless the mapping says ``changed_after_posting: credit_and_repost`` (below).
+  One that SAP keeps as a draft for approval is ``skipped``, "pending approval (draft N)", and
+  later runs find the draft instead of posting again.
 * **payments -> incoming payments** applied to the SAP invoices they pay, found by their foreign
   ids; ``CounterReference`` holds the payment id. A payment is never posted unapplied by accident.
+
+**Credit and repost.** With ``changed_after_posting: credit_and_repost`` an invoice changed
+after posting is replaced in two posts: an A/R credit memo (``CreditNotes``) for the posted
+invoice, its lines based on the invoice's (``BaseType`` 13, ``BaseEntry``, ``BaseLine``) or copies
+of them (``credit_memo_lines: copy``), then a new invoice with the new amounts. Each *version* of
+an invoice carries its own foreign id value: the first the ServiceTitan id itself (``4711``), the
+later ones the id with a revision suffix (``4711-r2``, ``4711-r3``), and the credit memo that
+cancels a version carries that version's value. So every document is found again by its own
+value and posted once, and the idempotency check reads: the *live* invoice of a ServiceTitan
+invoice is its version that no credit memo cancels. A re-run, a replay, or a task killed between
+the credit memo and the new invoice finds the versions and the credit memos SAP holds and posts
+only what is missing (an invoice whose versions are all cancelled gets the next one), so there is
+always one live invoice per ServiceTitan invoice and one credit memo per replaced version. The
+record is ``updated``, naming the credit memo and both invoices. An invoice with payments applied
+to it in SAP is not credited (SAP does not credit a paid invoice in full, and the payments would
+be left on a cancelled document): it fails, naming the amount applied, for a correction in SAP.
+Payments apply to the live invoice; while none is (a replacement half done), they wait for it.
 
 **Waiting.** An invoice whose customer has no partner in SAP yet, and a payment for an invoice
 (or a customer) not in SAP yet, fail *waiting for* it (:func:`~airflow_provider_b1.sync.outcomes.waiting`):
@@ -27,11 +45,13 @@ reconciliation report.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from airflow_provider_b1.hooks.sap_b1.literals import odata_literal
 from airflow_provider_b1.hooks.sap_b1.writes import APPROVAL_DRAFT_CODE, LOOKUP_CHUNK, is_draft
 from airflow_provider_b1.hooks.servicetitan import money as servicetitan_money
 from airflow_provider_b1.servicetitan.customers import CustomerMap
@@ -45,6 +65,14 @@ log = logging.getLogger(__name__)
 
 CUSTOMERS, INVOICES, PAYMENTS = "customers", "invoices", "payments"
 PAYMENT_ID_FIELD = "CounterReference"
+#: Between a ServiceTitan invoice id and the version number of an invoice posted again (``4711-r2``).
+REVISION = "-r"
+#: SAP's object type of A/R invoices: a credit memo line's ``BaseType``.
+INVOICE_OBJECT_TYPE = 13
+#: Invoice line properties a credit memo copies (``credit_memo_lines: copy``).
+_COPIED_LINE_FIELDS = ("ItemDescription", "AccountCode", "LineTotal", "CostingCode", "TaxCode")
+#: Invoices whose later versions one look-up asks for.
+_REVISION_LOOKUP = 10
 _CENT = Decimal("0.01")
 
 
@@ -359,29 +387,53 @@ class SapReceivablesSink(Sink):
         outcomes: dict[Hashable, Outcome] = {}
         field_name = self.mappings.invoice_id_field
         codes = self._card_codes(items)
-        ids = [str(item.key) for item in items]
-        posted = self._documents(
-            "Invoices", field_name, ids, ["DocEntry", field_name, "DocTotal", "CardCode"]
-        )
-        drafts = self._documents(
-            "Drafts", field_name, [i for i in ids if i not in posted], ["DocEntry", field_name]
-        )
-        creates: list[tuple[Item, dict[str, Any]]] = []
+        found = self._invoice_versions([str(item.key) for item in items])
+        posts: list[tuple[Item, dict[str, Any]]] = []  # new invoices, first versions or not
+        credits: list[tuple[Item, dict[str, Any]]] = []  # invoices to credit before posting again
         for item in items:
-            foreign = str(item.key)
-            data = item.data
-            if foreign in posted:
-                found = posted[foreign]
-                sap_total = Decimal(repr(found.get("DocTotal") or 0))
-                outcomes[item.key] = _posted_already(
-                    item, "invoice", found["DocEntry"], sap_total, Decimal(data["total"])
-                )
-                continue
-            if foreign in drafts:
+            foreign, data = str(item.key), item.data
+            versions = found.get(foreign)
+            live = versions.live if versions is not None else []
+            if len(live) > 1:
+                entries = ", ".join(str(versions.invoices[v]["DocEntry"]) for v in live)
                 outcomes[item.key] = Outcome(
                     item.key,
-                    Action.SKIPPED,
-                    f"pending approval (draft {drafts[foreign]['DocEntry']})",
+                    Action.FAILED,
+                    f"SAP holds {len(live)} invoices for it that no credit memo cancels ({entries}): "
+                    "cancel all but one in SAP, then replay it",
+                    item.payload_hash,
+                )
+                continue
+            if live:
+                held = versions.invoices[live[0]]
+                sap_total = Decimal(repr(held.get("DocTotal") or 0))
+                outcome = _posted_already(
+                    item, "invoice", held["DocEntry"], sap_total, Decimal(data["total"])
+                )
+                if outcome.action is not Action.FAILED or not self.mappings.credit_and_repost:
+                    if outcome.action is Action.FAILED:
+                        outcome.error = f"{outcome.error}, or set changed_after_posting: credit_and_repost"
+                    outcomes[item.key] = outcome
+                    continue
+                paid = Decimal(repr(held.get("PaidToDate") or 0)).quantize(_CENT)
+                if paid:
+                    outcomes[item.key] = Outcome(
+                        item.key,
+                        Action.FAILED,
+                        f"changed after posting (SAP invoice {held['DocEntry']} totals {sap_total.quantize(_CENT)}, "
+                        f"ServiceTitan now {Decimal(data['total']).quantize(_CENT)}), and SAP invoice "
+                        f"{held['DocEntry']} has {paid} applied to it: SAP does not credit a paid invoice in "
+                        "full; take the payments off it in SAP (or correct it by hand), then replay it",
+                        item.payload_hash,
+                    )
+                    continue
+            elif versions is not None and not self.mappings.credit_and_repost:
+                memo = versions.credited[max(versions.credited)]
+                outcomes[item.key] = Outcome(
+                    item.key,
+                    Action.FAILED,
+                    f"cancelled in SAP by credit memo {memo['DocEntry']} and not posted again, as "
+                    "changed_after_posting is fail: set it to credit_and_repost, then replay it",
                     item.payload_hash,
                 )
                 continue
@@ -389,16 +441,156 @@ class SapReceivablesSink(Sink):
             if code is None:
                 outcomes[item.key] = _waits_for_customer(item)
                 continue
-            creates.append((item, {"CardCode": code, **data["document"]}))
-        outcomes.update(self._create("Invoices", field_name, creates))
+            version = versions.next if versions is not None else 1
+            document = {"CardCode": code, **data["document"], field_name: revision_value(foreign, version)}
+            if live:
+                try:
+                    credits.append((item, self._credit_memo(versions.invoices[live[0]], foreign)))
+                except Exception as exc:  # SAP refused to show the invoice: this record fails alone
+                    if _stops_the_load(exc):
+                        raise
+                    outcomes[item.key] = Outcome(item.key, Action.FAILED, str(exc), item.payload_hash)
+                    continue
+            posts.append((item, document))
+        pending = self._pending_approval(
+            [(item, body[field_name], "oInvoices") for item, body in posts]
+            + [(item, body[field_name], "oCreditNotes") for item, body in credits]
+        )
+        outcomes.update(pending)
+        credited = self._create(
+            "CreditNotes", field_name, [(item, body) for item, body in credits if item.key not in pending]
+        )
+        for key, outcome in credited.items():
+            if outcome.action is Action.FAILED:
+                outcome.error = f"changed after posting; SAP refused its credit memo: {outcome.error}"
+                outcomes[key] = outcome
+            elif outcome.action is Action.SKIPPED:
+                outcomes[key] = Outcome(
+                    key, Action.SKIPPED, f"credit memo {outcome.error}", outcome.payload_hash
+                )
+        posted = self._create(
+            "Invoices", field_name, [(item, body) for item, body in posts if item.key not in outcomes]
+        )
+        for item, body in posts:
+            outcome = posted.get(item.key)
+            if outcome is None:
+                continue
+            version = split_revision(str(body[field_name]))[1]
+            if version > 1 and outcome.action in (Action.CREATED, Action.UNCHANGED):
+                versions = found[str(item.key)]
+                memo = credited.get(item.key)
+                memo_entry = (
+                    memo.target_key
+                    if memo is not None
+                    else versions.credited[max(versions.credited)]["DocEntry"]
+                )
+                old = versions.invoices[max(versions.invoices)]
+                outcome = Outcome(
+                    item.key,
+                    Action.UPDATED,
+                    f"changed after posting: credit memo {memo_entry} cancels invoice {old['DocEntry']} "
+                    f"(totals {Decimal(repr(old.get('DocTotal') or 0)).quantize(_CENT)}), posted again as invoice "
+                    f"{outcome.target_key} (totals {Decimal(item.data['total']).quantize(_CENT)})",
+                    item.payload_hash,
+                    outcome.target_key,
+                )
+            outcomes[item.key] = outcome
+        return outcomes
+
+    def _invoice_versions(self, foreign_ids: list[str]) -> dict[str, _Versions]:
+        """What SAP holds of these ServiceTitan invoices: each posted version and its credit memo.
+
+        One look-up of first versions, one of their credit memos; the later versions only of the
+        invoices ever credited (rare), by the prefix of their revision values.
+        """
+        field_name = self.mappings.invoice_id_field
+        select = ["DocEntry", field_name, "DocTotal", "CardCode", "PaidToDate"]
+        first = self._documents("Invoices", field_name, foreign_ids, select)
+        found = {foreign: _Versions(foreign, {1: record}) for foreign, record in first.items()}
+        for value, memo in self._documents(
+            "CreditNotes", field_name, list(first), ["DocEntry", field_name]
+        ).items():
+            found[value].credited[1] = memo
+        replaced = [foreign for foreign, versions in found.items() if versions.credited]
+        for begin in range(0, len(replaced), _REVISION_LOOKUP):
+            chunk = replaced[begin : begin + _REVISION_LOOKUP]
+            where = " or ".join(
+                f"startswith({field_name}, {odata_literal(foreign + REVISION)})" for foreign in chunk
+            )
+            for entity, fields in (("Invoices", select), ("CreditNotes", ["DocEntry", field_name])):
+                for page in self.hook.iter_pages(entity, filter=where, select=fields):
+                    for record in page:
+                        foreign, version = split_revision(str(record.get(field_name)))
+                        if foreign in found and version > 1:
+                            held = (
+                                found[foreign].invoices if entity == "Invoices" else found[foreign].credited
+                            )
+                            held[version] = record
+        return found
+
+    def _credit_memo(self, invoice: Mapping[str, Any], foreign: str) -> dict[str, Any]:
+        """The credit memo that cancels a posted invoice: its lines based on the invoice's
+        (``base_document``), or copies of them (``copy``); it carries the invoice's own foreign id
+        value, so it is found again and posted once."""
+        field_name = self.mappings.invoice_id_field
+        entry = invoice["DocEntry"]
+        held = self.hook.get("Invoices", entry, select=["DocEntry", field_name, "DocumentLines"])
+        if self.mappings.credit_memo_lines == "base_document":
+            lines = [
+                {"BaseType": INVOICE_OBJECT_TYPE, "BaseEntry": entry, "BaseLine": line["LineNum"]}
+                for line in held.get("DocumentLines") or []
+            ]
+        else:
+            lines = [
+                {key: line[key] for key in _COPIED_LINE_FIELDS if line.get(key) is not None}
+                for line in held.get("DocumentLines") or []
+            ]
+        return {
+            "CardCode": invoice["CardCode"],
+            "DocType": "dDocument_Service",
+            field_name: str(held.get(field_name) or invoice.get(field_name)),
+            "Comments": f"Cancels A/R invoice {entry}: ServiceTitan invoice {foreign} changed after posting"[
+                :254
+            ],
+            "DocumentLines": lines,
+        }
+
+    def _pending_approval(self, wanted: list[tuple[Item, str, str]]) -> dict[Hashable, Outcome]:
+        """The documents about to be posted that SAP already holds as drafts for approval
+        (``(item, foreign id value, DocObjectCode)``): each is ``skipped``, pending approval."""
+        if not wanted:
+            return {}
+        field_name = self.mappings.invoice_id_field
+        drafts: dict[tuple[str, str], Any] = {}
+        values = list(dict.fromkeys(value for _, value, _ in wanted))
+        for page in self.hook.iter_any_of(
+            "Drafts", field_name, values, select=["DocEntry", field_name, "DocObjectCode", "DocumentStatus"]
+        ):
+            for record in page:
+                if record.get("DocumentStatus") == "bost_Close":
+                    continue  # added as a document since: not pending
+                kind = str(record.get("DocObjectCode") or "oInvoices")
+                drafts[(str(record.get(field_name)), kind)] = record["DocEntry"]
+        outcomes: dict[Hashable, Outcome] = {}
+        for item, value, kind in wanted:
+            entry = drafts.get((str(value), kind))
+            if entry is not None and item.key not in outcomes:
+                what = "credit memo pending approval" if kind == "oCreditNotes" else "pending approval"
+                outcomes[item.key] = Outcome(
+                    item.key, Action.SKIPPED, f"{what} (draft {entry})", item.payload_hash
+                )
         return outcomes
 
     def _write_payments(self, items: Sequence[Item]) -> dict[Hashable, Outcome]:
         outcomes: dict[Hashable, Outcome] = {}
-        field_name = self.mappings.invoice_id_field
         codes = self._card_codes(items)
         wanted = [invoice for item in items for invoice, _ in item.data["applied"]]
-        invoices = self._documents("Invoices", field_name, wanted, ["DocEntry", field_name, "CardCode"])
+        # Each invoice as SAP holds it now: its latest version no credit memo cancels.
+        invoices = {
+            foreign: versions.invoices[versions.live[-1]]
+            for foreign, versions in self._invoice_versions(list(dict.fromkeys(wanted))).items()
+            if versions.live
+        }
         posted = self._documents(
             "IncomingPayments",
             PAYMENT_ID_FIELD,
@@ -510,6 +702,40 @@ class SapReceivablesSink(Sink):
         return Outcome(
             item.key, Action.SKIPPED, f"pending approval (draft {found['DocEntry']})", item.payload_hash
         )
+
+
+@dataclasses.dataclass
+class _Versions:
+    """One ServiceTitan invoice in SAP: each posted version (1 carries the plain foreign id, later
+    ones :func:`revision_value`) and the credit memo of each version cancelled."""
+
+    foreign: str
+    invoices: dict[int, dict[str, Any]]
+    credited: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def live(self) -> list[int]:
+        """The versions no credit memo cancels, oldest first (one, or none mid-replacement)."""
+        return sorted(v for v in self.invoices if v not in self.credited)
+
+    @property
+    def next(self) -> int:
+        """The version a new invoice for it gets."""
+        return max((*self.invoices, *self.credited)) + 1
+
+
+def revision_value(foreign: str, version: int) -> str:
+    """The foreign id value of an invoice's ``version``: the id itself for the first, ``<id>-r<n>``
+    for the later ones (posted when the first was changed after posting and credited)."""
+    return foreign if version == 1 else f"{foreign}{REVISION}{version}"
+
+
+def split_revision(value: str) -> tuple[str, int]:
+    """``(ServiceTitan invoice id, version)`` of a foreign id value SAP holds (:func:`revision_value`)."""
+    head, separator, tail = value.rpartition(REVISION)
+    if separator and head and tail.isdigit() and int(tail) >= 2:
+        return head, int(tail)
+    return value, 1
 
 
 def _waits_for_customer(item: Item) -> Outcome:

@@ -299,3 +299,69 @@ def test_a_payment_for_an_invoice_not_postable_yet_waits_and_the_next_run_posts_
         sap.iter_pages("Invoices", filter="NumAtCard eq '990200'", select=["DocTotal", "PaidToDate"])
     )
     assert paid[0]["PaidToDate"] == paid[0]["DocTotal"] == float(invoice["total"])
+
+
+@pytest.mark.parametrize("lines", ["base_document", "copy"])
+def test_an_invoice_changed_after_posting_is_credited_and_posted_again_and_reconcile_balances(
+    flow, st, dag_of, tmp_path, monkeypatch, lines
+):
+    """With ``changed_after_posting: credit_and_repost``, an invoice edited in ServiceTitan after SAP
+    posted it gets a credit memo and a new invoice; a payment made afterwards applies to the new one;
+    every partner still balances, and nothing is posted twice."""
+    from pathlib import Path
+
+    import yaml
+
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+    from airflow_provider_b1.hooks.servicetitan import ServiceTitanHook
+
+    mappings = yaml.safe_load((Path(__file__).parents[2] / "dags" / "servicetitan_mappings.yaml").read_text())
+    mappings["changed_after_posting"] = "credit_and_repost"
+    mappings["credit_memo_lines"] = lines
+    mapping_file = tmp_path / "mappings.yaml"
+    mapping_file.write_text(yaml.safe_dump(mappings))
+    monkeypatch.setenv("B1_SERVICETITAN_MAPPINGS", str(mapping_file))
+    first = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(first).values()) == {"success"}
+
+    hook = ServiceTitanHook()
+    unpaid = next(
+        invoice
+        for page in hook.iter_list("accounting/invoices", {}, page_size=100)
+        for invoice in page
+        if invoice["balance"] == invoice["total"] and Decimal(invoice["total"]) > 0
+    )
+    hook.close()
+    key = unpaid["id"]
+    st.control("POST", "mutate", {"edit_invoices": [key]})
+    st.control("POST", "clock", {"advance_seconds": 960})
+    second = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(second).values()) == {"success"}  # reconcile counts the credit memo
+    (row,) = flow.audit_rows("run_id = %s AND action = 'updated'", (second.run_id,))
+    assert (row["entity"], row["key"]) == ("invoices", str(key))
+    assert row["error"].startswith("changed after posting: credit memo ")
+
+    sap = SapB1Hook()
+    where = f"startswith(NumAtCard, '{key}')"
+    select = ["DocEntry", "NumAtCard", "DocTotal", "PaidToDate"]
+    invoices = {
+        r["NumAtCard"]: r for page in sap.iter_pages("Invoices", filter=where, select=select) for r in page
+    }
+    memos = {
+        r["NumAtCard"]: r for page in sap.iter_pages("CreditNotes", filter=where, select=select) for r in page
+    }
+    assert sorted(invoices) == [str(key), f"{key}-r2"]
+    assert sorted(memos) == [str(key)]
+    assert memos[str(key)]["DocTotal"] == invoices[str(key)]["DocTotal"] == float(unpaid["total"])
+
+    st.control("POST", "mutate", {"add_payments": [{"invoices": [key]}]})
+    st.control("POST", "clock", {"advance_seconds": 960})
+    third = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(third).values()) == {"success"}
+    counts = flow.audit_counts(third.run_id, "payments")
+    assert (counts["created"], counts["failed"]) == (1, 0)
+    assert flow.audit_counts(third.run_id, "invoices")["updated"] == 0  # read again, unchanged
+    (live,) = list(sap.iter_pages("Invoices", filter=f"NumAtCard eq '{key}-r2'", select=["PaidToDate"]))
+    assert live[0]["PaidToDate"] > 0
+    assert sap.count("Invoices", where) == 2
+    assert sap.count("CreditNotes", where) == 1

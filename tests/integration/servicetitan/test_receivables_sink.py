@@ -110,6 +110,7 @@ def setup(sap_sandbox, set_connection, tmp_path, monkeypatch):
 
     s = Setup()
     s.feed, s.sink, s.customers, s.sap, s.hook = feed, sink, customers, sap_sandbox, sink.hook
+    s.audit = audit
     yield s
     sink.close()
     audit.close()
@@ -303,3 +304,156 @@ def test_a_payment_waiting_for_its_invoice_is_posted_by_the_next_run_applied_to_
     assert (again.retried, again.read) == (0, 0)
     assert setup.hook.count("IncomingPayments", "CounterReference eq '600'") == 1
     assert setup.failed() == {}
+
+
+def _documents(hook, entity: str, where: str) -> dict[str, dict]:
+    select = ["DocEntry", "NumAtCard", "DocTotal", "PaidToDate", "DocumentStatus"]
+    return {r["NumAtCard"]: r for page in hook.iter_pages(entity, filter=where, select=select) for r in page}
+
+
+def _repost(setup, **settings):
+    setup.sink.mappings = parse_mappings(
+        {**MAPPINGS, "changed_after_posting": "credit_and_repost", **settings}
+    )
+
+
+@pytest.mark.parametrize("lines", ["base_document", "copy"])
+def test_an_invoice_changed_after_posting_is_credited_and_posted_again_once(setup, lines):
+    setup.feed.records["customers"][1] = customer(1)
+    setup.run("customers")
+    setup.feed.records["invoices"][101] = invoice(101, 1, "80.00")
+    setup.run("invoices")
+    _repost(setup, credit_memo_lines=lines)
+    setup.feed.records["invoices"][101] = invoice(101, 1, "95.00")
+    changed = setup.run("invoices", "r2")
+    assert (changed.updated, changed.failed) == (1, 0)
+    invoices = _documents(setup.hook, "Invoices", "startswith(NumAtCard, '101')")
+    memos = _documents(setup.hook, "CreditNotes", "startswith(NumAtCard, '101')")
+    assert {k: r["DocTotal"] for k, r in invoices.items()} == {"101": 80.0, "101-r2": 95.0}
+    assert {k: r["DocTotal"] for k, r in memos.items()} == {"101": 80.0}
+    if lines == "base_document":  # SAP closes the invoice against the credit memo based on it
+        assert (invoices["101"]["DocumentStatus"], invoices["101"]["PaidToDate"]) == ("bost_Close", 80.0)
+    (row,) = [r for r in setup.audit.history(SERVICETITAN_FLOW.name, "invoices", 101) if r["run_id"] == "r2"]
+    assert (row["action"], row["target_key"]) == ("updated", str(invoices["101-r2"]["DocEntry"]))
+    assert row["error"] == (
+        f"changed after posting: credit memo {memos['101']['DocEntry']} cancels invoice "
+        f"{invoices['101']['DocEntry']} (totals 80.00), posted again as invoice "
+        f"{invoices['101-r2']['DocEntry']} (totals 95.00)"
+    )
+
+    assert setup.run("invoices", "r3").unchanged == 1  # the live version holds ServiceTitan's total
+    setup.feed.records["invoices"][101] = invoice(101, 1, "60.00")
+    assert setup.run("invoices", "r4").updated == 1
+    invoices = _documents(setup.hook, "Invoices", "startswith(NumAtCard, '101')")
+    memos = _documents(setup.hook, "CreditNotes", "startswith(NumAtCard, '101')")
+    assert sorted(invoices) == ["101", "101-r2", "101-r3"]
+    assert {k: r["DocTotal"] for k, r in memos.items()} == {"101": 80.0, "101-r2": 95.0}
+
+    # A payment of the invoice applies to its live version.
+    setup.feed.records["payments"][700] = {
+        "id": 700,
+        "date": "2026-11-06T00:00:00Z",
+        "type": "Cash",
+        "total": "60.00",
+        "customer": {"id": 1, "name": "Customer 1"},
+        "appliedTo": [{"appliedTo": 101, "appliedAmount": "60.00"}],
+    }
+    assert setup.run("payments").created == 1
+    invoices = _documents(setup.hook, "Invoices", "startswith(NumAtCard, '101')")
+    assert (invoices["101-r3"]["PaidToDate"], invoices["101-r3"]["DocumentStatus"]) == (60.0, "bost_Close")
+    assert setup.failed() == {}
+
+
+def test_a_load_killed_between_the_credit_memo_and_the_new_invoice_ends_with_one_live_invoice(setup):
+    from airflow_provider_b1.sync import replay_keys
+
+    setup.feed.records["customers"][1] = customer(1)
+    setup.run("customers")
+    setup.feed.records["invoices"][102] = invoice(102, 1, "40.00")
+    setup.run("invoices")
+    _repost(setup)
+    setup.feed.records["invoices"][102] = invoice(102, 1, "45.00")
+    real = setup.hook.create_many
+
+    def killed_before_the_invoice(entity, payloads, **kwargs):
+        if entity == "Invoices":
+            raise KeyboardInterrupt  # the worker dies: nothing after the credit memo is sent
+        return real(entity, payloads, **kwargs)
+
+    setup.hook.create_many = killed_before_the_invoice
+    with pytest.raises(KeyboardInterrupt):
+        setup.run("invoices", "r2")
+    del setup.hook.create_many
+    assert sorted(_documents(setup.hook, "CreditNotes", "startswith(NumAtCard, '102')")) == ["102"]
+    assert sorted(_documents(setup.hook, "Invoices", "startswith(NumAtCard, '102')")) == ["102"]
+
+    again = setup.run("invoices", "r2")  # the next try of the same run
+    assert (again.updated, again.failed) == (1, 0)
+    with setup.audit.session(SERVICETITAN_FLOW.name, "replay", "r3", "replay", 1) as session:
+        (replayed,) = replay_keys(
+            SERVICETITAN_FLOW, SERVICETITAN_FLOW.stream("invoices"), setup.feed, setup.sink, session, ["102"]
+        )
+    assert replayed.action == "unchanged"
+    assert setup.run("invoices", "r4").unchanged == 1
+    invoices = _documents(setup.hook, "Invoices", "startswith(NumAtCard, '102')")
+    memos = _documents(setup.hook, "CreditNotes", "startswith(NumAtCard, '102')")
+    assert {k: r["DocTotal"] for k, r in invoices.items()} == {"102": 40.0, "102-r2": 45.0}
+    assert {k: r["DocTotal"] for k, r in memos.items()} == {"102": 40.0}  # one per replaced version
+
+
+def test_a_paid_invoice_changed_after_posting_is_not_credited_and_fails_saying_why(setup):
+    setup.feed.records["customers"][1] = customer(1)
+    setup.run("customers")
+    setup.feed.records["invoices"][103] = invoice(103, 1, "50.00")
+    setup.run("invoices")
+    setup.feed.records["payments"][701] = {
+        "id": 701,
+        "date": "2026-11-06T00:00:00Z",
+        "type": "Cash",
+        "total": "20.00",
+        "customer": {"id": 1, "name": "Customer 1"},
+        "appliedTo": [{"appliedTo": 103, "appliedAmount": "20.00"}],
+    }
+    setup.run("payments")
+    _repost(setup)
+    setup.feed.records["invoices"][103] = invoice(103, 1, "55.00")
+    assert setup.run("invoices", "r2").failed == 1
+    reason = setup.failed()["invoices", "103"]
+    assert reason.startswith("changed after posting (SAP invoice ")
+    assert "totals 50.00, ServiceTitan now 55.00), and SAP invoice" in reason
+    assert "has 20.00 applied to it: SAP does not credit a paid invoice in full" in reason
+    assert setup.hook.count("CreditNotes", "NumAtCard eq '103'") == 0
+    assert setup.hook.count("Invoices", "startswith(NumAtCard, '103')") == 1
+
+
+def test_without_the_setting_a_changed_invoice_fails_naming_it(setup):
+    setup.feed.records["customers"][1] = customer(1)
+    setup.run("customers")
+    setup.feed.records["invoices"][104] = invoice(104, 1, "50.00")
+    setup.run("invoices")
+    setup.feed.records["invoices"][104] = invoice(104, 1, "51.00")
+    setup.run("invoices", "r2")
+    assert setup.failed()["invoices", "104"].endswith(
+        "totals 50.00, ServiceTitan now 51.00), or set changed_after_posting: credit_and_repost"
+    )
+
+
+def test_a_credit_memo_held_for_approval_is_pending_and_never_posted_twice(setup):
+    setup.feed.records["customers"][1] = customer(1)
+    setup.run("customers")
+    setup.feed.records["invoices"][105] = invoice(105, 1, "30.00")
+    setup.run("invoices")
+    _repost(setup)
+    setup.feed.records["invoices"][105] = invoice(105, 1, "35.00")
+    setup.sap.control("POST", "approvals", {"entity": "CreditNotes", "threshold": 0, "post_reply": "draft"})
+    try:
+        for run_id in ("r2", "r3"):
+            summary = setup.run("invoices", run_id)
+            assert (summary.skipped, summary.updated, summary.failed) == (1, 0, 0)
+    finally:
+        setup.sap.control("POST", "approvals", {})
+    drafts = list(setup.hook.iter_pages("Drafts", filter="NumAtCard eq '105'", select=["DocEntry"]))
+    assert len(drafts[0]) == 1
+    (row,) = [r for r in setup.audit.history(SERVICETITAN_FLOW.name, "invoices", 105) if r["run_id"] == "r3"]
+    assert row["error"] == f"credit memo pending approval (draft {drafts[0][0]['DocEntry']})"
+    assert setup.hook.count("Invoices", "startswith(NumAtCard, '105')") == 1

@@ -22,6 +22,8 @@ def test_a_mapping_file_in_yaml_or_json_is_read_with_its_defaults(tmp_path):
         assert mappings.payment_account_for("Cash").kind == "cash"
         assert mappings.card_code_for(42) == "ST42"
         assert mappings.invoice_id_field == "NumAtCard"
+        assert (mappings.changed_after_posting, mappings.credit_memo_lines) == ("fail", "base_document")
+        assert not mappings.credit_and_repost
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,11 @@ def test_a_mapping_file_in_yaml_or_json_is_read_with_its_defaults(tmp_path):
         ({"invoice_id_field": "Comments"}, "must be NumAtCard or a user field"),
         ({"payment_types": {"Cash": {"bank": "1"}}}, "payment_types['Cash'] must be"),
         ({"gl_accounts": {"4000": ""}}, "gl_accounts must map names to non-empty SAP codes"),
+        (
+            {"changed_after_posting": "repost"},
+            "changed_after_posting 'repost' must be one of fail, credit_and_repost",
+        ),
+        ({"credit_memo_lines": "based"}, "credit_memo_lines 'based' must be one of base_document, copy"),
     ],
 )
 def test_a_wrong_mapping_is_refused_naming_the_key(document, says):
@@ -59,3 +66,9 @@ def test_a_seed_csv_links_existing_partners(tmp_path):
     seed.write_text("17\n")
     with pytest.raises(MappingError, match="line 1 must be <customer id>,<CardCode>"):
         parse_mappings({"seed_csv": str(seed)})
+
+
+def test_an_invoice_changed_after_posting_can_be_credited_and_posted_again():
+    mappings = parse_mappings({"changed_after_posting": "credit_and_repost", "credit_memo_lines": "copy"})
+    assert mappings.credit_and_repost
+    assert mappings.credit_memo_lines == "copy"
