@@ -17,7 +17,7 @@ fails with a report on any difference.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag
+from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, dag
 
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
 from airflow_provider_b1.sync import sync_params
@@ -25,13 +25,18 @@ from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
     SapB1ToWarehouseOperator,
     SapB1WarehouseReconcileOperator,
 )
+from airflow_provider_b1.webhooks.assets import sap_b1_asset
 
 
 @dag(
     dag_id="sap_b1_to_warehouse",
     description="Load SAP Business One into the Postgres warehouse, then reconcile.",
-    # Data intervals (not trigger times): a backfill run then reads exactly its day.
-    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    # Daily with data intervals (not trigger times): a backfill run then reads exactly its day.
+    # Also within seconds of a SAP webhook about any of its entities, where b1-webhooks receives them.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+        assets=AssetAny(*(sap_b1_asset(entity) for group in WAREHOUSE_GROUPS.values() for entity in group)),
+    ),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
