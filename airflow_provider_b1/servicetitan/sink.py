@@ -335,6 +335,7 @@ class SapReceivablesSink(Sink):
                 "BusinessPartners",
                 [{"CardCode": code, **item.data["partner"]} for _, item, code, _ in creates],
                 dedupe_field="CardCode",
+                looked_up=True,  # existing_values above found none of them
             )
             for (key, item, code, how), result in zip(creates, results, strict=True):
                 if result.outcome == "failed":
@@ -658,7 +659,10 @@ class SapReceivablesSink(Sink):
         outcomes: dict[Hashable, Outcome] = {}
         if not creates:
             return outcomes
-        results = self.hook.create_many(entity, [body for _, body in creates], dedupe_field=field_name)
+        # Every body was looked up by its foreign id just before (_write_invoices, _write_payments).
+        results = self.hook.create_many(
+            entity, [body for _, body in creates], dedupe_field=field_name, looked_up=True
+        )
         for (item, body), result in zip(creates, results, strict=True):
             record = result.record or {}
             if result.outcome == "failed":

@@ -285,6 +285,7 @@ class SapB1Writes:
         *,
         dedupe_field: str,
         chunk_size: int = LOOKUP_CHUNK,
+        looked_up: bool = False,
     ) -> list[CreateResult]:
         """Create many records idempotently with ``$batch``; one result per input, in order.
 
@@ -299,6 +300,10 @@ class SapB1Writes:
         :param payloads: the records.
         :param dedupe_field: field identifying each record (``NumAtCard``, ``U_ExternalId``).
         :param chunk_size: records per lookup and per ``$batch``.
+        :param looked_up: the caller has just looked every record up by its dedupe value and found
+            none in SAP, so the first look-up is skipped (a look-up costs the session a scan of
+            the entity). A batch whose outcome is unknown is still looked up before anything is
+            sent again.
         """
         results = [CreateResult(index=i, dedupe_value=p.get(dedupe_field)) for i, p in enumerate(payloads)]
         first_seen: dict[Any, int] = {}
@@ -332,7 +337,9 @@ class SapB1Writes:
                 first_seen[value] = result.index
                 todo.append(result.index)
         for start in range(0, len(todo), chunk_size):
-            self._create_chunk(entity, payloads, results, todo[start : start + chunk_size], dedupe_field)
+            self._create_chunk(
+                entity, payloads, results, todo[start : start + chunk_size], dedupe_field, looked_up
+            )
         return results
 
     def _create_chunk(
@@ -342,8 +349,10 @@ class SapB1Writes:
         results: list[CreateResult],
         chunk: list[int],
         dedupe_field: str,
+        looked_up: bool = False,
     ) -> None:
-        self._mark_found(entity, dedupe_field, results, chunk, "skipped")
+        if not looked_up:
+            self._mark_found(entity, dedupe_field, results, chunk, "skipped")
 
         def pending() -> list[int]:
             return [index for index in chunk if results[index].outcome == "pending"]

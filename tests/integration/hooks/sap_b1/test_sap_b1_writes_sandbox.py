@@ -33,6 +33,29 @@ def test_batch_creates_under_faults_make_exactly_one_document_per_input(sandbox,
         assert hook.count("Orders", odata_eq("NumAtCard", payload["NumAtCard"])) == 1
 
 
+def test_batch_creates_the_caller_looked_up_skip_the_first_look_up_and_still_never_duplicate(
+    sandbox, connect
+):
+    """``looked_up=True``: one GET fewer per chunk (the caller has just checked), yet a batch whose
+    outcome is unknown is still looked up before anything is sent again."""
+    connect()
+    hook = SapB1Hook(retry_policy=FAST_RETRIES)
+    payloads = order_payloads(hook, 30, "CHECKED")
+    before = sandbox.truth("Orders")["count"]
+    requests_before = sandbox.stats()["requests_total"]
+    results = hook.create_many("Orders", payloads[:10], dedupe_field="NumAtCard", looked_up=True)
+    assert [r.outcome for r in results] == ["created"] * 10
+    assert sandbox.stats()["requests_total"] - requests_before == 1  # the $batch alone
+    sandbox.faults(reset_after_write_rate=0.3, error_after_write_rate=0.1, seed=5)
+    results = hook.create_many(
+        "Orders", payloads[10:], dedupe_field="NumAtCard", chunk_size=5, looked_up=True
+    )
+    sandbox.faults()
+    assert [r.outcome for r in results] == ["created"] * 20
+    assert sandbox.truth("Orders")["count"] == before + 30
+    assert hook.count("Orders", "startswith(NumAtCard, 'CHECKED-')") == 30
+
+
 def test_single_creates_under_faults_are_never_duplicated(sandbox, connect):
     connect()
     hook = SapB1Hook(retry_policy=FAST_RETRIES)
