@@ -5,6 +5,8 @@
   hash of the same bytes (seconds, no server).
 * :mod:`benchmarks.warehouse_load`: 100,000 invoices with their lines into PostgreSQL, the
   warehouse flow against a plain baseline and the sandbox's bare serving rate (about 4 minutes).
+* :mod:`benchmarks.servicetitan_post`: 2,000 ServiceTitan invoices posted into SAP under the
+  sandbox's cost model, the flow on 2, 4 and 8 sessions against one POST at a time (about 3 minutes).
 
 Run a module alone to pass it options (``python -m benchmarks.warehouse_load --help``).
 """
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import time
 
-from benchmarks import sap_read, warehouse_load, warehouse_mapping
+from benchmarks import sap_read, servicetitan_post, warehouse_load, warehouse_mapping
 
 BENCHMARKS = (
     ("sap_read", sap_read.main, ["--invoices", "10000", "--repeats", "2"]),
     ("warehouse_mapping", warehouse_mapping.main, []),
     ("warehouse_load", warehouse_load.main, ["--invoices", "100000", "--baseline-invoices", "5000"]),
+    ("servicetitan_post", servicetitan_post.main, []),
 )
 
 
