@@ -1,6 +1,6 @@
 """The SAP hook's EventSubscriptions helpers, with a stubbed transport: the payloads SAP receives.
 
-An integration test against the SAP sandbox is not possible yet: it serves no EventSubscriptions.
+The same helpers against the SAP sandbox over HTTPS: tests/integration/hooks/sap_b1/test_sap_webhook_subscriptions_sandbox.py.
 """
 
 from __future__ import annotations
