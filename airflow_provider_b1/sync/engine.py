@@ -8,7 +8,10 @@ stream (an entity) of a flow over a window:
    start; ``incremental``: from the cursor of the last successful run, checked against the
    target's own checkpoint (:func:`choose_start`): a target behind the cursor (new, restored,
    truncated, another database) is read from what it holds, with a warning naming both; an
-   unfinished earlier try of the same run is resumed after its last committed page.
+   unfinished earlier try of the same run is resumed after its last committed page. A target
+   that keeps its checkpoints in the audit trail (an API) and has none there although a run left a
+   cursor (the audit database is new, or was reset) is read from the beginning, with a warning:
+   its writes are idempotent, and a cursor nothing vouches for could skip records it never got.
    Then, in an incremental run, the records of the stream that **wait** for another record (their
    latest outcome failed with :attr:`Outcome.waiting_for`: a payment for an invoice not in the
    target yet) are read again by key, the least recently tried first and at most
@@ -335,6 +338,7 @@ def choose_start(
     stream: str,
     resume: bool = False,
     target_empty: bool = False,
+    trail_kept: bool = False,
 ) -> tuple[Cursor | None, str, int]:
     """Where an incremental read starts, given the last run's cursor and the target's checkpoint.
 
@@ -346,6 +350,9 @@ def choose_start(
     * no cursor (a first run, or the first run cleared): from the beginning;
     * the target holds nothing of the stream (new, emptied, another database): from the
       beginning, whatever the cursor says;
+    * the checkpoint is kept in the audit trail for the target (``trail_kept``: an API, which
+      keeps none itself) and there is none: the audit database is new or was reset, so nothing
+      vouches for the cursor: from the beginning (the target's writes are idempotent);
     * the target holds data but keeps no checkpoint of it yet (loaded before it kept any): from
       the cursor;
     * the checkpoint behind the cursor (a restored target), or the two cannot be ordered: from
@@ -371,6 +378,14 @@ def choose_start(
             None,
             f"the target holds nothing of {stream} (a new, emptied or different database?) although the last "
             f"successful run reached {cursor}: reading everything instead of continuing from that cursor",
+            logging.WARNING,
+        )
+    if mark is None and trail_kept:
+        return (
+            None,
+            f"the audit trail keeps no checkpoint of {stream} (a new or reset audit database?) although the "
+            f"last successful run reached {cursor}, and the target keeps none of its own: reading everything "
+            "instead of continuing from that cursor (its writes are idempotent)",
             logging.WARNING,
         )
     if mark is None:
@@ -831,7 +846,14 @@ def _start(run: _StreamRun, window: SyncWindow) -> tuple[Cursor | None, dt.datet
         )
         cursor = None
     mark, resume, empty = run_mark(run)
-    start, reason, level = choose_start(cursor, mark, stream=stream.name, resume=resume, target_empty=empty)
+    start, reason, level = choose_start(
+        cursor,
+        mark,
+        stream=stream.name,
+        resume=resume,
+        target_empty=empty,
+        trail_kept=run.sink.database is None,
+    )
     if level >= logging.WARNING:
         log.warning("%s: %s", stream.name, reason)
         reason = "see the warning above"

@@ -1,4 +1,5 @@
-"""Records that wait for another record are retried by the next incremental run on their own."""
+"""Records that wait for another record are retried by the next incremental run on their own, and an
+API target whose audit trail lost its checkpoints is read again from the beginning."""
 
 from __future__ import annotations
 
@@ -186,6 +187,23 @@ def test_a_failure_while_retrying_leaves_the_records_waiting_and_the_run_reads_w
 def test_only_a_failed_record_waits():
     with pytest.raises(ValueError, match="Only a failed record waits"):
         Outcome("k", Action.CREATED, waiting_for="parent p1")
+
+
+def test_an_api_target_whose_audit_trail_lost_its_checkpoint_is_read_from_the_beginning(ledger, caplog):
+    first = ledger.run()
+    assert ledger.trail.checkpoint(ledger.flow.name, "things") is not None
+    ledger.feed.put("k100", modified="2024-05-01T11:00:00")
+    # The audit database is reset: Airflow still holds the last run's cursor, nothing else does.
+    with transaction(ledger.trail.connection()) as cursor:
+        cursor.execute(f"DELETE FROM {ledger.trail.checkpoints._table(cursor)}")
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_b1.sync.engine"):
+        second = ledger.run(first.cursor)
+    assert (second.read, second.created, second.unchanged) == (7, 1, 6)
+    assert "the audit trail keeps no checkpoint of things" in caplog.text
+    assert first.cursor["token"] in caplog.text
+    assert ledger.trail.checkpoint(ledger.flow.name, "things") is not None  # and it keeps one again
+    third = ledger.run(second.cursor)
+    assert third.read == 0
 
 
 def test_an_audit_trail_of_the_previous_version_gains_the_waiting_column_and_keeps_its_rows(audit_trail):
