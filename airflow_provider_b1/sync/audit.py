@@ -464,6 +464,13 @@ class AuditSession:
             log.exception("Could not write %d audit rows while the task was failing", len(self._buffer))
 
 
+_IS_LATEST = (
+    " AND NOT EXISTS (SELECT 1 FROM {t} b WHERE b.flow = a.flow AND b.source_key = a.source_key"
+    " AND b.source_entity = a.source_entity AND b.source_system = a.source_system AND b.id > a.id)"
+)
+"""The condition that row ``a`` of table ``{t}`` is its record's latest attempt."""
+
+
 class AuditTrail:
     """The audit table behind an Airflow connection.
 
@@ -656,11 +663,7 @@ class AuditTrail:
         if until is not None:
             sql += " AND a.at < {p}"
             params.append(self._to_db_time(until))
-        sql += (
-            f" AND NOT EXISTS (SELECT 1 FROM {t} b WHERE b.flow = a.flow AND b.source_key = a.source_key"
-            " AND b.source_entity = a.source_entity AND b.source_system = a.source_system AND b.id > a.id)"
-            " ORDER BY a.id"
-        )
+        sql += _IS_LATEST.format(t=t) + " ORDER BY a.id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [
@@ -706,11 +709,7 @@ class AuditTrail:
         if source_system is not None:
             sql += " AND a.source_system = {p}"
             params.append(source_system)
-        sql += (
-            f" AND NOT EXISTS (SELECT 1 FROM {t} b WHERE b.flow = a.flow AND b.source_key = a.source_key"
-            " AND b.source_entity = a.source_entity AND b.source_system = a.source_system AND b.id > a.id)"
-            " ORDER BY a.id"
-        )
+        sql += _IS_LATEST.format(t=t) + " ORDER BY a.id"
         if limit is not None:
             sql += f" LIMIT {max(int(limit), 0)}"
         return [(key, what) for key, what in self._query(sql, params)]
@@ -739,10 +738,7 @@ class AuditTrail:
             if source_system is not None:
                 sql += " AND a.source_system = {p}"
                 params.append(source_system)
-            sql += (
-                f" AND NOT EXISTS (SELECT 1 FROM {t} b WHERE b.flow = a.flow AND b.source_key = a.source_key"
-                " AND b.source_entity = a.source_entity AND b.source_system = a.source_system AND b.id > a.id)"
-            )
+            sql += _IS_LATEST.format(t=t)
             for key, action, error in self._query(sql, params):
                 found[key] = (action, error)
         return found
