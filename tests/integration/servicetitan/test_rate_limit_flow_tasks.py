@@ -60,8 +60,6 @@ USE = 0.8
 """The share of the allowance the tasks must use while they have work."""
 PAGE_SIZE = 2
 """Records per export page while measuring: one ServiceTitan call per two invoices."""
-INVOICES = 300
-"""Invoices of the session's ServiceTitan sandbox (``servicetitan_sandbox``)."""
 OTHER_CPU = 0.2
 """The share of the machine's CPU other processes may take before the use of the allowance is not judged (outside CI)."""
 WORKER_TIMEOUT = 240
@@ -355,8 +353,9 @@ def posted(
     servicetitan_sandbox,
     tmp_path_factory,
 ) -> Iterator[Any]:
-    """SAP holding ServiceTitan's partners and invoices (one run of the DAG, payments and
-    reconcile left out), connections set; afterwards the sandbox's settings as they were."""
+    """The ServiceTitan sandbox (its number of invoices as ``invoices``), SAP holding its partners
+    and invoices (one run of the DAG, payments and reconcile left out), the connections set;
+    afterwards the sandbox's settings as they were."""
     import psycopg
 
     st = servicetitan_sandbox
@@ -380,6 +379,8 @@ def posted(
         _forget_runs()
         run = _load_dag().test(mark_success_pattern="payments|reconcile")
         assert run.state == "success", run.state
+        st.invoices = sum(f["invoice_count"] for f in st.truth()["customers"].values())
+        assert st.invoices >= 200  # 300 in the session's sandbox: enough pages to keep four tasks busy
         worker_host.wait_ready()
         try:
             yield st
@@ -431,7 +432,9 @@ def measure(st: Any, host: WorkerHost, envs: list[dict[str, str]], tmp_path: Pat
     assert {t["state"] for t in tasks.values()} == {"success"}, task_logs()
     for task in tasks.values():
         counts = task["summary"]["entities"][TASK]
-        assert (counts["read"], counts["unchanged"]) == (INVOICES, INVOICES), counts  # none posted again
+        assert (counts["read"], counts["unchanged"]) == (st.invoices, st.invoices), (
+            counts
+        )  # none posted again
     figures = busy_figures(stats, [reading_period(log) for log in logs])
     figures.update(
         elapsed=elapsed,
@@ -459,7 +462,7 @@ def measure(st: Any, host: WorkerHost, envs: list[dict[str, str]], tmp_path: Pat
         f"  calls admitted per second: {figures['series']}; busy: [{figures['busy']}) of them"
     )
     print(f"\n{figures['text']}")
-    assert figures["calls"] >= len(envs) * INVOICES // PAGE_SIZE
+    assert figures["calls"] >= len(envs) * st.invoices // PAGE_SIZE
     return figures
 
 
