@@ -29,8 +29,8 @@ Four tasks keeping 60 calls/s busy need about one core (their slots' CPU is prin
 machine busy with other work they fall short of the allowance for want of CPU, not of the
 limiter. So, outside CI, when other processes took more than a fifth of the CPU during the run,
 the use of the allowance is not judged (the test skips saying so, after the limit itself was
-checked); under CI (``CI=true``) it always is. Redis, for the test of two workers, is required
-under CI and skipped without elsewhere.
+checked); under CI (``CI=true``) it always is. The test of two workers needs Redis at
+127.0.0.1:6379 (``B1_TEST_REDIS_URL``): without it, it fails under CI and skips elsewhere.
 """
 
 from __future__ import annotations
