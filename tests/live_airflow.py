@@ -331,8 +331,10 @@ class LiveAirflow:
         if dead:
             raise LiveAirflowError(f"Airflow components exited: {dead}\n{self.log_tails()}")
 
-    def _strays(self) -> list[Any]:
-        """Processes of this Airflow not yet ended: descendants and anything carrying its marker."""
+    def running_processes(self) -> list[Any]:
+        """This Airflow's processes still running (``psutil.Process``): the components, their
+        descendants, and anything carrying its marker (task processes run in groups of their own).
+        Empty after :meth:`stop`."""
         import psutil
 
         found: dict[int, Any] = {}
@@ -348,9 +350,14 @@ class LiveAirflow:
             with contextlib.suppress(psutil.Error):
                 if candidate.uids().real == os.getuid() and candidate.environ().get(MARKER) == marker:
                     found[candidate.pid] = candidate
-        return [p for p in found.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        alive = []
+        for process in found.values():
+            with contextlib.suppress(psutil.Error):
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(process)
+        return alive
 
-    def stop(self, *, grace: float = 8.0) -> None:
+    def stop(self, *, grace: float = 5.0) -> None:
         """End every process this Airflow started; idempotent, bounded by about ``grace`` + 5 s.
 
         SIGTERM to each component first (the scheduler then waits for running tasks, which
@@ -363,7 +370,7 @@ class LiveAirflow:
         if not self.processes:
             return
         self._http.close()  # a kept-alive connection would hold up the api-server's shutdown
-        strays = self._strays()
+        strays = self.running_processes()
         for process in self.processes.values():
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -372,7 +379,7 @@ class LiveAirflow:
         for process in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        strays.extend(self._strays())
+        strays.extend(self.running_processes())
         for process in self.processes.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)

@@ -4,7 +4,7 @@ the ``b1-webhooks`` receiver as its own process.
 One Airflow per test session (``live_airflow``), started by :func:`live_airflow.start_airflow`
 with the project's ``servicetitan_to_sap_b1`` and ``sap_b1_to_warehouse`` DAGs and connections
 to sandboxes of its own (so that no other test's sandbox gets writes from its tasks). Its DAGs
-are created paused; a test unpauses the one it needs (:func:`unpaused`) and pauses it again.
+are created paused; a test unpauses the one it needs (:func:`live_helpers.unpaused`) and pauses it again.
 Under ``CI=true`` an Airflow that cannot start fails the tests; elsewhere they are skipped.
 """
 
@@ -99,8 +99,12 @@ def live_sap() -> Iterator[LiveSandbox]:
         served.stop()
 
 
-def _connections(servicetitan: LiveSandbox, sap: LiveSandbox, data: Path) -> dict[str, dict[str, Any]]:
-    """The provider's connections, to the sandboxes and to SQLite files (audit trail, warehouse)."""
+@pytest.fixture(scope="session")
+def live_connections(live_servicetitan, live_sap, tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """The provider's connections for the live Airflow: to its sandboxes, and to SQLite files
+    for the audit trail and the warehouse."""
+    servicetitan, sap = live_servicetitan, live_sap
+    data = tmp_path_factory.mktemp("live-airflow-data")
     st = servicetitan.config
     return {
         "servicetitan_default": {
@@ -145,15 +149,15 @@ def _metadata_database(stack: contextlib.ExitStack) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def live_airflow(live_servicetitan, live_sap, tmp_path_factory) -> Iterator[LiveAirflow]:
+def live_airflow(live_connections, tmp_path_factory) -> Iterator[LiveAirflow]:
     """A real Airflow (api-server, scheduler, dag-processor) running the project's DAGs, all paused."""
-    data = tmp_path_factory.mktemp("live-airflow-data")
+    data = tmp_path_factory.mktemp("live-airflow-caches")
     with contextlib.ExitStack() as stack:
         try:
             database_url = _metadata_database(stack)
             airflow = start_airflow(
                 DAG_FILES,
-                connections=_connections(live_servicetitan, live_sap, data),
+                connections=live_connections,
                 env={
                     "B1_SESSION_CACHE_DIR": str(data / "sap-sessions"),
                     "B1_SERVICETITAN_CACHE_DIR": str(data / "st-tokens"),
@@ -165,8 +169,9 @@ def live_airflow(live_servicetitan, live_sap, tmp_path_factory) -> Iterator[Live
             if ci_requires_it():
                 pytest.fail(f"A live Airflow is required under CI=true and did not start:\n{exc}")
             pytest.skip(f"A live Airflow could not be started here, so these tests are skipped:\n{exc}")
-        stack.callback(airflow.stop)
         yield airflow
+        airflow.stop()
+        assert airflow.running_processes() == [], "processes of the live Airflow outlived stop()"
 
 
 @pytest.fixture(scope="session")
@@ -223,10 +228,10 @@ def webhook_receiver(live_airflow: LiveAirflow, tmp_path_factory) -> Iterator[Re
         yield receiver
     finally:
         # uvicorn waits for open connections to close on the first signal, and quits on the second.
-        for stop in (process.terminate, process.terminate, process.kill):
+        for stop, wait in ((process.terminate, 1), (process.terminate, 3), (process.kill, 5)):
             stop()
             try:
-                process.wait(timeout=3)
+                process.wait(timeout=wait)
                 break
             except subprocess.TimeoutExpired:
                 continue
