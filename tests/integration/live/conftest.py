@@ -137,8 +137,8 @@ def _metadata_database(stack: contextlib.ExitStack) -> str | None:
     """A throwaway PostgreSQL database when PostgreSQL answers (CI starts it), else SQLite (``None``).
 
     SQLite does run the scheduler with LocalExecutor, but with one writer at a time the
-    api-server stalls for seconds, or fails a request with "Database error", while the
-    scheduler, the dag-processor and the task processes write too.
+    api-server now and then fails a request with "Database error" while the scheduler, the
+    dag-processor and the task processes write too.
     """
     try:
         return stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER))
