@@ -18,6 +18,7 @@ from wh_records import invoice, postgres_connection
 
 from airflow_provider_b1.sync import Action, Page, Source, SyncWindow, sync_stream
 from airflow_provider_b1.sync.engine import CommitOrder, PageAborted
+from airflow_provider_b1.utils.sql import Database
 from airflow_provider_b1.warehouse.entities import ENTITIES
 from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
 from airflow_provider_b1.warehouse.loader import PostgresLoader
@@ -49,15 +50,25 @@ def load(pages: Pages, loader, session, writers: int):
 class RecordingLoader(PostgresLoader):
     """A PostgreSQL loader whose writers note each commit; page ``slow`` takes its time."""
 
-    def __init__(self, conn, schema, *, connect, log, slow=None, fail=None) -> None:
-        super().__init__(conn, schema, connect=connect)
+    def __init__(self, conn, schema, *, connect, log, slow=None, fail=None, database=None) -> None:
+        super().__init__(conn, schema, connect=connect, database=database)
         self.log, self.slow, self.fail = log, slow, fail
         self._page = None
 
     def fork(self):
         return RecordingLoader(
-            self._connect(), self.schema, connect=self._connect, log=self.log, slow=self.slow, fail=self.fail
+            self._connect(),
+            self.schema,
+            connect=self._connect,
+            log=self.log,
+            slow=self.slow,
+            fail=self.fail,
+            database=self.database,
         )
+
+    def rollback(self) -> None:
+        super().rollback()
+        self._page = None  # its rows are gone: a later commit must not count them
 
     def _merge(self, spec, mapped):
         first = min(m.key for m in mapped)
@@ -101,6 +112,8 @@ def _recording_loader(pg_database, pg_schema, **kwargs) -> RecordingLoader:
         pg_schema,
         connect=lambda: postgres_connection(pg_database),
         log=[],
+        # A database target, as open_loader() makes it: the engine gives it writers side by side.
+        database=Database("b1_warehouse_test", "postgres", (pg_database["dsn"],)),
         **kwargs,
     )
     loader.ensure_schema()
