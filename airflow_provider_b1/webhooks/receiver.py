@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_b1.exceptions import B1ProviderError, RetryableError
 from airflow_provider_b1.utils.retry import RetryPolicy
-from airflow_provider_b1.webhooks.assets_client import AirflowAssetsClient
+from airflow_provider_b1.webhooks.assets_client import AirflowAssetsClient, AssetNotFoundError
 from airflow_provider_b1.webhooks.events import (
     DeliveryError,
     SapEvent,
@@ -352,6 +352,17 @@ def _record_sap(gate: _Gate, events: list[SapEvent], request: Request) -> JSONRe
         }
         try:
             event_id = gate.record(uri, extra)
+        except AssetNotFoundError:
+            # No DAG is scheduled on this business object: a retry would meet the same answer, so
+            # the events are acknowledged and dropped (SAP would otherwise resend them for ever).
+            ignored += len(taken)
+            log.warning(
+                "Ignored %d SAP Business One %s event(s): no DAG declares the Asset %s.",
+                len(taken),
+                first.business_object,
+                uri,
+            )
+            continue
         except B1ProviderError as exc:
             # This object and the ones not reached yet are released; those recorded stay claimed,
             # so the sender's retry records only what is missing.

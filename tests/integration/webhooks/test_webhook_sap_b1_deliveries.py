@@ -72,6 +72,19 @@ def test_a_delivery_records_one_asset_event_per_business_object(fake_airflow, st
     assert len(fake_airflow.events) == 2
 
 
+def test_events_of_an_object_no_dag_declares_are_acknowledged_and_dropped(fake_airflow, start_receiver):
+    """SAP resends what is not answered 2xx: an object no DAG is scheduled on would come back for
+    ever, so its events are acknowledged, logged and dropped; the others are recorded."""
+    fake_airflow.declare(INVOICES)  # Orders: no DAG
+    receiver = start_receiver()
+    body = _body([_event("Orders", 11), _event("Invoices", 7)])
+    response = receiver.post("/webhooks/sap-b1", body, {HEADER: sign(body, SAP_SECRET)})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "recorded", "recorded": 1, "repeated": 0, "ignored": 1}
+    assert len(fake_airflow.events_of(INVOICES)) == 1
+    assert len(fake_airflow.events) == 1
+
+
 @pytest.mark.parametrize("encoding", ["hex", "base64"])
 def test_a_delivery_signed_either_way_is_accepted(fake_airflow, start_receiver, encoding):
     fake_airflow.declare(ORDERS)
