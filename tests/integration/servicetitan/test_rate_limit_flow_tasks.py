@@ -313,17 +313,23 @@ def reading_period(task_log: Path) -> tuple[float, float]:
     return began, ended
 
 
+CLOSING = 1.0
+"""Seconds before a task's ``done`` line that it may spend closing rather than reading."""
+
+
 def busy_figures(stats: dict[str, Any], periods: list[tuple[float, float]]) -> dict[str, Any]:
     """The sandbox's calls admitted per wall-clock second, and their mean over the busy seconds.
 
     Busy: the whole seconds after the last of the tasks was reading at full speed and before
-    the first of them was done (:func:`reading_period`), when every one of them had pages to read.
+    the first of them was done (:func:`reading_period`), when every one of them had pages to read,
+    less :data:`CLOSING` seconds: a task's ``done`` line follows its last call by its closing
+    work (the last page written into SAP, the checkpoint, the summary).
     """
     admitted = {s["second"]: s["admitted"] for s in stats["per_second"]}
     used = [second for second, calls in admitted.items() if calls]
     assert used, "the sandbox saw no call"
     first, last = min(used), max(used)
-    busy = range(math.ceil(max(b for b, _ in periods)), math.floor(min(e for _, e in periods)))
+    busy = range(math.ceil(max(b for b, _ in periods)), math.floor(min(e for _, e in periods) - CLOSING))
     calls = [admitted.get(second, 0) for second in busy]
     return {
         "series": [admitted.get(second, 0) for second in range(first, last + 1)],
