@@ -52,10 +52,11 @@ from decimal import Decimal
 from typing import Any
 
 from airflow_provider_b1.hooks.sap_b1.literals import odata_literal
-from airflow_provider_b1.hooks.sap_b1.writes import APPROVAL_DRAFT_CODE, LOOKUP_CHUNK, is_draft
+from airflow_provider_b1.hooks.sap_b1.writes import LOOKUP_CHUNK
 from airflow_provider_b1.hooks.servicetitan import money as servicetitan_money
 from airflow_provider_b1.servicetitan.customers import CustomerMap
 from airflow_provider_b1.servicetitan.mappings import Mappings
+from airflow_provider_b1.sinks.sap_documents import SapDocuments, differences, stops_the_load
 from airflow_provider_b1.sync.engine import Item, PageCommit, Sink
 from airflow_provider_b1.sync.flows import Stream
 from airflow_provider_b1.sync.outcomes import Action, Outcome, waiting
@@ -74,6 +75,8 @@ _COPIED_LINE_FIELDS = ("ItemDescription", "AccountCode", "LineTotal", "CostingCo
 #: Invoices whose later versions one look-up asks for.
 _REVISION_LOOKUP = 10
 _CENT = Decimal("0.01")
+#: Partner properties set when the partner is created only (addresses, its type).
+_SET_ON_CREATION = ("BPAddresses", "CardType")
 
 
 def money(value: Any, what: str) -> Decimal:
@@ -119,6 +122,7 @@ class SapReceivablesSink(Sink):
         self, hook: Any, mappings: Mappings, customers: CustomerMap, *, _forked: bool = False
     ) -> None:
         self.hook = hook
+        self.documents = SapDocuments(hook)
         self.mappings = mappings
         self.customers = customers
         self._forks = 0
@@ -347,12 +351,12 @@ class SapReceivablesSink(Sink):
         for key, (item, code, how) in wanted.items():
             if key in outcomes:
                 continue
-            changes = _differences(item.data["partner"], current.get(code, {}))
+            changes = differences(item.data["partner"], current.get(code, {}), ignore=_SET_ON_CREATION)
             if changes:
                 try:
                     self.hook.update("BusinessPartners", code, changes)
                 except Exception as exc:  # SAP refused this record: it fails alone
-                    if _stops_the_load(exc):
+                    if stops_the_load(exc):
                         raise
                     outcomes[key] = Outcome(key, Action.FAILED, str(exc), item.payload_hash)
                     continue
@@ -448,17 +452,18 @@ class SapReceivablesSink(Sink):
                 try:
                     credits.append((item, self._credit_memo(versions.invoices[live[0]], foreign)))
                 except Exception as exc:  # SAP refused to show the invoice: this record fails alone
-                    if _stops_the_load(exc):
+                    if stops_the_load(exc):
                         raise
                     outcomes[item.key] = Outcome(item.key, Action.FAILED, str(exc), item.payload_hash)
                     continue
             posts.append((item, document))
-        pending = self._pending_approval(
+        pending = self.documents.pending_approval(
+            field_name,
             [(item, body[field_name], "oInvoices") for item, body in posts]
-            + [(item, body[field_name], "oCreditNotes") for item, body in credits]
+            + [(item, body[field_name], "oCreditNotes") for item, body in credits],
         )
         outcomes.update(pending)
-        credited = self._create(
+        credited = self.documents.create(
             "CreditNotes", field_name, [(item, body) for item, body in credits if item.key not in pending]
         )
         for key, outcome in credited.items():
@@ -469,7 +474,7 @@ class SapReceivablesSink(Sink):
                 outcomes[key] = Outcome(
                     key, Action.SKIPPED, f"credit memo {outcome.error}", outcome.payload_hash
                 )
-        posted = self._create(
+        posted = self.documents.create(
             "Invoices", field_name, [(item, body) for item, body in posts if item.key not in outcomes]
         )
         for item, body in posts:
@@ -506,9 +511,9 @@ class SapReceivablesSink(Sink):
         """
         field_name = self.mappings.invoice_id_field
         select = ["DocEntry", field_name, "DocTotal", "CardCode", "PaidToDate"]
-        first = self._documents("Invoices", field_name, foreign_ids, select)
+        first = self.documents.find("Invoices", field_name, foreign_ids, select)
         found = {foreign: _Versions(foreign, {1: record}) for foreign, record in first.items()}
-        for value, memo in self._documents(
+        for value, memo in self.documents.find(
             "CreditNotes", field_name, list(first), ["DocEntry", field_name]
         ).items():
             found[value].credited[1] = memo
@@ -556,32 +561,6 @@ class SapReceivablesSink(Sink):
             "DocumentLines": lines,
         }
 
-    def _pending_approval(self, wanted: list[tuple[Item, str, str]]) -> dict[Hashable, Outcome]:
-        """The documents about to be posted that SAP already holds as drafts for approval
-        (``(item, foreign id value, DocObjectCode)``): each is ``skipped``, pending approval."""
-        if not wanted:
-            return {}
-        field_name = self.mappings.invoice_id_field
-        drafts: dict[tuple[str, str], Any] = {}
-        values = list(dict.fromkeys(value for _, value, _ in wanted))
-        for page in self.hook.iter_any_of(
-            "Drafts", field_name, values, select=["DocEntry", field_name, "DocObjectCode", "DocumentStatus"]
-        ):
-            for record in page:
-                if record.get("DocumentStatus") == "bost_Close":
-                    continue  # added as a document since: not pending
-                kind = str(record.get("DocObjectCode") or "oInvoices")
-                drafts[(str(record.get(field_name)), kind)] = record["DocEntry"]
-        outcomes: dict[Hashable, Outcome] = {}
-        for item, value, kind in wanted:
-            entry = drafts.get((str(value), kind))
-            if entry is not None and item.key not in outcomes:
-                what = "credit memo pending approval" if kind == "oCreditNotes" else "pending approval"
-                outcomes[item.key] = Outcome(
-                    item.key, Action.SKIPPED, f"{what} (draft {entry})", item.payload_hash
-                )
-        return outcomes
-
     def _write_payments(self, items: Sequence[Item]) -> dict[Hashable, Outcome]:
         outcomes: dict[Hashable, Outcome] = {}
         codes = self._card_codes(items)
@@ -592,7 +571,7 @@ class SapReceivablesSink(Sink):
             for foreign, versions in self._invoice_versions(list(dict.fromkeys(wanted))).items()
             if versions.live
         }
-        posted = self._documents(
+        posted = self.documents.find(
             "IncomingPayments",
             PAYMENT_ID_FIELD,
             [str(i.key) for i in items],
@@ -637,75 +616,8 @@ class SapReceivablesSink(Sink):
                 ],
             }
             creates.append((item, body))
-        outcomes.update(self._create("IncomingPayments", PAYMENT_ID_FIELD, creates))
+        outcomes.update(self.documents.create("IncomingPayments", PAYMENT_ID_FIELD, creates))
         return outcomes
-
-    def _documents(
-        self, entity: str, field_name: str, values: list[str], select: list[str]
-    ) -> dict[str, dict]:
-        if not values:
-            return {}
-        return {
-            str(record.get(field_name)): record
-            for page in self.hook.iter_any_of(entity, field_name, list(dict.fromkeys(values)), select=select)
-            for record in page
-        }
-
-    def _create(
-        self, entity: str, field_name: str, creates: list[tuple[Item, dict[str, Any]]]
-    ) -> dict[Hashable, Outcome]:
-        """Post the documents in ``$batch``; one that SAP holds as a draft for approval is
-        ``skipped``, "pending approval (draft N)", whichever way the Service Layer says so."""
-        outcomes: dict[Hashable, Outcome] = {}
-        if not creates:
-            return outcomes
-        # Every body was looked up by its foreign id just before (_write_invoices, _write_payments).
-        results = self.hook.create_many(
-            entity, [body for _, body in creates], dedupe_field=field_name, looked_up=True
-        )
-        for (item, body), result in zip(creates, results, strict=True):
-            record = result.record or {}
-            if result.outcome == "failed":
-                outcomes[item.key] = self._refused(entity, field_name, item, body, result)
-            elif is_draft(record):
-                outcomes[item.key] = Outcome(
-                    item.key,
-                    Action.SKIPPED,
-                    f"pending approval (draft {record.get('DocEntry')})",
-                    item.payload_hash,
-                )
-            else:
-                action = Action.CREATED if result.outcome == "created" else Action.UNCHANGED
-                outcomes[item.key] = Outcome(
-                    item.key, action, None, item.payload_hash, record.get("DocEntry")
-                )
-        return outcomes
-
-    def _refused(
-        self, entity: str, field_name: str, item: Item, body: dict[str, Any], result: Any
-    ) -> Outcome:
-        """A document refused in ``$batch``. Where an approval procedure applies, SAP answers the
-        POST with -2028 and keeps a draft, but a changeset rolls the draft back with it: the
-        document is then posted alone, and the draft it leaves is found by its foreign id."""
-        if str(result.code) != str(APPROVAL_DRAFT_CODE):
-            return Outcome(item.key, Action.FAILED, result.error, item.payload_hash)
-        record: dict[str, Any] = {}
-        try:
-            record = self.hook.create(entity, body, dedupe_field=field_name)
-        except Exception as exc:
-            if _stops_the_load(exc):
-                raise
-            if str(getattr(exc, "code", None)) != str(APPROVAL_DRAFT_CODE):
-                return Outcome(item.key, Action.FAILED, str(exc), item.payload_hash)
-        if record and not is_draft(record):
-            return Outcome(item.key, Action.CREATED, None, item.payload_hash, record.get("DocEntry"))
-        value = str(body[field_name])
-        found = self._documents("Drafts", field_name, [value], ["DocEntry", field_name]).get(value)
-        if found is None:
-            return Outcome(item.key, Action.FAILED, result.error, item.payload_hash)
-        return Outcome(
-            item.key, Action.SKIPPED, f"pending approval (draft {found['DocEntry']})", item.payload_hash
-        )
 
 
 @dataclasses.dataclass
@@ -766,20 +678,3 @@ def _posted_already(item: Item, what: str, doc_entry: Any, held: Decimal, wanted
         f"changed after posting: needs a correction (SAP {what} {doc_entry} totals {held}, ServiceTitan now {wanted})",
         item.payload_hash,
     )
-
-
-def _differences(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
-    """The properties of ``wanted`` SAP holds otherwise (addresses are set on creation only)."""
-    return {k: v for k, v in wanted.items() if k not in ("BPAddresses", "CardType") and current.get(k) != v}
-
-
-def _stops_the_load(exc: BaseException) -> bool:
-    from airflow_provider_b1.exceptions import PermanentError, RetryableError
-
-    return isinstance(exc, (RetryableError, PermanentError)) and not _is_business_error(exc)
-
-
-def _is_business_error(exc: BaseException) -> bool:
-    from airflow_provider_b1.hooks.sap_b1.errors import SapB1BusinessError, SapB1NotFoundError
-
-    return isinstance(exc, (SapB1BusinessError, SapB1NotFoundError))

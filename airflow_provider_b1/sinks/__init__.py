@@ -1,0 +1,1 @@
+"""Sinks shared by several flows."""
