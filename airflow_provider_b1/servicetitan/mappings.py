@@ -39,7 +39,6 @@ naming it; the rest of its page goes on.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_b1.exceptions import PermanentError
+from airflow_provider_b1.utils.documents import read_document
 
 _FIELD = re.compile(r"^(NumAtCard|U_[A-Za-z0-9_]{1,48})$")
 _KEYS = {
@@ -238,34 +238,5 @@ def load_mappings(source: str | Path | Mapping[str, Any] | None) -> Mappings:
     """
     if source is None or isinstance(source, Mapping):
         return parse_mappings(source)
-    text_source = str(source)
-    if text_source.startswith("var:"):
-        from airflow.sdk import Variable
-
-        key = text_source[4:]
-        where = f"Variable {key!r}"
-        try:
-            text = Variable.get(key)
-        except Exception as exc:  # the Variable is missing: say which
-            raise MappingError(f"{where} cannot be read: {exc}") from None
-    else:
-        path = Path(text_source)
-        where = f"mapping file {path}"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise MappingError(f"{where} cannot be read: {exc.strerror}.") from None
-    return parse_mappings(_parse_text(text, where), where=where)
-
-
-def _parse_text(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MappingError(f"{where} is neither JSON nor YAML: {exc}") from None
+    document, where = read_document(source, MappingError)
+    return parse_mappings(document, where=where)
