@@ -79,12 +79,19 @@ class SapDocuments:
         return outcomes
 
     def create(
-        self, entity: str, field_name: str, creates: list[tuple[Item, dict[str, Any]]]
+        self,
+        entity: str,
+        field_name: str,
+        creates: list[tuple[Item, dict[str, Any]]],
+        records: dict[Hashable, dict[str, Any]] | None = None,
     ) -> dict[Hashable, Outcome]:
         """Post the documents in ``$batch``; each body was looked up by its foreign id just before.
 
         A document SAP holds as a draft for approval is ``skipped``, "pending approval (draft N)",
         whichever way the Service Layer says so (a 201 with the draft, or -2028 with a draft kept).
+
+        :param records: filled with ``{item key: the document as SAP returned it}`` of the documents
+            posted, when given (their ``DocNum``, say).
         """
         outcomes: dict[Hashable, Outcome] = {}
         if not creates:
@@ -103,6 +110,8 @@ class SapDocuments:
                 outcomes[item.key] = Outcome(
                     item.key, action, None, item.payload_hash, record.get("DocEntry")
                 )
+                if records is not None:
+                    records[item.key] = record
         return outcomes
 
     def _refused(

@@ -123,6 +123,13 @@ def decide(left: Any, right: Any, agreed: str | None, owner: str) -> Decision:
     lh, rh = value_hash(left), value_hash(right)
     if lh == rh:
         return Decision(Winner.NOTHING, False, lh)
+    if agreed is None and (normalized(left) is None) != (normalized(right) is None):
+        # A first sync where one side is empty: the value is filled in, never blanked.
+        return (
+            Decision(Winner.RIGHT, False, rh)
+            if normalized(left) is None
+            else Decision(Winner.LEFT, False, lh)
+        )
     left_changed = agreed is None or lh != agreed
     right_changed = agreed is None or rh != agreed
     if left_changed and not right_changed:

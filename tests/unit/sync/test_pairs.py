@@ -31,7 +31,9 @@ def test_links_are_found_from_either_side_and_replaced_by_a_new_link(ledger):
 def test_agreed_values_are_kept_per_pair_and_field(ledger):
     ledger.agree({"001A": {"Name": value_hash("Acme"), "Phone": value_hash("555")}})
     ledger.agree({"001A": {"Phone": value_hash("556")}})
-    assert ledger.agreed(["001A", "001B"]) == {"001A": {"Name": value_hash("Acme"), "Phone": value_hash("556")}}
+    assert ledger.agreed(["001A", "001B"]) == {
+        "001A": {"Name": value_hash("Acme"), "Phone": value_hash("556")}
+    }
 
 
 def test_values_that_mean_the_same_hash_the_same():
@@ -59,7 +61,11 @@ def test_both_sides_changed_the_system_of_record_wins_and_it_is_a_conflict():
     left_owns = decide("mine", "theirs", agreed, "left")
     right_owns = decide("mine", "theirs", agreed, "right")
     assert (left_owns.winner, left_owns.conflict) == (Winner.LEFT, True)
-    assert (right_owns.winner, right_owns.conflict, right_owns.agreed) == (Winner.RIGHT, True, value_hash("theirs"))
+    assert (right_owns.winner, right_owns.conflict, right_owns.agreed) == (
+        Winner.RIGHT,
+        True,
+        value_hash("theirs"),
+    )
     # Both changed to the same value: agreed, no conflict.
     assert decide("same", "same", agreed, "left").winner is Winner.NOTHING
 
@@ -67,3 +73,10 @@ def test_both_sides_changed_the_system_of_record_wins_and_it_is_a_conflict():
 def test_a_first_sync_of_different_values_takes_the_owners_value_without_calling_it_a_conflict():
     decision = decide("sf", "sap", None, "right")
     assert (decision.winner, decision.conflict) == (Winner.RIGHT, False)
+
+
+def test_a_first_sync_fills_an_empty_side_and_never_blanks_the_other():
+    assert decide(None, "555", None, "left").winner is Winner.RIGHT
+    assert decide("555", "", None, "right").winner is Winner.LEFT
+    # Once agreed, emptying a field is a change like any other.
+    assert decide(None, "555", value_hash("555"), "right").winner is Winner.LEFT
