@@ -321,3 +321,99 @@ def servicetitan_sandbox() -> Iterator[ServiceTitanSandbox]:
     finally:
         gc.collect()
         served.stop()
+
+
+@dataclass
+class SalesforceSandbox:
+    """The running Salesforce sandbox (an org on one HTTPS server) and its control plane.
+
+    ``config`` is its ``SalesforceSandboxConfig`` (client id and secret, sizes...); ``app`` the
+    ASGI app (``app.state.sandbox.store`` is the live store, with the change log).
+    """
+
+    base_url: str
+    ca_path: str
+    config: Any
+    app: Any = None
+
+    def control(self, method: str, path: str, body: dict | None = None) -> Any:
+        import requests
+
+        response = requests.request(
+            method, f"{self.base_url}/_sandbox/{path}", json=body, verify=self.ca_path, timeout=120
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def stats(self) -> dict:
+        return self.control("GET", "stats")
+
+    def faults(self, **faults: Any) -> dict:
+        """Replace the fault settings (no arguments: none); see ``sandbox.salesforce.faults``."""
+        return self.control("POST", "faults", faults)
+
+    def truth(self, obj: str) -> list[dict]:
+        """Every live record of ``obj``, every field, as the REST API prints them."""
+        return self.control("GET", f"truth/{obj}")["records"]
+
+    def edit(self, obj: str, id: str | None, **fields: Any) -> dict:
+        """Change a record as a user in the UI would (``id=None`` creates one); returns
+        ``{"id", "record", "changes"}``."""
+        body: dict[str, Any] = {"object": obj, "fields": fields}
+        if id is None:
+            body["action"] = "create"
+        else:
+            body["id"] = id
+        return self.control("POST", "edit", body)
+
+    def token(self) -> dict:
+        """A fresh token reply (``access_token``, ``instance_url``...), as a client gets it."""
+        import requests
+
+        reply = requests.post(
+            f"{self.base_url}/services/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.config.client_id,
+                "client_secret": self.config.client_secret,
+            },
+            verify=self.ca_path,
+            timeout=30,
+        )
+        reply.raise_for_status()
+        return reply.json()
+
+    def restore(self) -> None:
+        """Back to the seeded org with the fixture's settings, no faults, API usage 0."""
+        self.control("POST", "faults", {})
+        self.control("POST", "reset", {})
+
+    def connection(self) -> dict[str, Any]:
+        """``b1_salesforce_default`` (dict for ``AIRFLOW_CONN_*``): host is the org's My Domain
+        URL (here the sandbox's base URL), login/password the connected app's key and secret."""
+        return {
+            "conn_type": "b1_salesforce",
+            "host": self.base_url,
+            "login": self.config.client_id,
+            "password": self.config.client_secret,
+            "extra": {"api_version": "62.0", "ca_bundle": self.ca_path},
+        }
+
+
+@pytest.fixture(scope="session")
+def salesforce_sandbox() -> Iterator[SalesforceSandbox]:
+    """The session's Salesforce sandbox over HTTPS, small: 40 accounts, 80 opportunities, query
+    batches of 25 records (so ``nextRecordsUrl`` paging shows), Bulk jobs done in 0.2 s."""
+    from airflow_provider_b1.sandbox.salesforce import SalesforceSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    config = SalesforceSandboxConfig(
+        seed=7, accounts=40, opportunities=80, query_batch_size=25, bulk_processing_delay=0.2
+    )
+    app = create_app(config)
+    served = serve_in_thread(app, tls=True)
+    try:
+        yield SalesforceSandbox(served.base_url, str(served.ca_path), config, app)
+    finally:
+        gc.collect()
+        served.stop()

@@ -97,11 +97,36 @@ def _servicetitan_connection(app: Any, served: Served) -> str:
     return f"AIRFLOW_CONN_SERVICETITAN_DEFAULT='{json.dumps(conn)}'"
 
 
+def _salesforce(args: argparse.Namespace) -> Any:
+    from airflow_provider_b1.sandbox.salesforce import SalesforceSandboxConfig, create_app
+
+    return create_app(
+        SalesforceSandboxConfig(
+            seed=args.seed, accounts=args.salesforce_accounts, opportunities=args.salesforce_opportunities
+        )
+    )
+
+
+def _salesforce_connection(app: Any, served: Served) -> str:
+    """The connection the Salesforce hook reads; host is the org's My Domain URL (the sandbox's
+    base URL), which answers both the token endpoint and the API."""
+    cfg = app.state.sandbox.config
+    conn = {
+        "conn_type": "b1_salesforce",
+        "host": served.base_url,
+        "login": cfg.client_id,
+        "password": cfg.client_secret,
+        "extra": {"api_version": "62.0", "ca_bundle": served.ca_path},
+    }
+    return f"AIRFLOW_CONN_B1_SALESFORCE_DEFAULT='{json.dumps(conn)}'"
+
+
 # Every sandbox b1-sandbox starts: (name, build its ASGI app from the command-line arguments).
 SANDBOXES: list[tuple[str, Callable[[argparse.Namespace], Any]]] = [
     ("sap", _sap),
     ("looker", _looker),
     ("servicetitan", _servicetitan),
+    ("salesforce", _salesforce),
 ]
 
 
@@ -122,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--company-db", default="SBODEMOUS")
     p.add_argument("--servicetitan-customers", type=int, default=300)
     p.add_argument("--servicetitan-invoices", type=int, default=2000)
+    p.add_argument("--salesforce-accounts", type=int, default=60)
+    p.add_argument("--salesforce-opportunities", type=int, default=120)
     p.add_argument("--user", default="manager")
     p.add_argument("--password", default="manager-secret-1")
     p.add_argument("--state-dir", default=None, help="where certificates go (default: a temporary folder)")
@@ -167,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 running.append(served)
                 if name == "servicetitan":
                     conn_lines.append(_servicetitan_connection(app, served))
+                if name == "salesforce":
+                    conn_lines.append(_salesforce_connection(app, served))
                 entry = {
                     "base_url": served.base_url,
                     "port": served.port,
