@@ -19,6 +19,7 @@ them and before the anchor, so every later API write is newer than any seeded st
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import random
 from typing import Any
@@ -284,13 +285,14 @@ def seed_org(
     # -- opportunities and line items ----------------------------------------------------------
     stages = [s for s, w in _STAGE_WEIGHTS for _ in range(w)]
     probabilities = {s[0]: s[1] for s in STAGES}
+    account_created = [a["CreatedDate"] for a in account_rows]
     opp_times = _times(rng, opportunities, start + 5 * DAY_MS, end - 30 * DAY_MS)
     line_count = 0
     order_number = 1000
     for at in opp_times:
         stage = stages[int(r() * len(stages))]
-        eligible = [a for a in account_rows if a["CreatedDate"] <= at]
-        account = eligible[int(r() * len(eligible))] if eligible and r() < 0.97 else None
+        eligible = bisect.bisect_right(account_created, at)
+        account = account_rows[int(r() * eligible)] if eligible and r() < 0.97 else None
         closed = stage.startswith("Closed")
         created_day = dt.date(1970, 1, 1) + dt.timedelta(milliseconds=at)
         if closed:

@@ -48,12 +48,19 @@ Change Data Capture events, the way Salesforce's event bus does:
 The message classes come from the sandbox's own compiled copy of ``pubsub_api.proto``
 (:mod:`.pubsub_proto`, a private descriptor pool); nothing is shared with the hooks.
 
-Start it next to a running REST sandbox::
+Start it next to a running REST sandbox (tests; ``b1-sandbox`` does not start it yet)::
 
-    served = serve_pubsub(app)          # app: the REST sandbox's FastAPI app (or its store + token check)
-    served.endpoint, served.ca_path     # "127.0.0.1:PORT", PEM to trust
+    app = create_app(SalesforceSandboxConfig())             # the REST sandbox
+    served = serve_pubsub(app, certificate=(cert, key))     # or a new certificate, or tls=False
+    served.endpoint, served.ca_path                         # "127.0.0.1:PORT", PEM to trust
+    connection_extra(served)                                # {"pubsub_endpoint": ..., ...}
     served.sandbox.configure(keepalive_seconds=0.5, cdc_enabled=False)
     served.stop()
+
+Tokens are the REST sandbox's: a session that expired there (idle timeout, ``expire_tokens``) is
+refused here too. Which objects have topics is its ``cdc_objects`` setting (``POST
+/_sandbox/config {"cdc_objects": []}`` leaves none), and its ``change_retention_seconds`` how far
+back a replay id may go.
 
 Needs grpcio and protobuf (the ``cdc`` extra) and, for Avro, fastavro.
 """
@@ -368,15 +375,12 @@ class PubSubSandboxConfig:
     :param max_batch: at most this many events per response.
     :param subscribe_denied_status: the gRPC status name that refuses ``Subscribe`` to a topic the org
         does not offer (``PERMISSION_DENIED`` or ``NOT_FOUND``).
-    :param org_id: the tenant id calls must send (``tenantid``); taken from the REST sandbox when
-        left ``None``.
     """
 
     keepalive_seconds: float = 270.0
     cdc_enabled: bool = True
     max_batch: int = 100
     subscribe_denied_status: str = "PERMISSION_DENIED"
-    org_id: str | None = None
 
 
 class _Refused(Exception):
@@ -387,35 +391,66 @@ class _Refused(Exception):
         self.error_code = error_code
 
 
-class PubSubSandbox:
-    """The ``eventbus.v1.PubSub`` service over a store.
+def session_valid(org: Any, token: str) -> bool:
+    """Whether the REST sandbox honours an access token now, as its API would answer a call.
 
-    :param store: the REST sandbox's store (its change log, schema and lock).
-    :param authenticate: answers whether an access token is one the REST sandbox honours now.
-    :param org_id: the org id a call's ``tenantid`` must equal.
-    :param instance_url: the instance URL a call's ``instanceurl`` must equal (``None``: any).
+    A session ends ``session_timeout_seconds`` after its last use or when expired through the
+    control plane; a call with a live one counts as a use. Uses the org's own check when it has
+    one (``session_valid``), else reads its token table the way its API does.
+    """
+    own = getattr(org, "session_valid", None)
+    if callable(own):
+        return bool(own(token))
+    entry = getattr(org, "tokens", {}).get(token)
+    if entry is None or entry.get("expired"):
+        return False
+    now = time.monotonic()
+    if now - entry["last"] > org.config.session_timeout_seconds:
+        entry["expired"] = True
+        return False
+    entry["last"] = now
+    return True
+
+
+class PubSubSandbox:
+    """The ``eventbus.v1.PubSub`` service over a Salesforce sandbox org.
+
+    :param org: the REST sandbox's live state (``app.state.sandbox``): its ``store`` (read anew on
+        every use, since a reset replaces it), ``org_id``, ``tokens`` and ``config``. Anything with
+        ``store`` and ``org_id`` will do when ``authenticate`` is given.
+    :param authenticate: answers whether an access token is good now (default: the org's own
+        sessions, see :func:`session_valid`).
+    :param instance_url: the instance URL a call's ``instanceurl`` must equal (``None``: any, as
+        long as there is one; the sandbox's URL depends on how a client reached it).
     :param config: behaviour (keepalives, CDC on or off...).
     """
 
     def __init__(
         self,
-        store: Any,
-        authenticate: Callable[[str], bool],
+        org: Any,
         *,
-        org_id: str,
+        authenticate: Callable[[str], bool] | None = None,
         instance_url: str | None = None,
         config: PubSubSandboxConfig | None = None,
     ) -> None:
-        self.store = store
-        self.authenticate = authenticate
+        self.org = org
+        self.authenticate = authenticate or (lambda token: session_valid(org, token))
         self.config = config or PubSubSandboxConfig()
-        self.org_id = self.config.org_id or org_id
         self.instance_url = instance_url.rstrip("/") if instance_url else None
-        self._schemas: dict[str, EventSchema] = {}
+        self._schemas: dict[tuple[int, str], EventSchema] = {}
         self._lock = threading.Lock()
         self.stats: dict[str, int] = {}
         self.active_subscriptions = 0
         self._stopping = threading.Event()
+
+    @property
+    def store(self) -> Any:
+        """The org's store now (``/_sandbox/reset`` replaces it)."""
+        return self.org.store
+
+    @property
+    def org_id(self) -> str:
+        return str(self.org.org_id)
 
     # -- configuration and introspection ----------------------------------------------------------
 
@@ -423,16 +458,16 @@ class PubSubSandbox:
         """Change settings of the running service (``keepalive_seconds=0.2, cdc_enabled=False``)."""
         with self._lock:
             self.config = dataclasses.replace(self.config, **changes)
-            if changes.get("org_id"):
-                self.org_id = changes["org_id"]
         return self.config
 
     def event_schema(self, entity: str) -> EventSchema:
-        """The change event schema of an object (built once)."""
+        """The change event schema of an object (built once per store: a reset may change fields)."""
+        store = self.store
+        key = (id(store.schema), entity)
         with self._lock:
-            found = self._schemas.get(entity)
+            found = self._schemas.get(key)
             if found is None:
-                found = self._schemas[entity] = build_event_schema(self.store.schema[entity])
+                found = self._schemas[key] = build_event_schema(store.schema[entity])
             return found
 
     def topic_objects(self, topic: str) -> list[str] | None:
@@ -583,8 +618,7 @@ class PubSubSandbox:
         m = messages()
         topic = first.topic_name
         objects, position = self._start(first)
-        store = self.store
-        owed = {"n": int(first.num_requested), "error": None}
+        owed: dict[str, Any] = {"n": int(first.num_requested), "error": None}
         more = threading.Condition()
 
         def read_requests() -> None:
@@ -601,10 +635,6 @@ class PubSubSandbox:
                         more.notify_all()
             except Exception:  # the client went away: the stream ends with it
                 log.debug("Subscribe request stream of %s ended", topic, exc_info=True)
-            finally:
-                with more:
-                    owed["closed"] = True
-                    more.notify_all()
 
         threading.Thread(target=read_requests, name=f"pubsub-requests-{topic}", daemon=True).start()
         self._count("Subscribe")
@@ -617,6 +647,7 @@ class PubSubSandbox:
                     if owed["error"] is not None:
                         raise owed["error"]
                     credit = owed["n"]
+                store = self.store  # read anew: a reset replaces it
                 if credit > 0:
                     with store.lock:
                         seen = store.last_seq
@@ -646,18 +677,17 @@ class PubSubSandbox:
                     store.wait_for_change(seen, wait)
                 else:
                     with more:
-                        more.wait_for(
-                            lambda: owed["n"] > 0 or owed.get("closed") or owed["error"], timeout=wait
-                        )
+                        more.wait_for(lambda: owed["n"] > 0 or owed["error"] is not None, timeout=wait)
         finally:
             with self._lock:
                 self.active_subscriptions -= 1
 
     def _keepalive(self, position: int, objects: list[str], owed: int) -> Any:
         m = messages()
-        with self.store.lock:
-            undelivered = self.store.changes_after(position, objects, limit=1)
-            latest = position if undelivered else max(position, self.store.last_seq)
+        store = self.store
+        with store.lock:
+            undelivered = store.changes_after(position, objects, limit=1)
+            latest = position if undelivered else max(position, store.last_seq)
         self._count("keepalives")
         return m.FetchResponse(
             events=[],
@@ -733,69 +763,62 @@ class ServedPubSub:
             server.stop(grace).wait(grace + 5)
 
 
-def _from_app(app: Any) -> tuple[Any, Callable[[str], bool], str, str | None]:
-    """(store, token check, org id, instance URL) of the REST sandbox's app (or its state)."""
-    state = getattr(getattr(app, "state", None), "salesforce", None) or getattr(app, "state", app)
-    state = getattr(state, "salesforce", state)
-    store = getattr(state, "store", None)
-    if store is None:
-        raise TypeError("Pass the REST sandbox's app, its state, or store= with authenticate= and org_id=")
-    check = getattr(state, "token_valid", None) or getattr(state, "check_token", None)
-    if check is None:
-        raise TypeError("The REST sandbox's state offers no token check (token_valid)")
-    org_id = getattr(state, "org_id", None) or getattr(getattr(state, "config", None), "org_id", None)
-    instance_url = getattr(state, "instance_url", None)
-    return store, check, org_id, instance_url
+def _org_of(source: Any) -> Any:
+    """The REST sandbox's live state from its app, its state, or itself."""
+    state = getattr(source, "state", None)
+    org = getattr(state, "sandbox", None) if state is not None else source
+    if org is None or not hasattr(org, "store") or not hasattr(org, "org_id"):
+        raise TypeError("serve_pubsub needs the Salesforce sandbox's app or its state (app.state.sandbox)")
+    return org
 
 
 def serve_pubsub(
-    app: Any = None,
+    sandbox: Any,
     *,
-    store: Any = None,
-    authenticate: Callable[[str], bool] | None = None,
-    org_id: str | None = None,
-    instance_url: str | None = None,
     config: PubSubSandboxConfig | None = None,
+    authenticate: Callable[[str], bool] | None = None,
+    instance_url: str | None = None,
     tls: bool = True,
+    certificate: tuple[str, str] | None = None,
     port: int = 0,
     state_dir: str | None = None,
     max_workers: int = 32,
 ) -> ServedPubSub:
     """Serve the Pub/Sub API on loopback from a thread pool; returns once it listens.
 
-    :param app: the REST sandbox's app (its store, token check, org id and instance URL are used);
-        or give ``store``, ``authenticate`` and ``org_id`` yourself.
+    :param sandbox: the REST sandbox's app (from ``create_app``) or its state; its store, sessions
+        and org id are the service's.
     :param config: behaviour; :meth:`PubSubSandbox.configure` changes it while serving.
-    :param tls: TLS with a freshly generated self-signed certificate (CN and SAN ``127.0.0.1``), else
-        plaintext.
+    :param authenticate: / :param instance_url: see :class:`PubSubSandbox`.
+    :param tls: TLS, else plaintext.
+    :param certificate: ``(cert_path, key_path)`` to serve (the REST sandbox's, so one CA bundle
+        trusts both); by default a new self-signed one (CN and SAN ``127.0.0.1``).
     :param port: 0 picks a free port.
-    :param state_dir: where the certificate goes (a temporary folder by default).
+    :param state_dir: where a new certificate goes (a temporary folder by default).
     :param max_workers: concurrent calls (each open subscription holds one).
     """
     grpc = _grpc()
     from concurrent import futures
 
-    if app is not None:
-        found_store, found_check, found_org, found_url = _from_app(app)
-        store = store or found_store
-        authenticate = authenticate or found_check
-        org_id = org_id or found_org
-        instance_url = instance_url or found_url
-    if store is None or authenticate is None or not (org_id or (config and config.org_id)):
-        raise TypeError("serve_pubsub needs the REST sandbox's app, or store=, authenticate= and org_id=")
-    sandbox = PubSubSandbox(
-        store, authenticate, org_id=org_id or "", instance_url=instance_url, config=config
+    service = PubSubSandbox(
+        _org_of(sandbox), authenticate=authenticate, instance_url=instance_url, config=config
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="b1-pubsub"),
-        handlers=(sandbox.generic_handler(),),
+        handlers=(service.generic_handler(),),
         options=[("grpc.so_reuseport", 0)],
     )
     address = f"{LOOPBACK}:{port}"
-    cert = None
+    cert_path = fingerprint = None
     if tls:
-        cert = generate_certificate(state_dir)
-        credentials = grpc.ssl_server_credentials([(Path(cert[1]).read_bytes(), Path(cert[0]).read_bytes())])
+        if certificate is None:
+            cert_path, key_path, fingerprint = generate_certificate(state_dir)
+        else:
+            cert_path, key_path = certificate
+            fingerprint = _fingerprint(Path(cert_path).read_bytes())
+        credentials = grpc.ssl_server_credentials(
+            [(Path(key_path).read_bytes(), Path(cert_path).read_bytes())]
+        )
         bound = server.add_secure_port(address, credentials)
     else:
         bound = server.add_insecure_port(address)
@@ -805,11 +828,19 @@ def serve_pubsub(
     return ServedPubSub(
         endpoint=f"{LOOPBACK}:{bound}",
         port=bound,
-        ca_path=cert[0] if cert else None,
-        cert_sha256=cert[2] if cert else None,
-        sandbox=sandbox,
+        ca_path=cert_path,
+        cert_sha256=fingerprint,
+        sandbox=service,
         _server=server,
     )
+
+
+def _fingerprint(pem: bytes) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(der).hexdigest()
 
 
 def connection_extra(served: ServedPubSub) -> Mapping[str, Any]:

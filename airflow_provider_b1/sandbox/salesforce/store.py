@@ -382,13 +382,14 @@ class Store(Source):
             if product is not None:
                 record["Name"], record["ProductCode"] = product["Name"], product["ProductCode"]
 
-    def opportunity_amount(self, opp_id: str) -> float | None:
-        lines = [
-            r["TotalPrice"]
-            for r in self.tables["OpportunityLineItem"].values()
-            if r["OpportunityId"] == opp_id and not r["IsDeleted"] and r["TotalPrice"] is not None
-        ]
-        return round(sum(lines), 2) if lines else None
+    def opportunity_amounts(self, opp_ids: set[str]) -> dict[str, float]:
+        """The line items' total of each of these opportunities that has live line items."""
+        totals: dict[str, float] = {}
+        for r in self.tables["OpportunityLineItem"].values():
+            opp_id = r["OpportunityId"]
+            if opp_id in opp_ids and not r["IsDeleted"] and r["TotalPrice"] is not None:
+                totals[opp_id] = totals.get(opp_id, 0.0) + r["TotalPrice"]
+        return {k: round(v, 2) for k, v in totals.items()}
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -451,6 +452,7 @@ class Transaction:
         self.cascaded_before = dict(store.cascaded)
         self.done = False
         self.written = 0
+        self.rollup: set[str] = set()  # opportunities whose line items changed
 
     # -- public writes -----------------------------------------------------------------------
 
@@ -570,6 +572,8 @@ class Transaction:
     def commit(self) -> list[Change]:
         if self.done:
             return []
+        if self.rollup:
+            self._roll_up()
         self.done = True
         entries = list(self.pending.values())
         for n, entry in enumerate(entries, 1):
@@ -836,25 +840,27 @@ class Transaction:
                         "Name": record["Name"],
                         "ProductCode": record["ProductCode"],
                     }
-        if o.name == "OpportunityLineItem":
-            self._roll_up(record["OpportunityId"])
+        if o.name == "OpportunityLineItem" and record["OpportunityId"]:
+            self.rollup.add(record["OpportunityId"])
 
-    def _roll_up(self, opp_id: str | None) -> None:
+    def _roll_up(self) -> None:
+        """Opportunities take their line items' total as Amount (at commit, one pass)."""
         store = self.store
-        opp = store.lookup(opp_id)
-        if opp is None or opp["IsDeleted"]:
-            return
-        amount = store.opportunity_amount(opp["Id"])
-        if amount is None or amount == opp["Amount"]:
-            return
         o = store.schema["Opportunity"]
-        self._remember(o, opp["Id"], opp)
-        updated = dict(opp)
-        updated["Amount"] = amount
-        updated["LastModifiedDate"] = updated["SystemModstamp"] = self.stamp
-        updated["LastModifiedById"] = self.user
-        store.tables["Opportunity"][opp["Id"]] = updated
-        self._note(o, updated, "UPDATE", ["Amount", "LastModifiedDate"])
+        amounts = store.opportunity_amounts(self.rollup)
+        for opp_id in sorted(self.rollup):
+            opp = store.lookup(opp_id)
+            amount = amounts.get(opp_id)
+            if opp is None or opp["IsDeleted"] or amount is None or amount == opp["Amount"]:
+                continue
+            self._remember(o, opp_id, opp)
+            updated = dict(opp)
+            updated["Amount"] = amount
+            updated["LastModifiedDate"] = updated["SystemModstamp"] = self.stamp
+            updated["LastModifiedById"] = self.user
+            store.tables["Opportunity"][opp_id] = updated
+            self._note(o, updated, "UPDATE", ["Amount", "LastModifiedDate"])
+        self.rollup.clear()
 
     def _note(self, o: SObject, record: dict[str, Any], kind: str, changed: list[str]) -> None:
         store = self.store
@@ -908,8 +914,8 @@ class Transaction:
             store.cascaded[record["Id"]] = cascade_from
         self.written += 1
         self._note(o, deleted, "DELETE", [])
-        if o.name == "OpportunityLineItem":
-            self._roll_up(record["OpportunityId"])
+        if o.name == "OpportunityLineItem" and record["OpportunityId"]:
+            self.rollup.add(record["OpportunityId"])
 
     def _undelete(self, o: SObject, record: dict[str, Any]) -> None:
         store = self.store
