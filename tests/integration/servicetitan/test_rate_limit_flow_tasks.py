@@ -21,7 +21,7 @@ share the one allowance.
 The figures are the sandbox's own counters, not the client's: the most calls it admitted in any
 one second (sliding), the calls its limiter refused with 429, the tokens it issued, and the calls
 it admitted in each wall-clock second. The mean rate is taken over the busy seconds: those while
-every task was reading at full speed (after its first progress line, once its start-up was
+all tasks but one at most were reading at full speed (after its first progress line, once its start-up was
 behind it: the DAG parsed, the token and SAP session found, the first pages read; and before the
 first task was done), as the tasks' logs tell.
 
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
 import select
@@ -320,20 +319,27 @@ CLOSING = 1.0
 def busy_figures(stats: dict[str, Any], periods: list[tuple[float, float]]) -> dict[str, Any]:
     """The sandbox's calls admitted per wall-clock second, and their mean over the busy seconds.
 
-    Busy: the whole seconds after the last of the tasks was reading at full speed and before
-    the first of them was done (:func:`reading_period`), when every one of them had pages to read,
-    less :data:`CLOSING` seconds: a task's ``done`` line follows its last call by its closing
-    work (the last page written into SAP, the checkpoint, the summary).
+    Busy: the whole seconds in which all tasks but one at most were reading at full speed
+    (:func:`reading_period`), each period ending :data:`CLOSING` seconds before its task's
+    ``done`` line (which follows its last call by its closing work: the last page written into
+    SAP, the checkpoint, the summary). Tasks get unequal shares of the pages, so the seconds in
+    which every task reads can be few: one task finishing early must not empty the window, and
+    three tasks still ask for more than the allowance.
     """
     admitted = {s["second"]: s["admitted"] for s in stats["per_second"]}
     used = [second for second, calls in admitted.items() if calls]
     assert used, "the sandbox saw no call"
     first, last = min(used), max(used)
-    busy = range(math.ceil(max(b for b, _ in periods)), math.floor(min(e for _, e in periods) - CLOSING))
+    needed = max(1, len(periods) - 1)
+    busy = [
+        second
+        for second in range(first, last + 1)
+        if sum(1 for begin, end in periods if begin <= second and second + 1 <= end - CLOSING) >= needed
+    ]
     calls = [admitted.get(second, 0) for second in busy]
     return {
         "series": [admitted.get(second, 0) for second in range(first, last + 1)],
-        "busy": f"{busy.start - first}:{busy.stop - first}" if calls else "none",
+        "busy": f"{busy[0] - first}:{busy[-1] + 1 - first}" if calls else "none",
         "busy_seconds": len(calls),
         "mean_busy_rate": sum(calls) / len(calls) if calls else 0.0,
         "mean_overall_rate": sum(admitted[s] for s in used) / (last - first + 1),
