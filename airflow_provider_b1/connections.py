@@ -154,7 +154,46 @@ SERVICETITAN: dict[str, Any] = {
     },
 }
 
-CONNECTION_TYPES: list[dict[str, Any]] = [SAP_B1, LOOKER, SERVICETITAN]
+SALESFORCE: dict[str, Any] = {
+    "hook-class-name": "airflow_provider_b1.hooks.salesforce.SalesforceHook",
+    "hook-name": "Salesforce (client credentials)",
+    "connection-type": "b1_salesforce",
+    "ui-field-behaviour": {
+        # The port stays hidden like SAP's (see AIRFLOW.md); the instance URL comes with the token.
+        "hidden-fields": ["port", "schema", "extra"],
+        "relabeling": {"host": "My Domain URL", "login": "Consumer key", "password": "Consumer secret"},
+        "placeholders": {"host": "https://acme.my.salesforce.com", "login": "3MVG9..."},
+    },
+    "conn-fields": {
+        "api_version": {
+            "label": "API version",
+            "description": "REST API version, e.g. 62.0 (the default).",
+            "schema": {"type": ["string", "null"], "default": "62.0"},
+        },
+        "verify_tls": {
+            "label": "Verify TLS certificate",
+            "description": "On by default. Switching it off is logged as a warning; prefer a CA bundle.",
+            "schema": {"type": ["boolean", "null"], "default": True},
+        },
+        "ca_bundle": {
+            "label": "CA bundle path",
+            "description": "PEM file on the workers that signs the server's certificate (a sandbox or a TLS-inspecting proxy).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "api_limit_share": {
+            "label": "API limit share",
+            "description": "Share of the org's daily API requests (shared with its users) at which this connection stops, 0 to 1 (default 0.8).",
+            "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1, "default": 0.8},
+        },
+        "timeout": {
+            "label": "Timeout (s)",
+            "description": "Seconds to wait for an answer to one call (default 120).",
+            "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        },
+    },
+}
+
+CONNECTION_TYPES: list[dict[str, Any]] = [SAP_B1, LOOKER, SERVICETITAN, SALESFORCE]
 
 
 def ui_field_behaviour(declaration: dict[str, Any]) -> dict[str, Any]:

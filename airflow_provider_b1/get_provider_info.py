@@ -26,6 +26,10 @@ def get_provider_info() -> dict:
                 "integration-name": "ServiceTitan",
                 "external-doc-url": "https://developer.servicetitan.io/docs/",
             },
+            {
+                "integration-name": "Salesforce",
+                "external-doc-url": "https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
+            },
         ],
         "hooks": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_b1.hooks.sap_b1"]},
@@ -34,6 +38,7 @@ def get_provider_info() -> dict:
                 "integration-name": "ServiceTitan",
                 "python-modules": ["airflow_provider_b1.hooks.servicetitan"],
             },
+            {"integration-name": "Salesforce", "python-modules": ["airflow_provider_b1.hooks.salesforce"]},
         ],
         "operators": [
             {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.operators.looker"]},
