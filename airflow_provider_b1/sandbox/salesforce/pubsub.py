@@ -40,7 +40,7 @@ Change Data Capture events, the way Salesforce's event bus does:
   empty response (a keepalive) with ``latest_replay_id`` every
   :attr:`~PubSubSandboxConfig.keepalive_seconds` (Salesforce: within 270 s). A replay id whose
   successors are no longer retained (the store drops changes older than its retention, 72 h by
-  default) or that was never issued ends the call with ``INVALID_ARGUMENT`` "The Replay ID
+  default: so the position is older than the retention too) or that was never issued ends the call with ``INVALID_ARGUMENT`` "The Replay ID
   validation failed." and ``error-code: sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted``;
   ``CUSTOM`` without a replay id with ``...fetch.replayid.validation.failed``.
   Every error's details end with `` rpcId: <uuid>``, also sent as the ``rpc-id`` trailer.
@@ -56,6 +56,9 @@ Start it next to a running REST sandbox (tests; ``b1-sandbox`` does not start it
     connection_extra(served)                                # {"pubsub_endpoint": ..., ...}
     served.sandbox.configure(keepalive_seconds=0.5, cdc_enabled=False)
     served.stop()
+
+    serve_next_to(app, rest_served.ca_path)                 # the REST sandbox's certificate, or None
+                                                            # without the cdc extra
 
 Tokens are the REST sandbox's: a session that expired there (idle timeout, ``expire_tokens``) is
 refused here too. Which objects have topics is its ``cdc_objects`` setting (``POST
@@ -851,3 +854,24 @@ def connection_extra(served: ServedPubSub) -> Mapping[str, Any]:
     else:
         extra["pubsub_tls"] = False
     return extra
+
+
+def serve_next_to(app: Any, rest_ca_path: str | None, **kwargs: Any) -> ServedPubSub | None:
+    """The Pub/Sub service for a REST sandbox served over HTTPS, with the same certificate (so
+    the connection's ``ca_bundle`` trusts both); ``None`` when grpcio or fastavro is missing.
+
+    :param app: the REST sandbox's app.
+    :param rest_ca_path: its certificate (the key, ``sandbox-key.pem``, lies next to it); ``None``:
+        plaintext.
+    :param kwargs: passed to :func:`serve_pubsub`.
+    """
+    try:
+        _grpc()
+        _fastavro()
+    except ImportError:
+        log.warning("The Pub/Sub sandbox needs the cdc extra (grpcio, protobuf, fastavro); not started.")
+        return None
+    if rest_ca_path is None:
+        return serve_pubsub(app, tls=False, **kwargs)
+    cert = Path(rest_ca_path)
+    return serve_pubsub(app, certificate=(str(cert), str(cert.with_name("sandbox-key.pem"))), **kwargs)
