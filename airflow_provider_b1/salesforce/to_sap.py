@@ -17,8 +17,8 @@
   exists updates the open order (quantities, prices, lines through ``LineNum``), and is reported,
   not applied, when the order is closed (delivered, invoiced) or cancelled. An order SAP keeps as
   a draft for approval is *pending* ("pending approval (draft N)"). The order's number, the
-  draft's number and the order's status are written back to the opportunity (one Salesforce call
-  per page), only where they changed.
+  draft's number, the order's status and SAP's invoiced and paid amounts are written back to the
+  opportunity (one Salesforce call per page), only where they changed.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from airflow_provider_b1.salesforce.mapping import SALESFORCE, SalesforceMapping
+from airflow_provider_b1.salesforce.to_salesforce import SapFigures
 from airflow_provider_b1.salesforce.values import day, failures, number, salesforce_form, sap_form
 from airflow_provider_b1.sinks.sap_documents import SapDocuments, draft_entry, stops_the_load
 from airflow_provider_b1.sync.engine import Item, PageCommit, Sink
@@ -395,12 +396,25 @@ class SalesforceToSapSink(Sink):
         numbers: Mapping[str, Any],
         statuses: Mapping[str, str],
     ) -> None:
-        """The order's number, the draft's number and the order's status on each opportunity, where
-        they changed since last written (one Salesforce call per page)."""
+        """The order's number, the draft's number, the order's status and SAP's invoiced and paid
+        amounts on each opportunity, where they changed since last written (one Salesforce call per
+        page). A new order shows "Not invoiced" at once, not only once an invoice moves."""
         back = self.mapping.write_back
-        if not back:
+        balances = self.mapping.opportunity_balances
+        if not back and not balances:
             return
         agreed = self.ledger.agreed([item.key for item in items])
+        shown = [
+            str(item.key)
+            for item in items
+            if draft_entry(outcomes[item.key]) is not None
+            or (outcomes[item.key].action is not Action.FAILED and outcomes[item.key].target_key is not None)
+        ]
+        amounts = (
+            SapFigures(self.sap, self.mapping, dt.datetime.now(dt.timezone.utc).date()).opportunities(shown)
+            if balances and shown
+            else {}
+        )
         updates: list[tuple[Item, dict[str, Any], dict[str, str]]] = []
         for item in items:
             outcome = outcomes[item.key]
@@ -418,6 +432,13 @@ class SalesforceToSapSink(Sink):
                 status = statuses.get(str(item.key), "Open")
                 figures = {"order_number": str(order_number), "draft_number": None, "order_status": status}
             fields = {back[what]: value for what, value in figures.items() if what in back}
+            fields.update(
+                {
+                    balances[what]: value
+                    for what, value in amounts.get(str(item.key), {}).items()
+                    if what in balances
+                }
+            )
             hashes = {name: value_hash(value) for name, value in fields.items()}
             held = agreed.get(str(item.key), {})
             if any(held.get(name) != digest for name, digest in hashes.items()):

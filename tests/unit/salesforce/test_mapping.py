@@ -57,7 +57,8 @@ def test_new_partners_get_the_same_code_for_the_same_account_every_time():
     first = mapping.card_code_for("001000000000001AAA")
     assert first == mapping.card_code_for("001000000000001")  # 15 or 18 characters: one account
     assert first != mapping.card_code_for("001000000000002AAA")
-    assert first.startswith("SF") and len(first) == 10
+    assert first.startswith("SF")
+    assert len(first) == 10
 
 
 def test_the_org_is_checked_against_what_the_mapping_needs():

@@ -196,7 +196,9 @@ def test_each_session_slot_logs_in_once_and_slots_never_share_a_session(sandbox,
         assert each.count("Invoices") == sandbox.truth("Invoices")["count"]
     assert sandbox.stats()["logins"] == 3  # slots 0, 1 and 2; the second slot-1 hook reuses its cache
     ids = [each.sap_session.cache.load().session_id for each in hooks]
-    assert len(set(ids[:3])) == 3 and ids[3] == ids[1]
-    assert "slot=2" in repr(hooks[2].sap_session) and ids[2] not in repr(hooks[2].sap_session)
+    assert len(set(ids[:3])) == 3
+    assert ids[3] == ids[1]
+    assert "slot=2" in repr(hooks[2].sap_session)
+    assert ids[2] not in repr(hooks[2].sap_session)
     with pytest.raises(ValueError, match="session_slot"):
         SapB1Hook(session_slot=-1)

@@ -1,0 +1,112 @@
+"""The check and reconciliation tasks of ``sap_b1_salesforce``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_b1.exceptions import PermanentError
+from airflow_provider_b1.operators.sync import PermanentFailures
+from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class SalesforceMappingMismatch(PermanentError):
+    """The org lacks fields the mapping names, or types them otherwise."""
+
+
+class SalesforceDifference(PermanentError):
+    """Salesforce and SAP differ after the flow ran; the message names every difference."""
+
+
+class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
+    """Check the mapping against the org before anything is written: every Salesforce object and
+    field it names exists, with a type that takes what the mapping puts in it (describe calls).
+
+    Fails at once, without retries, naming every missing or mistyped field.
+
+    :param options: the flow's options where they differ from its defaults (``mapping``,
+        connection ids), as its sync tasks are given them.
+    """
+
+    template_fields: Sequence[str] = ("options",)
+    ui_color = "#e3f0fb"
+
+    def __init__(self, *, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options = dict(options or {})
+
+    def run(self, context: Context) -> Mapping[str, Any]:
+        from airflow_provider_b1.hooks.salesforce import SalesforceHook
+        from airflow_provider_b1.salesforce.mapping import load_mapping
+
+        options = SALESFORCE_TO_SAP_FLOW.merged_options(self.options)
+        mapping = load_mapping(options["mapping"])
+        hook = SalesforceHook(options["salesforce_conn_id"])
+        try:
+            described = {}
+            for sobject in mapping.salesforce_fields():
+                try:
+                    described[sobject] = {f["name"]: f for f in hook.describe(sobject)["fields"]}
+                except Exception as exc:  # an object the org lacks: named below
+                    if getattr(exc, "status", None) not in (404,) and "NOT_FOUND" not in str(exc):
+                        raise
+            problems = mapping.check_against(described)
+        finally:
+            hook.close()
+        if problems:
+            raise SalesforceMappingMismatch(
+                "The mapping does not fit the org: "
+                + "; ".join(problems)
+                + ". Fix the mapping or add the fields."
+            )
+        self.log.info(
+            "The mapping fits the org: %s",
+            ", ".join(f"{o} ({len(f)} fields)" for o, f in mapping.salesforce_fields().items()),
+        )
+        return {"checked": {o: sorted(f) for o, f in mapping.salesforce_fields().items()}}
+
+
+class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
+    """Compare Salesforce with SAP both ways (:func:`~airflow_provider_b1.salesforce.reconcile.reconcile`):
+    accounts linked once with equal fields, one sales order per won opportunity, balances shown.
+
+    Fails at once, without retries, with a report naming every difference.
+
+    :param options: as the flow's sync tasks are given them.
+    """
+
+    template_fields: Sequence[str] = ("options",)
+    ui_color = "#fdf2d0"
+
+    def __init__(self, *, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options = dict(options or {})
+
+    def run(self, context: Context) -> Mapping[str, Any]:
+        from airflow_provider_b1.hooks.salesforce import SalesforceHook
+        from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+        from airflow_provider_b1.salesforce.mapping import load_mapping
+        from airflow_provider_b1.salesforce.reconcile import reconcile
+
+        options = SALESFORCE_TO_SAP_FLOW.merged_options(self.options)
+        with contextlib.ExitStack() as stack:
+            salesforce = SalesforceHook(options["salesforce_conn_id"])
+            stack.callback(salesforce.close)
+            sap = SapB1Hook(options["sap_b1_conn_id"])
+            stack.callback(sap.close)
+            report = reconcile(salesforce, sap, load_mapping(options["mapping"]))
+        if not report.ok:
+            raise SalesforceDifference(report.summary())
+        self.log.info(report.summary())
+        return {
+            "accounts": report.accounts,
+            "opportunities": report.opportunities,
+            "orders": report.orders,
+            "drafts": report.drafts,
+        }

@@ -1,0 +1,173 @@
+"""The two flows of ``sap_b1_salesforce``: Salesforce into SAP, and SAP into Salesforce.
+
+Each direction is a :class:`~airflow_provider_b1.sync.flows.Flow` on the sync engine, with a
+cursor per stream; both share the org's links and agreed values
+(:class:`~airflow_provider_b1.sync.pairs.PairLedger`, in the audit database), which is what keeps
+one direction from echoing the other's writes.
+
+================================  ======================  ==================================
+stream                            cursor                  writes
+================================  ======================  ==================================
+Salesforce ``Account``            SystemModstamp + Id     business partners; numbers back
+Salesforce ``Opportunity`` (won)  SystemModstamp + Id     sales orders; their numbers back
+SAP ``BusinessPartners``          UpdateDate + UpdateTime accounts (fields SAP changed)
+SAP ``Invoices``                  UpdateDate + UpdateTime balances on accounts, opportunities
+SAP ``IncomingPayments``          UpdateDate + UpdateTime balances on accounts, opportunities
+================================  ======================  ==================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_b1.hooks.sap_b1 import SapCursor
+from airflow_provider_b1.sync.cursors import KeysetCursor
+from airflow_provider_b1.sync.flows import Flow, Stream
+
+TO_SAP = "salesforce_to_sap_b1"
+TO_SALESFORCE = "sap_b1_to_salesforce"
+DEFAULT_SALESFORCE_CONN_ID = "b1_salesforce_default"
+DEFAULT_SAP_CONN_ID = "sap_b1_default"
+DEFAULT_LEDGER_CONN_ID = "b1_audit_default"
+#: Records per Salesforce query page and per SAP page read for Salesforce: a page's writes to
+#: Salesforce go in one sObject Collections call (200 records at most).
+BATCH = 200
+
+OPTIONS = {
+    "salesforce_conn_id": DEFAULT_SALESFORCE_CONN_ID,
+    "sap_b1_conn_id": DEFAULT_SAP_CONN_ID,
+    "ledger_conn_id": DEFAULT_LEDGER_CONN_ID,
+    "ledger_schema": "b1_audit",
+    "mapping": None,
+}
+
+
+def _mapping(options: Mapping[str, Any]) -> Any:
+    from airflow_provider_b1.salesforce.mapping import load_mapping
+
+    return load_mapping(options["mapping"])
+
+
+def _salesforce(options: Mapping[str, Any]) -> Any:
+    from airflow_provider_b1.hooks.salesforce import SalesforceHook
+
+    return SalesforceHook(options["salesforce_conn_id"])
+
+
+def _ledger(options: Mapping[str, Any], salesforce: Any) -> Any:
+    """The org's links and agreed values: one namespace per org (its id), so two orgs linked to
+    one company never mix."""
+    from airflow_provider_b1.sync.pairs import PairLedger
+    from airflow_provider_b1.utils.sql import open_database
+
+    database = open_database(options["ledger_conn_id"], purpose="the Salesforce links and agreed values")
+    return PairLedger(database, options["ledger_schema"], f"salesforce:{salesforce.org_id}")
+
+
+def reads(mapping: Any) -> dict[str, Any]:
+    """The SOQL of each Salesforce stream, from the mapping."""
+    from airflow_provider_b1.sources.salesforce import SoqlRead
+
+    number = mapping.account_number
+    return {
+        "Account": SoqlRead(
+            "Account", (number, *(f.salesforce for f in mapping.fields)), mapping.account_where
+        ),
+        "Opportunity": SoqlRead(
+            "Opportunity",
+            (
+                "Name",
+                "AccountId",
+                f"Account.{number}",
+                "Amount",
+                "CloseDate",
+                "StageName",
+                "(SELECT Id, Quantity, UnitPrice, Product2.ProductCode FROM OpportunityLineItems)",
+            ),
+            "IsWon = true",
+        ),
+    }
+
+
+def _open_salesforce_source(options: Mapping[str, Any]) -> Any:
+    from airflow_provider_b1.sources.salesforce import SalesforceSource
+
+    return SalesforceSource(_salesforce(options), reads(_mapping(options)), batch_size=BATCH)
+
+
+def _open_sap_sink(options: Mapping[str, Any]) -> Any:
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+    from airflow_provider_b1.salesforce.to_sap import SalesforceToSapSink
+
+    salesforce = _salesforce(options)
+    return SalesforceToSapSink(
+        SapB1Hook(options["sap_b1_conn_id"]),
+        lambda: _salesforce(options),
+        _mapping(options),
+        _ledger(options, salesforce),
+    )
+
+
+def _open_sap_source(options: Mapping[str, Any]) -> Any:
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+    from airflow_provider_b1.sources.sap_b1 import SapB1Source
+
+    mapping = _mapping(options)
+    partner = ["CardCode", *(f.sap for f in mapping.fields)]
+    if mapping.link_field:
+        partner.append(mapping.link_field)
+    return SapB1Source(
+        SapB1Hook(options["sap_b1_conn_id"]),
+        select={
+            "BusinessPartners": partner,
+            "Invoices": ["DocEntry", "CardCode", mapping.order_id_field],
+            "IncomingPayments": ["DocEntry", "CardCode", "PaymentInvoices"],
+        },
+        page_size=BATCH,
+        encoded=False,
+    )
+
+
+def _open_salesforce_sink(options: Mapping[str, Any]) -> Any:
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+    from airflow_provider_b1.salesforce.to_salesforce import SapToSalesforceSink
+
+    salesforce = _salesforce(options)
+    return SapToSalesforceSink(
+        salesforce,
+        lambda: SapB1Hook(options["sap_b1_conn_id"]),
+        _mapping(options),
+        _ledger(options, salesforce),
+    )
+
+
+SALESFORCE_TO_SAP_FLOW = Flow(
+    name=TO_SAP,
+    source_system="salesforce",
+    target_system="sap_b1",
+    streams=(
+        Stream("Account", cursor=KeysetCursor, target="BusinessPartners"),
+        Stream("Opportunity", cursor=KeysetCursor, target="Orders"),
+    ),
+    open_source=_open_salesforce_source,
+    open_sink=_open_sap_sink,
+    options=OPTIONS,
+    description="Salesforce accounts into SAP business partners, won opportunities into sales orders.",
+)
+
+
+SAP_TO_SALESFORCE_FLOW = Flow(
+    name=TO_SALESFORCE,
+    source_system="sap_b1",
+    target_system="salesforce",
+    streams=(
+        Stream("BusinessPartners", cursor=SapCursor, target="Account"),
+        Stream("Invoices", cursor=SapCursor, target="Account"),
+        Stream("IncomingPayments", cursor=SapCursor, target="Account"),
+    ),
+    open_source=_open_sap_source,
+    open_sink=_open_salesforce_sink,
+    options=OPTIONS,
+    description="SAP business partners' changes, balances and payment status into Salesforce.",
+)
