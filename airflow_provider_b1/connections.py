@@ -162,7 +162,12 @@ SALESFORCE: dict[str, Any] = {
         # The port stays hidden like SAP's (see AIRFLOW.md); the instance URL comes with the token.
         "hidden-fields": ["port", "schema", "extra"],
         "relabeling": {"host": "My Domain URL", "login": "Consumer key", "password": "Consumer secret"},
-        "placeholders": {"host": "https://acme.my.salesforce.com", "login": "3MVG9..."},
+        "placeholders": {
+            "host": "https://acme.my.salesforce.com",
+            "login": "3MVG9...",
+            "pubsub_endpoint": "api.pubsub.salesforce.com:7443",
+            "pubsub_ca_bundle": "/etc/ssl/certs/ca-certificates.crt",
+        },
     },
     "conn-fields": {
         "api_version": {
@@ -189,6 +194,24 @@ SALESFORCE: dict[str, Any] = {
             "label": "Timeout (s)",
             "description": "Seconds to wait for an answer to one call (default 120).",
             "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        },
+        "pubsub_endpoint": {
+            "label": "Pub/Sub API endpoint",
+            "description": "host:port of the Pub/Sub API that streams Change Data Capture events "
+            "(default api.pubsub.salesforce.com:7443). Only the CDC sensor and trigger use it.",
+            "schema": {"type": ["string", "null"], "default": "api.pubsub.salesforce.com:7443"},
+        },
+        "pubsub_ca_bundle": {
+            "label": "Pub/Sub CA bundle path",
+            "description": "PEM file on the workers and the triggerer that signs the Pub/Sub "
+            "endpoint's certificate. Empty: the CA bundle above, else the system's roots.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "pubsub_tls": {
+            "label": "Pub/Sub over TLS",
+            "description": "On by default, and always for Salesforce. Off only for a local "
+            "plaintext sandbox.",
+            "schema": {"type": ["boolean", "null"], "default": True},
         },
     },
 }

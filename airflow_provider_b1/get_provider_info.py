@@ -11,8 +11,9 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-provider-b1",
         "name": "SAP Business One",
-        "description": "SAP Business One Service Layer hook, sync engine and flows to Salesforce, "
-        "Microsoft Teams, ServiceTitan and a Postgres warehouse read by Looker.",
+        "description": "SAP Business One Service Layer hook, sync engine and flows to Salesforce "
+        "(polled, or woken by Change Data Capture), ServiceTitan and a Postgres warehouse read by "
+        "Looker.",
         "integrations": [
             {
                 "integration-name": _INTEGRATION,
@@ -52,6 +53,16 @@ def get_provider_info() -> dict:
         ],
         "triggers": [
             {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.triggers.looker"]},
+            {
+                "integration-name": "Salesforce",
+                "python-modules": ["airflow_provider_b1.triggers.salesforce"],
+            },
+        ],
+        "sensors": [
+            {
+                "integration-name": "Salesforce",
+                "python-modules": ["airflow_provider_b1.sensors.salesforce"],
+            },
         ],
         "connection-types": [dict(c) for c in CONNECTION_TYPES],
     }

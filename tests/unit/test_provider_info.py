@@ -22,7 +22,7 @@ def test_airflow_providers_list_shows_the_provider():
 
 def test_every_declared_module_and_hook_class_imports():
     info = get_provider_info()
-    for section in ("hooks", "operators", "triggers"):
+    for section in ("hooks", "operators", "triggers", "sensors"):
         for entry in info.get(section, []):
             for module in entry["python-modules"]:
                 importlib.import_module(module)
@@ -63,3 +63,43 @@ def test_providers_manager_sees_the_connection_types_with_their_fields():
     assert "sap_b1" in hooks
     assert "looker_api" in hooks
     assert hooks["sap_b1"].hook_class_name == "airflow_provider_b1.hooks.sap_b1.SapB1Hook"
+
+
+def test_the_salesforce_cdc_trigger_and_sensor_are_registered():
+    info = get_provider_info()
+    assert {
+        "integration-name": "Salesforce",
+        "python-modules": ["airflow_provider_b1.triggers.salesforce"],
+    } in info["triggers"]
+    assert info["sensors"] == [
+        {"integration-name": "Salesforce", "python-modules": ["airflow_provider_b1.sensors.salesforce"]}
+    ]
+    integrations = {i["integration-name"] for i in info["integrations"]}
+    for section in ("hooks", "operators", "triggers", "sensors"):
+        for entry in info[section]:
+            assert entry["integration-name"] in integrations
+    assert "Teams" not in info["description"]  # nothing of Teams is built yet
+
+
+def test_providers_manager_lists_the_salesforce_trigger_and_the_pubsub_fields():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    # The manager keeps one entry per trigger module (named trigger_class_name), with its integration.
+    ours = {
+        t.trigger_class_name: t.integration_name
+        for t in manager.trigger
+        if t.package_name == "airflow-provider-b1"
+    }
+    assert ours["airflow_provider_b1.triggers.salesforce"] == "Salesforce"
+    fields = manager.connection_form_widgets
+    widgets = {name for name in fields if name.startswith("extra__b1_salesforce__")}
+    assert {
+        "extra__b1_salesforce__pubsub_endpoint",
+        "extra__b1_salesforce__pubsub_ca_bundle",
+        "extra__b1_salesforce__pubsub_tls",
+    } <= widgets
+    behaviour = manager.field_behaviours["b1_salesforce"]
+    assert (
+        behaviour["placeholders"]["extra__b1_salesforce__pubsub_endpoint"] == "api.pubsub.salesforce.com:7443"
+    )

@@ -27,6 +27,9 @@ def test_the_connection_type_is_declared_once_with_its_form_and_registered():
         "ca_bundle",
         "api_limit_share",
         "timeout",
+        "pubsub_endpoint",
+        "pubsub_ca_bundle",
+        "pubsub_tls",
     }
     assert declaration["conn-fields"]["api_limit_share"]["schema"]["default"] == 0.8
     assert SalesforceHook.get_ui_field_behaviour() == behaviour
@@ -123,3 +126,34 @@ def test_no_secret_in_the_repr_of_the_hook_its_settings_or_its_auth(sf_connectio
     hook = SalesforceHook()
     texts = [repr(hook), repr(hook.settings), repr(hook.auth), repr(hook.auth.cache)]
     assert not any(CONSUMER_SECRET in t for t in texts)
+
+
+def test_the_pubsub_fields_of_the_form_are_what_the_cdc_client_reads(sf_connection):
+    from airflow.sdk import BaseHook
+
+    from airflow_provider_b1.hooks.salesforce.pubsub.client import DEFAULT_ENDPOINT, PubSubSettings
+
+    (declaration,) = [c for c in CONNECTION_TYPES if c["connection-type"] == "b1_salesforce"]
+    fields = declaration["conn-fields"]
+    placeholders = declaration["ui-field-behaviour"]["placeholders"]
+    assert fields["pubsub_endpoint"]["schema"]["default"] == DEFAULT_ENDPOINT
+    assert placeholders["pubsub_endpoint"] == DEFAULT_ENDPOINT
+    assert "pubsub_ca_bundle" in placeholders
+    assert fields["pubsub_tls"]["schema"] == {"type": ["boolean", "null"], "default": True}
+    for name in ("pubsub_endpoint", "pubsub_ca_bundle", "pubsub_tls"):
+        assert fields[name]["label"]
+        assert fields[name]["description"]
+        assert fields[name]["schema"].get("format") != "password"
+
+    # What a user types into those fields is what the client connects to.
+    sf_connection(pubsub_endpoint="pubsub.example.test:7443", pubsub_ca_bundle="/etc/pubsub.pem")
+    extra = BaseHook.get_connection("b1_salesforce_default").extra_dejson
+    assert PubSubSettings.from_extra(extra) == PubSubSettings(
+        "pubsub.example.test:7443", True, "/etc/pubsub.pem"
+    )
+    sf_connection(pubsub_endpoint="127.0.0.1:50051", pubsub_tls=False, ca_bundle="/etc/org.pem")
+    extra = BaseHook.get_connection("b1_salesforce_default").extra_dejson
+    assert PubSubSettings.from_extra(extra) == PubSubSettings("127.0.0.1:50051", False, "/etc/org.pem")
+    sf_connection()
+    extra = BaseHook.get_connection("b1_salesforce_default").extra_dejson
+    assert PubSubSettings.from_extra(extra) == PubSubSettings(DEFAULT_ENDPOINT, True, None)
