@@ -5,6 +5,11 @@ trust one are a CA bundle (the PEM that signed it) or a pinned SHA-256 fingerpri
 that certificate; :class:`TlsAdapter` implements both on top of urllib3, so the check happens
 during the handshake, before any request (and any credential) is sent. Switching verification
 off is possible, but explicit and logged as a warning.
+
+What a failed request's exception says is read here too, for every hook's error mapping: a
+refused certificate (:func:`is_certificate_rejection`, :func:`is_pin_mismatch`), a dropped
+connection (:func:`is_transport_drop`), or a request that never reached the server
+(:func:`never_sent`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import ssl
 from collections.abc import Iterator
 from typing import Any
 
+import requests
 from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
@@ -173,5 +179,22 @@ def is_transport_drop(exc: BaseException) -> bool:
     """
     return any(
         isinstance(item, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError))
+        for item in _chain(exc)
+    )
+
+
+def never_sent(exc: requests.RequestException) -> bool:
+    """Whether requests failed before the request could reach the server (safe to repeat).
+
+    :param exc: the exception raised by requests.
+    """
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.SSLError) and not is_transport_drop(exc):
+        return True
+    return any(
+        isinstance(item, (NewConnectionError, ConnectTimeoutError, NameResolutionError))
         for item in _chain(exc)
     )

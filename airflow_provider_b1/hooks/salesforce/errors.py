@@ -23,9 +23,13 @@ from typing import Any
 import requests
 
 from airflow_provider_b1.exceptions import B1ProviderError, PermanentError, RetryableError
-from airflow_provider_b1.hooks.sap_b1.errors import never_sent
 from airflow_provider_b1.utils.retry import parse_retry_after
-from airflow_provider_b1.utils.tls import is_certificate_rejection, is_pin_mismatch, is_transport_drop
+from airflow_provider_b1.utils.tls import (
+    is_certificate_rejection,
+    is_pin_mismatch,
+    is_transport_drop,
+    never_sent,
+)
 
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 

@@ -28,6 +28,9 @@ from airflow_provider_b1.utils.tls import (
     is_transport_drop,
 )
 
+# Re-exported for code that imports it from here; it lives with the other transport checks.
+from airflow_provider_b1.utils.tls import never_sent as never_sent
+
 SESSION_EXPIRED_CODES: frozenset[int] = frozenset({301, -5002})
 """Codes of "invalid session or session already timeout" (401): log in again, retry once."""
 
@@ -400,20 +403,6 @@ def transport_error(
     return SapB1AmbiguousWriteError(
         f"The connection to {base_url} broke after {call} was sent ({kind}), so whether the write "
         "happened is unknown; look the record up before sending it again.",
-    )
-
-
-def never_sent(exc: requests.RequestException) -> bool:
-    """Whether requests failed before the request could reach the server (safe to repeat)."""
-    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.exceptions.SSLError) and not is_transport_drop(exc):
-        return True
-    seen = _reasons(exc)
-    return any(
-        isinstance(item, (NewConnectionError, ConnectTimeoutError, NameResolutionError)) for item in seen
     )
 
 

@@ -31,7 +31,6 @@ from airflow_provider_b1.hooks.sap_b1.errors import (
     SapB1PermissionError,
     SapB1RequestTooLongError,
     error_from_response,
-    never_sent,
     transport_error,
 )
 from airflow_provider_b1.hooks.sap_b1.literals import (
@@ -46,7 +45,7 @@ from airflow_provider_b1.hooks.sap_b1.webhooks import SapB1Webhooks
 from airflow_provider_b1.hooks.sap_b1.writes import SapB1Writes
 from airflow_provider_b1.utils.params import blank_to_none, parse_bool
 from airflow_provider_b1.utils.retry import RetryPolicy
-from airflow_provider_b1.utils.tls import TlsAdapter
+from airflow_provider_b1.utils.tls import TlsAdapter, never_sent
 
 log = logging.getLogger(__name__)
 

@@ -53,13 +53,13 @@ from airflow_provider_b1.hooks.sap_b1.errors import (
     SapB1LoginBusyError,
     is_session_expired,
     login_error_from_response,
-    never_sent,
     transport_error,
 )
 from airflow_provider_b1.utils.auth import RenewingAuth, no_auth
 from airflow_provider_b1.utils.credential_cache import CredentialFile
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.utils.secrets import mask
+from airflow_provider_b1.utils.tls import never_sent
 
 log = logging.getLogger(__name__)
 
