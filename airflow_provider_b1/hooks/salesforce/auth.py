@@ -17,7 +17,9 @@ Salesforce refuses it:
   it re-reads the cache first and takes a token another process has just obtained
   (skip-if-refreshed), so twenty tasks starting together make one request.
 * **Renewed once on 401**: :class:`SalesforceTokenAuth` is a
-  :class:`~airflow_provider_b1.utils.auth.RenewingAuth` attached to the hook's
+  :class:`~airflow_provider_b1.utils.auth.ClientCredentialsAuth` (the token request, cache and
+  lock shared with ServiceTitan's, and a
+  :class:`~airflow_provider_b1.utils.auth.RenewingAuth`) attached to the hook's
   ``requests.Session``, so *every* call made through that session (simple-salesforce's REST
   calls, ``query_more``, describes, sObject Collections and the Bulk API 2.0 steps alike) is
   renewed and sent once more when Salesforce refuses its token, never taking the refused token
@@ -32,35 +34,25 @@ any of them.
 from __future__ import annotations
 
 import logging
-import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from filelock import FileLock, Timeout
 
-from airflow_provider_b1.exceptions import RetryableError
 from airflow_provider_b1.hooks.salesforce.errors import (
     SalesforceAuthError,
     SalesforceError,
     token_error_from_response,
     transport_error,
 )
-from airflow_provider_b1.utils.auth import RenewingAuth, no_auth
-from airflow_provider_b1.utils.credential_cache import CredentialFile
-from airflow_provider_b1.utils.retry import RetryPolicy
+from airflow_provider_b1.utils.auth import ClientCredentialsAuth, SharedTokenCache, worker_cache_dir
 from airflow_provider_b1.utils.secrets import mask
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/services/oauth2/token"
-
-LOCK_TIMEOUT = 120.0
-"""Seconds to wait for another process's token request before giving up."""
 
 
 def default_cache_dir() -> Path:
@@ -69,11 +61,7 @@ def default_cache_dir() -> Path:
     ``B1_SALESFORCE_CACHE_DIR`` when set, else ``$AIRFLOW_HOME/salesforce_tokens``
     (``~/airflow`` when ``AIRFLOW_HOME`` is unset): every task process of a worker sees it.
     """
-    configured = os.environ.get("B1_SALESFORCE_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return Path(home) / "salesforce_tokens"
+    return worker_cache_dir("B1_SALESFORCE_CACHE_DIR", "salesforce_tokens")
 
 
 @dataclass
@@ -137,7 +125,7 @@ def _id_part(id_url: str | None, index: int) -> str | None:
     return None
 
 
-class TokenCache(CredentialFile):
+class TokenCache(SharedTokenCache[SalesforceToken]):
     """The encrypted, cross-process token file of one (token endpoint, consumer key).
 
     :param directory: cache directory (created 0700 when missing).
@@ -148,38 +136,14 @@ class TokenCache(CredentialFile):
 
     suffix = ".sftoken"
     what = "Salesforce token cache"
-    instead = "asking for a token"
     logger = log
+    token_type = SalesforceToken
 
     def __init__(self, directory: Path, token_url: str, consumer_key: str, consumer_secret: str) -> None:
-        super().__init__(directory, (token_url, consumer_key), consumer_secret)
-
-    def __repr__(self) -> str:
-        return f"TokenCache({str(self.path)!r})"
-
-    def lock(self) -> FileLock:
-        """A cross-process lock around token requests for this cache key."""
-        return self.file_lock(LOCK_TIMEOUT)
-
-    def load(self) -> SalesforceToken | None:
-        """The cached token, or ``None`` when absent, unreadable or written under another secret."""
-        loaded = self.read(SalesforceToken.from_payload)
-        if loaded is None:
-            return None
-        token, _ = loaded
-        mask(token.value)
-        return token
-
-    def store(self, token: SalesforceToken) -> None:
-        """Write the token atomically, readable by the owner only."""
-        self.write(token.to_payload())
-
-    def delete(self) -> None:
-        """Forget the cached token."""
-        self.remove()
+        super().__init__(directory, token_url, consumer_key, consumer_secret)
 
 
-class SalesforceTokenAuth(RenewingAuth[SalesforceToken]):
+class SalesforceTokenAuth(ClientCredentialsAuth[SalesforceToken]):
     """Salesforce's client-credentials access token, as a ``requests`` auth.
 
     Attach it to the hook's ``requests.Session``: every request then carries ``Authorization:
@@ -191,130 +155,43 @@ class SalesforceTokenAuth(RenewingAuth[SalesforceToken]):
     :param token_url: ``https://<My Domain>/services/oauth2/token``.
     :param consumer_key: the connected app's consumer key.
     :param consumer_secret: its consumer secret.
-    :param timeout: requests timeout of the token request.
-    :param retry_policy: retries of a token request that failed on the way (5xx, resets).
-    :param cache_dir: shared cache directory; :func:`default_cache_dir` when ``None``.
-    :param clock: wall clock (epoch seconds), replaceable in tests.
+    :param options: ``timeout`` (of the token request), ``retry_policy`` (retries of a token
+        request that failed on the way: 5xx, resets), ``cache_dir`` (:func:`default_cache_dir`
+        when ``None``) and ``clock`` (epoch seconds, replaceable in tests), as
+        :class:`~airflow_provider_b1.utils.auth.ClientCredentialsAuth` takes them.
     """
 
+    service = "Salesforce"
+    error = SalesforceError
+    logger = log
+    cache_type = TokenCache
+    default_cache_dir = staticmethod(default_cache_dir)
+
     def __init__(
-        self,
-        http: requests.Session,
-        token_url: str,
-        consumer_key: str,
-        consumer_secret: str,
-        *,
-        timeout: Any = (10, 60),
-        retry_policy: RetryPolicy | None = None,
-        cache_dir: Path | str | None = None,
-        clock: Callable[[], float] = time.time,
+        self, http: requests.Session, token_url: str, consumer_key: str, consumer_secret: str, **options: Any
     ) -> None:
-        super().__init__()
-        self.http = http
-        self.token_url = token_url
+        super().__init__(http, token_url, consumer_key, consumer_secret, **options)
         self.consumer_key = consumer_key
-        self._consumer_secret = consumer_secret
-        self.timeout = timeout
-        self.retry_policy = retry_policy or RetryPolicy()
-        self._clock = clock
-        mask(consumer_secret)
-        self.cache = TokenCache(
-            Path(cache_dir) if cache_dir else default_cache_dir(), token_url, consumer_key, consumer_secret
-        )
-        self.token_requests = 0
-        """Token requests this object made (the other tokens came from the cache)."""
 
     def __repr__(self) -> str:  # never show the secret or a token
         return f"SalesforceTokenAuth(token_url={self.token_url!r})"
 
-    # -- the RenewingAuth contract ----------------------------------------------------------------
+    # -- the ClientCredentialsAuth contract -------------------------------------------------------
 
     def is_expired(self, credential: SalesforceToken) -> bool:
         """Never: Salesforce does not say when a token ends; a refusal (401) renews it."""
         return False
 
-    def obtain(self, stale: SalesforceToken | None, *, refused: bool) -> SalesforceToken:
-        """Adopt the token another process cached, or ask for one, under the cross-process lock.
+    def transport_error(self, exc: requests.RequestException) -> SalesforceError:
+        """The token request failed on the way."""
+        return transport_error(exc, self.token_url, "the token request")
 
-        :param stale: the token being replaced, if any.
-        :param refused: Salesforce refused ``stale``: it is never taken back from the cache.
-        """
-        shared = self.cache.load()
-        if self._usable(shared, stale, refused):
-            assert shared is not None
-            return shared
-        try:
-            with self.cache.lock():
-                shared = self.cache.load()
-                if self._usable(shared, stale, refused):
-                    assert shared is not None
-                    log.debug("Using the Salesforce token another task obtained.")
-                    return shared
-                token = self._request_token()
-                self.cache.store(token)
-                return token
-        except Timeout:
-            raise SalesforceError(
-                f"Waited {LOCK_TIMEOUT:.0f} s for another task's Salesforce token request; remove a stale lock "
-                "file from the token cache directory if a worker died."
-            ) from None
+    def token_error(self, response: requests.Response) -> SalesforceError:
+        """The token endpoint refused (a refused key or secret is permanent and not retried)."""
+        return token_error_from_response(response, self.token_url)
 
-    def apply(self, request: requests.PreparedRequest, credential: SalesforceToken) -> None:
-        """``Authorization: Bearer <token>``."""
-        request.headers["Authorization"] = f"Bearer {credential.value}"
-
-    def same(self, first: SalesforceToken, second: SalesforceToken) -> bool:
-        """Tokens are the same when their values are."""
-        return first.value == second.value
-
-    # -- Salesforce's own ---------------------------------------------------------------------------
-
-    def token(self) -> SalesforceToken:
-        """The token held, obtained (or taken from the cache) when there is none yet."""
-        return self.current()
-
-    def forget(self) -> None:
-        """Drop the token here and in the shared cache (the next call asks for a new one)."""
-        with self._lock:
-            self._credential = None
-            with self.cache.lock():
-                self.cache.delete()
-
-    @staticmethod
-    def _usable(shared: SalesforceToken | None, stale: SalesforceToken | None, refused: bool) -> bool:
-        if shared is None:
-            return False
-        return not (refused and stale is not None and shared.value == stale.value)
-
-    def _request_token(self) -> SalesforceToken:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.consumer_key,
-            "client_secret": self._consumer_secret,
-        }
-        started = self._clock()
-        try:
-            for attempt in self.retry_policy.retrying():
-                with attempt:
-                    try:
-                        # The form is never logged (requests and urllib3 do not log bodies).
-                        response = self.http.post(
-                            self.token_url,
-                            data=form,
-                            headers={"Accept": "application/json"},
-                            timeout=self.timeout,
-                            auth=no_auth,
-                        )
-                    except requests.RequestException as exc:
-                        raise transport_error(exc, self.token_url, "the token request") from None
-                    if response.status_code != 200:
-                        # A refused key or secret is permanent and not retried.
-                        raise token_error_from_response(response, self.token_url)
-        except RetryableError as exc:
-            # The token request already spent the retry budget: the caller's must not multiply it.
-            exc.exhausted = True  # type: ignore[attr-defined]
-            raise
-        self.token_requests += 1
+    def read_token(self, response: requests.Response, started: float) -> SalesforceToken:
+        """The token, the instance URL every call goes to and the identity URL."""
         try:
             body = response.json()
             value = str(body["access_token"])
@@ -339,3 +216,9 @@ class SalesforceTokenAuth(RenewingAuth[SalesforceToken]):
             issued_at=issued_at,
             obtained_at=started,
         )
+
+    # -- Salesforce's own ---------------------------------------------------------------------------
+
+    def token(self) -> SalesforceToken:
+        """The token held, obtained (or taken from the cache) when there is none yet."""
+        return self.current()

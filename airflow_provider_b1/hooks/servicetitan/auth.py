@@ -13,7 +13,9 @@ task process of a worker for as long as it lives:
   gets it re-reads the cache first and takes a token another process has just obtained
   (skip-if-refreshed), so twenty tasks starting together make one request.
 * **Renewed shortly before expiry** (a tenth of its life, at most 60 s), and **once on 401**:
-  :class:`ServiceTitanTokenAuth` is a :class:`~airflow_provider_b1.utils.auth.RenewingAuth`,
+  :class:`ServiceTitanTokenAuth` is a
+  :class:`~airflow_provider_b1.utils.auth.ClientCredentialsAuth` (the token request, cache and
+  lock shared with Salesforce's, and a :class:`~airflow_provider_b1.utils.auth.RenewingAuth`),
   which renews the refused token (never taking the refused one back from the cache) and sends
   the call once more.
 * **The app key on every call.** ``ST-App-Key`` goes on each request this auth signs, re-sends
@@ -27,32 +29,22 @@ masker as soon as they are known; the token request's body is never logged, and 
 from __future__ import annotations
 
 import logging
-import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
-from filelock import FileLock, Timeout
 
-from airflow_provider_b1.exceptions import RetryableError
 from airflow_provider_b1.hooks.servicetitan.errors import (
     ServiceTitanAuthError,
     ServiceTitanError,
     token_error_from_response,
     transport_error,
 )
-from airflow_provider_b1.utils.auth import RenewingAuth, no_auth
-from airflow_provider_b1.utils.credential_cache import CredentialFile
-from airflow_provider_b1.utils.retry import RetryPolicy
+from airflow_provider_b1.utils.auth import ClientCredentialsAuth, SharedTokenCache, worker_cache_dir
 from airflow_provider_b1.utils.secrets import mask
 
 log = logging.getLogger(__name__)
-
-LOCK_TIMEOUT = 120.0
-"""Seconds to wait for another process's token request before giving up."""
 
 MAX_MARGIN = 60.0
 """Renew at most this many seconds before a token's end (a tenth of its life when that is less)."""
@@ -64,11 +56,7 @@ def default_cache_dir() -> Path:
     ``B1_SERVICETITAN_CACHE_DIR`` when set, else ``$AIRFLOW_HOME/servicetitan_tokens``
     (``~/airflow`` when ``AIRFLOW_HOME`` is unset): every task process of a worker sees it.
     """
-    configured = os.environ.get("B1_SERVICETITAN_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return Path(home) / "servicetitan_tokens"
+    return worker_cache_dir("B1_SERVICETITAN_CACHE_DIR", "servicetitan_tokens")
 
 
 @dataclass
@@ -108,11 +96,8 @@ class AccessToken:
         )
 
 
-class TokenCache(CredentialFile):
-    """The encrypted, cross-process token file of one (token endpoint, client id).
-
-    A :class:`~airflow_provider_b1.utils.credential_cache.CredentialFile` (encryption, modes,
-    atomic writes, lock, tolerant reads) named ``<key>.token``.
+class TokenCache(SharedTokenCache[AccessToken]):
+    """The encrypted, cross-process token file of one (token endpoint, client id), named ``<key>.token``.
 
     :param directory: cache directory (created 0700 when missing).
     :param token_url: the token endpoint.
@@ -122,38 +107,11 @@ class TokenCache(CredentialFile):
 
     suffix = ".token"
     what = "ServiceTitan token cache"
-    instead = "asking for a token"
     logger = log
-
-    def __init__(self, directory: Path, token_url: str, client_id: str, client_secret: str) -> None:
-        super().__init__(directory, (token_url, client_id), client_secret)
-
-    def __repr__(self) -> str:
-        return f"TokenCache({str(self.path)!r})"
-
-    def lock(self) -> FileLock:
-        """A cross-process lock around token requests for this cache key."""
-        return self.file_lock(LOCK_TIMEOUT)
-
-    def load(self) -> AccessToken | None:
-        """The cached token, or ``None`` when absent, unreadable or written under another secret."""
-        loaded = self.read(AccessToken.from_payload)
-        if loaded is None:
-            return None
-        token, _ = loaded
-        mask(token.value)
-        return token
-
-    def store(self, token: AccessToken) -> None:
-        """Write the token atomically (temporary file + rename), readable by the owner only."""
-        self.write(token.to_payload())
-
-    def delete(self) -> None:
-        """Forget the cached token."""
-        self.remove()
+    token_type = AccessToken
 
 
-class ServiceTitanTokenAuth(RenewingAuth[AccessToken]):
+class ServiceTitanTokenAuth(ClientCredentialsAuth[AccessToken]):
     """ServiceTitan's OAuth client-credentials token and app key, as a ``requests`` auth.
 
     Attach it to the hook's ``requests.Session``: every request then carries
@@ -166,11 +124,17 @@ class ServiceTitanTokenAuth(RenewingAuth[AccessToken]):
     :param client_id: the client id.
     :param client_secret: the client secret.
     :param app_key: the application key, sent as ``ST-App-Key``.
-    :param timeout: requests timeout of the token request.
-    :param retry_policy: retries of a token request that failed on the way (429, 5xx, resets).
-    :param cache_dir: shared cache directory; :func:`default_cache_dir` when ``None``.
-    :param clock: wall clock (epoch seconds), replaceable in tests.
+    :param options: ``timeout`` (of the token request), ``retry_policy`` (retries of a token
+        request that failed on the way: 429, 5xx, resets), ``cache_dir``
+        (:func:`default_cache_dir` when ``None``) and ``clock`` (epoch seconds, replaceable in
+        tests), as :class:`~airflow_provider_b1.utils.auth.ClientCredentialsAuth` takes them.
     """
+
+    service = "ServiceTitan"
+    error = ServiceTitanError
+    logger = log
+    cache_type = TokenCache
+    default_cache_dir = staticmethod(default_cache_dir)
 
     def __init__(
         self,
@@ -179,121 +143,36 @@ class ServiceTitanTokenAuth(RenewingAuth[AccessToken]):
         client_id: str,
         client_secret: str,
         app_key: str,
-        *,
-        timeout: Any = (10, 60),
-        retry_policy: RetryPolicy | None = None,
-        cache_dir: Path | str | None = None,
-        clock: Callable[[], float] = time.time,
+        **options: Any,
     ) -> None:
-        super().__init__()
-        self.http = http
-        self.token_url = token_url
-        self.client_id = client_id
-        self._client_secret = client_secret
+        super().__init__(http, token_url, client_id, client_secret, **options)
         self._app_key = app_key
-        self.timeout = timeout
-        self.retry_policy = retry_policy or RetryPolicy()
-        self._clock = clock
-        for secret in (client_secret, app_key):
-            mask(secret)
-        self.cache = TokenCache(
-            Path(cache_dir) if cache_dir else default_cache_dir(), token_url, client_id, client_secret
-        )
-        self.token_requests = 0
-        """Token requests this object made (the other tokens came from the cache)."""
+        mask(app_key)
 
     def __repr__(self) -> str:  # never show the secret, the app key or a token
         return f"ServiceTitanTokenAuth(token_url={self.token_url!r}, client_id={self.client_id!r})"
 
-    # -- the RenewingAuth contract ----------------------------------------------------------------
+    # -- the ClientCredentialsAuth contract -------------------------------------------------------
 
     def is_expired(self, credential: AccessToken) -> bool:
         """Whether the token is within its renewal margin of the end."""
         return not credential.is_fresh(self._clock())
 
-    def obtain(self, stale: AccessToken | None, *, refused: bool) -> AccessToken:
-        """Adopt the token another process cached, or ask for one, under the cross-process lock.
-
-        :param stale: the token being replaced, if any.
-        :param refused: ServiceTitan refused ``stale``: it is never taken back from the cache.
-        """
-        shared = self.cache.load()
-        if self._usable(shared, stale, refused):
-            assert shared is not None
-            return shared
-        try:
-            with self.cache.lock():
-                shared = self.cache.load()
-                if self._usable(shared, stale, refused):
-                    assert shared is not None
-                    log.debug("Using the ServiceTitan token another task obtained.")
-                    return shared
-                token = self._request_token()
-                self.cache.store(token)
-                return token
-        except Timeout:
-            error = ServiceTitanError(
-                f"Waited {LOCK_TIMEOUT:.0f} s for another task's ServiceTitan token request; remove a stale lock "
-                "file from the token cache directory if a worker died."
-            )
-            raise error from None
-
     def apply(self, request: requests.PreparedRequest, credential: AccessToken) -> None:
         """``Authorization: Bearer <token>`` and ``ST-App-Key: <app key>``."""
-        request.headers["Authorization"] = f"Bearer {credential.value}"
+        super().apply(request, credential)
         request.headers["ST-App-Key"] = self._app_key
 
-    def same(self, first: AccessToken, second: AccessToken) -> bool:
-        """Tokens are the same when their values are."""
-        return first.value == second.value
+    def transport_error(self, exc: requests.RequestException) -> ServiceTitanError:
+        """The token request failed on the way."""
+        return transport_error(exc, self.token_url, "the token request")
 
-    # -- ServiceTitan's own ---------------------------------------------------------------------
+    def token_error(self, response: requests.Response) -> ServiceTitanError:
+        """The token endpoint refused (a refused client id/secret is permanent and not retried)."""
+        return token_error_from_response(response, self.token_url)
 
-    def token(self) -> str:
-        """A token valid for one more call (asked for when needed). A secret: never log it."""
-        return self.current().value
-
-    def forget(self) -> None:
-        """Drop the token here and in the shared cache (the next call asks for a new one)."""
-        with self._lock:
-            self._credential = None
-            with self.cache.lock():
-                self.cache.delete()
-
-    def _usable(self, shared: AccessToken | None, stale: AccessToken | None, refused: bool) -> bool:
-        if shared is None or not shared.is_fresh(self._clock()):
-            return False
-        return not (refused and stale is not None and shared.value == stale.value)
-
-    def _request_token(self) -> AccessToken:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self._client_secret,
-        }
-        started = self._clock()
-        try:
-            for attempt in self.retry_policy.retrying():
-                with attempt:
-                    try:
-                        # The form is never logged (requests and urllib3 do not log bodies).
-                        response = self.http.post(
-                            self.token_url,
-                            data=form,
-                            headers={"Accept": "application/json"},
-                            timeout=self.timeout,
-                            auth=no_auth,
-                        )
-                    except requests.RequestException as exc:
-                        raise transport_error(exc, self.token_url, "the token request") from None
-                    if response.status_code != 200:
-                        # A refused client id/secret is permanent and not retried.
-                        raise token_error_from_response(response, self.token_url)
-        except RetryableError as exc:
-            # The token request already spent the retry budget: the caller's must not multiply it.
-            exc.exhausted = True  # type: ignore[attr-defined]
-            raise
-        self.token_requests += 1
+    def read_token(self, response: requests.Response, started: float) -> AccessToken:
+        """The token and its lifetime (``expires_in``, 900 s when not given)."""
         try:
             body = response.json()
             value = str(body["access_token"])
@@ -310,3 +189,9 @@ class ServiceTitanTokenAuth(RenewingAuth[AccessToken]):
         )
         # Counted from before the request, so network time only makes us renew earlier.
         return AccessToken(value=value, obtained_at=started, expires_at=started + expires_in)
+
+    # -- ServiceTitan's own ---------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A token valid for one more call (asked for when needed). A secret: never log it."""
+        return self.current().value
