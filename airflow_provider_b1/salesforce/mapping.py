@@ -21,6 +21,7 @@ side is checked against the org itself (describe calls) when the DAG's first tas
       id_field: NumAtCard              # the order's field that holds the opportunity id
       service_item: A00001             # the one line of an opportunity without products
       due_days: 14                     # DocDueDate = CloseDate + due_days
+      walk_in_partner: C99999          # the partner of a won opportunity without an account
       write_back:                      # opportunity fields the flow fills in
         order_number: SAP_Order_Number__c
         draft_number: SAP_Draft_Number__c
@@ -143,6 +144,14 @@ class FieldMap:
     kind: str
     length: int | None
 
+    def conflict(self, winning: Any) -> str:
+        """What the audit trail and the log say of a field both sides changed since they agreed."""
+        owner = "Salesforce" if self.owner == SALESFORCE else "SAP"
+        return (
+            f"conflict: {self.salesforce}/{self.sap} changed on both sides ({owner}, its system of "
+            f"record, wins: {winning!r})"
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class SalesforceMapping:
@@ -157,6 +166,7 @@ class SalesforceMapping:
     order_id_field: str = "NumAtCard"
     service_item: str | None = None
     due_days: int = 14
+    walk_in_partner: str | None = None
     write_back: Mapping[str, str] = dataclasses.field(default_factory=dict)
     account_balances: Mapping[str, str] = dataclasses.field(default_factory=dict)
     opportunity_balances: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -223,7 +233,9 @@ def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mappi
         "accounts.",
         problems,
     )
-    _unknown(orders, {"id_field", "service_item", "due_days", "write_back"}, "orders.", problems)
+    _unknown(
+        orders, {"id_field", "service_item", "due_days", "walk_in_partner", "write_back"}, "orders.", problems
+    )
     _unknown(balances, {"account", "opportunity"}, "balances.", problems)
 
     fields = []
@@ -297,6 +309,7 @@ def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mappi
         order_id_field=id_field,
         service_item=str(orders["service_item"]) if orders.get("service_item") else None,
         due_days=due_days,
+        walk_in_partner=str(orders["walk_in_partner"]) if orders.get("walk_in_partner") else None,
         write_back=write_back,
         account_balances=account_balances,
         opportunity_balances=opportunity_balances,

@@ -4,7 +4,9 @@
   the partner's link field), every mapped field is compared with the value both sides last
   agreed on: a field only SAP changed is written to the account; a field both changed goes to its
   system of record (conflict logged and audited); an echo of the flow's own write changes
-  nothing. Partners no account is linked to are skipped: SAP-only customers stay in SAP.
+  nothing. The account's balances (below) go in the same call, so a newly linked account and a
+  changed credit limit show at once. Partners no account is linked to are skipped: SAP-only
+  customers stay in SAP.
 * **Invoices and IncomingPayments -> balances.** A changed invoice or payment recomputes, from
   SAP, what Salesforce shows of its partner (open balance: open invoices less open credit memos;
   overdue balance: open invoices past their due date; credit limit; last payment date) and of the
@@ -146,16 +148,21 @@ class SapToSalesforceSink(Sink):
             [str(item.key) for item in items], {str(item.key): item.data["link"] for item in items}
         )
         outcomes: dict[Hashable, Outcome] = {}
-        linked = [item for item in items if str(item.key) in accounts]
+        linked = []
         for item in items:
-            if str(item.key) not in accounts:
+            if str(item.key) in accounts:
+                linked.append(item)
+            else:
                 outcomes[item.key] = Outcome(
                     item.key, Action.SKIPPED, "no Salesforce account is linked to it", item.payload_hash
                 )
         ids = [accounts[str(item.key)] for item in linked]
         held = self.salesforce.get_many(ACCOUNT, ids, [f.salesforce for f in mapping.fields]) if ids else {}
         agreed = self.ledger.agreed(ids)
-        updates: list[tuple[Item, str, dict[str, Any], dict[str, str]]] = []
+        # A partner's balances move with its credit limit, and a newly linked account shows them
+        # at once: they go in the same call as the partner's fields.
+        balances = self._account_balances({str(item.key): accounts[str(item.key)] for item in linked})
+        updates: list[tuple[Item, str, dict[str, Any], dict[str, str], str | None]] = []
         settled: dict[str, dict[str, str]] = {}
         for item in linked:
             account_id = accounts[str(item.key)]
@@ -182,22 +189,23 @@ class SapToSalesforceSink(Sink):
                 if decision.winner is not Winner.RIGHT and decision.agreed is not None:
                     hashes[field.salesforce] = decision.agreed
                 if decision.conflict:
-                    winner = "SAP" if field.owner == SAP else "Salesforce"
                     conflicts.append(
-                        f"{field.sap}/{field.salesforce} changed on both sides ({winner}, its system of record, wins)"
+                        field.conflict(values[field.salesforce] if field.owner == SAP else current)
                     )
+            for name, value in balances.get(account_id, {}).items():
+                digest = value_hash(value)
+                if agreed.get(account_id, {}).get(name) != digest:
+                    changes[name], hashes[name] = value, digest
             for conflict in conflicts:
-                log.warning("Partner %s / account %s: conflict: %s", item.key, account_id, conflict)
-            note = "; ".join(f"conflict: {c}" for c in conflicts) or None
+                log.warning("Partner %s / account %s: %s", item.key, account_id, conflict)
+            note = "; ".join(conflicts) or None
             if changes:
-                updates.append((item, account_id, changes, hashes))
+                updates.append((item, account_id, changes, hashes, note))
             else:
                 settled[account_id] = hashes
                 outcomes[item.key] = Outcome(item.key, Action.UNCHANGED, note, item.payload_hash, account_id)
-            if note and changes:
-                outcomes[item.key] = Outcome(item.key, Action.UPDATED, note, item.payload_hash, account_id)
-        refused = self._update(ACCOUNT, [(account_id, changes) for _, account_id, changes, _ in updates])
-        for index, (item, account_id, _changes, hashes) in enumerate(updates):
+        refused = self._update(ACCOUNT, [(account_id, changes) for _, account_id, changes, _, _ in updates])
+        for index, (item, account_id, _changes, hashes, note) in enumerate(updates):
             if index in refused:
                 outcomes[item.key] = Outcome(
                     item.key,
@@ -207,12 +215,21 @@ class SapToSalesforceSink(Sink):
                 )
                 continue
             settled[account_id] = hashes
-            previous = outcomes.get(item.key)
-            outcomes[item.key] = Outcome(
-                item.key, Action.UPDATED, previous.error if previous else None, item.payload_hash, account_id
-            )
+            outcomes[item.key] = Outcome(item.key, Action.UPDATED, note, item.payload_hash, account_id)
         self.ledger.agree({k: v for k, v in settled.items() if v})
         return outcomes
+
+    def _account_balances(self, accounts: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        """``{Account id: {field: value}}``: what the accounts of ``{CardCode: Account id}`` should
+        show of SAP's receivables (the mapping's account balance fields)."""
+        fields = self.mapping.account_balances
+        if not fields or not accounts:
+            return {}
+        shown = SapFigures(self.sap, self.mapping, self.today()).partners(list(accounts))
+        return {
+            accounts[code]: {fields[name]: value for name, value in figures.items() if name in fields}
+            for code, figures in shown.items()
+        }
 
     def _update(self, sobject: str, changes: list[tuple[str, dict[str, Any]]]) -> dict[int, str]:
         """Send ``[(Id, fields)]`` in one Collections call per 200; ``{index: why}`` of refusals."""
@@ -241,14 +258,12 @@ class SapToSalesforceSink(Sink):
             ]
             for item in items
         }
-        wanted: dict[tuple[str, str], dict[str, Any]] = {}
-        if self.mapping.account_balances:
-            for code, shown in figures.partners([c for c in codes if c in accounts]).items():
-                wanted[(ACCOUNT, accounts[code])] = {
-                    self.mapping.account_balances[name]: value
-                    for name, value in shown.items()
-                    if name in self.mapping.account_balances
-                }
+        wanted: dict[tuple[str, str], dict[str, Any]] = {
+            (ACCOUNT, account_id): fields
+            for account_id, fields in self._account_balances(
+                {code: accounts[code] for code in codes if code in accounts}
+            ).items()
+        }
         all_opportunities = list(dict.fromkeys(o for found in opportunities.values() for o in found))
         if self.mapping.opportunity_balances and all_opportunities:
             for opportunity, shown in figures.opportunities(all_opportunities).items():

@@ -13,8 +13,9 @@
 * **Closed Won opportunity -> sales order.** The opportunity id goes into the order's
   ``NumAtCard`` (or the mapping's ``U_`` field), looked up before every post, so an order is never
   posted twice. Lines come from its products (``Product2.ProductCode`` = ``ItemCode``), else one
-  line of the mapping's ``service_item`` for its amount. An opportunity changed after its order
-  exists updates the open order (quantities, prices, lines through ``LineNum``), and is reported,
+  line of the mapping's ``service_item`` for its amount. A deal without an account is booked to
+  the mapping's ``walk_in_partner`` (created in SAP when first needed), else fails with its
+  reason. An opportunity changed after its order exists updates the open order (quantities, prices, lines through ``LineNum``), and is reported,
   not applied, when the order is closed (delivered, invoiced) or cancelled. An order SAP keeps as
   a draft for approval is *pending* ("pending approval (draft N)"). The order's number, the
   draft's number, the order's status and SAP's invoiced and paid amounts are written back to the
@@ -72,6 +73,7 @@ class SalesforceToSapSink(Sink):
         self.mapping = mapping
         self.ledger = ledger
         self._forks = 0
+        self._walk_in_ready = False
 
     @property
     def salesforce(self) -> Any:
@@ -151,10 +153,18 @@ class SalesforceToSapSink(Sink):
                 raise ValueError(f"opportunity {name!r} has neither products nor an amount")
             lines.append({"ItemCode": self.mapping.service_item, "Quantity": 1.0, "UnitPrice": float(amount)})
         account = opportunity.get("Account") or {}
+        code = str(account.get(self.mapping.account_number) or "").strip() or None
+        if not opportunity.get("AccountId"):
+            code = self.mapping.walk_in_partner
+            if code is None:
+                raise ValueError(
+                    f"opportunity {name!r} has no account, and a sales order needs a customer: give it an "
+                    "account in Salesforce, or name orders.walk_in_partner (a one-time customer) in the mapping"
+                )
         return {
             "name": name,
             "account_id": opportunity.get("AccountId"),
-            "number": (str(account.get(self.mapping.account_number) or "").strip() or None),
+            "number": code,
             "document": {
                 "DocDate": close.isoformat(),
                 "DocDueDate": (close + dt.timedelta(days=self.mapping.due_days)).isoformat(),
@@ -232,16 +242,14 @@ class SalesforceToSapSink(Sink):
                 if decision.winner is not Winner.RIGHT and decision.agreed is not None:
                     agree[item.key][field.salesforce] = decision.agreed
                 if decision.conflict:
-                    winner = "Salesforce" if field.owner == SALESFORCE else "SAP"
                     conflicts.append(
-                        f"{field.salesforce}/{field.sap} changed on both sides ({winner}, its system of "
-                        f"record, wins: {values[field.salesforce] if field.owner == SALESFORCE else held!r})"
+                        field.conflict(values[field.salesforce] if field.owner == SALESFORCE else held)
                     )
             if mapping.link_field and partner.get(mapping.link_field) != str(item.key):
                 changes[mapping.link_field] = str(item.key)
-            note = "; ".join(f"conflict: {c}" for c in conflicts) or None
+            note = "; ".join(conflicts) or None
             for conflict in conflicts:
-                log.warning("Account %s / partner %s: conflict: %s", item.key, code, conflict)
+                log.warning("Account %s / partner %s: %s", item.key, code, conflict)
             if changes:
                 try:
                     self.sap.update("BusinessPartners", code, changes)
@@ -286,9 +294,29 @@ class SalesforceToSapSink(Sink):
                 item.payload_hash,
             )
 
+    def _walk_in_partner(self) -> None:
+        """The mapping's partner of opportunities without an account, created once when SAP lacks it."""
+        code = self.mapping.walk_in_partner
+        if code is None or self._walk_in_ready:
+            return
+        if not self.documents.find("BusinessPartners", "CardCode", [code], ["CardCode"]):
+            self.sap.create(
+                "BusinessPartners",
+                {
+                    **self.mapping.partner_defaults,
+                    "CardCode": code,
+                    "CardName": "Salesforce walk-in customers",
+                },
+                dedupe_field="CardCode",
+            )
+            log.info("Created SAP partner %s for won opportunities without an account.", code)
+        self._walk_in_ready = True
+
     def _write_opportunities(self, items: Sequence[Item]) -> dict[Hashable, Outcome]:
         field = self.mapping.order_id_field
         outcomes: dict[Hashable, Outcome] = {}
+        if any(not item.data["account_id"] for item in items):
+            self._walk_in_partner()
         links = self.ledger.linked(ACCOUNTS, [i.data["account_id"] for i in items if i.data["account_id"]])
         orders = self.documents.find(
             "Orders",

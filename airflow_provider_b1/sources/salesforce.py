@@ -5,7 +5,8 @@ change, system changes included; ``LastModifiedDate`` does not), ordered by it a
 the position after any page is exact: :class:`~airflow_provider_b1.sync.cursors.KeysetCursor`
 ``(SystemModstamp, Id)``, read strictly after. A read filters on the stamp's second (``>=``, the
 literal form every API version takes) and drops what the cursor covers, so records sharing a
-millisecond with the cursor's are neither lost nor read twice. Pages stream through
+millisecond with the cursor's are neither lost nor read twice; ``until`` is judged to the
+millisecond the same way. Pages stream through
 ``nextRecordsUrl``; each page can be resumed from.
 """
 
@@ -56,6 +57,12 @@ def stamp_text(moment: dt.datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
 
 
+def _next_second(moment: dt.datetime) -> dt.datetime:
+    """The first whole second not before ``moment``."""
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + dt.timedelta(seconds=1)
+
+
 def parse_stamp(text: str) -> dt.datetime:
     """A Salesforce datetime (``2024-05-01T12:00:00.000+0000`` or with ``Z``) as an aware datetime."""
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("+0000", "+00:00"))
@@ -93,11 +100,16 @@ class SalesforceSource(Source):
         if start is not None:
             conditions.append(f"{STAMP} >= {soql_datetime(parse_stamp(start.position[0]))}")
         if until is not None:
-            conditions.append(f"{STAMP} < {soql_datetime(until)}")
+            # SOQL literals hold whole seconds: filter before the next whole second, then drop
+            # what is not before ``until`` to the millisecond, as stamps print it.
+            conditions.append(f"{STAMP} < {soql_datetime(_next_second(until))}")
+            bound = stamp_text(until)
         soql = self._soql(stream, conditions, ordered=True)
         for records in self.hook.query_pages(soql, batch_size=self.batch_size):
             if start is not None:
                 records = [r for r in records if start.is_new((r[STAMP], r["Id"]))]
+            if until is not None:
+                records = [r for r in records if stamp_text(parse_stamp(r[STAMP])) < bound]
             if records:
                 last = records[-1]
                 yield Page(records, reached=KeysetCursor((last[STAMP], last["Id"])), resumable=True)

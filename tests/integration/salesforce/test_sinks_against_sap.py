@@ -140,11 +140,14 @@ def test_accounts_become_partners_linked_once_and_a_second_run_writes_nothing(
     partners = [partner(sap, "C00001"), partner(sap, new_code)]
     filled = write(back, "BusinessPartners", partners)
     assert filled["C00001"].action is Action.UPDATED
-    assert filled[new_code].action is Action.UNCHANGED  # the flow's own partner: an echo
+    # The flow's own partner: its fields are an echo; only SAP's balances are new to the account.
+    assert filled[new_code].action is Action.UPDATED
+    created_account = held(org, "Account", new)
+    assert (created_account["Name"], created_account["SAP_Open_Balance__c"]) == ("Brand New Ltd", 0)
     shown = held(org, "Account", known)
     assert (shown["Phone"], shown["BillingCity"]) == (partners[0]["Phone1"], partners[0]["City"])
     assert shown["Name"] == "Renamed in Salesforce"
-    assert writes(org) == {"calls": {"collections_update": 2}, "records": {"collections_update": 2}}
+    assert writes(org) == {"calls": {"collections_update": 2}, "records": {"collections_update": 3}}
     # ...and from then on neither direction writes anything.
     assert {o.action for o in write(back, "BusinessPartners", partners).values()} == {Action.UNCHANGED}
     assert {o.action for o in write(sink, "Account", fetch(source, "Account", known, new)).values()} == {
@@ -176,8 +179,9 @@ def test_a_first_sync_of_the_whole_org_writes_back_once_per_page(org, salesforce
     partners = [partner(sap, code) for code in numbers.values()]
     filled = write(back, "BusinessPartners", partners)
     updated = [code for code, o in filled.items() if o.action is Action.UPDATED]
-    assert len(updated) > 25  # SAP owns the phone: a first sync takes SAP's where both differ
-    assert {o.action for o in filled.values()} == {Action.UPDATED, Action.UNCHANGED}
+    # SAP owns the phone: a first sync takes SAP's where both differ; and every newly linked
+    # account gets SAP's balances.
+    assert len(updated) > 25
     assert writes(org)["calls"]["collections_update"] - before == 1
     assert writes(org)["records"] == {"collections_update": len(without_number) + len(updated)}
     phones = {r["AccountNumber"]: r["Phone"] for r in org.truth("Account")}

@@ -13,7 +13,6 @@ import datetime as dt
 import time
 from typing import Any
 
-import pytest
 from salesforce_flow_helpers import MAPPING
 
 from airflow_provider_b1.salesforce.flow import BATCH, reads
@@ -161,12 +160,6 @@ def test_until_bounds_the_read_at_a_whole_second(org, source):
     assert ids_read(source, ACCOUNTS, source.cursor_at(ACCOUNTS, bound)) == [late]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SalesforceSource.read cuts `until` to its whole second (SystemModstamp < the second's "
-    "start), so records stamped between that second's start and `until` are not read, while the next "
-    "window's cursor_at(until) starts at the millisecond: two windows meeting inside a second lose them",
-)
 def test_two_windows_meeting_inside_a_second_read_every_record_once(org, source):
     early_in_a_second(0.5)
     first = org.edit("Account", None, Name="First In The Second")["id"]

@@ -1,0 +1,200 @@
+"""``sap_b1_salesforce`` end to end with dag.test(): the SAP and Salesforce sandboxes over HTTPS,
+the audit trail, the links and the agreed values in PostgreSQL.
+
+What the flow must show: after a run both sides are equal (every account linked to one partner,
+every Closed Won opportunity one sales order with its lines, balances on both objects); a second
+run with no edits writes nothing on either side; an edit made on both sides goes to the field's
+system of record; faults, re-runs and a kill change none of that; Salesforce is written 200
+records a call; and the API-limit guard stops a run before the org's share is used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from dag_helpers import forget_runs, task_states
+
+DAG_ID = "sap_b1_salesforce"
+SAP_WRITES = ("POST BusinessPartners", "PATCH BusinessPartners", "POST Orders", "PATCH Orders", "POST Drafts")
+SALESFORCE_WRITES = ("collections_update", "collections_upsert", "collections_create", "upsert_one")
+
+
+@pytest.fixture
+def sf(flow, salesforce_sandbox, set_connection, tmp_path, monkeypatch):
+    salesforce_sandbox.restore()
+    forget_runs(DAG_ID)
+    monkeypatch.setenv("B1_SALESFORCE_CACHE_DIR", str(tmp_path / "sf-tokens"))
+    set_connection("b1_salesforce_default", salesforce_sandbox.connection())
+    yield salesforce_sandbox
+    salesforce_sandbox.faults()
+
+
+def sap_writes(sap) -> int:
+    requests = sap.stats()["requests"]
+    return sum(n for label, n in requests.items() if label.startswith(SAP_WRITES))
+
+
+def salesforce_writes(sf) -> tuple[int, int]:
+    """(write calls, records written) the Salesforce sandbox counted."""
+    stats = sf.stats()
+    calls = sum(n for kind, n in stats["calls"].items() if kind in SALESFORCE_WRITES)
+    return calls, sum(stats["records_written"].values())
+
+
+def sap_orders() -> dict[str, list[dict]]:
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    orders: dict[str, list[dict]] = {}
+    for page in SapB1Hook().iter_pages(
+        "Orders", filter="NumAtCard ne null", select=["DocEntry", "NumAtCard", "DocTotal", "Cancelled"]
+    ):
+        for order in page:
+            orders.setdefault(order["NumAtCard"], []).append(order)
+    return orders
+
+
+def won(sf) -> list[dict]:
+    return [o for o in sf.truth("Opportunity") if o.get("IsWon")]
+
+
+def assert_equal_both_ways(flow, sf) -> None:
+    """Every account names one partner SAP holds, no partner twice; every won deal has one order."""
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    accounts = sf.truth("Account")
+    numbers = [a["AccountNumber"] for a in accounts]
+    assert all(numbers), [a["Id"] for a in accounts if not a["AccountNumber"]]
+    assert len(set(numbers)) == len(numbers)
+    held = {
+        p["CardCode"]
+        for page in SapB1Hook().iter_any_of("BusinessPartners", "CardCode", numbers, select=["CardCode"])
+        for p in page
+    }
+    assert held == set(numbers)
+    orders = sap_orders()
+    deals = won(sf)
+    assert deals
+    assert {o["Id"]: len(orders.get(o["Id"], [])) for o in deals} == {o["Id"]: 1 for o in deals}
+    assert all(o["SAP_Order_Number__c"] for o in deals)
+
+
+def test_a_run_makes_both_sides_equal_and_the_next_writes_nothing_on_either(flow, sf, dag_of, capsys):
+    run = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(run).values()) == {"success"}, task_states(run)
+    assert "Salesforce and SAP agree: 40 accounts" in capsys.readouterr().out
+    assert_equal_both_ways(flow, sf)
+    calls, written = salesforce_writes(sf)
+    print(f"first run: {written} Salesforce records written in {calls} calls")
+
+    before_sap, before_sf = sap_writes(flow.sap), salesforce_writes(sf)
+    for cycle in (1, 2):
+        again = dag_of(DAG_ID, retries=0).test()
+        assert set(task_states(again).values()) == {"success"}, task_states(again)
+        counts = flow.audit_counts(again.run_id)
+        assert (counts.get("created", 0), counts.get("updated", 0)) == (0, 0), (cycle, counts)
+        assert sap_writes(flow.sap) == before_sap, cycle  # nothing written into SAP
+        assert salesforce_writes(sf) == before_sf, cycle  # nor into Salesforce: no echo
+    assert_equal_both_ways(flow, sf)
+
+
+def test_an_edit_on_one_side_reaches_the_other_and_a_conflict_goes_to_the_fields_owner(
+    flow, sf, dag_of, capsys
+):
+    """Name is Salesforce's, Phone is SAP's (dags/salesforce_mapping.yaml)."""
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    first = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(first).values()) == {"success"}
+    both, one_sided = [a for a in sf.truth("Account") if a["AccountNumber"]][:2]
+    sap = SapB1Hook()
+    sf.edit("Account", both["Id"], Name="Renamed in Salesforce", Phone="+1 555 0101")
+    sap.update(
+        "BusinessPartners", both["AccountNumber"], {"CardName": "Renamed in SAP", "Phone1": "+1 555 0202"}
+    )
+    sf.edit("Account", one_sided["Id"], Website="https://one-sided.example")
+    sap.update("BusinessPartners", one_sided["AccountNumber"], {"Phone1": "+1 555 0303"})
+
+    second = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(second).values()) == {"success"}, task_states(second)  # reconcile: equal
+    partner = sap.get("BusinessPartners", both["AccountNumber"], select=["CardName", "Phone1"])
+    account = {a["Id"]: a for a in sf.truth("Account")}
+    assert (partner["CardName"], partner["Phone1"]) == ("Renamed in Salesforce", "+1 555 0202")
+    assert (account[both["Id"]]["Name"], account[both["Id"]]["Phone"]) == (
+        "Renamed in Salesforce",
+        "+1 555 0202",
+    )
+    other = sap.get("BusinessPartners", one_sided["AccountNumber"], select=["Website", "Phone1"])
+    assert other["Website"] == "https://one-sided.example"
+    assert account[one_sided["Id"]]["Phone"] == "+1 555 0303"
+    conflicts = [
+        (r["entity"], r["error"])
+        for r in flow.audit_rows("run_id = %s AND error LIKE %s", (second.run_id, "%conflict%"))
+    ]
+    assert sorted(conflicts) == [
+        (
+            "Account",
+            "conflict: Name/CardName changed on both sides (Salesforce, its system of record, wins: "
+            "'Renamed in Salesforce'); conflict: Phone/Phone1 changed on both sides (SAP, its system of "
+            "record, wins: '+1 555 0202')",
+        ),
+        # The partners' direction meets the Phone conflict again (the account's Phone still differs
+        # from the agreed value) and settles it: SAP's value is written to the account.
+        (
+            "BusinessPartners",
+            "conflict: Phone/Phone1 changed on both sides (SAP, its system of record, wins: '+1 555 0202')",
+        ),
+    ]
+    third = dag_of(DAG_ID, retries=0).test()
+    counts = flow.audit_counts(third.run_id)
+    assert (counts.get("created", 0), counts.get("updated", 0)) == (0, 0), counts
+
+
+def test_salesforce_is_written_200_records_a_call(flow, sf, dag_of, capsys):
+    """An org of 450 accounts and their deals, read 200 records a page: every write to Salesforce
+    goes through sObject Collections, one call per object and page."""
+    sf.control("POST", "reset", {"accounts": 450, "opportunities": 600, "keep_config": True})
+    try:
+        run = dag_of(DAG_ID, retries=0).test()
+        assert set(task_states(run).values()) == {"success"}, task_states(run)
+        stats = sf.stats()
+        calls, written = salesforce_writes(sf)
+        by_kind = {k: n for k, n in stats["calls"].items() if k in SALESFORCE_WRITES}
+        print(
+            f"Salesforce: {written} records written in {calls} calls {by_kind}: {written / calls:.0f} a call"
+        )
+        assert set(by_kind) <= {"collections_update"}  # no single-record calls
+        from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+        # One call per page that changed something and object: the streams that write to
+        # Salesforce read 200 records a page (accounts, partners, won deals); no call per record.
+        pages = (
+            math.ceil(450 / 200)
+            + math.ceil(SapB1Hook().count("BusinessPartners") / 200)
+            + math.ceil(len(won(sf)) / 200)
+        )
+        assert written > 600
+        assert calls <= pages, (calls, pages)
+        assert written / calls > 50
+    finally:
+        sf.control("POST", "reset", {})
+
+
+def test_the_api_limit_guard_stops_a_run_before_the_orgs_share_is_spent(flow, sf, dag_of, capsys):
+    """The org's daily allowance is 10,000 requests and 7,990 are used: the connection's 80%
+    leaves 10 calls, and the run stops before the eleventh, saying why; nothing half-written."""
+    sf.control("POST", "faults", {"api_limit": 10000, "api_usage": 7990})
+    run = dag_of(DAG_ID, retries=3).test()
+    states = task_states(run)
+    assert "failed" in states.values(), states
+    out = capsys.readouterr().out
+    assert "Salesforce org at 80.0% of its daily API requests (8000/10000)" in out
+    assert "stopping before the org's own users are starved" in out or "not starved" in out
+    assert "(Not retried: retrying cannot fix this.)" in out
+    assert sf.stats()["api_usage"]["used"] <= 8000
+    assert sf.stats()["limit_refusals"] == 0  # stopped by the guard, never by Salesforce
+
+    sf.control("POST", "faults", {"api_usage": 0})  # a new day
+    again = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(again).values()) == {"success"}, task_states(again)
+    assert_equal_both_ways(flow, sf)
