@@ -2,7 +2,8 @@
 
 Each sandbox is one line in :data:`SANDBOXES`: a name and a builder returning
 ``(app, connection_lines)``. The SAP Service Layer listens on ``--port`` (HTTPS with a generated
-self-signed certificate, plus plain HTTP on ``--http-port``); the others on free ports. When all
+self-signed certificate, plus plain HTTP on ``--http-port``); the others on free ports, the
+Salesforce org with its Pub/Sub API (gRPC, for Change Data Capture) beside it. When all
 are up, the URLs and ready-to-paste ``AIRFLOW_CONN_*`` lines are printed and, with
 ``--ready-file``, written as JSON.
 """
@@ -107,16 +108,30 @@ def _salesforce(args: argparse.Namespace) -> Any:
     )
 
 
-def _salesforce_connection(app: Any, served: Served) -> str:
+def _salesforce_pubsub(app: Any, served: Served) -> Any:
+    """The org's Pub/Sub API (Change Data Capture over gRPC) with the REST server's certificate,
+    so one CA bundle trusts both; ``None`` without the cdc extra (a warning says so)."""
+    from airflow_provider_b1.sandbox.salesforce.pubsub import serve_next_to
+
+    return serve_next_to(app, served.ca_path)
+
+
+def _salesforce_connection(app: Any, served: Served, pubsub: Any = None) -> str:
     """The connection the Salesforce hook reads; host is the org's My Domain URL (the sandbox's
-    base URL), which answers both the token endpoint and the API."""
+    base URL), which answers both the token endpoint and the API. With the Pub/Sub service, its
+    endpoint and CA bundle too, for the change event sensor and trigger."""
     cfg = app.state.sandbox.config
+    extra: dict[str, Any] = {"api_version": "62.0", "ca_bundle": served.ca_path}
+    if pubsub is not None:
+        from airflow_provider_b1.sandbox.salesforce.pubsub import connection_extra
+
+        extra.update(connection_extra(pubsub))
     conn = {
         "conn_type": "b1_salesforce",
         "host": served.base_url,
         "login": cfg.client_id,
         "password": cfg.client_secret,
-        "extra": {"api_version": "62.0", "ca_bundle": served.ca_path},
+        "extra": extra,
     }
     return f"AIRFLOW_CONN_B1_SALESFORCE_DEFAULT='{json.dumps(conn)}'"
 
@@ -161,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     state = Path(args.state_dir or tempfile.mkdtemp(prefix="b1-sandbox-"))
     state.mkdir(parents=True, exist_ok=True)
-    running: list[Served] = []
+    running: list[Any] = []  # everything served, each with stop()
     ready: dict[str, Any] = {"pid": os.getpid(), "state_dir": str(state), "sandboxes": {}}
     conn_lines: list[str] = []
     try:
@@ -192,16 +207,20 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 served = serve_in_thread(app, tls=True, state_dir=str(state / name))
                 running.append(served)
-                if name == "servicetitan":
-                    conn_lines.append(_servicetitan_connection(app, served))
-                if name == "salesforce":
-                    conn_lines.append(_salesforce_connection(app, served))
                 entry = {
                     "base_url": served.base_url,
                     "port": served.port,
                     "ca_path": served.ca_path,
                     "cert_sha256": served.cert_sha256,
                 }
+                if name == "servicetitan":
+                    conn_lines.append(_servicetitan_connection(app, served))
+                if name == "salesforce":
+                    pubsub = _salesforce_pubsub(app, served)
+                    if pubsub is not None:
+                        running.append(pubsub)
+                        entry["pubsub_endpoint"] = pubsub.endpoint
+                    conn_lines.append(_salesforce_connection(app, served, pubsub))
             ready["sandboxes"][name] = entry
         ready["connections"] = conn_lines
         if args.ready_file:
@@ -214,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name}: {entry['base_url']}"
                     + (f"  (plain HTTP: {entry['http_url']})" if entry.get("http_url") else "")
                 )
+                if entry.get("pubsub_endpoint"):
+                    print(f"  Pub/Sub API (gRPC, Change Data Capture): {entry['pubsub_endpoint']}")
                 if entry.get("ca_path"):
                     print(f"  CA bundle: {entry['ca_path']}  sha256: {entry['cert_sha256']}")
             print()

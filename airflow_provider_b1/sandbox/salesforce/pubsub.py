@@ -48,7 +48,7 @@ Change Data Capture events, the way Salesforce's event bus does:
 The message classes come from the sandbox's own compiled copy of ``pubsub_api.proto``
 (:mod:`.pubsub_proto`, a private descriptor pool); nothing is shared with the hooks.
 
-Start it next to a running REST sandbox (tests; ``b1-sandbox`` does not start it yet)::
+Start it next to a running REST sandbox (``b1-sandbox`` does, and prints the extras)::
 
     app = create_app(SalesforceSandboxConfig())             # the REST sandbox
     served = serve_pubsub(app, certificate=(cert, key))     # or a new certificate, or tls=False
