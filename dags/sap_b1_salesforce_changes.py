@@ -1,0 +1,98 @@
+"""Salesforce -> SAP Business One within seconds: accounts and opportunities synced as soon as Salesforce says they changed.
+
+Each run waits for Change Data Capture events on ``AccountChangeEvent`` and
+``OpportunityChangeEvent`` in the triggerer (no worker slot held), then runs the same polling
+syncs as the 10-minute ``sap_b1_salesforce`` DAG: accounts into business partners, then
+Closed Won opportunities into sales orders. CDC is only the wake-up: the syncs read every record
+changed since their own cursors (``SystemModstamp``), so what one event names, and what an event
+that never came would have named, is read alike. The syncs are idempotent and never write back
+their own changes, so this DAG and ``sap_b1_salesforce`` may run side by side; this one only
+makes Salesforce edits arrive in SAP sooner (SAP's changes back to Salesforce stay with the
+10-minute DAG).
+
+The schedule is ``@continuous`` with one run at a time: a run ends once its syncs are done and
+the next one starts waiting at once, from the replay id the previous run's sensor returned
+(kept in XCom), so no event between two runs is skipped. A quiet hour ends a run with a poll
+all the same, which keeps the replay id fresh.
+
+When CDC cannot deliver, the sensor succeeds with a *fallback* and the syncs poll as usual, so
+no edit is lost:
+
+* ``replay_id_expired``: the stored replay id is older than the 72-hour retention (the DAG was
+  paused for days). The poll catches up; the next run starts at the newest event.
+* ``cdc_not_enabled``: the org offers no change events for the object (not selected under
+  Setup > Change Data Capture, or no CDC at all), and
+* ``stream_failed``: the Pub/Sub API kept failing after bounded retries, or the connection has
+  no usable Pub/Sub settings. For these two the run then waits ten minutes in the triggerer
+  (``cool_down``) before it ends, so the DAG polls every ten minutes instead of spinning.
+
+The sensor's log says which fallback and why. The Salesforce connection's extras ``pubsub_endpoint``
+(default ``api.pubsub.salesforce.com:7443``), ``pubsub_ca_bundle`` and ``pubsub_tls`` point the
+subscription at the Pub/Sub API; a triggerer must run. The mapping is the one
+``sap_b1_salesforce`` uses: ``salesforce_mapping.yaml`` beside this DAG, or the path (or
+``var:<Variable key>``) in ``B1_SALESFORCE_MAPPING``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.providers.standard.sensors.time_delta import WaitSensor
+from airflow.sdk import dag, task
+
+from airflow_provider_b1.operators.sync import SyncOperator
+from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW
+from airflow_provider_b1.salesforce.mapping import load_mapping
+from airflow_provider_b1.sensors.salesforce import SalesforceChangeSensor
+from airflow_provider_b1.triggers.salesforce import CDC_NOT_ENABLED, STREAM_FAILED
+
+MAPPING = os.environ.get("B1_SALESFORCE_MAPPING") or str(Path(__file__).with_name("salesforce_mapping.yaml"))
+if not MAPPING.startswith("var:"):
+    load_mapping(MAPPING)  # checked at parse time: a wrong mapping is an import error naming the key
+
+TOPICS = ["/data/AccountChangeEvent", "/data/OpportunityChangeEvent"]
+COOL_DOWN = pendulum.duration(minutes=10)
+"""How long a run waits after a fallback that the next run would meet again at once."""
+
+
+@dag(
+    dag_id="sap_b1_salesforce_changes",
+    description="Salesforce -> SAP Business One within seconds: CDC wakes the account and opportunity syncs.",
+    schedule="@continuous",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
+    tags=["salesforce", "sap_b1", "cdc"],
+    doc_md=__doc__,
+)
+def sap_b1_salesforce_changes():
+    options = {"mapping": MAPPING}
+    wait = SalesforceChangeSensor(
+        task_id="wait_for_changes",
+        topics=TOPICS,
+        wait_seconds=3600,
+        return_when_idle=True,
+    )
+    accounts = SyncOperator(
+        task_id="accounts", flow=SALESFORCE_TO_SAP_FLOW, streams=["Account"], options=options
+    )
+    # Orders need their accounts' partners: the opportunities follow the accounts.
+    opportunities = SyncOperator(
+        task_id="opportunities", flow=SALESFORCE_TO_SAP_FLOW, streams=["Opportunity"], options=options
+    )
+
+    @task.short_circuit(task_id="cdc_unavailable")
+    def cdc_unavailable(woken: dict[str, Any]) -> bool:
+        """Go on to the cool-down only when the next run would fall back again at once."""
+        return (woken or {}).get("fallback") in (CDC_NOT_ENABLED, STREAM_FAILED)
+
+    cool_down = WaitSensor(task_id="cool_down", time_to_wait=COOL_DOWN, deferrable=True)
+    unavailable = cdc_unavailable(wait.output)
+    wait >> accounts >> opportunities >> unavailable >> cool_down
+
+
+sap_b1_salesforce_changes()
