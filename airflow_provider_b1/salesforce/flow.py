@@ -44,9 +44,13 @@ OPTIONS = {
 
 
 def _mapping(options: Mapping[str, Any]) -> Any:
+    """The ``mapping`` option, else ``B1_SALESFORCE_MAPPING`` (as the DAGs read it, so that a replay
+    or a task run outside them maps alike), else the built-in defaults."""
+    import os
+
     from airflow_provider_b1.salesforce.mapping import load_mapping
 
-    return load_mapping(options["mapping"])
+    return load_mapping(options["mapping"] or os.environ.get("B1_SALESFORCE_MAPPING") or None)
 
 
 def _salesforce(options: Mapping[str, Any]) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from dag_helpers import forget_runs, task_states
+from dag_helpers import forget_runs, rerun_task, task_states
 
 DAG_ID = "sap_b1_salesforce"
 SAP_WRITES = ("POST BusinessPartners", "PATCH BusinessPartners", "POST Orders", "PATCH Orders", "POST Drafts")
@@ -47,7 +47,8 @@ def sap_orders() -> dict[str, list[dict]]:
 
     orders: dict[str, list[dict]] = {}
     for page in SapB1Hook().iter_pages(
-        "Orders", filter="NumAtCard ne null", select=["DocEntry", "NumAtCard", "DocTotal", "Cancelled"]
+        "Orders",
+        filter="startswith(NumAtCard, '006')",  # opportunity ids select=["DocEntry", "NumAtCard", "DocTotal", "Cancelled"]
     ):
         for order in page:
             orders.setdefault(order["NumAtCard"], []).append(order)
@@ -197,4 +198,156 @@ def test_the_api_limit_guard_stops_a_run_before_the_orgs_share_is_spent(flow, sf
     sf.control("POST", "faults", {"api_usage": 0})  # a new day
     again = dag_of(DAG_ID, retries=0).test()
     assert set(task_states(again).values()) == {"success"}, task_states(again)
+    assert_equal_both_ways(flow, sf)
+
+
+def _fast_retries(monkeypatch) -> None:
+    import functools
+
+    from airflow_provider_b1.utils.retry import RetryPolicy
+
+    fast = functools.partial(RetryPolicy, initial_wait=0.01, max_wait=0.05)
+    monkeypatch.setattr("airflow_provider_b1.hooks.sap_b1.hook.RetryPolicy", fast)
+    monkeypatch.setattr("airflow_provider_b1.hooks.salesforce.hook.RetryPolicy", fast)
+
+
+def test_under_faults_on_both_sandboxes_both_sides_end_equal_with_no_duplicate_order(
+    flow, sf, dag_of, monkeypatch
+):
+    """5xx, resets and expired sessions and tokens on both sides, slow SAP logins: the run ends as a
+    clean one would, and the next run writes nothing."""
+    import datetime as dt
+
+    _fast_retries(monkeypatch)
+    flow.sap.faults(error_rate=0.06, reset_rate=0.04, session_expiry_rate=0.05, login_delay=0.2, seed=11)
+    sf.faults(error_rate=0.08, reset_rate=0.05, token_expiry_rate=0.08, seed=11, max_faults=200)
+    run = dag_of(DAG_ID, retries=3, retry_delay=dt.timedelta(0)).test()
+    sap_faults, sf_faults = flow.sap.stats()["faults_injected"], sf.stats()["faults_injected"]
+    flow.sap.faults()
+    sf.faults()
+    print(f"faults injected: SAP {sap_faults}, Salesforce {sf_faults}")
+    assert set(task_states(run).values()) == {"success"}, task_states(run)  # reconcile: equal
+    assert sap_faults.get("reset", 0) > 0
+    assert sf_faults.get("reset", 0) > 0
+    assert sf_faults.get("expire_token", 0) > 0
+    assert sf_faults.get("error", 0) > 0
+    assert_equal_both_ways(flow, sf)
+    again = dag_of(DAG_ID, retries=0).test()
+    counts = flow.audit_counts(again.run_id)
+    assert (counts.get("created", 0), counts.get("updated", 0)) == (0, 0), counts
+
+
+def test_request_limit_exceeded_stops_the_run_and_the_next_day_completes_it(flow, sf, dag_of, capsys):
+    """The org's other users spend the whole daily allowance while the flow runs: Salesforce
+    refuses (403 REQUEST_LIMIT_EXCEEDED), the task fails at once saying so, nothing is
+    half-linked, and a later run completes the work."""
+    import threading
+    import time
+
+    sf.control("POST", "faults", {"api_limit": 10000, "api_usage": 0})
+    stop = threading.Event()
+
+    def others_spend_it_all() -> None:
+        while not stop.is_set() and sf.stats()["api_usage"]["used"] < 4:
+            time.sleep(0.02)
+        sf.control("POST", "faults", {"api_usage": 10000})
+
+    spender = threading.Thread(target=others_spend_it_all, daemon=True)
+    spender.start()
+    try:
+        run = dag_of(DAG_ID, retries=3).test()
+    finally:
+        stop.set()
+        spender.join(timeout=30)
+    assert "failed" in task_states(run).values()
+    assert sf.stats()["limit_refusals"] == 1  # refused once, never retried
+    out = capsys.readouterr().out
+    assert "REQUEST_LIMIT_EXCEEDED" in out
+    assert "(Not retried: retrying cannot fix this.)" in out
+    sf.control("POST", "faults", {"api_usage": 0})  # a new day
+    again = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(again).values()) == {"success"}, task_states(again)
+    assert_equal_both_ways(flow, sf)
+
+
+CHILD = """
+import json, sys
+from airflow_provider_b1.operators.sync import SyncOperator
+from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW
+
+
+class TaskInstance:
+    dag_id, map_index = "sap_b1_salesforce", -1
+
+    def __init__(self, task_id, run_id, try_number):
+        self.task_id, self.run_id, self.try_number = task_id, run_id, try_number
+
+    def xcom_pull(self, **kwargs):
+        return None  # no earlier successful run: read everything
+
+
+def run(stream, run_id, try_number):
+    operator = SyncOperator(task_id=stream, flow=SALESFORCE_TO_SAP_FLOW, streams=[stream], options={})
+    context = {"ti": TaskInstance(stream, run_id, try_number), "params": {}, "dag_run": None}
+    return operator.execute(context)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run("Opportunity", sys.argv[1], int(sys.argv[2]))))
+"""
+
+
+def test_posting_orders_killed_mid_way_and_run_again_posts_each_won_deal_once(
+    flow, sf, tmp_path, monkeypatch
+):
+    from dag_helpers import kill_mid_load
+
+    from pathlib import Path
+
+    monkeypatch.setenv(
+        "B1_SALESFORCE_MAPPING", str(Path(__file__).parents[2] / "dags" / "salesforce_mapping.yaml")
+    )
+    script = tmp_path / "post_orders.py"
+    script.write_text(CHILD)
+    namespace: dict = {}
+    exec(compile(CHILD, str(script), "exec"), namespace)
+    namespace["run"]("Account", "manual__killed", 1)  # partners first, as the DAG does
+
+    flow.sap.control("POST", "cost", {"write_seconds": 0.1, "nodes": 1})  # posting takes its time
+    kill_mid_load(script, "manual__killed", lambda: len(sap_orders()), at_least=8)
+    flow.sap.control("POST", "cost", {})
+    partial = len(sap_orders())
+    deals = won(sf)
+    assert 8 <= partial < len(deals)
+
+    summary = namespace["run"]("Opportunity", "manual__killed", 2)
+    assert summary["entities"]["Opportunity"]["failed"] == 0, [
+        r["error"] for r in flow.audit_rows("action = 'failed'")
+    ][:3]
+    orders = sap_orders()
+    assert {o["Id"]: len(orders.get(o["Id"], [])) for o in deals} == {o["Id"]: 1 for o in deals}
+    audited = {
+        r["key"]
+        for r in flow.audit_rows("source_entity = 'Opportunity' AND action IN ('created', 'unchanged')")
+    }
+    assert audited == {o["Id"] for o in deals}  # every order SAP holds is in the trail
+    numbers = {o["Id"]: o["SAP_Order_Number__c"] for o in won(sf)}
+    assert all(numbers.values()), numbers  # and shows on its opportunity
+
+
+def test_a_cleared_task_and_a_backfilled_window_change_nothing(flow, sf, dag_of):
+    import datetime as dt
+
+    dag = dag_of(DAG_ID, retries=0)
+    first = dag.test()
+    assert set(task_states(first).values()) == {"success"}
+    before = (sap_writes(flow.sap), salesforce_writes(sf))
+    for task_id in ("orders.Opportunity", "accounts.Account", "balances.Invoices"):
+        assert rerun_task(dag, first, task_id) == "success"
+    now = dt.datetime.now(dt.timezone.utc)
+    window = dag_of(DAG_ID, retries=0).test(
+        run_conf={"since": (now - dt.timedelta(days=800)).isoformat(), "until": now.isoformat()}
+    )
+    assert set(task_states(window).values()) == {"success"}, task_states(window)
+    assert (sap_writes(flow.sap), salesforce_writes(sf)) == before
     assert_equal_both_ways(flow, sf)

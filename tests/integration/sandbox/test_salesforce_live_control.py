@@ -248,6 +248,9 @@ def test_b1_sandbox_prints_the_salesforce_connection(tmp_path: Path):
         assert conn["extra"] == {
             "api_version": "62.0",
             "ca_bundle": info["sandboxes"]["salesforce"]["ca_path"],
+            # the Pub/Sub (CDC) service beside it, on the same certificate
+            "pubsub_endpoint": info["sandboxes"]["salesforce"]["pubsub_endpoint"],
+            "pubsub_ca_bundle": info["sandboxes"]["salesforce"]["ca_path"],
         }
         http = requests.Session()
         http.verify = conn["extra"]["ca_bundle"]
