@@ -300,9 +300,9 @@ if __name__ == "__main__":
 def test_posting_orders_killed_mid_way_and_run_again_posts_each_won_deal_once(
     flow, sf, tmp_path, monkeypatch
 ):
-    from dag_helpers import kill_mid_load
-
     from pathlib import Path
+
+    from dag_helpers import kill_mid_load
 
     monkeypatch.setenv(
         "B1_SALESFORCE_MAPPING", str(Path(__file__).parents[2] / "dags" / "salesforce_mapping.yaml")
