@@ -351,3 +351,49 @@ def test_a_cleared_task_and_a_backfilled_window_change_nothing(flow, sf, dag_of)
     assert set(task_states(window).values()) == {"success"}, task_states(window)
     assert (sap_writes(flow.sap), salesforce_writes(sf)) == before
     assert_equal_both_ways(flow, sf)
+
+
+def test_a_deal_sap_refuses_fails_alone_and_replay_posts_it_once_fixed(flow, sf, dag_of, capsys, monkeypatch):
+    """A won deal sells a product SAP has no item for: its order fails with SAP's reason, the
+    other deals go on. The product's code is fixed in Salesforce, which does not touch the
+    opportunity (the incremental read cannot see it): b1_replay_failed reads it again by id and
+    posts its order once; a second replay finds nothing to do."""
+    from pathlib import Path
+
+    # As a deployment sets it for every component, so that the replay maps as the DAG does.
+    monkeypatch.setenv(
+        "B1_SALESFORCE_MAPPING", str(Path(__file__).parents[2] / "dags" / "salesforce_mapping.yaml")
+    )
+    first = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(first).values()) == {"success"}
+    account = next(a for a in sf.truth("Account") if a["AccountNumber"])
+    product = sf.edit("Product2", None, Name="Mystery Widget", ProductCode="ZZ-404", IsActive=True)["id"]
+    standard = next(p["Id"] for p in sf.truth("Pricebook2") if p.get("IsStandard"))
+    sf.edit("PricebookEntry", None, Pricebook2Id=standard, Product2Id=product, UnitPrice=125.0, IsActive=True)
+    deal = sf.edit(
+        "Opportunity",
+        None,
+        Name="Mystery deal",
+        AccountId=account["Id"],
+        StageName="Closed Won",
+        CloseDate="2026-11-20",
+    )["id"]
+    sf.edit("OpportunityLineItem", None, OpportunityId=deal, Product2Id=product, Quantity=2, UnitPrice=125.0)
+
+    second = dag_of(DAG_ID, retries=0).test()
+    states = task_states(second)
+    assert (states["orders.Opportunity"], states["reconcile"]) == ("success", "failed")
+    failed = {r["key"]: r["error"] for r in flow.audit_rows("action = 'failed'")}
+    assert list(failed) == [deal]
+    assert "ZZ-404" in failed[deal]
+    assert f"opportunity {deal} ('Mystery deal') has no sales order" in capsys.readouterr().out
+
+    sf.edit("Product2", product, ProductCode="A00001")
+    for _attempt in (1, 2):  # a second replay finds nothing left to do
+        replay = dag_of("b1_replay_failed").test(run_conf={"flow": "salesforce_to_sap_b1", "dry_run": False})
+        assert replay.state == "success"
+    created = flow.audit_rows("task_id = 'replay' AND action = 'created'")
+    assert [(r["entity"], r["key"]) for r in created] == [("Opportunity", deal)]
+    assert len(sap_orders()[deal]) == 1
+    third = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(third).values()) == {"success"}, task_states(third)
