@@ -9,7 +9,10 @@
 4. starts the ServiceTitan sandbox and runs ``servicetitan_to_sap_b1`` twice (the second run
    posts nothing): customers, invoices and payments into SAP's receivables, reconciled partner by
    partner;
-5. prints what moved and checks that the warehouse equals SAP, entity by entity.
+5. starts the Salesforce sandbox and runs ``sap_b1_salesforce`` twice: accounts linked to
+   partners, won deals made sales orders, SAP's balances shown in Salesforce, both sides
+   reconciled; the second run writes nothing on either side;
+6. prints what moved and checks that the warehouse equals SAP, entity by entity.
 
 Airflow's home is ``.b1-demo/`` in the current folder unless ``AIRFLOW_HOME`` is set; its
 metadata database is SQLite there. Exits non-zero when any flow fails or any figure differs.
@@ -171,6 +174,58 @@ def _servicetitan_report(run: Any, *, expect_new: bool) -> bool:
     return True
 
 
+def _salesforce_report(run: Any, writes: tuple[int, int], *, expect_new: bool) -> bool:
+    """What each task of ``sap_b1_salesforce`` did, from the audit trail, and what Salesforce
+    counted; the reconcile task (the DAG's last) already compared both sides."""
+    from airflow_provider_b1.sync.audit import AuditTrail
+
+    quiet = True
+    with AuditTrail("b1_audit_default") as audit:
+        for task_id in (
+            "accounts.Account",
+            "accounts.BusinessPartners",
+            "orders.Opportunity",
+            "balances.Invoices",
+            "balances.IncomingPayments",
+        ):
+            counts = audit.counts_for_run(run.dag_id, run.run_id, task_id=task_id)
+            shown = ", ".join(f"{n} {action}" for action, n in counts.items() if n)
+            print(f"  {task_id:<27} {shown or 'nothing read'}")
+            if counts["failed"]:
+                return False
+            quiet &= not (counts["created"] or counts["updated"])
+    calls, records = writes
+    print(f"  Salesforce written: {records} records in {calls} calls")
+    if not expect_new and (not quiet or calls):
+        print("  <- the second run wrote something: it should have found nothing to do")
+        return False
+    print("  reconcile: " + ("accounts, orders and balances agree" if run.state == "success" else "differs"))
+    return True
+
+
+def _salesforce_writes(served: Any) -> tuple[int, int]:
+    stats = _control(served, "stats")
+    writes = ("collections_update", "collections_upsert", "collections_create", "upsert_one")
+    calls = sum(n for kind, n in stats["calls"].items() if kind in writes)
+    return calls, sum(stats["records_written"].values())
+
+
+def _forget_salesforce_links() -> None:
+    """With ``--warehouse`` the links and agreed values outlive the demo in that database; the
+    new sandboxes must be linked afresh."""
+    from airflow_provider_b1.hooks.salesforce import SalesforceHook
+    from airflow_provider_b1.sync.pairs import PairLedger
+    from airflow_provider_b1.utils.sql import open_database
+
+    hook = SalesforceHook()
+    ledger = PairLedger(open_database("b1_audit_default"), "b1_audit", f"salesforce:{hook.org_id}")
+    try:
+        ledger.forget()
+    finally:
+        ledger.close()
+        hook.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b1-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=2000, help="invoices the SAP sandbox generates")
@@ -195,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
 
     st_config = ServiceTitanSandboxConfig(seed=args.seed, customers=150, invoices=800)
     servicetitan = serve_in_thread(servicetitan_app(st_config), tls=True)
+    from airflow_provider_b1.sandbox.salesforce import SalesforceSandboxConfig
+    from airflow_provider_b1.sandbox.salesforce import create_app as salesforce_app
+
+    sf_config = SalesforceSandboxConfig(seed=args.seed, accounts=60, opportunities=120)
+    salesforce = serve_in_thread(salesforce_app(sf_config), tls=True)
     ok = True
     try:
         os.environ["AIRFLOW_CONN_SAP_B1_DEFAULT"] = json.dumps(
@@ -265,6 +325,30 @@ def main(argv: list[str] | None = None) -> int:
             ok &= posted.state == "success"
             ok &= _servicetitan_report(posted, expect_new=attempt == "first")
 
+        print(f"\n4. Salesforce (sandbox at {salesforce.base_url}) <-> SAP Business One:")
+        os.environ["AIRFLOW_CONN_B1_SALESFORCE_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "b1_salesforce",
+                "host": salesforce.base_url,
+                "login": sf_config.client_id,
+                "password": sf_config.client_secret,
+                "extra": {"api_version": "62.0", "ca_bundle": str(salesforce.ca_path)},
+            }
+        )
+        os.environ.setdefault("B1_SALESFORCE_CACHE_DIR", str(home / "salesforce-tokens"))
+        os.environ.setdefault("B1_SALESFORCE_MAPPING", str(DAGS_FOLDER / "salesforce_mapping.yaml"))
+        if args.warehouse:
+            _forget_earlier_runs("sap_b1_salesforce")
+            _forget_salesforce_links()
+        for attempt in ("first", "second"):
+            before = _salesforce_writes(salesforce)
+            synced = _run_dag("sap_b1_salesforce")
+            after = _salesforce_writes(salesforce)
+            ok &= synced.state == "success"
+            ok &= _salesforce_report(
+                synced, (after[0] - before[0], after[1] - before[1]), expect_new=attempt == "first"
+            )
+
         stats = _control(sap, "stats")
         print(f"\nSAP sandbox served {stats['requests_total']} requests with {stats['logins']} login(s).")
         print(f"Airflow home: {home}")
@@ -273,8 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         sap.stop()
         looker.stop()
         servicetitan.stop()
+        salesforce.stop()
     print(
-        "\nAll flows finished: the warehouse equals SAP, and SAP holds ServiceTitan's receivables."
+        "\nAll flows finished: the warehouse equals SAP, SAP holds ServiceTitan's receivables, and "
+        "Salesforce and SAP agree both ways."
         if ok
         else "\nSomething differs: see above."
     )

@@ -247,6 +247,19 @@ class PairLedger:
         with transaction(conn) as cursor:
             cursor.executemany(sql, rows)
 
+    def forget(self) -> int:
+        """Drop every link and agreed value of this namespace (an org to link again from nothing,
+        e.g. after it was refreshed from production); returns the rows dropped."""
+        conn = self.connection()
+        dropped = 0
+        with transaction(conn) as cursor:
+            for table in (LINKS, AGREED):
+                cursor.execute(
+                    f"DELETE FROM {self._table(table)} WHERE namespace = {mark_of(conn)}", (self.namespace,)
+                )
+                dropped += max(cursor.rowcount, 0)
+        return dropped
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

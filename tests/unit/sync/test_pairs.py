@@ -36,6 +36,17 @@ def test_agreed_values_are_kept_per_pair_and_field(ledger):
     }
 
 
+def test_forgetting_a_namespace_drops_its_links_and_values_and_no_others(ledger):
+    ledger.link("Account", {"001A": "C00001"})
+    ledger.agree({"001A": {"Name": value_hash("Acme")}})
+    other = PairLedger(ledger.database, None, "salesforce:00D2")
+    other.link("Account", {"001A": "C00007"})
+    assert ledger.forget() == 2
+    assert (ledger.linked("Account", ["001A"]), ledger.agreed(["001A"])) == ({}, {})
+    assert other.linked("Account", ["001A"]) == {"001A": "C00007"}
+    other.close()
+
+
 def test_values_that_mean_the_same_hash_the_same():
     assert value_hash(" Acme ") == value_hash("Acme")
     assert value_hash("") == value_hash(None)
