@@ -825,7 +825,9 @@ class SalesforceHook(BaseHook):
     def test_connection(self, fields: Mapping[str, Iterable[str]] | None = None) -> tuple[bool, str]:
         """Get a token, report the org and its daily API requests left, and check fields (the Test button).
 
-        :param fields: ``{object: [field, ...]}`` that must exist (see :meth:`check_fields`).
+        :param fields: ``{object: [field, ...]}`` that must exist (see :meth:`check_fields`); by
+            default those the Salesforce flows' mapping names (``B1_SALESFORCE_MAPPING``, else the
+            built-in one), as the Test button checks them.
         :return: ``(ok, one paragraph)``: it says "Logged in" only when a token was obtained, and
             "Reused a cached token" when one shared by another task served.
         """
@@ -857,14 +859,31 @@ class SalesforceHook(BaseHook):
             f"{how} Salesforce org {org} at {token.instance_url} (API v{settings.api_version}) as the "
             f"connected app's run-as user.{allowance}"
         )
+        named = ""
+        if fields is None:
+            try:
+                fields, named = _mapping_fields()
+            except B1ProviderError as exc:
+                return False, f"{message} But the mapping to check cannot be read: {exc}"
         if fields:
             try:
                 self.check_fields(fields)
             except B1ProviderError as exc:
                 return False, f"{message} But: {exc}"
             count = sum(len(list(v)) for v in fields.values())
-            message += f" The {len(fields)} objects and {count} fields checked exist."
+            message += f" The {len(fields)} objects and {count} fields {named or 'checked'} exist."
         return True, message
+
+
+def _mapping_fields() -> tuple[dict[str, Any], str]:
+    """The Salesforce fields the flows' mapping names, and which mapping that is."""
+    import os
+
+    from airflow_provider_b1.salesforce.mapping import load_mapping
+
+    source = os.environ.get("B1_SALESFORCE_MAPPING") or None
+    named = f"the mapping {source} names" if source else "the built-in mapping names"
+    return load_mapping(source).salesforce_fields(), named
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -118,3 +118,24 @@ def test_no_secret_or_token_in_any_log_line_or_error(sandbox, connect, make_hook
     assert len(errors) == 4
     for secret in secrets:
         assert secret not in everything
+
+
+def test_the_test_button_checks_the_fields_the_flows_mapping_names(sandbox, connect, monkeypatch, tmp_path):
+    """Without fields given (the Test button), the mapping of ``B1_SALESFORCE_MAPPING`` is checked."""
+    from pathlib import Path
+
+    import yaml
+
+    example = Path(__file__).parents[4] / "dags" / "salesforce_mapping.yaml"
+    connect()
+    monkeypatch.setenv("B1_SALESFORCE_MAPPING", str(example))
+    ok, message = SalesforceHook().test_connection()
+    assert ok, message
+    assert f"fields the mapping {example} names exist." in message
+    wrong = yaml.safe_load(example.read_text())
+    wrong["balances"]["account"]["open_balance"] = "Open_Balance_Typo__c"
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(wrong))
+    monkeypatch.setenv("B1_SALESFORCE_MAPPING", str(tmp_path / "wrong.yaml"))
+    ok, message = SalesforceHook().test_connection()
+    assert not ok
+    assert "But: The Salesforce org lacks Account field Open_Balance_Typo__c" in message
