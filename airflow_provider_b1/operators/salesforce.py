@@ -27,6 +27,9 @@ class SalesforceDifference(PermanentError):
 class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
     """Check the mapping against the org before anything is written: every Salesforce object and
     field it names exists, with a type that takes what the mapping puts in it (describe calls).
+    With the mapping's ``invoices`` section, the invoice object too: an org without it (no Revenue
+    Cloud, no custom object) is named, as are its missing or mistyped fields, an external id field
+    not marked External ID and fields the API user cannot write.
 
     Fails at once, without retries, naming every missing or mistyped field.
 
@@ -74,7 +77,9 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
 
 class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
     """Compare Salesforce with SAP both ways (:func:`~airflow_provider_b1.salesforce.reconcile.reconcile`):
-    accounts linked once with equal fields, one sales order per won opportunity, balances shown.
+    accounts linked once with equal fields, one sales order per won opportunity, balances shown,
+    and (with the mapping's ``invoices`` section) one invoice record per SAP invoice of a linked
+    partner, with equal values.
 
     Fails at once, without retries, with a report naming every difference.
 
@@ -104,9 +109,12 @@ class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
         if not report.ok:
             raise SalesforceDifference(report.summary())
         self.log.info(report.summary())
-        return {
+        found = {
             "accounts": report.accounts,
             "opportunities": report.opportunities,
             "orders": report.orders,
             "drafts": report.drafts,
         }
+        if report.invoices is not None:
+            found["invoices"] = report.invoices
+        return found

@@ -14,6 +14,9 @@ SAP ``BusinessPartners``          UpdateDate + UpdateTime accounts (fields SAP c
 SAP ``Invoices``                  UpdateDate + UpdateTime balances on accounts, opportunities
 SAP ``IncomingPayments``          UpdateDate + UpdateTime balances on accounts, opportunities
 ================================  ======================  ==================================
+
+With the mapping's ``invoices`` section, the two SAP document streams also upsert each invoice
+into the org's invoice object (by external id), the payments re-sending the invoices they paid.
 """
 
 from __future__ import annotations
@@ -121,11 +124,14 @@ def _open_sap_source(options: Mapping[str, Any]) -> Any:
     partner = ["CardCode", *(f.sap for f in mapping.fields)]
     if mapping.link_field:
         partner.append(mapping.link_field)
+    invoice = ["DocEntry", "CardCode", mapping.order_id_field]
+    if mapping.invoices is not None:  # what the invoice object shows of each invoice
+        invoice = list(dict.fromkeys([*invoice, *mapping.invoices.sap_fields()]))
     return SapB1Source(
         SapB1Hook(options["sap_b1_conn_id"]),
         select={
             "BusinessPartners": partner,
-            "Invoices": ["DocEntry", "CardCode", mapping.order_id_field],
+            "Invoices": invoice,
             "IncomingPayments": ["DocEntry", "CardCode", "PaymentInvoices"],
         },
         page_size=BATCH,

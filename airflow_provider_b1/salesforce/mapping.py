@@ -36,6 +36,18 @@ side is checked against the org itself (describe calls) when the DAG's first tas
         invoiced_amount: SAP_Invoiced_Amount__c
         paid_amount: SAP_Paid_Amount__c
         payment_status: SAP_Payment_Status__c
+    invoices:                          # optional: each SAP invoice as a record of an invoice object
+      object: SAP_Invoice__c           # Revenue Cloud's Invoice, or a custom object
+      external_id: SAP_Doc_Entry__c    # its External ID text field: holds the invoice's DocEntry
+      account: Account__c              # its reference to the Account (the partner's linked account)
+      opportunity: Opportunity__c      # optional: reference to the opportunity named in orders.id_field
+      fields:                          # SAP invoice field: Salesforce field
+        DocNum: Name
+        DocDate: Invoice_Date__c
+        DocDueDate: Due_Date__c
+        DocTotal: Total__c
+        PaidToDate: Paid__c
+        DocumentStatus: Status__c
 
 ``owner`` is the field's system of record: when both sides changed a field between two runs, its
 owner's value wins, and the conflict is logged and audited. A change on one side only always
@@ -43,6 +55,21 @@ flows to the other, whoever owns the field. ``card_code`` may use ``{hash}`` (8 
 derived from the account id: the same account always gets the same code, so a run killed after
 creating the partner finds it again) and ``{id}`` (the 15-character id; SAP codes take at most
 15 characters, so only on its own).
+
+``invoices`` is for an org that keeps invoices as records of their own: Salesforce's ``Invoice``
+object exists only with Revenue Cloud (or Order Management), so an org without it names a custom
+object. Without the section, SAP's invoices reach Salesforce only as the balances above. With it,
+every invoice of a partner linked to an account is upserted by ``external_id`` (a text field
+marked External ID, holding ``DocEntry``), with ``account`` pointing at that account and, where
+the invoice carries an opportunity id in ``orders.id_field``, ``opportunity`` at the opportunity
+(sent empty otherwise). ``fields`` may name ``DocNum``, ``DocDate``, ``DocDueDate``, ``TaxDate``,
+``DocTotal``, ``VatSum``, ``PaidToDate``, ``DocCurrency``, ``DocumentStatus``, ``Cancelled``,
+``CardCode``, ``CardName``, ``NumAtCard``, ``Comments`` and ``U_`` fields (as text);
+``DocumentStatus`` goes as ``Open``, ``Closed``, ``Paid`` or ``Delivered``, and as ``Cancelled``
+for a cancelled invoice. SAP owns these records: Salesforce's edits to them are not read back.
+The org's check names a missing object, a missing field, a field of the wrong type, a reference
+to another object, an external id field not marked External ID and a field the API user cannot
+write.
 """
 
 from __future__ import annotations
@@ -114,6 +141,34 @@ ACCOUNT_FIGURES = {
 }
 OPPORTUNITY_FIGURES = {"invoiced_amount": "number", "paid_amount": "number", "payment_status": "text"}
 WRITE_BACK = {"order_number": "text", "draft_number": "text", "order_status": "text"}
+#: The SAP invoice properties an ``invoices`` section may send (a ``U_`` field too, as text), and
+#: what each is.
+INVOICE_FIELDS = {
+    "DocNum": "text",
+    "DocDate": "date",
+    "DocDueDate": "date",
+    "TaxDate": "date",
+    "DocTotal": "number",
+    "VatSum": "number",
+    "PaidToDate": "number",
+    "DocCurrency": "text",
+    "DocumentStatus": "text",
+    "Cancelled": "boolean",
+    "CardCode": "text",
+    "CardName": "text",
+    "NumAtCard": "text",
+    "Comments": "text",
+}
+#: ``DocumentStatus`` as an invoice object shows it (a cancelled invoice shows ``Cancelled``).
+INVOICE_STATUS = {
+    "bost_Open": "Open",
+    "bost_Close": "Closed",
+    "bost_Paid": "Paid",
+    "bost_Delivered": "Delivered",
+}
+#: Kinds of the invoice object's own fields: its external id, and references to these objects.
+EXTERNAL_ID = "external_id"
+REFERENCE = "reference:"
 #: Salesforce field types (describe's ``type``) each kind of value may go to or come from.
 SALESFORCE_TYPES = {
     "text": {"string", "textarea", "phone", "url", "email", "picklist", "combobox", "id", "reference"},
@@ -125,6 +180,39 @@ SALESFORCE_TYPES = {
 
 class SalesforceMappingError(PermanentError, ValueError):
     """The mapping document is wrong; the message names the key and what is expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InvoiceObject:
+    """The ``invoices`` section: SAP invoices as records of an invoice object, upserted by external id.
+
+    :param sobject: the object (Revenue Cloud's ``Invoice``, or a custom object).
+    :param external_id: its External ID text field, holding the invoice's ``DocEntry``.
+    :param account: its reference to the partner's ``Account``.
+    :param opportunity: its reference to the ``Opportunity`` (``None``: not linked).
+    :param fields: what it shows of the invoice (SAP field -> Salesforce field), SAP's own.
+    """
+
+    sobject: str
+    external_id: str
+    account: str
+    opportunity: str | None
+    fields: tuple[FieldMap, ...]
+
+    def sap_fields(self) -> list[str]:
+        """The invoice properties to read from SAP for these records."""
+        names = ["DocEntry", "CardCode", *(f.sap for f in self.fields)]
+        if any(f.sap == "DocumentStatus" for f in self.fields):
+            names.append("Cancelled")
+        return list(dict.fromkeys(names))
+
+    def salesforce_fields(self) -> dict[str, str]:
+        """``{field: kind}`` of every field of the object written."""
+        out = {self.external_id: EXTERNAL_ID, self.account: REFERENCE + "Account"}
+        if self.opportunity:
+            out[self.opportunity] = REFERENCE + "Opportunity"
+        out.update({f.salesforce: f.kind for f in self.fields})
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +258,7 @@ class SalesforceMapping:
     write_back: Mapping[str, str] = dataclasses.field(default_factory=dict)
     account_balances: Mapping[str, str] = dataclasses.field(default_factory=dict)
     opportunity_balances: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    invoices: InvoiceObject | None = None
 
     def card_code_for(self, account_id: str) -> str:
         """The ``CardCode`` of a partner made for an account without a number: the same for the
@@ -192,7 +281,10 @@ class SalesforceMapping:
         opportunity.update(
             {field: OPPORTUNITY_FIGURES[figure] for figure, field in self.opportunity_balances.items()}
         )
-        return {"Account": account, "Opportunity": opportunity}
+        found = {"Account": account, "Opportunity": opportunity}
+        if self.invoices is not None:
+            found.setdefault(self.invoices.sobject, {}).update(self.invoices.salesforce_fields())
+        return found
 
     def check_against(self, described: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
         """What the org lacks or types otherwise: one sentence per problem (empty: all good).
@@ -201,19 +293,48 @@ class SalesforceMapping:
             (objects and fields it lacks are absent).
         """
         problems = []
+        invoices = self.invoices
         for obj, fields in self.salesforce_fields().items():
             if obj not in described:
-                problems.append(f"the org has no {obj} object")
+                if invoices is not None and obj == invoices.sobject:
+                    problems.append(
+                        f"the org has no {obj} object (invoices.object: Salesforce's Invoice object comes "
+                        "with Revenue Cloud; otherwise create a custom object with the fields "
+                        f"{', '.join(fields)}, or leave the invoices section out)"
+                    )
+                else:
+                    problems.append(f"the org has no {obj} object")
                 continue
+            written = invoices is not None and obj == invoices.sobject
             for name, kind in fields.items():
                 entry = described[obj].get(name)
                 if entry is None:
                     problems.append(f"{obj}.{name} does not exist in the org")
-                elif str(entry.get("type")) not in SALESFORCE_TYPES[kind]:
-                    problems.append(
-                        f"{obj}.{name} is a {entry.get('type')} field; the mapping puts {kind} in it"
-                    )
+                    continue
+                problem = _misfit(entry, kind, written)
+                if problem:
+                    problems.append(f"{obj}.{name} {problem}")
         return problems
+
+
+def _misfit(entry: Mapping[str, Any], kind: str, written: bool) -> str | None:
+    """Why a described field cannot take what the mapping puts in it (``None``: it can)."""
+    sf_type = str(entry.get("type"))
+    if kind == EXTERNAL_ID:
+        if sf_type not in SALESFORCE_TYPES["text"] - {"id", "reference", "textarea", "picklist"}:
+            return f"is a {sf_type} field; the invoices' external id is a text field (DocEntry)"
+        if not entry.get("externalId"):
+            return "is not marked External ID; the invoices are upserted by it"
+    elif kind.startswith(REFERENCE):
+        target = kind[len(REFERENCE) :]
+        if sf_type != "reference" or target not in (entry.get("referenceTo") or []):
+            to = ", ".join(entry.get("referenceTo") or []) or "nothing"
+            return f"is a {sf_type} field (to {to}); the mapping puts a reference to {target} in it"
+    elif sf_type not in SALESFORCE_TYPES[kind]:
+        return f"is a {sf_type} field; the mapping puts {kind} in it"
+    if written and (entry.get("createable") is False or entry.get("updateable") is False):
+        return "cannot be written by the API user (not createable or not updateable)"
+    return None
 
 
 def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mapping") -> SalesforceMapping:
@@ -223,10 +344,14 @@ def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mappi
     """
     doc = dict(document or {})
     problems: list[str] = []
-    _unknown(doc, {"accounts", "orders", "balances"}, "", problems)
+    _unknown(doc, {"accounts", "orders", "balances", "invoices"}, "", problems)
     accounts = _section(doc, "accounts", problems)
     orders = _section(doc, "orders", problems)
     balances = _section(doc, "balances", problems)
+    invoices = None
+    if doc.get("invoices"):
+        section = _section(doc, "invoices", problems)
+        invoices = _invoice_object(section, problems) if section else None
     _unknown(
         accounts,
         {"where", "account_number", "link_field", "card_code", "defaults", "fields"},
@@ -313,6 +438,7 @@ def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mappi
         write_back=write_back,
         account_balances=account_balances,
         opportunity_balances=opportunity_balances,
+        invoices=invoices,
     )
     mapping.card_code_for("001000000000001")  # a pattern that cannot give a valid code fails now
     return mapping
@@ -324,6 +450,57 @@ def load_mapping(source: str | Path | Mapping[str, Any] | None) -> SalesforceMap
         return parse_mapping(source)
     document, where = read_document(source, SalesforceMappingError)
     return parse_mapping(document, where=where)
+
+
+def _invoice_object(section: Mapping[str, Any], problems: list[str]) -> InvoiceObject | None:
+    """The ``invoices`` section, checked (problems go to ``problems``)."""
+    where = "invoices"
+    _unknown(section, {"object", "external_id", "account", "opportunity", "fields"}, f"{where}.", problems)
+    names: dict[str, str] = {}
+    for key in ("object", "external_id", "account", "opportunity"):
+        value = section.get(key)
+        if value is None and key == "opportunity":
+            continue
+        if not isinstance(value, str) or not _SF_NAME.match(value):
+            what = "object" if key == "object" else "field"
+            problems.append(
+                f"{where}.{key} is required (the Salesforce {what})"
+                if value is None
+                else f"{where}.{key}: {value!r} is not a Salesforce {what} name"
+            )
+            continue
+        names[key] = value
+    raw = section.get("fields") or {}
+    if not isinstance(raw, Mapping) or not raw:
+        problems.append(
+            f"{where}.fields must map SAP invoice fields to Salesforce fields (DocNum: Name, ...)"
+        )
+        raw = {}
+    fields: list[FieldMap] = []
+    taken = {names[k]: f"{where}.{k}" for k in ("external_id", "account", "opportunity") if k in names}
+    for sap_name, sf_name in raw.items():
+        sap_name = str(sap_name)
+        kind = INVOICE_FIELDS.get(sap_name) or ("text" if _SAP_UDF.match(sap_name) else None)
+        if kind is None:
+            problems.append(
+                f"{where}.fields: SAP invoices have no field {sap_name!r} here (known: "
+                f"{', '.join(INVOICE_FIELDS)}, U_ fields)"
+            )
+            continue
+        if not isinstance(sf_name, str) or not _SF_NAME.match(sf_name):
+            problems.append(f"{where}.fields.{sap_name}: {sf_name!r} is not a Salesforce field name")
+            continue
+        if sf_name in taken:
+            problems.append(f"{where}.fields.{sap_name}: {sf_name} is already written by {taken[sf_name]}")
+            continue
+        taken[sf_name] = f"{where}.fields.{sap_name}"
+        fields.append(FieldMap(sf_name, sap_name, SAP, kind, None))
+    wanted = {"object", "external_id", "account"} | ({"opportunity"} if section.get("opportunity") else set())
+    if set(names) != wanted or len(fields) != len(raw):
+        return None  # the problems are named
+    return InvoiceObject(
+        names["object"], names["external_id"], names["account"], names.get("opportunity"), tuple(fields)
+    )
 
 
 def _section(doc: Mapping[str, Any], key: str, problems: list[str]) -> dict[str, Any]:

@@ -7,7 +7,10 @@ Checks, and names every difference:
 * every mapped field holds the same value on both sides;
 * every Closed Won opportunity has exactly one sales order (or one draft pending approval) whose
   lines and total are the opportunity's, and the opportunity shows the order's number;
-* every linked account and every ordered opportunity shows SAP's balances.
+* every linked account and every ordered opportunity shows SAP's balances;
+* with the mapping's ``invoices`` section, every SAP invoice of a linked partner has exactly one
+  record in the invoice object, pointing at the partner's account (and the invoice's opportunity),
+  with the values the mapping sends.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from airflow_provider_b1.salesforce.mapping import SalesforceMapping
-from airflow_provider_b1.salesforce.to_salesforce import SapFigures
-from airflow_provider_b1.salesforce.values import number, salesforce_form
+from airflow_provider_b1.salesforce.mapping import InvoiceObject, SalesforceMapping
+from airflow_provider_b1.salesforce.to_salesforce import SapFigures, invoice_values
+from airflow_provider_b1.salesforce.values import OPPORTUNITY_ID, number, salesforce_form
 from airflow_provider_b1.sources.salesforce import SoqlRead
 from airflow_provider_b1.sync.pairs import value_hash
 
@@ -36,6 +39,7 @@ class SalesforceReport:
     opportunities: int = 0
     orders: int = 0
     drafts: int = 0
+    invoices: int | None = None
     problems: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -47,6 +51,8 @@ class SalesforceReport:
             f"{self.accounts} accounts, {self.opportunities} won opportunities "
             f"({self.orders} orders, {self.drafts} pending approval)"
         )
+        if self.invoices is not None:
+            head += f", {self.invoices} invoice records"
         if self.ok:
             return f"Salesforce and SAP agree: {head}."
         shown = "\n".join(f"- {p}" for p in self.problems[:200])
@@ -120,7 +126,69 @@ def reconcile(
             mapping.account_balances,
         )
     _reconcile_orders(report, salesforce, sap, mapping, figures)
+    if mapping.invoices is not None:
+        linked = {code: account_id for account_id, code in codes.items() if code in partners}
+        _reconcile_invoices(report, salesforce, mapping, mapping.invoices, figures, linked)
     return report
+
+
+def _reconcile_invoices(
+    report: SalesforceReport,
+    salesforce: Any,
+    mapping: SalesforceMapping,
+    invoices: InvoiceObject,
+    figures: SapFigures,
+    linked: Mapping[str, str],
+) -> None:
+    """Every SAP invoice of a linked partner (``{CardCode: Account id}``) has one record with its
+    values in the invoice object."""
+    references = [invoices.account, *([invoices.opportunity] if invoices.opportunity else [])]
+    records = _query(
+        salesforce,
+        SoqlRead(
+            invoices.sobject,
+            (invoices.external_id, *references, *(f.salesforce for f in invoices.fields)),
+        ),
+    )
+    held = _group(records, invoices.external_id)
+    select = list(dict.fromkeys([*invoices.sap_fields(), mapping.order_id_field]))
+    documents = figures.rows("Invoices", "CardCode", list(linked), select)
+    report.invoices = 0
+    for doc in documents:
+        entry = str(doc["DocEntry"])
+        found = held.get(entry, [])
+        where = f"invoice {entry} (partner {doc.get('CardCode')})"
+        if len(found) != 1:
+            report.problems.append(
+                f"{where} has {len(found) or 'no'} {invoices.sobject} record{'s' if len(found) != 1 else ''}"
+                + (f": {', '.join(r['Id'] for r in found)}" if found else "")
+            )
+            continue
+        report.invoices += 1
+        record = found[0]
+        foreign = str(doc.get(mapping.order_id_field) or "")
+        wanted: dict[str, Any] = {invoices.account: linked[str(doc.get("CardCode"))]}
+        if invoices.opportunity:
+            wanted[invoices.opportunity] = foreign if OPPORTUNITY_ID.match(foreign) else None
+        for name, want in wanted.items():
+            if str(record.get(name) or "")[:15] != str(want or "")[:15]:
+                report.problems.append(
+                    f"{where}: {invoices.sobject} {record['Id']}.{name} is {record.get(name)!r}, not {want!r}"
+                )
+        values = invoice_values(invoices, doc)
+        for field in invoices.fields:
+            shown, want = record.get(field.salesforce), values[field.salesforce]
+            if field.kind == "number" and shown is not None and want is not None:
+                same = (number(shown) or Decimal(0)).quantize(_CENT) == (number(want) or Decimal(0)).quantize(
+                    _CENT
+                )
+            else:
+                same = value_hash(salesforce_form(field, shown)) == value_hash(salesforce_form(field, want))
+            if not same:
+                report.problems.append(
+                    f"{where}: {invoices.sobject} {record['Id']}.{field.salesforce} shows {shown!r}, "
+                    f"SAP's {field.sap} says {want!r}"
+                )
 
 
 def _by_account(

@@ -14,19 +14,29 @@
   payment status). An invoice belongs to an opportunity when it carries the opportunity's id in
   the orders' id field (``NumAtCard``), as SAP copies it from the order to the invoice.
 
+* **Invoices and IncomingPayments -> the invoice object** (only with the mapping's ``invoices``
+  section: Revenue Cloud's ``Invoice`` or a custom object). Each invoice of a linked partner is
+  upserted by its external id (``DocEntry``), pointing at its account and, when it carries one,
+  its opportunity; a payment re-sends the invoices it is applied to, whose paid amount and status
+  it moved. An invoice is sent only when a value differs from the one last written (the agreed
+  values, kept per invoice record), so a second run writes nothing. Credit notes are not sent:
+  the flow reads no credit notes stream, and they lower the balances above instead.
+
 Only fields whose value differs from the one last written are sent, through sObject Collections
-by ``Id``: one Salesforce call per object and page, at most 200 records a call.
+(by ``Id``, or by external id for the invoice object): one Salesforce call per object and page,
+at most 200 records a call. A record Salesforce refuses fails alone, with Salesforce's reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from airflow_provider_b1.salesforce.mapping import SAP, SalesforceMapping
+from airflow_provider_b1.salesforce.mapping import INVOICE_STATUS, SAP, InvoiceObject, SalesforceMapping
 from airflow_provider_b1.salesforce.values import OPPORTUNITY_ID, day, failures, number, salesforce_form
 from airflow_provider_b1.sync.engine import Item, PageCommit, Sink
 from airflow_provider_b1.sync.flows import Stream
@@ -116,13 +126,18 @@ class SapToSalesforceSink(Sink):
             }
         if stream == INVOICES:
             foreign = str(record.get(self.mapping.order_id_field) or "")
-            return {
+            data = {
                 "card_code": record.get("CardCode"),
                 "opportunities": [foreign] if OPPORTUNITY_ID.match(foreign) else [],
                 "invoices": [],
             }
+            if self.mapping.invoices is not None:
+                data["record"] = invoice_values(self.mapping.invoices, record)
+            return data
         applied = [
-            line.get("DocEntry") for line in record.get("PaymentInvoices") or [] if line.get("DocEntry")
+            line.get("DocEntry")
+            for line in record.get("PaymentInvoices") or []
+            if line.get("DocEntry") and line.get("InvoiceType") in (None, "it_Invoice")
         ]
         return {"card_code": record.get("CardCode"), "opportunities": [], "invoices": applied}
 
@@ -131,7 +146,35 @@ class SapToSalesforceSink(Sink):
     def write(self, stream: Stream, items: Sequence[Item], page: PageCommit) -> Mapping[Hashable, Outcome]:
         if stream.name == PARTNERS:
             return self._write_partners(items)
-        return self._write_balances(items)
+        invoices = self.mapping.invoices
+        if invoices is None:
+            return self._write_balances(items)
+        if stream.name == INVOICES:
+            records = {
+                item.key: {
+                    "DocEntry": item.key,
+                    "CardCode": item.data["card_code"],
+                    "opportunity": next(iter(item.data["opportunities"]), None),
+                    "values": item.data["record"],
+                }
+                for item in items
+            }
+            applied: list[Mapping[str, Any]] | None = None
+        else:
+            # The invoices the payments are applied to, read once for both their object records
+            # and the opportunities whose paid amount they move.
+            entries = [entry for item in items for entry in item.data["invoices"]]
+            select = list(dict.fromkeys([*invoices.sap_fields(), self.mapping.order_id_field]))
+            applied = SapFigures(self.sap, self.mapping, self.today()).rows(
+                INVOICES, "DocEntry", entries, select
+            )
+            records = {doc["DocEntry"]: self._invoice_source(invoices, doc) for doc in applied}
+        outcomes = self._write_balances(items, applied)
+        done = self._write_invoice_records(invoices, records)
+        for item in items:
+            entries = [item.key] if stream.name == INVOICES else item.data["invoices"]
+            outcomes[item.key] = _with_invoices(outcomes[item.key], [done[e] for e in entries if e in done])
+        return outcomes
 
     def _accounts_of(self, codes: Iterable[str], links: Mapping[str, str] | None = None) -> dict[str, str]:
         """``{CardCode: Account id}`` of the partners linked to an account."""
@@ -242,12 +285,24 @@ class SapToSalesforceSink(Sink):
 
     # -- balances ------------------------------------------------------------------------------
 
-    def _write_balances(self, items: Sequence[Item]) -> dict[Hashable, Outcome]:
+    def _write_balances(
+        self, items: Sequence[Item], applied: Sequence[Mapping[str, Any]] | None = None
+    ) -> dict[Hashable, Outcome]:
+        """Balances of the items' accounts and opportunities; ``applied``: the invoices the
+        payments are applied to, when read already."""
         codes = list(dict.fromkeys(str(item.data["card_code"]) for item in items if item.data["card_code"]))
         accounts = self._accounts_of(codes)
         paid_invoices = [entry for item in items for entry in item.data["invoices"]]
         figures = SapFigures(self.sap, self.mapping, self.today())
-        via_payments = figures.opportunities_of(paid_invoices)
+        via_payments = (
+            figures.opportunities_of(paid_invoices)
+            if applied is None
+            else {
+                doc["DocEntry"]: str(doc[self.mapping.order_id_field])
+                for doc in applied
+                if OPPORTUNITY_ID.match(str(doc.get(self.mapping.order_id_field) or ""))
+            }
+        )
         opportunities = {
             item.key: [
                 found
@@ -311,6 +366,98 @@ class SapToSalesforceSink(Sink):
             action = Action.UPDATED if any(r in written for r in touched) else Action.UNCHANGED
             outcomes[item.key] = Outcome(item.key, action, None, item.payload_hash, account or touched[0])
         return outcomes
+
+    # -- the invoice object --------------------------------------------------------------------
+
+    def _invoice_source(self, invoices: InvoiceObject, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """What the invoice object needs of one SAP invoice."""
+        foreign = str(doc.get(self.mapping.order_id_field) or "")
+        return {
+            "DocEntry": doc["DocEntry"],
+            "CardCode": doc.get("CardCode"),
+            "opportunity": foreign if OPPORTUNITY_ID.match(foreign) else None,
+            "values": invoice_values(invoices, doc),
+        }
+
+    def _write_invoice_records(
+        self, invoices: InvoiceObject, sources: Mapping[Any, Mapping[str, Any]]
+    ) -> dict[Any, tuple[Action, str | None]]:
+        """Upsert the invoices ``{DocEntry: source}`` whose record differs from the one last written,
+        in one Collections call per 200; ``{DocEntry: (action, error)}``."""
+        accounts = self._accounts_of(
+            list(dict.fromkeys(str(s["CardCode"]) for s in sources.values() if s["CardCode"]))
+        )
+        done: dict[Any, tuple[Action, str | None]] = {}
+        wanted: dict[Any, dict[str, Any]] = {}
+        for entry, source in sources.items():
+            account = accounts.get(str(source["CardCode"]))
+            if account is None:
+                done[entry] = (Action.SKIPPED, None)
+                continue
+            record = {invoices.account: account, **source["values"]}
+            if invoices.opportunity:
+                record[invoices.opportunity] = source["opportunity"]
+            wanted[entry] = record
+        pairs = {entry: invoice_pair(invoices, entry) for entry in wanted}
+        agreed = self.ledger.agreed(pairs.values())
+        sends: list[tuple[Any, dict[str, Any], dict[str, str]]] = []
+        for entry, record in wanted.items():
+            hashes = {name: value_hash(value) for name, value in record.items()}
+            if agreed.get(pairs[entry]) == hashes:
+                done[entry] = (Action.UNCHANGED, None)
+            else:
+                # The whole record goes: a record deleted in Salesforce comes back complete.
+                sends.append((entry, {invoices.external_id: str(entry), **record}, hashes))
+        if not sends:
+            return done
+        results = self.salesforce.upsert_many(
+            invoices.sobject, invoices.external_id, [record for _, record, _ in sends]
+        )
+        refused = failures(results)
+        settled = {}
+        for index, (entry, _record, hashes) in enumerate(sends):
+            if index in refused:
+                done[entry] = (
+                    Action.FAILED,
+                    f"Salesforce refused {invoices.sobject} {entry}: {refused[index]}",
+                )
+                continue
+            settled[pairs[entry]] = hashes
+            created = getattr(results[index], "created", None)
+            done[entry] = (Action.CREATED if created else Action.UPDATED, None)
+        self.ledger.agree(settled)
+        return done
+
+
+def invoice_pair(invoices: InvoiceObject, entry: Any) -> str:
+    """The key of an invoice's record in the agreed values (its object and ``DocEntry``)."""
+    return f"{invoices.sobject}:{entry}"
+
+
+def invoice_values(invoices: InvoiceObject, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``{Salesforce field: value}``: what the invoice object shows of an SAP invoice (JSON values)."""
+    values = {}
+    for field in invoices.fields:
+        value = doc.get(field.sap)
+        if field.sap == "DocumentStatus":
+            value = "Cancelled" if doc.get("Cancelled") == "tYES" else INVOICE_STATUS.get(value, value)
+        values[field.salesforce] = _json(salesforce_form(field, value))
+    return values
+
+
+def _with_invoices(outcome: Outcome, done: Sequence[tuple[Action, str | None]]) -> Outcome:
+    """A balances outcome with the outcome of the invoice records its record wrote."""
+    errors = [error for action, error in done if action is Action.FAILED and error]
+    if errors:
+        if outcome.action is Action.FAILED and outcome.error:
+            errors.insert(0, outcome.error)
+        return dataclasses.replace(outcome, action=Action.FAILED, error="; ".join(errors))
+    actions = {action for action, _ in done}
+    if Action.CREATED in actions and outcome.action is not Action.FAILED:
+        return dataclasses.replace(outcome, action=Action.CREATED, error=None)
+    if Action.UPDATED in actions and outcome.action in (Action.UNCHANGED, Action.SKIPPED):
+        return dataclasses.replace(outcome, action=Action.UPDATED, error=None)
+    return outcome
 
 
 class SapFigures:

@@ -108,3 +108,112 @@ def test_salesforce_refusals_are_read_per_record():
         },
     ]
     assert failures(results) == {1: "REQUIRED_FIELD_MISSING: Required (Name)"}
+
+
+INVOICES = {
+    "object": "SAP_Invoice__c",
+    "external_id": "SAP_Doc_Entry__c",
+    "account": "Account__c",
+    "opportunity": "Opportunity__c",
+    "fields": {
+        "DocNum": "Name",
+        "DocTotal": "Total__c",
+        "DocumentStatus": "Status__c",
+        "U_Region": "Region__c",
+    },
+}
+
+
+def test_the_invoices_section_is_optional_and_parsed_into_the_fields_it_reads_and_writes():
+    assert load_mapping(DAG_MAPPING).invoices is None
+    invoices = parse_mapping({"invoices": INVOICES}).invoices
+    assert invoices is not None
+    assert (invoices.sobject, invoices.external_id, invoices.account, invoices.opportunity) == (
+        "SAP_Invoice__c",
+        "SAP_Doc_Entry__c",
+        "Account__c",
+        "Opportunity__c",
+    )
+    # DocumentStatus is shown as Cancelled for a cancelled invoice: Cancelled is read with it.
+    assert invoices.sap_fields() == [
+        "DocEntry",
+        "CardCode",
+        "DocNum",
+        "DocTotal",
+        "DocumentStatus",
+        "U_Region",
+        "Cancelled",
+    ]
+    assert parse_mapping({"invoices": INVOICES}).salesforce_fields()["SAP_Invoice__c"] == {
+        "SAP_Doc_Entry__c": "external_id",
+        "Account__c": "reference:Account",
+        "Opportunity__c": "reference:Opportunity",
+        "Name": "text",
+        "Total__c": "number",
+        "Status__c": "text",
+        "Region__c": "text",
+    }
+    without = parse_mapping({"invoices": {**INVOICES, "opportunity": None}}).invoices
+    assert without is not None
+    assert without.opportunity is None
+
+
+def test_every_problem_of_the_invoices_section_is_named_at_parse_time():
+    with pytest.raises(SalesforceMappingError) as caught:
+        parse_mapping(
+            {
+                "invoices": {
+                    "object": "Invoice Object",
+                    "account": "Account__c",
+                    "fields": {"DocTotal": "Total__c", "GrossProfit": "Profit__c", "DocNum": "Account__c"},
+                    "colour": "red",
+                }
+            }
+        )
+    message = str(caught.value)
+    for expected in (
+        "invoices.colour",
+        "invoices.object: 'Invoice Object' is not a Salesforce object name",
+        "invoices.external_id is required (the Salesforce field)",
+        "SAP invoices have no field 'GrossProfit'",
+        "invoices.fields.DocNum: Account__c is already written by invoices.account",
+    ):
+        assert expected in message
+    with pytest.raises(SalesforceMappingError, match="invoices must be a mapping"):
+        parse_mapping({"invoices": ["SAP_Invoice__c"]})
+
+
+def test_the_invoice_object_is_checked_against_the_org():
+    mapping = parse_mapping({"invoices": INVOICES})
+    fits = {
+        "SAP_Doc_Entry__c": {"type": "string", "externalId": True},
+        "Account__c": {"type": "reference", "referenceTo": ["Account"]},
+        "Opportunity__c": {"type": "reference", "referenceTo": ["Opportunity"]},
+        "Name": {"type": "string"},
+        "Total__c": {"type": "currency"},
+        "Status__c": {"type": "picklist"},
+        "Region__c": {"type": "string"},
+    }
+    base = {"Account": {"AccountNumber": {"type": "string"}}, "Opportunity": {}}
+    assert mapping.check_against({**base, "SAP_Invoice__c": fits}) == []
+    missing = mapping.check_against(base)
+    assert len(missing) == 1
+    assert missing[0].startswith(
+        "the org has no SAP_Invoice__c object (invoices.object: Salesforce's Invoice"
+    )
+    assert "Revenue Cloud" in missing[0]
+    wrong = {
+        **fits,
+        "SAP_Doc_Entry__c": {"type": "string"},
+        "Account__c": {"type": "reference", "referenceTo": ["Contact"]},
+        "Total__c": {"type": "string"},
+        "Status__c": {"type": "picklist", "createable": True, "updateable": False},
+    }
+    del wrong["Region__c"]
+    assert mapping.check_against({**base, "SAP_Invoice__c": wrong}) == [
+        "SAP_Invoice__c.SAP_Doc_Entry__c is not marked External ID; the invoices are upserted by it",
+        "SAP_Invoice__c.Account__c is a reference field (to Contact); the mapping puts a reference to Account in it",
+        "SAP_Invoice__c.Total__c is a string field; the mapping puts number in it",
+        "SAP_Invoice__c.Status__c cannot be written by the API user (not createable or not updateable)",
+        "SAP_Invoice__c.Region__c does not exist in the org",
+    ]
