@@ -7,6 +7,8 @@ token cache of its own, counters at zero and its own ledger of links and agreed 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ from salesforce_flow_helpers import FAST, MAPPING
 from airflow_provider_b1.hooks.salesforce import SalesforceHook
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
 from airflow_provider_b1.salesforce.flow import reads
+from airflow_provider_b1.salesforce.mapping import SalesforceMapping, parse_mapping
 from airflow_provider_b1.sources.salesforce import SalesforceSource
 from airflow_provider_b1.sync.pairs import PairLedger
 from airflow_provider_b1.utils.sql import Database
@@ -64,3 +67,78 @@ def source(salesforce) -> SalesforceSource:
     """The flow's Salesforce source (the mapping's SOQL), on Salesforce's default query batch, which
     the sandbox sets to 25 records so that paging through ``nextRecordsUrl`` shows."""
     return SalesforceSource(salesforce, reads(MAPPING), batch_size=None)  # type: ignore[arg-type]
+
+
+#: An org's invoice object where Revenue Cloud's ``Invoice`` is missing: a custom object with an
+#: External ID text field for SAP's ``DocEntry`` and references to the account and opportunity.
+INVOICE_OBJECT: dict[str, Any] = {
+    "name": "SAP_Invoice__c",
+    "key_prefix": "a0B",
+    "label": "SAP Invoice",
+    "fields": [
+        {"name": "SAP_Doc_Entry__c", "type": "string", "length": 20, "externalId": True, "unique": True},
+        {
+            "name": "Account__c",
+            "type": "reference",
+            "referenceTo": ["Account"],
+            "relationshipName": "Account__r",
+            "childRelationshipName": "SAP_Invoices__r",
+        },
+        {
+            "name": "Opportunity__c",
+            "type": "reference",
+            "referenceTo": ["Opportunity"],
+            "relationshipName": "Opportunity__r",
+            "childRelationshipName": "SAP_Invoices__r",
+        },
+        {"name": "Invoice_Date__c", "type": "date"},
+        {"name": "Due_Date__c", "type": "date"},
+        {"name": "Total__c", "type": "currency"},
+        {"name": "Paid__c", "type": "currency"},
+        {
+            "name": "Status__c",
+            "type": "picklist",
+            "picklistValues": ["Open", "Closed", "Paid", "Delivered", "Cancelled"],
+            "restrictedPicklist": True,
+        },
+    ],
+}
+
+#: The ``invoices`` section that writes SAP's invoices into :data:`INVOICE_OBJECT`.
+INVOICES_SECTION: dict[str, Any] = {
+    "object": "SAP_Invoice__c",
+    "external_id": "SAP_Doc_Entry__c",
+    "account": "Account__c",
+    "opportunity": "Opportunity__c",
+    "fields": {
+        "DocNum": "Name",
+        "DocDate": "Invoice_Date__c",
+        "DocDueDate": "Due_Date__c",
+        "DocTotal": "Total__c",
+        "PaidToDate": "Paid__c",
+        "DocumentStatus": "Status__c",
+    },
+}
+
+
+@pytest.fixture
+def invoice_org(org) -> Iterator[Any]:
+    """The sandbox org with the custom invoice object :data:`INVOICE_OBJECT` (seeded as usual);
+    back to the default org afterwards."""
+    org.control("POST", "reset", {"custom_objects": [INVOICE_OBJECT]})
+    try:
+        yield org
+    finally:
+        org.control("POST", "reset", {})
+
+
+@pytest.fixture
+def invoices_section() -> dict[str, Any]:
+    """A copy of :data:`INVOICES_SECTION` (``conftest`` is not importable from the tests)."""
+    return copy.deepcopy(INVOICES_SECTION)
+
+
+@pytest.fixture
+def invoice_mapping() -> SalesforceMapping:
+    """The DAG's mapping with the ``invoices`` section :data:`INVOICES_SECTION`."""
+    return dataclasses.replace(MAPPING, invoices=parse_mapping({"invoices": INVOICES_SECTION}).invoices)
