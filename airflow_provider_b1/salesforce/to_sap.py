@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -96,6 +97,11 @@ class SalesforceToSapSink(Sink):
 
     def target_entity(self, stream: Stream) -> str:
         return {ACCOUNTS: "BusinessPartners", OPPORTUNITIES: "Orders"}[stream.name]
+
+    def hold(self, flow: str, stream: Stream) -> contextlib.AbstractContextManager[None]:
+        """One task at a time writes a stream of this org, whichever DAG runs it (see
+        :meth:`~airflow_provider_b1.sync.pairs.PairLedger.hold`)."""
+        return self.ledger.hold(f"{flow}:{stream.name}")
 
     # -- prepare -------------------------------------------------------------------------------
 

@@ -16,16 +16,20 @@ Both tables are per *namespace* (a flow and the org it links, ``salesforce:00D..
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import decimal
 import enum
 import hashlib
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_provider_b1.utils.migrations import Migration, MigrationSet
-from airflow_provider_b1.utils.sql import Database, dialect_of, mark_of, query, transaction
+from airflow_provider_b1.utils.sql import Database, advisory_hold, dialect_of, mark_of, query, transaction
+
+log = logging.getLogger(__name__)
 
 LINKS = "b1_record_links"
 AGREED = "b1_agreed_fields"
@@ -246,6 +250,19 @@ class PairLedger:
         )
         with transaction(conn) as cursor:
             cursor.executemany(sql, rows)
+
+    def hold(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Held while a task writes ``what`` (a stream) for this namespace, so that two DAGs syncing
+        the same records (the polling one and the change-driven one) take turns: the second finds
+        what the first wrote instead of writing it again (a sales order has no unique key in SAP).
+        On PostgreSQL; SQLite takes one writer at a time anyway."""
+        return advisory_hold(
+            self.connection(),
+            f"b1-pairs:{self.namespace}:{what}",
+            waiting=lambda: log.info(
+                "%s: another task is writing it for %s; waiting for it to finish.", what, self.namespace
+            ),
+        )
 
     def forget(self) -> int:
         """Drop every link and agreed value of this namespace (an org to link again from nothing,

@@ -17,10 +17,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
-import hashlib
 import logging
 from abc import abstractmethod
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_b1.sync.checkpoints import CHECKPOINT_TABLE, Checkpoint, CheckpointStore
@@ -29,7 +28,13 @@ from airflow_provider_b1.sync.flows import Stream
 from airflow_provider_b1.sync.outcomes import Action, Outcome
 from airflow_provider_b1.sync.records import payload_hash
 from airflow_provider_b1.utils.migrations import render
-from airflow_provider_b1.utils.sql import Database, data_errors, dialect_of, validate_identifier
+from airflow_provider_b1.utils.sql import (
+    Database,
+    advisory_hold,
+    data_errors,
+    dialect_of,
+    validate_identifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,30 +195,17 @@ class DatabaseSink(Sink):
             return Checkpoint({}, empty=True)
         return self.checkpoints.read(self.conn, flow, stream.name)
 
-    @contextlib.contextmanager
-    def hold(self, flow: str, stream: Stream) -> Iterator[None]:
+    def hold(self, flow: str, stream: Stream) -> contextlib.AbstractContextManager[None]:
         """On PostgreSQL, a session advisory lock per (flow, stream) while one task loads it: a second
         task loading the same stream waits for the first instead of locking rows against it. (SQLite
         takes one writer at a time anyway.)"""
-        if self.dialect != "postgres":
-            yield
-            return
-        key = int.from_bytes(
-            hashlib.sha256(f"b1-sync:{flow}:{stream.name}".encode()).digest()[:8], "big", signed=True
-        )
-        if not self.execute("SELECT pg_try_advisory_lock(%s)", (key,))[0][0]:
-            log.info(
+        return advisory_hold(
+            self.conn,
+            f"b1-sync:{flow}:{stream.name}",
+            waiting=lambda: log.info(
                 "%s: another task is loading it into this target; waiting for it to finish.", stream.name
-            )
-            self.execute("SELECT pg_advisory_lock(%s)", (key,))
-        self.commit()
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                self.rollback()
-                self.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                self.commit()
+            ),
+        )
 
     def save_checkpoint(
         self, flow: str, stream: Stream, position: Mapping[str, Any], run: Mapping, *, complete: bool = True

@@ -12,6 +12,7 @@ transaction.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -165,6 +166,38 @@ def transaction(conn: Any) -> Iterator[Any]:
             conn.execute("COMMIT")
     else:
         conn.commit()
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit PostgreSQL advisory lock key for ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def advisory_hold(conn: Any, name: str, *, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """On PostgreSQL, a session advisory lock named ``name`` held while the block runs, so that
+    tasks doing the same thing from two DAGs (or two runs) take turns; ``waiting`` is called when
+    another holds it. SQLite takes one writer at a time anyway: nothing is taken there. The lock
+    goes with the session if the process dies."""
+    if dialect_of(conn) != "postgres":
+        yield
+        return
+    key = lock_key(name)
+    with transaction(conn) as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        held = cursor.fetchone()[0]
+    if not held:
+        if waiting is not None:
+            waiting()
+        with transaction(conn) as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+            with transaction(conn) as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def _sqlite_rollback(conn: sqlite3.Connection) -> None:

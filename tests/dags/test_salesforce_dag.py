@@ -397,3 +397,38 @@ def test_a_deal_sap_refuses_fails_alone_and_replay_posts_it_once_fixed(flow, sf,
     assert len(sap_orders()[deal]) == 1
     third = dag_of(DAG_ID, retries=0).test()
     assert set(task_states(third).values()) == {"success"}, task_states(third)
+
+
+def test_two_dags_posting_the_same_won_deals_at_once_order_each_once(flow, sf, tmp_path, monkeypatch, caplog):
+    """The 10-minute DAG and the change-driven one sync the same new deals at the same moment:
+    they take turns per org and stream, so the second finds the first's orders (SAP has no
+    unique key for them) and each deal has one order."""
+    import logging
+    import threading
+    from pathlib import Path
+
+    monkeypatch.setenv(
+        "B1_SALESFORCE_MAPPING", str(Path(__file__).parents[2] / "dags" / "salesforce_mapping.yaml")
+    )
+    namespace: dict = {}
+    exec(compile(CHILD, "post_orders.py", "exec"), namespace)
+    namespace["run"]("Account", "manual__accounts", 1)
+    flow.sap.control("POST", "cost", {"write_seconds": 0.05, "nodes": 2})  # posting takes its time
+    results: dict[str, dict] = {}
+
+    def post(run_id: str) -> None:
+        results[run_id] = namespace["run"]("Opportunity", run_id, 1)
+
+    caplog.set_level(logging.INFO, logger="airflow_provider_b1.sync.pairs")
+    threads = [threading.Thread(target=post, args=(f"manual__{dag}",)) for dag in ("polling", "changes")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    flow.sap.control("POST", "cost", {})
+    deals = won(sf)
+    orders = sap_orders()
+    assert {o["Id"]: len(orders.get(o["Id"], [])) for o in deals} == {o["Id"]: 1 for o in deals}
+    created = sorted(r["entities"]["Opportunity"]["created"] for r in results.values())
+    assert created == [0, len(deals)]  # one wrote them all; the other found them
+    assert "another task is writing it" in caplog.text
