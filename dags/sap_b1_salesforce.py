@@ -14,7 +14,8 @@ the org (describe calls: a missing or mistyped field fails the run before anythi
   closed; an order SAP keeps for approval is *pending*, and the draft's number is written back.
 * **balances**: SAP invoices and incoming payments changed since the last run recompute the open
   and overdue balance, credit limit and last payment date of their accounts, and the invoiced
-  and paid amounts and payment status of their opportunities.
+  and paid amounts and payment status of their opportunities; then the accounts of open invoices
+  that fell due since the last run get their overdue balance (time alone moves it, not SAP).
 
 The last task compares both sides and fails with a report naming every difference.
 
@@ -35,6 +36,7 @@ from airflow.sdk import TaskGroup, dag
 
 from airflow_provider_b1.operators.salesforce import (
     SalesforceMappingCheckOperator,
+    SalesforceOverdueOperator,
     SalesforceReconcileOperator,
 )
 from airflow_provider_b1.operators.sync import SyncOperator
@@ -71,7 +73,12 @@ def sap_b1_salesforce():
     with TaskGroup("orders") as orders:
         sync(SALESFORCE_TO_SAP_FLOW, "Opportunity")
     with TaskGroup("balances") as balances:
-        sync(SAP_TO_SALESFORCE_FLOW, "Invoices") >> sync(SAP_TO_SALESFORCE_FLOW, "IncomingPayments")
+        overdue = SalesforceOverdueOperator(task_id="overdue", options=options)
+        (
+            sync(SAP_TO_SALESFORCE_FLOW, "Invoices")
+            >> sync(SAP_TO_SALESFORCE_FLOW, "IncomingPayments")
+            >> overdue
+        )
     reconcile = SalesforceReconcileOperator(task_id="reconcile", options=options)
     # Orders need their accounts' partners; balances reach the opportunities through their orders.
     check >> accounts >> orders >> balances >> reconcile

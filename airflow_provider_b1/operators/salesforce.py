@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.operators.sync import PermanentFailures
-from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW
+from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW, mapping_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -46,10 +46,9 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
 
     def run(self, context: Context) -> Mapping[str, Any]:
         from airflow_provider_b1.hooks.salesforce import SalesforceHook
-        from airflow_provider_b1.salesforce.mapping import load_mapping
 
         options = SALESFORCE_TO_SAP_FLOW.merged_options(self.options)
-        mapping = load_mapping(options["mapping"])
+        mapping = mapping_of(options)
         hook = SalesforceHook(options["salesforce_conn_id"])
         try:
             described = {}
@@ -96,7 +95,6 @@ class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
     def run(self, context: Context) -> Mapping[str, Any]:
         from airflow_provider_b1.hooks.salesforce import SalesforceHook
         from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
-        from airflow_provider_b1.salesforce.mapping import load_mapping
         from airflow_provider_b1.salesforce.reconcile import reconcile
 
         options = SALESFORCE_TO_SAP_FLOW.merged_options(self.options)
@@ -105,7 +103,7 @@ class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
             stack.callback(salesforce.close)
             sap = SapB1Hook(options["sap_b1_conn_id"])
             stack.callback(sap.close)
-            report = reconcile(salesforce, sap, load_mapping(options["mapping"]))
+            report = reconcile(salesforce, sap, mapping_of(options))
         if not report.ok:
             raise SalesforceDifference(report.summary())
         self.log.info(report.summary())
@@ -118,3 +116,92 @@ class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
         if report.invoices is not None:
             found["invoices"] = report.invoices
         return found
+
+
+class SalesforceOverdueOperator(PermanentFailures, BaseOperator):
+    """Invoices fall due without SAP changing them, so no incremental read sees an account's
+    overdue balance grow. Once a run, the open invoices whose due date passed since the last
+    successful run of this task (the first time: in the last ``lookback_days``) go through the
+    ``Invoices`` stream of ``sap_b1_to_salesforce`` again by key, audited like any write: their
+    accounts' overdue balances move the day they fall due, and only values that changed are sent.
+
+    :param options: as the flow's sync tasks are given them.
+    :param lookback_days: how far back the first run looks for invoices fallen due.
+    """
+
+    template_fields: Sequence[str] = ("options",)
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        options: Mapping[str, Any] | None = None,
+        lookback_days: int = 30,
+        audit_conn_id: str = "b1_audit_default",
+        audit_schema: str = "b1_audit",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.options = dict(options or {})
+        self.lookback_days = lookback_days
+        self.audit_conn_id = audit_conn_id
+        self.audit_schema = audit_schema
+
+    def run(self, context: Context) -> Mapping[str, Any]:
+        import datetime as dt
+
+        from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+        from airflow_provider_b1.hooks.sap_b1.literals import odata_literal
+        from airflow_provider_b1.salesforce import values
+        from airflow_provider_b1.salesforce.flow import SAP_TO_SALESFORCE_FLOW as flow
+        from airflow_provider_b1.sync import AuditTrail, previous_summary
+        from airflow_provider_b1.sync.engine import replay_keys
+
+        today = values.utc_today()
+        previous = previous_summary(context)
+        since = None
+        if isinstance(previous, Mapping) and previous.get("through"):
+            since = dt.date.fromisoformat(str(previous["through"]))
+        since = since or today - dt.timedelta(days=self.lookback_days)
+        options = flow.merged_options(self.options)
+        sap = SapB1Hook(options["sap_b1_conn_id"])
+        try:
+            due = [
+                str(record["DocEntry"])
+                for page in sap.iter_pages(
+                    "Invoices",
+                    filter=(
+                        f"DocumentStatus eq 'bost_Open' and DocDueDate ge {odata_literal(since)} "
+                        f"and DocDueDate lt {odata_literal(today)}"
+                    ),
+                    select=["DocEntry"],
+                )
+                for record in page
+            ]
+        finally:
+            sap.close()
+        self.log.info(
+            "%d open invoice(s) fell due from %s to %s: their accounts' balances are computed again.",
+            len(due),
+            since,
+            today - dt.timedelta(days=1),
+        )
+        counts: dict[str, int] = {}
+        if due:
+            with AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit:
+                audit.ensure_schema()
+                with (
+                    flow.open(self.options) as (source, sink),
+                    audit.session_for(flow.name, context) as session,
+                ):
+                    stream = flow.stream("Invoices")
+                    for start in range(0, len(due), 200):
+                        for outcome in replay_keys(
+                            flow, stream, source, sink, session, due[start : start + 200]
+                        ):
+                            counts[outcome.action.value] = counts.get(outcome.action.value, 0) + 1
+        self.log.info(
+            "Overdue refresh: %s.",
+            ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to do",
+        )
+        return {"through": today.isoformat(), "invoices": len(due), "counts": counts}

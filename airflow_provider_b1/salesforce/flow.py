@@ -46,7 +46,7 @@ OPTIONS = {
 }
 
 
-def _mapping(options: Mapping[str, Any]) -> Any:
+def mapping_of(options: Mapping[str, Any]) -> Any:
     """The ``mapping`` option, else ``B1_SALESFORCE_MAPPING`` (as the DAGs read it, so that a replay
     or a task run outside them maps alike), else the built-in defaults."""
     import os
@@ -100,7 +100,7 @@ def reads(mapping: Any) -> dict[str, Any]:
 def _open_salesforce_source(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.sources.salesforce import SalesforceSource
 
-    return SalesforceSource(_salesforce(options), reads(_mapping(options)), batch_size=BATCH)
+    return SalesforceSource(_salesforce(options), reads(mapping_of(options)), batch_size=BATCH)
 
 
 def _open_sap_sink(options: Mapping[str, Any]) -> Any:
@@ -111,7 +111,7 @@ def _open_sap_sink(options: Mapping[str, Any]) -> Any:
     return SalesforceToSapSink(
         SapB1Hook(options["sap_b1_conn_id"]),
         lambda: _salesforce(options),
-        _mapping(options),
+        mapping_of(options),
         _ledger(options, salesforce),
     )
 
@@ -120,7 +120,7 @@ def _open_sap_source(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
     from airflow_provider_b1.sources.sap_b1 import SapB1Source
 
-    mapping = _mapping(options)
+    mapping = mapping_of(options)
     partner = ["CardCode", *(f.sap for f in mapping.fields)]
     if mapping.link_field:
         partner.append(mapping.link_field)
@@ -147,7 +147,7 @@ def _open_salesforce_sink(options: Mapping[str, Any]) -> Any:
     return SapToSalesforceSink(
         salesforce,
         lambda: SapB1Hook(options["sap_b1_conn_id"]),
-        _mapping(options),
+        mapping_of(options),
         _ledger(options, salesforce),
     )
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from airflow_provider_b1.salesforce import values
 from airflow_provider_b1.salesforce.mapping import InvoiceObject, SalesforceMapping
 from airflow_provider_b1.salesforce.to_salesforce import SapFigures, invoice_values
 from airflow_provider_b1.salesforce.values import OPPORTUNITY_ID, number, salesforce_form
@@ -70,7 +71,7 @@ def reconcile(
 ) -> SalesforceReport:
     """Compare the org with the company (see the module documentation)."""
     report = SalesforceReport()
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or values.utc_today()
     figures = SapFigures(sap, mapping, today)
     number_field = mapping.account_number
     account_fields = (

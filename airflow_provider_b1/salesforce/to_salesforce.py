@@ -36,6 +36,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from airflow_provider_b1.salesforce import values
 from airflow_provider_b1.salesforce.mapping import INVOICE_STATUS, SAP, InvoiceObject, SalesforceMapping
 from airflow_provider_b1.salesforce.values import OPPORTUNITY_ID, day, failures, number, salesforce_form
 from airflow_provider_b1.sync.engine import Item, PageCommit, Sink
@@ -81,7 +82,7 @@ class SapToSalesforceSink(Sink):
         self._sap: Any = None
         self.mapping = mapping
         self.ledger = ledger
-        self.today = today or (lambda: dt.datetime.now(dt.timezone.utc).date())
+        self.today = today or (lambda: values.utc_today())
 
     @property
     def sap(self) -> Any:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from airflow_provider_b1.salesforce import values
 from airflow_provider_b1.salesforce.mapping import SALESFORCE, SalesforceMapping
 from airflow_provider_b1.salesforce.to_salesforce import SapFigures
 from airflow_provider_b1.salesforce.values import day, failures, number, salesforce_form, sap_form
@@ -445,7 +446,7 @@ class SalesforceToSapSink(Sink):
             or (outcomes[item.key].action is not Action.FAILED and outcomes[item.key].target_key is not None)
         ]
         amounts = (
-            SapFigures(self.sap, self.mapping, dt.datetime.now(dt.timezone.utc).date()).opportunities(shown)
+            SapFigures(self.sap, self.mapping, values.utc_today()).opportunities(shown)
             if balances and shown
             else {}
         )

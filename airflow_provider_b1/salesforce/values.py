@@ -91,3 +91,8 @@ def failures(results: Sequence[Any]) -> dict[int, str]:
 
 def _get(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def utc_today() -> dt.date:
+    """The date balances are judged on ("overdue" is due before it): today in UTC."""
+    return dt.datetime.now(dt.timezone.utc).date()

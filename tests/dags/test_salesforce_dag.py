@@ -11,11 +11,13 @@ records a call; and the API-limit guard stops a run before the org's share is us
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from dag_helpers import forget_runs, rerun_task, task_states
 
 DAG_ID = "sap_b1_salesforce"
+MAPPING_FILE = str(Path(__file__).parents[2] / "dags" / "salesforce_mapping.yaml")
 SAP_WRITES = ("POST BusinessPartners", "PATCH BusinessPartners", "POST Orders", "PATCH Orders", "POST Drafts")
 SALESFORCE_WRITES = ("collections_update", "collections_upsert", "collections_create", "upsert_one")
 
@@ -432,3 +434,51 @@ def test_two_dags_posting_the_same_won_deals_at_once_order_each_once(flow, sf, t
     created = sorted(r["entities"]["Opportunity"]["created"] for r in results.values())
     assert created == [0, len(deals)]  # one wrote them all; the other found them
     assert "another task is writing it" in caplog.text
+
+
+def test_an_invoice_falling_due_raises_its_accounts_overdue_balance_with_no_change_in_sap(
+    flow, sf, dag_of, monkeypatch
+):
+    """Ten days pass and nothing changes in SAP: no incremental read sees the open invoices that
+    fell due meanwhile. The overdue task finds them by due date and computes their accounts again;
+    Salesforce then equals SAP judged on the new date, and the DAG's next run has nothing to add."""
+    import datetime as dt
+
+    from airflow_provider_b1.hooks.salesforce import SalesforceHook
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+    from airflow_provider_b1.operators.salesforce import SalesforceOverdueOperator
+    from airflow_provider_b1.salesforce import values
+    from airflow_provider_b1.salesforce.mapping import load_mapping
+    from airflow_provider_b1.salesforce.reconcile import reconcile
+
+    first = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(first).values()) == {"success"}
+    mapping = load_mapping(MAPPING_FILE)
+    later = values.utc_today() + dt.timedelta(days=10)
+    salesforce, sap = SalesforceHook(), SapB1Hook()
+    stale = reconcile(salesforce, sap, mapping, today=later)
+    assert not stale.ok  # ten days on, what Salesforce shows is behind
+    assert all("SAP_Overdue_Balance__c" in problem for problem in stale.problems), stale.problems
+    before = {a["Id"]: a["SAP_Overdue_Balance__c"] or 0 for a in sf.truth("Account")}
+
+    monkeypatch.setattr(values, "utc_today", lambda: later)
+
+    class TaskInstance:
+        dag_id, task_id, run_id, try_number, map_index = DAG_ID, "balances.overdue", "manual__later", 1, -1
+
+        def xcom_pull(self, **kwargs):
+            return None  # its first run: it looks back 30 days
+
+    operator = SalesforceOverdueOperator(task_id="overdue", options={"mapping": MAPPING_FILE})
+    result = operator.execute({"ti": TaskInstance(), "params": {}, "dag_run": None})
+    assert result["through"] == later.isoformat()
+    assert result["counts"].get("updated", 0) > 0, result
+    assert result["counts"].get("failed", 0) == 0, result
+    after = {a["Id"]: a["SAP_Overdue_Balance__c"] or 0 for a in sf.truth("Account")}
+    assert any(after[i] > before[i] for i in after)
+    assert reconcile(salesforce, sap, mapping, today=later).ok
+    salesforce.close()
+    sap.close()
+
+    second = dag_of(DAG_ID, retries=0).test()
+    assert set(task_states(second).values()) == {"success"}, task_states(second)
