@@ -161,6 +161,9 @@ class SalesforceChangeEventTrigger(BaseTrigger):
     :param max_attempts: subscribe attempts in a row after a broken stream before falling back.
     :param backoff_seconds: first pause between attempts (doubling).
     :param num_requested: events in flight per topic (1 to 100).
+    :param ignore_own_changes: events committed by the connection's own run-as user (the flows'
+        write-backs: partner codes, order numbers, balances) move the replay id on but wake
+        nothing, so a run's own writes do not start the next run.
     """
 
     def __init__(
@@ -174,6 +177,7 @@ class SalesforceChangeEventTrigger(BaseTrigger):
         max_attempts: int = 5,
         backoff_seconds: float = 1.0,
         num_requested: int = 100,
+        ignore_own_changes: bool = True,
     ) -> None:
         super().__init__()
         self.salesforce_conn_id = salesforce_conn_id
@@ -186,6 +190,7 @@ class SalesforceChangeEventTrigger(BaseTrigger):
         self.max_attempts = int(max_attempts)
         self.backoff_seconds = float(backoff_seconds)
         self.num_requested = int(num_requested)
+        self.ignore_own_changes = bool(ignore_own_changes)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -200,6 +205,7 @@ class SalesforceChangeEventTrigger(BaseTrigger):
                 "max_attempts": self.max_attempts,
                 "backoff_seconds": self.backoff_seconds,
                 "num_requested": self.num_requested,
+                "ignore_own_changes": self.ignore_own_changes,
             },
         )
 
@@ -244,6 +250,13 @@ class SalesforceChangeEventTrigger(BaseTrigger):
             self.log.error("Salesforce CDC cannot start: %s", exc)
             yield self._event(FALLBACK, positions, changes, STREAM_FAILED, _message(exc))
             return
+        own: str | None = None
+        if self.ignore_own_changes:
+            try:
+                own = await client.run_as_user()
+            except Exception as exc:  # the subscription will meet the same cause and say it
+                self.log.warning("Salesforce CDC: the run-as user is unknown (%s); every change wakes.", exc)
+        ignored = 0
         queue: asyncio.Queue[tuple[str, Any, BaseException | None]] = asyncio.Queue()
 
         async def pump(topic: str) -> None:
@@ -277,19 +290,28 @@ class SalesforceChangeEventTrigger(BaseTrigger):
                     yield self._event(FALLBACK, positions, changes, reason, _message(error))
                     return
                 if batch.events:
-                    counted = batch.events[: max(0, self.max_events - changes.count)]
+                    theirs = [e for e in batch.events if own is None or e.commit_user != own]
+                    ignored += len(batch.events) - len(theirs)
+                    counted = theirs[: max(0, self.max_events - changes.count)]
                     for event in counted:
                         changes.add(event)
-                    if counted:  # the rest comes again to the next subscription
+                    if len(counted) == len(theirs):  # every event of the batch dealt with
+                        positions[topic] = batch.events[-1].replay_id
+                    elif counted:  # the rest comes again to the next subscription
                         positions[topic] = counted[-1].replay_id
-                    if gathered_until is None:
+                    if counted and gathered_until is None:
                         gathered_until = loop.time() + self.linger_seconds
                     if changes.count >= self.max_events:
                         break
                 elif batch.latest_replay_id:
                     positions[topic] = batch.latest_replay_id
             status = CHANGES if changes.count else IDLE
-            self.log.info("Salesforce CDC: %d change event(s) on %s.", changes.count, ", ".join(self.topics))
+            self.log.info(
+                "Salesforce CDC: %d change event(s) on %s%s.",
+                changes.count,
+                ", ".join(self.topics),
+                f" ({ignored} more written by the flows themselves, ignored)" if ignored else "",
+            )
             yield self._event(status, positions, changes)
         finally:
             for task in tasks:

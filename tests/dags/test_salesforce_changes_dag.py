@@ -120,17 +120,9 @@ def test_an_account_edit_reaches_its_sap_partner_within_seconds(flow, sf, pubsub
     first_run(sf, pubsub, dag_of)
     assert card_name(flow, sf, sf.truth("Account")[0]["Id"]) == "Woken Once Ltd"
 
-    # The first run's write-backs wake the next run at once; it finds nothing to write (no echo),
-    # so nothing wakes the run after it but a real edit.
-    echo = dag_of(DAG_ID, retries=0).test()
-    assert echo.state == "success"
-    woken = sensor_value(echo)["changes"]
-    assert set(woken) == {"Account", "Opportunity"}
-    assert set(woken["Account"]["changed_fields"]) <= {"AccountNumber", "LastModifiedDate"}
-    for task_id in ("accounts", "opportunities"):
-        assert flow.audit_counts(echo.run_id, task_id)["created"] == 0
-        assert flow.audit_counts(echo.run_id, task_id)["updated"] == 0
-
+    # The first run's write-backs (partner codes, order numbers) are changes committed by the
+    # connection's own user: they move the replay id on and wake nothing. Only a real edit
+    # wakes the next run, and its changes name that edit alone.
     account = sf.truth("Account")[1]["Id"]
     edited: dict[str, float] = {}
 

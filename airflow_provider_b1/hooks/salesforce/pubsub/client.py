@@ -200,6 +200,7 @@ class Session:
     token: str = dataclasses.field(repr=False)
     instance_url: str
     org_id: str
+    user_id: str | None = None
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("accesstoken", self.token), ("instanceurl", self.instance_url), ("tenantid", self.org_id))
@@ -220,7 +221,12 @@ class HookSessions:
 
     def _session(self, token: Any) -> Session:
         org_id = token.org_id or self.hook.org_id
-        return Session(token=token.value, instance_url=token.instance_url.rstrip("/"), org_id=org_id)
+        return Session(
+            token=token.value,
+            instance_url=token.instance_url.rstrip("/"),
+            org_id=org_id,
+            user_id=getattr(token, "user_id", None),
+        )
 
     def current(self) -> Session:
         """The session to send (the hook's token, obtained when there is none yet)."""
@@ -585,6 +591,11 @@ class AsyncSalesforcePubSubClient(_Client):
 
     async def _current(self) -> Session:
         return await asyncio.to_thread(self.sessions.current)
+
+    async def run_as_user(self) -> str | None:
+        """The id of the user the session acts as (the connected app's run-as user): the
+        ``commitUser`` of every change the flows themselves write."""
+        return (await self._current()).user_id
 
     async def _renew(self, session: Session) -> Session:
         self.sessions_renewed += 1
