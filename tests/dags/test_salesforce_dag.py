@@ -222,7 +222,7 @@ def test_under_faults_on_both_sandboxes_both_sides_end_equal_with_no_duplicate_o
 
     _fast_retries(monkeypatch)
     flow.sap.faults(error_rate=0.06, reset_rate=0.04, session_expiry_rate=0.05, login_delay=0.2, seed=11)
-    sf.faults(error_rate=0.08, reset_rate=0.05, token_expiry_rate=0.08, seed=11, max_faults=200)
+    sf.faults(error_rate=0.15, reset_rate=0.1, token_expiry_rate=0.15, seed=11, max_faults=200)
     run = dag_of(DAG_ID, retries=3, retry_delay=dt.timedelta(0)).test()
     sap_faults, sf_faults = flow.sap.stats()["faults_injected"], sf.stats()["faults_injected"]
     flow.sap.faults()
