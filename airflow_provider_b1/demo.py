@@ -357,7 +357,7 @@ def _demo(args: argparse.Namespace, log: Path | None) -> int:
     say(
         f"b1-demo: Airflow's and the tasks' logs go to {log} (--verbose shows them here)"
         if log
-        else "b1-demo:"
+        else "b1-demo: Airflow's and the tasks' logs are shown as they come (--verbose)"
     )
     _prepare_metadata_db(home, own_db=own_db, resume=args.resume)
     if args.resume:
