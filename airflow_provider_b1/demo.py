@@ -331,9 +331,7 @@ def _salesforce_report(run: Any, writes: tuple[int, int], *, expect_new: bool) -
 
 def _salesforce_writes(served: Any) -> tuple[int, int]:
     stats = _control(served, "stats")
-    writes = ("collections_update", "collections_upsert", "collections_create", "upsert_one")
-    calls = sum(n for kind, n in stats["calls"].items() if kind in writes)
-    return calls, sum(stats["records_written"].values())
+    return stats["write_calls"], sum(stats["records_written"].values())
 
 
 def _forget_salesforce_links() -> None:

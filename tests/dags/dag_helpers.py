@@ -382,6 +382,12 @@ def use_dag_folder(monkeypatch: Any, folder: Path, name: str) -> None:
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
 
 
+def salesforce_writes(sandbox: Any) -> tuple[int, int]:
+    """(write calls, records written) the Salesforce sandbox counted."""
+    stats = sandbox.stats()
+    return stats["write_calls"], sum(stats["records_written"].values())
+
+
 def kill_mid_load(
     script: Path, run_id: str, loaded: Callable[[], int], *, at_least: int = 1500, args: tuple[str, ...] = ()
 ) -> None:

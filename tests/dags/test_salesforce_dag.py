@@ -14,12 +14,11 @@ import math
 from pathlib import Path
 
 import pytest
-from dag_helpers import forget_runs, rerun_task, task_states
+from dag_helpers import forget_runs, rerun_task, salesforce_writes, task_states
 
 DAG_ID = "sap_b1_salesforce"
 MAPPING_FILE = str(Path(__file__).parents[2] / "dags" / "salesforce_mapping.yaml")
 SAP_WRITES = ("POST BusinessPartners", "PATCH BusinessPartners", "POST Orders", "PATCH Orders", "POST Drafts")
-SALESFORCE_WRITES = ("collections_update", "collections_upsert", "collections_create", "upsert_one")
 
 
 @pytest.fixture
@@ -35,13 +34,6 @@ def sf(flow, salesforce_sandbox, set_connection, tmp_path, monkeypatch):
 def sap_writes(sap) -> int:
     requests = sap.stats()["requests"]
     return sum(n for label, n in requests.items() if label.startswith(SAP_WRITES))
-
-
-def salesforce_writes(sf) -> tuple[int, int]:
-    """(write calls, records written) the Salesforce sandbox counted."""
-    stats = sf.stats()
-    calls = sum(n for kind, n in stats["calls"].items() if kind in SALESFORCE_WRITES)
-    return calls, sum(stats["records_written"].values())
 
 
 def sap_orders() -> dict[str, list[dict]]:
@@ -162,7 +154,9 @@ def test_salesforce_is_written_200_records_a_call(flow, sf, dag_of, capsys):
         assert set(task_states(run).values()) == {"success"}, task_states(run)
         stats = sf.stats()
         calls, written = salesforce_writes(sf)
-        by_kind = {k: n for k, n in stats["calls"].items() if k in SALESFORCE_WRITES}
+        from airflow_provider_b1.sandbox.salesforce.app import WRITE_KINDS
+
+        by_kind = {k: n for k, n in stats["calls"].items() if k in WRITE_KINDS}
         print(
             f"Salesforce: {written} records written in {calls} calls {by_kind}: {written / calls:.0f} a call"
         )

@@ -10,42 +10,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from dag_helpers import forget_runs, task_states
+from dag_helpers import forget_runs, salesforce_writes, task_states
+
+from airflow_provider_b1.sandbox.salesforce.schema import SAP_INVOICE_OBJECT as INVOICE_OBJECT
 
 DAG_ID = "sap_b1_salesforce"
-SALESFORCE_WRITES = ("collections_update", "collections_upsert", "collections_create", "upsert_one")
 DAG_MAPPING = Path(__file__).parents[2] / "dags" / "salesforce_mapping.yaml"
 
-INVOICE_OBJECT: dict[str, Any] = {
-    "name": "SAP_Invoice__c",
-    "key_prefix": "a0B",
-    "label": "SAP Invoice",
-    "fields": [
-        {"name": "SAP_Doc_Entry__c", "type": "string", "length": 20, "externalId": True, "unique": True},
-        {
-            "name": "Account__c",
-            "type": "reference",
-            "referenceTo": ["Account"],
-            "relationshipName": "Account__r",
-            "childRelationshipName": "SAP_Invoices__r",
-        },
-        {
-            "name": "Opportunity__c",
-            "type": "reference",
-            "referenceTo": ["Opportunity"],
-            "relationshipName": "Opportunity__r",
-            "childRelationshipName": "SAP_Invoices__r",
-        },
-        {"name": "Due_Date__c", "type": "date"},
-        {"name": "Total__c", "type": "currency"},
-        {"name": "Paid__c", "type": "currency"},
-        {"name": "Status__c", "type": "string", "length": 20},
-    ],
-}
 INVOICES = {
     "object": "SAP_Invoice__c",
     "external_id": "SAP_Doc_Entry__c",
@@ -80,13 +54,6 @@ def sf(flow, salesforce_sandbox, set_connection, tmp_path, monkeypatch):
     finally:
         salesforce_sandbox.faults()
         salesforce_sandbox.control("POST", "reset", {})
-
-
-def salesforce_writes(sf) -> tuple[int, int]:
-    """(write calls, records written) the Salesforce sandbox counted."""
-    stats = sf.stats()
-    calls = sum(n for kind, n in stats["calls"].items() if kind in SALESFORCE_WRITES)
-    return calls, sum(stats["records_written"].values())
 
 
 def test_a_run_puts_every_invoice_of_a_linked_partner_into_the_object_and_the_next_writes_nothing(

@@ -30,7 +30,8 @@ Control plane (no session, never counted, never faulted):
 - ``GET /_sandbox/stats``, ``POST /_sandbox/stats/reset``: calls by kind (``token``, ``query``,
   ``query_more``, ``describe``, ``sobject_get``, ``upsert_one``, ``collections_upsert``,
   ``collections_update``, ``bulk_ingest_create``...), replies by status, tokens issued and
-  refused, records written by kind, API usage, faults injected.
+  refused, records written by kind, ``write_calls`` (calls that create, update, upsert or delete
+  records, Bulk ingest jobs included), API usage, faults injected.
 - ``GET|POST /_sandbox/faults`` (:mod:`.faults`), ``POST /_sandbox/expire-tokens``.
 - ``GET|POST /_sandbox/config``: the settings that may change at run time.
 - ``POST /_sandbox/reset``: the freshly seeded org (``{"seed", "accounts", "opportunities",
@@ -110,6 +111,22 @@ COLLECTION_LIMIT = 200
 RETRIEVE_LIMIT = 2000
 CURSOR_IDLE_SECONDS = 15 * 60
 MAX_CURSORS = 100
+
+
+#: The call kinds that write records (``write_calls`` in the stats).
+WRITE_KINDS = frozenset(
+    {
+        "sobject_create",
+        "sobject_update",
+        "sobject_delete",
+        "upsert_one",
+        "collections_create",
+        "collections_update",
+        "collections_upsert",
+        "collections_delete",
+        "bulk_ingest_create",
+    }
+)
 
 
 @dataclass
@@ -252,6 +269,7 @@ class SalesforceSandbox:
             "sessions_refused": self.sessions_refused,
             "limit_refusals": self.limit_refusals,
             "records_written": dict(sorted(self.written.items())),
+            "write_calls": sum(n for k, n in self.calls.items() if k in WRITE_KINDS),
             "api_usage": {"used": self.used, "limit": self.config.api_daily_limit},
             "faults_injected": dict(self.faults.injected),
             "open_cursors": len(self.cursors),

@@ -963,3 +963,40 @@ def valid_id_for(record_id: Any, prefixes: set[str]) -> str | None:
     if canonical is None or canonical[:3] not in prefixes:
         return None
     return canonical
+
+
+#: An invoice object for orgs without Revenue Cloud's ``Invoice``: a custom object with an External
+#: ID text field for SAP's ``DocEntry`` and references to the account and the opportunity. Give it
+#: to the sandbox (``custom_objects``) to try the mapping's ``invoices`` section.
+SAP_INVOICE_OBJECT: dict[str, Any] = {
+    "name": "SAP_Invoice__c",
+    "key_prefix": "a0B",
+    "label": "SAP Invoice",
+    "fields": [
+        {"name": "SAP_Doc_Entry__c", "type": "string", "length": 20, "externalId": True, "unique": True},
+        {
+            "name": "Account__c",
+            "type": "reference",
+            "referenceTo": ["Account"],
+            "relationshipName": "Account__r",
+            "childRelationshipName": "SAP_Invoices__r",
+        },
+        {
+            "name": "Opportunity__c",
+            "type": "reference",
+            "referenceTo": ["Opportunity"],
+            "relationshipName": "Opportunity__r",
+            "childRelationshipName": "SAP_Invoices__r",
+        },
+        {"name": "Invoice_Date__c", "type": "date"},
+        {"name": "Due_Date__c", "type": "date"},
+        {"name": "Total__c", "type": "currency"},
+        {"name": "Paid__c", "type": "currency"},
+        {
+            "name": "Status__c",
+            "type": "picklist",
+            "picklistValues": ["Open", "Closed", "Paid", "Delivered", "Cancelled"],
+            "restrictedPicklist": True,
+        },
+    ],
+}

@@ -19,6 +19,7 @@ from airflow_provider_b1.hooks.salesforce import SalesforceHook
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
 from airflow_provider_b1.salesforce.flow import reads
 from airflow_provider_b1.salesforce.mapping import SalesforceMapping, parse_mapping
+from airflow_provider_b1.sandbox.salesforce.schema import SAP_INVOICE_OBJECT
 from airflow_provider_b1.sources.salesforce import SalesforceSource
 from airflow_provider_b1.sync.pairs import PairLedger
 from airflow_provider_b1.utils.sql import Database
@@ -69,40 +70,8 @@ def source(salesforce) -> SalesforceSource:
     return SalesforceSource(salesforce, reads(MAPPING), batch_size=None)  # type: ignore[arg-type]
 
 
-#: An org's invoice object where Revenue Cloud's ``Invoice`` is missing: a custom object with an
-#: External ID text field for SAP's ``DocEntry`` and references to the account and opportunity.
-INVOICE_OBJECT: dict[str, Any] = {
-    "name": "SAP_Invoice__c",
-    "key_prefix": "a0B",
-    "label": "SAP Invoice",
-    "fields": [
-        {"name": "SAP_Doc_Entry__c", "type": "string", "length": 20, "externalId": True, "unique": True},
-        {
-            "name": "Account__c",
-            "type": "reference",
-            "referenceTo": ["Account"],
-            "relationshipName": "Account__r",
-            "childRelationshipName": "SAP_Invoices__r",
-        },
-        {
-            "name": "Opportunity__c",
-            "type": "reference",
-            "referenceTo": ["Opportunity"],
-            "relationshipName": "Opportunity__r",
-            "childRelationshipName": "SAP_Invoices__r",
-        },
-        {"name": "Invoice_Date__c", "type": "date"},
-        {"name": "Due_Date__c", "type": "date"},
-        {"name": "Total__c", "type": "currency"},
-        {"name": "Paid__c", "type": "currency"},
-        {
-            "name": "Status__c",
-            "type": "picklist",
-            "picklistValues": ["Open", "Closed", "Paid", "Delivered", "Cancelled"],
-            "restrictedPicklist": True,
-        },
-    ],
-}
+#: An org's invoice object where Revenue Cloud's ``Invoice`` is missing (the sandbox's example).
+INVOICE_OBJECT = SAP_INVOICE_OBJECT
 
 #: The ``invoices`` section that writes SAP's invoices into :data:`INVOICE_OBJECT`.
 INVOICES_SECTION: dict[str, Any] = {
