@@ -32,8 +32,10 @@ SAP_B1: dict[str, Any] = {
     "conn-fields": {
         "api_version": {
             "label": "API version",
-            "description": "v1 (OData v3 flavour) or v2 (OData v4). Taken from the URL when it ends in /b1s/v1 or /b1s/v2.",
-            "schema": {"type": ["string", "null"], "enum": ["v1", "v2", None], "default": "v2"},
+            "description": "v1 (OData v3 flavour) or v2 (OData v4). Best left empty, with the version at the end of "
+            "the URL (/b1s/v1 or /b1s/v2; v2 when neither says): Airflow warns in every task log about an extra "
+            "value shorter than five characters.",
+            "schema": {"type": ["string", "null"]},
         },
         "verify_tls": {
             "label": "Verify TLS certificate",
@@ -57,8 +59,9 @@ SAP_B1: dict[str, Any] = {
         },
         "timezone": {
             "label": "Server time zone",
-            "description": "IANA name of the SAP server's local time zone, in which UpdateDate/UpdateTime are stamped (default UTC).",
-            "schema": {"type": ["string", "null"], "default": "UTC"},
+            "description": "IANA name of the SAP server's local time zone, in which UpdateDate/UpdateTime are stamped. "
+            "Empty: UTC (typing UTC makes Airflow warn in every task log about a value shorter than five characters).",
+            "schema": {"type": ["string", "null"]},
         },
         "language": {
             "label": "Language",
@@ -172,8 +175,9 @@ SALESFORCE: dict[str, Any] = {
     "conn-fields": {
         "api_version": {
             "label": "API version",
-            "description": "REST API version, e.g. 62.0 (the default).",
-            "schema": {"type": ["string", "null"], "default": "62.0"},
+            "description": "REST API version, e.g. 63.0. Empty: 62.0 (typing a four-character value such as 62.0 "
+            "makes Airflow warn in every task log about a value shorter than five characters).",
+            "schema": {"type": ["string", "null"]},
         },
         "verify_tls": {
             "label": "Verify TLS certificate",

@@ -15,6 +15,7 @@ task at once, without spending its retries; transient ones (5xx, resets, timeout
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from airflow_provider_b1.sync.flows import Flow, get_flow
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
 
 
 def fail_without_retry(exc: PermanentError) -> BaseException:
@@ -48,7 +51,10 @@ class PermanentFailures:
         try:
             return self.run(context)
         except PermanentError as exc:
-            raise fail_without_retry(exc) from exc
+            # The message says what failed and what to do; the frames of the hook, its retry
+            # library and the engine that led there would only bury it. They stay at debug level.
+            log.debug("%s raised from:", type(exc).__name__, exc_info=exc)
+            raise fail_without_retry(exc) from None
 
     def run(self, context: Context) -> Any:
         raise NotImplementedError

@@ -66,7 +66,9 @@ class Cursor(ABC):
 
     @abstractmethod
     def describe(self) -> str:
-        """A short phrase for a log line (never a dict)."""
+        """A short phrase for a log line, never a dict or a repr: ``UpdateDate 2024-05-01 12:00:00``,
+        ``SystemModstamp 2024-05-01T12:00:00.000Z, Id 001...``. Every log line that names a
+        cursor prints it through this (``f"{cursor}"`` and ``%s`` do)."""
 
     def __str__(self) -> str:
         return self.describe()
@@ -135,8 +137,13 @@ class StampCursor(Cursor):
         return cls(tuple(stamp), tuple(data.get("seen_keys") or ()))
 
     def describe(self) -> str:
-        seen = f" (+{len(self.seen_keys)} keys read at it)" if self.seen_keys else ""
-        return " ".join(self.stamp) + seen
+        return " ".join(self.stamp) + self._seen_note()
+
+    def _seen_note(self) -> str:
+        count = len(self.seen_keys)
+        if not count:
+            return ""
+        return f" ({count} record{'' if count == 1 else 's'} at that stamp already read)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +156,8 @@ class KeysetCursor(Cursor):
     """
 
     kind: ClassVar[str] = "keyset"
+    #: What each part of the position is, in log lines (a position of another length prints bare).
+    names: ClassVar[tuple[str, ...]] = ("SystemModstamp", "Id")
 
     position: tuple[Any, ...]
 
@@ -178,7 +187,9 @@ class KeysetCursor(Cursor):
         return cls(tuple(position))
 
     def describe(self) -> str:
-        return "after " + " / ".join(str(p) for p in self.position)
+        if len(self.names) == len(self.position):
+            return ", ".join(f"{name} {part}" for name, part in zip(self.names, self.position))
+        return ", ".join(str(part) for part in self.position)
 
 
 @dataclasses.dataclass(frozen=True)

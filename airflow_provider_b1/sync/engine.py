@@ -846,6 +846,15 @@ def _start(run: _StreamRun, window: SyncWindow) -> tuple[Cursor | None, dt.datet
         )
         cursor = None
     mark, resume, empty = run_mark(run)
+    if cursor is None and mark is None and _positions_nothing(run):
+        # No earlier run could have returned a cursor: saying "first run" every time would mislead.
+        return (
+            None,
+            window.until,
+            "full read",
+            f"{run.flow.source_system if run.flow else 'the source'} keeps no update stamp for {stream.name}: "
+            "every run reads it in full",
+        )
     start, reason, level = choose_start(
         cursor,
         mark,
@@ -859,6 +868,18 @@ def _start(run: _StreamRun, window: SyncWindow) -> tuple[Cursor | None, dt.datet
         reason = "see the warning above"
     until = f" until {window.until.isoformat()}" if window.until else " until now"
     return start, window.until, f"incremental from {start or 'the beginning'}{until}", reason
+
+
+def _positions_nothing(run: _StreamRun) -> bool:
+    """Whether the stream's source says it cannot position a read of it at all (an entity with no
+    update stamp): its own :meth:`Source.cursor_at` gives no cursor even for now."""
+    source = run.source
+    if source is None or type(source).cursor_at is Source.cursor_at:
+        return False  # a source that never positions by time may still hand out cursors
+    try:
+        return source.cursor_at(run.stream, dt.datetime.now(dt.timezone.utc)) is None
+    except Exception:  # only the wording of a log line depends on it
+        return False
 
 
 def run_mark(run: _StreamRun) -> tuple[Cursor | None, bool, bool]:

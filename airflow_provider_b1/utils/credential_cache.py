@@ -69,6 +69,8 @@ class CredentialFile:
     """What the caller does when the file cannot be read, e.g. ``logging in``."""
     logger = _log
     """Where messages go (the subclass's module logger)."""
+    secret_name = "secret"
+    """The secret the file is encrypted with, in messages, e.g. ``password``."""
 
     def __init__(self, directory: Path | str, identity: Sequence[str], secret: str) -> None:
         self.directory = Path(directory)
@@ -77,6 +79,7 @@ class CredentialFile:
         self.lock_path = self.directory / f"{self.key}.lock"
         self._secret = secret
         self._fernet: Fernet | None = None
+        self._explained = False
 
     @property
     def fernet(self) -> Fernet:
@@ -112,16 +115,34 @@ class CredentialFile:
             return None
         try:
             document = json.loads(self.fernet.decrypt(data))
+        except InvalidToken:
+            # Written under another secret: a changed one, or the one given now is wrong.
+            self._explain(
+                "The %s entry was made with another %s (changed since, or mistyped now): %s again.",
+                self.what,
+                self.secret_name,
+                self.instead,
+            )
+            return None
+        except ValueError:
+            self._explain("The %s entry is damaged: %s again.", self.what, self.instead)
+            return None
+        try:
             if not isinstance(document, dict) or document.get("format") != FORMAT:
                 return None
             credential = parse(document)
-        except (InvalidToken, ValueError, KeyError, TypeError):
-            # Another secret (changed credentials) or a damaged file: never trust it.
-            self.logger.info("Ignoring a %s entry that this connection cannot decrypt.", self.what)
+        except (ValueError, KeyError, TypeError):
+            # Written by another version, or damaged: never trust it.
+            self._explain("The %s entry is of another version: %s again.", self.what, self.instead)
             return None
         if credential is None:
             return None
         return credential, mtime
+
+    def _explain(self, message: str, *args: Any) -> None:
+        """Say once (info) why the file is not used; a re-read under the login lock says it at debug."""
+        self.logger.log(logging.DEBUG if self._explained else logging.INFO, message, *args)
+        self._explained = True
 
     def write(self, payload: dict[str, Any], mtime: float | None = None) -> None:
         """Write the payload atomically (temporary file + rename), readable by the owner only.

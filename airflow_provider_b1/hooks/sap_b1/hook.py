@@ -446,9 +446,12 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Log in and report which data areas the user can read (the UI's Test button).
 
-        Each area costs one ``$top=1&$select=<key>`` GET.
+        Each area costs one ``$top=1&$select=<key>`` GET. The message says "Logged in to" only
+        when this test logged in, and "Reused a cached session for" when a session shared by
+        another task (or an earlier test) served.
         """
         try:
+            logins_before = self.sap_session.logins
             self.login()
         except (SapB1Error, ValueError) as exc:
             return False, str(exc)
@@ -463,10 +466,12 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
             except SapB1NotFoundError:
                 missing.append(area)
             except SapB1Error as exc:
-                return False, f"Logged in, but reading {area} failed: {exc}"
+                connected = "Logged in" if self.sap_session.logins > logins_before else "Connected"
+                return False, f"{connected}, but reading {area} failed: {exc}"
         settings = self.settings
+        how = "Logged in to" if self.sap_session.logins > logins_before else "Reused a cached session for"
         message = (
-            f"Logged in to company {settings.company} as {settings.user} (Service Layer {settings.api_version}). "
+            f"{how} company {settings.company} as {settings.user} (Service Layer {settings.api_version}). "
             f"Readable: {', '.join(readable) or 'none'}."
         )
         if denied:

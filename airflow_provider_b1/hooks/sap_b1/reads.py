@@ -179,8 +179,8 @@ class SapCursor(StampCursor):
         return cls(update_date=local.date().isoformat(), update_time=local.strftime("%H:%M:%S"))
 
     def describe(self) -> str:
-        seen = f" (+{len(self.seen_keys)} keys read at it)" if self.seen_keys else ""
-        return " ".join(self.stamp) + " server time" + seen
+        """``UpdateDate 2024-05-01 12:00:00`` (the server's local time), for log lines."""
+        return "UpdateDate " + " ".join(self.stamp) + self._seen_note()
 
 
 _decode_fast = msgspec.json.Decoder().decode

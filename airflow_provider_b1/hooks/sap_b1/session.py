@@ -164,6 +164,7 @@ class SessionCache(CredentialFile):
     suffix = ".session"
     what = "SAP session cache"
     instead = "logging in"
+    secret_name = "password"
     logger = log
 
     def __init__(

@@ -52,7 +52,7 @@ def test_two_secrets_cannot_read_each_others_file(tmp_path, caplog):
     first.write({"value": "one"})
     caplog.set_level(logging.INFO)
     assert second.read(_parse) is None
-    assert "cannot decrypt" in caplog.text
+    assert "was made with another secret (changed since, or mistyped now)" in caplog.text
     second.write({"value": "two"})
     assert first.read(_parse) is None
     assert second.read(_parse)[0] == "two"
