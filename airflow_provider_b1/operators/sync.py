@@ -110,6 +110,21 @@ class SyncOperator(PermanentFailures, BaseOperator):
         """The flow object (looked up by name when a name was given)."""
         return get_flow(self.flow) if isinstance(self.flow, str) else self.flow
 
+    def lineage_options(self) -> Mapping[str, Any]:
+        """The options the task runs its flow with (overrides of the flow's), for its lineage."""
+        return self.options
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """What the task's streams read and write, for the OpenLineage provider (which calls this
+        when lineage is enabled, at the start of the task; its completion reports the same).
+
+        :return: an ``OperatorLineage`` naming the flow's datasets (see :mod:`airflow_provider_b1.lineage`),
+            or ``None`` without the ``openlineage`` extra or for a flow that declares no lineage.
+        """
+        from airflow_provider_b1.lineage import operator_lineage
+
+        return operator_lineage(self.flow_declaration, self.streams, self.lineage_options())
+
     def run(self, context: Context) -> dict[str, Any]:
         from airflow_provider_b1.sync import AuditTrail, combine_summaries, previous_summary, resolve_window
         from airflow_provider_b1.sync.engine import sync_stream

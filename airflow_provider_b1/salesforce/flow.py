@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow_provider_b1.hooks.sap_b1 import SapCursor
 from airflow_provider_b1.sync.cursors import KeysetCursor
-from airflow_provider_b1.sync.flows import Flow, Stream
+from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
 
 TO_SAP = "salesforce_to_sap_b1"
 TO_SALESFORCE = "sap_b1_to_salesforce"
@@ -164,6 +164,12 @@ SALESFORCE_TO_SAP_FLOW = Flow(
     open_sink=_open_sap_sink,
     options=OPTIONS,
     description="Salesforce accounts into SAP business partners, won opportunities into sales orders.",
+    lineage=Lineage(
+        source=System("salesforce", "salesforce_conn_id"),
+        target=System("sap_b1", "sap_b1_conn_id"),
+        # a won opportunity's order lines come from its products
+        inputs={"Opportunity": ("Opportunity", "OpportunityLineItem")},
+    ),
 )
 
 
@@ -180,4 +186,13 @@ SAP_TO_SALESFORCE_FLOW = Flow(
     open_sink=_open_salesforce_sink,
     options=OPTIONS,
     description="SAP business partners' changes, balances and payment status into Salesforce.",
+    lineage=Lineage(
+        source=System("sap_b1", "sap_b1_conn_id"),
+        target=System("salesforce", "salesforce_conn_id"),
+        # balances land on the partner's account and on the opportunity the invoice was ordered from
+        outputs={
+            "Invoices": ("Account", "Opportunity"),
+            "IncomingPayments": ("Account", "Opportunity"),
+        },
+    ),
 )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_b1.sync.cursors import TokenCursor
-from airflow_provider_b1.sync.flows import Flow, Stream
+from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
 
 NAME = "servicetitan_to_sap_b1"
 DEFAULT_SERVICETITAN_CONN_ID = "servicetitan_default"
@@ -65,4 +65,14 @@ SERVICETITAN_FLOW = Flow(
         "mappings": None,
     },
     description="ServiceTitan customers, invoices and payments into SAP Business One receivables.",
+    # Each stream reads its kind's export feed (hooks.servicetitan.reads.KINDS: module, then export).
+    lineage=Lineage(
+        source=System("servicetitan", "servicetitan_conn_id"),
+        target=System("sap_b1", "sap_b1_conn_id"),
+        inputs={
+            "customers": ("crm/export/customers",),
+            "invoices": ("accounting/export/invoices",),
+            "payments": ("accounting/export/payments",),
+        },
+    ),
 )

@@ -62,6 +62,49 @@ class Stream:
     retry_waiting: int = RETRY_WAITING
 
 
+@dataclasses.dataclass(frozen=True)
+class System:
+    """A system a flow reads or writes, as its lineage names it (see :mod:`airflow_provider_b1.lineage`).
+
+    :param kind: ``sap_b1``, ``salesforce``, ``servicetitan`` or ``database`` (a ``postgres`` or
+        ``sqlite`` connection).
+    :param conn_option: the flow option that holds its connection id (``sap_b1_conn_id``).
+    :param schema_option: for a ``database``, the option that holds the PostgreSQL schema of its tables.
+    """
+
+    kind: str
+    conn_option: str
+    schema_option: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Lineage:
+    """Where a flow's streams come from and where they land, for OpenLineage.
+
+    The datasets are named here; their namespaces (server, company, org, tenant, database) come
+    from the connections the flow's options name, when a task reports its lineage.
+
+    :param source: the system the streams are read from.
+    :param target: the system they are written to.
+    :param inputs: per stream, what it reads in the source; the stream's name when not given.
+    :param outputs: per stream, what it writes in the target (a table and its child tables, or
+        several objects); the stream's ``target``, else its name, when not given.
+    """
+
+    source: System
+    target: System
+    inputs: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    outputs: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+    def inputs_of(self, stream: Stream) -> tuple[str, ...]:
+        """What ``stream`` reads in the source."""
+        return tuple(self.inputs.get(stream.name) or (stream.name,))
+
+    def outputs_of(self, stream: Stream) -> tuple[str, ...]:
+        """What ``stream`` writes in the target."""
+        return tuple(self.outputs.get(stream.name) or (stream.target or stream.name,))
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Flow:
     """A flow: what it moves, from where to where.
@@ -77,6 +120,8 @@ class Flow:
     :param description: one line for people.
     :param assets: the Airflow Asset each stream updates (``{stream: Asset}``): a task running
         some streams marks theirs updated (its outlets), so DAGs scheduled on them run after it.
+    :param lineage: where its streams come from and land, reported to OpenLineage by the tasks
+        that run them; ``None`` reports nothing.
     :param register: add the flow to the registry (the default), so replay finds it by name.
     """
 
@@ -89,6 +134,7 @@ class Flow:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
     assets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    lineage: Lineage | None = None
     register: dataclasses.InitVar[bool] = True
 
     def __post_init__(self, register: bool) -> None:
@@ -97,6 +143,10 @@ class Flow:
         names = [stream.name for stream in self.streams]
         if len(set(names)) != len(names):
             raise ValueError(f"Flow {self.name!r} declares a stream twice: {names}")
+        if self.lineage is not None:
+            unknown = sorted({*self.lineage.inputs, *self.lineage.outputs} - set(names))
+            if unknown:
+                raise ValueError(f"Flow {self.name!r} names the lineage of streams it lacks: {unknown}")
         if register:
             register_flow(self)
 

@@ -114,15 +114,20 @@ class SapB1ToWarehouseOperator(SyncOperator):
         self.page_size = page_size
         self.warehouse_schema = validate_schema_name(warehouse_schema)
 
-    def run(self, context: Context) -> dict[str, Any]:
-        self.streams = list(self.entities)
-        self.options = {
+    def lineage_options(self) -> dict[str, Any]:
+        """The flow's options from this operator's arguments: the run's, and its lineage's (the SAP
+        company read, the warehouse tables written)."""
+        return {
             "sap_b1_conn_id": self.sap_b1_conn_id,
             "warehouse_conn_id": self.warehouse_conn_id,
             "warehouse_schema": self.warehouse_schema,
             "extra_select": self.extra_select,
             "page_size": self.page_size,
         }
+
+    def run(self, context: Context) -> dict[str, Any]:
+        self.streams = list(self.entities)
+        self.options = self.lineage_options()
         return super().run(context)
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from airflow_provider_b1.assets import WAREHOUSE_ASSETS, WAREHOUSE_GROUPS
 from airflow_provider_b1.hooks.sap_b1 import SapCursor
-from airflow_provider_b1.sync.flows import Flow, Stream
+from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
 from airflow_provider_b1.utils.sql import DatabaseConfigError
-from airflow_provider_b1.warehouse.entities import ENTITIES
+from airflow_provider_b1.warehouse.entities import ENTITIES, PARTNER_ENTITY, EntitySpec
 from airflow_provider_b1.warehouse.schema import DEFAULT_SCHEMA, validate_schema_name
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,15 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
     return loader
 
 
+def tables_of(spec: EntitySpec) -> tuple[str, ...]:
+    """The warehouse tables an entity's load writes: its own, its child tables, and the business
+    partner dimension where it adds inferred partners."""
+    tables = [spec.table, *(child.table for child in spec.children)]
+    if spec.partner_column and spec.entity != PARTNER_ENTITY:
+        tables.append(ENTITIES[PARTNER_ENTITY].table)
+    return tuple(tables)
+
+
 WAREHOUSE_FLOW = Flow(
     name=NAME,
     source_system="sap_b1",
@@ -91,4 +100,9 @@ WAREHOUSE_FLOW = Flow(
     assets={
         entity: WAREHOUSE_ASSETS[group] for group, entities in WAREHOUSE_GROUPS.items() for entity in entities
     },
+    lineage=Lineage(
+        source=System("sap_b1", "sap_b1_conn_id"),
+        target=System("database", "warehouse_conn_id", schema_option="warehouse_schema"),
+        outputs={entity: tables_of(spec) for entity, spec in ENTITIES.items()},
+    ),
 )
