@@ -43,6 +43,8 @@ OPTIONS = {
     "ledger_conn_id": DEFAULT_LEDGER_CONN_ID,
     "ledger_schema": "b1_audit",
     "mapping": None,
+    # a read matching more records than this runs as a Bulk API 2.0 query job
+    "bulk_threshold": 50_000,
 }
 
 
@@ -100,7 +102,12 @@ def reads(mapping: Any) -> dict[str, Any]:
 def _open_salesforce_source(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.sources.salesforce import SalesforceSource
 
-    return SalesforceSource(_salesforce(options), reads(mapping_of(options)), batch_size=BATCH)
+    return SalesforceSource(
+        _salesforce(options),
+        reads(mapping_of(options)),
+        batch_size=BATCH,
+        bulk_threshold=options["bulk_threshold"],
+    )
 
 
 def _open_sap_sink(options: Mapping[str, Any]) -> Any:

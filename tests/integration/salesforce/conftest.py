@@ -67,7 +67,7 @@ def ledger(tmp_path, salesforce) -> Iterator[PairLedger]:
 def source(salesforce) -> SalesforceSource:
     """The flow's Salesforce source (the mapping's SOQL), on Salesforce's default query batch, which
     the sandbox sets to 25 records so that paging through ``nextRecordsUrl`` shows."""
-    return SalesforceSource(salesforce, reads(MAPPING), batch_size=None)  # type: ignore[arg-type]
+    return SalesforceSource(salesforce, reads(MAPPING), batch_size=None, bulk_threshold=None)  # type: ignore[arg-type]
 
 
 #: An org's invoice object where Revenue Cloud's ``Invoice`` is missing (the sandbox's example).

@@ -95,7 +95,7 @@ def test_won_opportunities_come_with_their_account_number_and_products(org, sour
 
 
 def test_the_flow_s_batch_size_asks_salesforce_for_pages_of_200(org, salesforce):
-    source = SalesforceSource(salesforce, reads(MAPPING), batch_size=BATCH)
+    source = SalesforceSource(salesforce, reads(MAPPING), batch_size=BATCH, bulk_threshold=None)
     assert [len(p.records) for p in source.read(ACCOUNTS, None, until=None)] == [40]
     assert (calls(org, "query"), calls(org, "query_more")) == (1, 0)
 
@@ -223,3 +223,31 @@ def test_read_keys_reads_opportunities_with_the_stream_s_condition(org, source):
     records = [r for p in source.read_keys(OPPORTUNITIES, [*won, *lost]) for r in p.records]
     assert sorted(r["Id"] for r in records) == sorted(won)
     assert all("OpportunityLineItems" in r and "Account" in r for r in records)
+
+
+def test_a_large_first_read_goes_through_a_bulk_query_job_with_the_same_records_in_order(org, salesforce):
+    """Over the threshold, a first read of accounts is one Bulk API 2.0 query job (one COUNT() to
+    decide): the same records, typed and ordered as the query pages give them, each page resumable.
+    Opportunities, whose query has a child subquery, stay on query pages; reads from a cursor are
+    never counted."""
+    rest = SalesforceSource(salesforce, reads(MAPPING), batch_size=200, bulk_threshold=None)
+    bulk = SalesforceSource(salesforce, reads(MAPPING), batch_size=200, bulk_threshold=10)
+    expected = [r for page in rest.read(ACCOUNTS, None, until=None) for r in page.records]
+    before = org.stats()["calls"]
+    pages = list(bulk.read(ACCOUNTS, None, until=None))
+    after = org.stats()["calls"]
+    assert after.get("bulk_query_create", 0) - before.get("bulk_query_create", 0) == 1
+    assert after.get("query", 0) - before.get("query", 0) == 1  # the COUNT()
+    got = [r for page in pages for r in page.records]
+    assert [r["Id"] for r in got] == [r["Id"] for r in expected]
+    assert [{k: v for k, v in r.items() if k != "attributes"} for r in got] == [
+        {k: v for k, v in r.items() if k != "attributes"} for r in expected
+    ]
+    assert all(page.resumable for page in pages)
+    assert pages[-1].reached == KeysetCursor(position(got[-1]))
+
+    before = org.stats()["calls"]
+    list(bulk.read(Stream("Opportunity"), None, until=None))
+    list(bulk.read(ACCOUNTS, pages[0].reached, until=None))
+    after = org.stats()["calls"]
+    assert after.get("bulk_query_create", 0) == before.get("bulk_query_create", 0)
