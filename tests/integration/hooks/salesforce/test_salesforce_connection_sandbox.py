@@ -139,3 +139,10 @@ def test_the_test_button_checks_the_fields_the_flows_mapping_names(sandbox, conn
     ok, message = SalesforceHook().test_connection()
     assert not ok
     assert "But: The Salesforce org lacks Account field Open_Balance_Typo__c" in message
+    # A mapping kept in a Variable is read by tasks only: the Test button says who checks it.
+    monkeypatch.setenv("B1_SALESFORCE_MAPPING", "var:salesforce_mapping")
+    ok, message = SalesforceHook().test_connection()
+    assert ok, message
+    assert message.endswith(
+        "The mapping kept in Variable 'salesforce_mapping' is checked by the DAGs' check_mapping task."
+    )
