@@ -3,8 +3,8 @@
 Each sandbox is one line in :data:`SANDBOXES`: a name and a builder returning
 ``(app, connection_lines)``. The SAP Service Layer listens on ``--port`` (HTTPS with a generated
 self-signed certificate, plus plain HTTP on ``--http-port``); the others on free ports, the
-Salesforce org with its Pub/Sub API (gRPC, for Change Data Capture) beside it. When all
-are up, the URLs and ready-to-paste ``AIRFLOW_CONN_*`` lines are printed and, with
+Salesforce org with its Pub/Sub API (gRPC, for Change Data Capture) beside it; Microsoft Teams
+(webhook, tokens, Bot Connector and Graph on one server) with two connections. When all are up, the URLs and ready-to-paste ``AIRFLOW_CONN_*`` lines are printed and, with
 ``--ready-file``, written as JSON.
 """
 
@@ -136,12 +136,53 @@ def _salesforce_connection(app: Any, served: Served, pubsub: Any = None) -> str:
     return f"AIRFLOW_CONN_B1_SALESFORCE_DEFAULT='{json.dumps(conn)}'"
 
 
+def _teams(args: argparse.Namespace) -> Any:
+    from airflow_provider_b1.sandbox.teams import TeamsSandboxConfig, create_app
+
+    return create_app(TeamsSandboxConfig())
+
+
+def _teams_connections(app: Any, served: Served) -> list[str]:
+    """The two connections the Teams hooks read: a Workflows webhook (its URL is the secret, so it
+    goes in the password) posting to the first seeded channel, and the bot, whose token, Bot
+    Connector and Graph endpoints are all this one server."""
+    sandbox = app.state.sandbox
+    cfg = sandbox.config
+    channel = sandbox.channels[0]
+    webhook = {
+        "conn_type": "b1_teams_webhook",
+        "host": f"{channel['team']} / {channel['name']}",
+        "password": sandbox.webhook_url(served.base_url, channel),
+        "extra": {"ca_bundle": served.ca_path},
+    }
+    bot = {
+        "conn_type": "b1_teams_bot",
+        "login": cfg.bot_app_id,
+        "password": cfg.bot_app_secret,
+        "extra": {
+            "tenant_id": cfg.tenant_id,
+            "service_url": served.base_url,
+            "graph_client_id": cfg.graph_client_id,
+            "graph_client_secret": cfg.graph_client_secret,
+            "login_url": served.base_url,
+            "graph_url": served.base_url,
+            "test_conversation_id": channel["conversation_id"],
+            "ca_bundle": served.ca_path,
+        },
+    }
+    return [
+        f"AIRFLOW_CONN_B1_TEAMS_WEBHOOK_DEFAULT='{json.dumps(webhook)}'",
+        f"AIRFLOW_CONN_B1_TEAMS_BOT_DEFAULT='{json.dumps(bot)}'",
+    ]
+
+
 # Every sandbox b1-sandbox starts: (name, build its ASGI app from the command-line arguments).
 SANDBOXES: list[tuple[str, Callable[[argparse.Namespace], Any]]] = [
     ("sap", _sap),
     ("looker", _looker),
     ("servicetitan", _servicetitan),
     ("salesforce", _salesforce),
+    ("teams", _teams),
 ]
 
 
@@ -221,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                         running.append(pubsub)
                         entry["pubsub_endpoint"] = pubsub.endpoint
                     conn_lines.append(_salesforce_connection(app, served, pubsub))
+                if name == "teams":
+                    conn_lines += _teams_connections(app, served)
             ready["sandboxes"][name] = entry
         ready["connections"] = conn_lines
         if args.ready_file:
