@@ -220,7 +220,99 @@ SALESFORCE: dict[str, Any] = {
     },
 }
 
-CONNECTION_TYPES: list[dict[str, Any]] = [SAP_B1, LOOKER, SERVICETITAN, SALESFORCE]
+TEAMS_WEBHOOK: dict[str, Any] = {
+    "hook-class-name": "airflow_provider_b1.hooks.teams.TeamsWebhookHook",
+    "hook-name": "Microsoft Teams (Workflows webhook)",
+    "connection-type": "b1_teams_webhook",
+    "ui-field-behaviour": {
+        # The URL is a secret (its sig= signs every post): it goes in the password, masked.
+        "hidden-fields": ["port", "schema", "login", "extra"],
+        "relabeling": {"host": "Channel (label, optional)", "password": "Workflows webhook URL"},
+        "placeholders": {
+            "host": "Finance / Approvals",
+            "password": "https://....logic.azure.com:443/workflows/.../triggers/manual/paths/invoke?...&sig=...",
+        },
+    },
+    "conn-fields": {
+        "verify_tls": {
+            "label": "Verify TLS certificate",
+            "description": "On by default.",
+            "schema": {"type": ["boolean", "null"], "default": True},
+        },
+        "ca_bundle": {
+            "label": "CA bundle path",
+            "description": "PEM file on the workers that signs the server's certificate (a sandbox or a TLS-inspecting proxy).",
+            "schema": {"type": ["string", "null"]},
+        },
+    },
+}
+
+TEAMS_BOT: dict[str, Any] = {
+    "hook-class-name": "airflow_provider_b1.hooks.teams.TeamsBotHook",
+    "hook-name": "Microsoft Teams (bot)",
+    "connection-type": "b1_teams_bot",
+    "ui-field-behaviour": {
+        "hidden-fields": ["host", "port", "schema", "extra"],
+        "relabeling": {"login": "Bot app ID", "password": "Bot app secret"},
+        "placeholders": {"login": "00000000-0000-0000-0000-000000000000"},
+    },
+    "conn-fields": {
+        "tenant_id": {
+            "label": "Tenant ID",
+            "description": "The Microsoft Entra tenant (directory) id the users and teams belong to.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "single_tenant": {
+            "label": "Single-tenant bot",
+            "description": "The bot's app registration is single-tenant: its tokens come from the tenant's own "
+            "endpoint instead of botframework.com.",
+            "schema": {"type": ["boolean", "null"], "default": False},
+        },
+        "service_url": {
+            "label": "Bot Connector service URL",
+            "description": "The serviceUrl of the tenant's conversations (default https://smba.trafficmanager.net/teams).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "graph_client_id": {
+            "label": "Graph client ID",
+            "description": "App registration that looks users up in Graph (User.Read.All, application). Empty: the bot's app id.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "graph_client_secret": {
+            "label": "Graph client secret",
+            "description": "Its secret. Empty: the bot's app secret.",
+            "schema": {"type": ["string", "null"], "format": "password"},
+        },
+        "test_conversation_id": {
+            "label": "Conversation to test with",
+            "description": "Optional conversation id (a channel's 19:...@thread.tacv2) whose members the Test "
+            "button reads, proving the bot can reach it without posting.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "login_url": {
+            "label": "Login URL override",
+            "description": "Only for a sandbox or a sovereign cloud (default https://login.microsoftonline.com).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "graph_url": {
+            "label": "Graph URL override",
+            "description": "Only for a sandbox or a sovereign cloud (default https://graph.microsoft.com).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "verify_tls": {
+            "label": "Verify TLS certificate",
+            "description": "On by default.",
+            "schema": {"type": ["boolean", "null"], "default": True},
+        },
+        "ca_bundle": {
+            "label": "CA bundle path",
+            "description": "PEM file on the workers that signs the servers' certificates (a sandbox or a TLS-inspecting proxy).",
+            "schema": {"type": ["string", "null"]},
+        },
+    },
+}
+
+CONNECTION_TYPES: list[dict[str, Any]] = [SAP_B1, LOOKER, SERVICETITAN, SALESFORCE, TEAMS_WEBHOOK, TEAMS_BOT]
 
 
 def ui_field_behaviour(declaration: dict[str, Any]) -> dict[str, Any]:

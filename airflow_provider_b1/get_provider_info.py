@@ -31,6 +31,10 @@ def get_provider_info() -> dict:
                 "integration-name": "Salesforce",
                 "external-doc-url": "https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
             },
+            {
+                "integration-name": "Microsoft Teams",
+                "external-doc-url": "https://learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/send-proactive-messages",
+            },
         ],
         "hooks": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_b1.hooks.sap_b1"]},
@@ -40,6 +44,7 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_provider_b1.hooks.servicetitan"],
             },
             {"integration-name": "Salesforce", "python-modules": ["airflow_provider_b1.hooks.salesforce"]},
+            {"integration-name": "Microsoft Teams", "python-modules": ["airflow_provider_b1.hooks.teams"]},
         ],
         "operators": [
             {"integration-name": "Looker", "python-modules": ["airflow_provider_b1.operators.looker"]},
