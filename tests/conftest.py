@@ -417,3 +417,114 @@ def salesforce_sandbox() -> Iterator[SalesforceSandbox]:
     finally:
         gc.collect()
         served.stop()
+
+
+@dataclass
+class TeamsSandbox:
+    """The running Microsoft Teams sandbox (webhook, tokens, Bot Connector and Graph on one HTTPS
+    server) and its control plane; ``config`` is its ``TeamsSandboxConfig``, ``app.state.sandbox``
+    the live state (tokens, conversations, posts)."""
+
+    base_url: str
+    ca_path: str
+    config: Any
+    app: Any = None
+
+    def control(self, method: str, path: str, body: dict | None = None) -> Any:
+        import requests
+
+        response = requests.request(
+            method, f"{self.base_url}/_sandbox/{path}", json=body, verify=self.ca_path, timeout=60
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def stats(self) -> dict:
+        return self.control("GET", "stats")
+
+    def faults(self, **faults: Any) -> dict:
+        """Replace the fault settings (no arguments: none); see ``sandbox.teams.faults``."""
+        return self.control("POST", "faults", faults)
+
+    def posts(self) -> list[dict]:
+        """Every webhook post, bot post and update received, oldest first."""
+        return self.control("GET", "posts")["posts"]
+
+    def tenant(self) -> dict:
+        """The seeded users and channels, with each channel's webhook URL."""
+        return self.control("GET", "tenant")
+
+    def issued_tokens(self) -> list[str]:
+        return list(self.app.state.sandbox.tokens)
+
+    def restore(self) -> None:
+        """Back to the seeded tenant with default settings: no tokens, posts, faults or counts."""
+        from dataclasses import fields
+
+        defaults = type(self.config)()
+        self.control(
+            "POST",
+            "config",
+            {
+                f.name: getattr(defaults, f.name)
+                for f in fields(defaults)
+                if f.name
+                in (
+                    "bot_app_secret",
+                    "graph_client_secret",
+                    "token_lifetime_seconds",
+                    "bot_requests_per_second",
+                    "max_message_bytes",
+                )
+            },
+        )
+        self.control("POST", "reset")
+
+    def webhook_connection(self, channel: int = 0, **overrides: Any) -> dict[str, Any]:
+        """A ``b1_teams_webhook`` connection (dict for ``AIRFLOW_CONN_*``) posting to a seeded channel."""
+        found = self.tenant()["channels"][channel]
+        connection = {
+            "conn_type": "b1_teams_webhook",
+            "host": f"{found['team']} / {found['name']}",
+            "password": found["webhook_url"],
+            "extra": {"ca_bundle": self.ca_path},
+        }
+        connection.update(overrides)
+        return connection
+
+    def bot_connection(self, **extra: Any) -> dict[str, Any]:
+        """A ``b1_teams_bot`` connection whose token, Bot Connector and Graph endpoints are the sandbox."""
+        login = extra.pop("login", self.config.bot_app_id)
+        password = extra.pop("password", self.config.bot_app_secret)
+        base = {
+            "tenant_id": self.config.tenant_id,
+            "service_url": self.base_url,
+            "graph_client_id": self.config.graph_client_id,
+            "graph_client_secret": self.config.graph_client_secret,
+            "login_url": self.base_url,
+            "graph_url": self.base_url,
+            "ca_bundle": self.ca_path,
+        }
+        base.update(extra)
+        return {
+            "conn_type": "b1_teams_bot",
+            "login": login,
+            "password": password,
+            "extra": {k: v for k, v in base.items() if v is not None},
+        }
+
+
+@pytest.fixture(scope="session")
+def teams_sandbox() -> Iterator[TeamsSandbox]:
+    """The session's Microsoft Teams sandbox over HTTPS (seeded tenant: four users, three channels)."""
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+    from airflow_provider_b1.sandbox.teams import TeamsSandboxConfig, create_app
+
+    config = TeamsSandboxConfig()
+    app = create_app(config)
+    served = serve_in_thread(app, tls=True)
+    try:
+        yield TeamsSandbox(served.base_url, str(served.ca_path), config, app)
+    finally:
+        gc.collect()
+        served.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,25 @@ LOGIN_URL = "https://login.microsoftonline.com"
 GRAPH_URL = "https://graph.microsoft.com"
 SERVICE_URL = "https://smba.trafficmanager.net/teams"
 BOT_TENANT = "botframework.com"
+
+
+_SIG = re.compile(r"(?<=[?&]sig=)[^&\s\"]+")
+
+
+class _RedactSignatures(logging.Filter):
+    """Blanks ``sig=`` query values in urllib3's request lines, which quote the whole request path:
+    a Workflows URL's signature is its secret, and logs outside a task are not masked by Airflow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "sig=" in a for a in record.args):
+            record.args = tuple(_SIG.sub("***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _redact_signatures_in_urllib3_logs() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RedactSignatures) for f in logger.filters):
+        logger.addFilter(_RedactSignatures())
 
 
 def message_of(card: Mapping[str, Any] | str, *, cards_only: bool = False) -> dict[str, Any]:
@@ -255,6 +275,7 @@ class TeamsWebhookHook(TeamsHook):
     @cached_property
     def client(self) -> requests.Session:
         """The ``requests.Session`` of this hook (TLS settings)."""
+        _redact_signatures_in_urllib3_logs()
         return self._session(self.settings.verify, self.settings.ca_bundle)
 
     def post_card(self, card: Mapping[str, Any] | str, *, to: str | None = None) -> None:
