@@ -8,4 +8,5 @@
   (upserts), with a created / updated / unchanged / failed outcome per record.
 * :mod:`.flow`: the ``sap_b1_to_warehouse`` flow declared on the sync engine.
 * :mod:`.reconcile`: SAP and the warehouse compared, entity by entity.
+* :mod:`.deletions`: master data deleted in SAP found by comparing keys, and marked ``deleted_at``.
 """

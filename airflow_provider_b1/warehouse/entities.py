@@ -265,6 +265,9 @@ class EntitySpec:
     :param partner_column: the column naming a business partner; a partner the warehouse does not
         know yet is added as an *inferred* row of ``dim_business_partner`` (see the loader).
     :param inferred_flag: the column set to false when a real record replaces an inferred one.
+    :param deletable: SAP lets its records be deleted (not only closed or cancelled): the table has
+        a ``deleted_at`` column, set by the deletion check (:mod:`.deletions`) for a key SAP no
+        longer holds and cleared by the load that brings the key back.
     """
 
     entity: str
@@ -275,6 +278,7 @@ class EntitySpec:
     amount_column: str | None = None
     partner_column: str | None = None
     inferred_flag: str | None = None
+    deletable: bool = False
 
     @property
     def key_field(self) -> str:
@@ -733,6 +737,7 @@ _SPECS: tuple[EntitySpec, ...] = (
             C("external_id", "U_ExternalId"),
         ),
         inferred_flag="is_inferred",
+        deletable=True,
     ),
     EntitySpec(
         entity="Items",
@@ -752,6 +757,7 @@ _SPECS: tuple[EntitySpec, ...] = (
             C("update_date", "UpdateDate", "date"),
             C("update_time", "UpdateTime", "time"),
         ),
+        deletable=True,
     ),
     EntitySpec(
         entity="ChartOfAccounts",
@@ -768,6 +774,7 @@ _SPECS: tuple[EntitySpec, ...] = (
             C("account_type", "AccountType"),
             C("is_frozen", "FrozenFor", "active"),
         ),
+        deletable=True,
     ),
     EntitySpec(
         entity="ProfitCenters",
@@ -780,6 +787,7 @@ _SPECS: tuple[EntitySpec, ...] = (
             C("is_active", "Active", "active"),
             C("effective_from", "EffectiveFrom", "date"),
         ),
+        deletable=True,
     ),
     EntitySpec(
         entity="Dimensions",
@@ -843,6 +851,11 @@ _SPECS: tuple[EntitySpec, ...] = (
 
 #: Every entity the warehouse loads, by SAP entity set name.
 ENTITIES: dict[str, EntitySpec] = {spec.entity: spec for spec in _SPECS}
+
+#: Entities whose records SAP deletes outright: master data not yet used by a transaction. SAP
+#: refuses to delete documents, payments and journal entries (they are closed, cancelled or
+#: reversed, and stay as records flagged so) and the five fixed cost-accounting dimensions.
+DELETABLE: tuple[str, ...] = tuple(spec.entity for spec in _SPECS if spec.deletable)
 
 #: Where inferred business partners go (see :attr:`EntitySpec.partner_column`).
 PARTNER_ENTITY = "BusinessPartners"

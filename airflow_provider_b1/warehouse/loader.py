@@ -23,6 +23,14 @@ real money from the facts and break reconciliation, while the inferred row keeps
 and is replaced by the real partner on its next load. Inferred rows are excluded from the
 partner reconciliation and easy to list (``WHERE is_inferred``).
 
+Records SAP deletes outright (master data: see ``EntitySpec.deletable``) are never removed here.
+The deletion check (:mod:`.deletions`) sets ``deleted_at`` on the rows whose keys SAP no longer
+holds (:meth:`WarehouseLoader.mark_deleted`); a later load that brings a record with such a key
+back clears it in the merge and reports the record ``created`` (it is new to the warehouse's live
+rows again), whether or not its payload changed. Both are written to ``deletion_log`` in the
+transaction that makes them. Counts, sums and keys (:meth:`WarehouseLoader.stats`,
+:meth:`WarehouseLoader.keys`) leave deleted rows out, as they leave inferred partners out.
+
 PostgreSQL, per page: one indexed look-up asks whether any of the page's keys is already
 loaded. If none is (a first load, or a page of new records), the rows and their child rows are
 ``COPY``-ed straight into their tables: every record is created.
@@ -189,9 +197,84 @@ class WarehouseLoader(DatabaseSink):
             self.rollback()
 
     def keys(self, spec: EntitySpec, window: StampWindow | None = None) -> Iterator[Any]:
-        """Keys of the loaded records (inferred partners excluded)."""
+        """Keys of the loaded records (inferred partners and rows marked deleted excluded)."""
         for key, _amount in self.amounts(spec, window):
             yield key
+
+    def deleted_keys(self, spec: EntitySpec) -> list[Any]:
+        """Keys of the rows marked deleted in SAP (none for an entity SAP cannot delete)."""
+        if not spec.deletable:
+            return []
+        rows = self.execute(
+            f"SELECT {spec.key_column} FROM {self.table_name(spec)} WHERE deleted_at IS NOT NULL"
+        )
+        self.rollback()
+        return [key for (key,) in rows]
+
+    def mark_deleted(
+        self, spec: EntitySpec, keys: Iterable[Any], run: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        """Mark the live rows of these keys deleted in SAP (``deleted_at`` now) and log each in
+        ``deletion_log``, in one transaction; return the keys marked. Rows are never removed.
+
+        :param spec: an entity SAP can delete (:attr:`EntitySpec.deletable`).
+        :param keys: keys as the warehouse holds them (e.g. from :meth:`keys`).
+        :param run: ``dag_id``, ``run_id`` and ``task_id`` of the check, for the log.
+        """
+        if not spec.deletable:
+            raise ValueError(f"SAP does not delete {spec.entity}; the warehouse has no deleted_at for it")
+        keys = list(keys)
+        marked: list[Any] = []
+        if not keys:
+            return marked
+        mark = "%s" if self.dialect == "postgres" else "?"
+        now = "now()" if self.dialect == "postgres" else "CURRENT_TIMESTAMP"
+        self.begin()
+        try:
+            for start in range(0, len(keys), _SQLITE_VARIABLES):
+                chunk = keys[start : start + _SQLITE_VARIABLES]
+                rows = self.execute(
+                    f"UPDATE {self.table_name(spec)} SET deleted_at = {now} "
+                    f"WHERE {spec.key_column} IN ({', '.join([mark] * len(chunk))}) AND deleted_at IS NULL"
+                    + (f" AND NOT {spec.inferred_flag}" if spec.inferred_flag else "")
+                    + f" RETURNING {spec.key_column}",
+                    chunk,
+                )
+                marked += [key for (key,) in rows]
+            self._log(spec, marked, "deleted", run)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        return marked
+
+    def _log(self, spec: EntitySpec, keys: Sequence[Any], action: str, run: Mapping[str, Any] | None) -> None:
+        """``deletion_log`` rows for these keys, in the open transaction."""
+        if not keys:
+            return
+        run = run or {}
+        mark = "%s" if self.dialect == "postgres" else "?"
+        table = f"{self.schema}.deletion_log" if self.dialect == "postgres" else "deletion_log"
+        cursor = self.conn.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO {table} (entity, table_name, record_key, action, dag_id, run_id, task_id) "
+                f"VALUES ({', '.join([mark] * 7)})",
+                [
+                    (
+                        spec.entity,
+                        spec.table,
+                        str(key),
+                        action,
+                        run.get("dag_id"),
+                        run.get("run_id"),
+                        run.get("task_id"),
+                    )
+                    for key in keys
+                ],
+            )
+        finally:
+            cursor.close()
 
     @abstractmethod
     def table_name(self, spec: EntitySpec) -> str:
@@ -370,15 +453,21 @@ class PostgresLoader(WarehouseLoader):
             cur.execute(sql.merge)
             actions = dict.fromkeys((m.key for m in mapped), UNCHANGED)
             updated = []
-            for key, inserted in cur.fetchall():
+            restored = []
+            for row in cur.fetchall():
+                key, inserted = row[0], row[1]
                 actions[key] = CREATED if inserted else UPDATED
-                if not inserted:
+                if len(row) > 2 and row[2]:
+                    restored.append(key)
+                    updated.append(key)
+                elif not inserted:
                     updated.append(key)
             changed = [m for m in mapped if actions[m.key] != UNCHANGED]
             if updated:
                 for delete in sql.delete_children:
                     cur.execute(delete, (updated,))
             self._copy_children(cur, spec, changed)
+        self._log(spec, restored, "restored", None)
         return actions
 
     def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
@@ -446,21 +535,41 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
     selected = ", ".join(f"s.{c}::jsonb" if c == "raw" else f"s.{c}" for c in columns)
     assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
     # The join keeps unchanged records out of the INSERT, so their raw JSON is never parsed;
-    # the ON CONFLICT ... WHERE still guards against a concurrent writer.
+    # the ON CONFLICT ... WHERE still guards against a concurrent writer. A row marked deleted is
+    # written even when its payload is the same: the record is back, and deleted_at is cleared.
+    revived = " OR o.deleted_at IS NOT NULL" if spec.deletable else ""
     insert = (
         f"INSERT INTO {table} AS t ({column_list}) "
         f"SELECT {selected} FROM {stage} AS s LEFT JOIN {table} AS o ON o.{key} = s.{key} "
-        f"WHERE o.payload_hash IS DISTINCT FROM s.payload_hash "
-        f"ON CONFLICT ({key}) DO UPDATE SET {assignments}, loaded_at = now() "
-        f"WHERE t.payload_hash IS DISTINCT FROM EXCLUDED.payload_hash "
-        f"RETURNING t.{key}, (t.xmax = 0) AS inserted"
+        f"WHERE o.payload_hash IS DISTINCT FROM s.payload_hash{revived} "
+        f"ON CONFLICT ({key}) DO UPDATE SET {assignments}, loaded_at = now()"
+        + (", deleted_at = NULL" if spec.deletable else "")
+        + " WHERE t.payload_hash IS DISTINCT FROM EXCLUDED.payload_hash"
+        + (" OR t.deleted_at IS NOT NULL" if spec.deletable else "")
+        + f" RETURNING t.{key}, (t.xmax = 0) AS inserted"
     )
-    if spec.inferred_flag:
-        # A real record replacing an inferred placeholder is new to the warehouse: say "created".
+    if spec.inferred_flag or spec.deletable:
+        # A real record replacing an inferred placeholder, or one coming back after its deletion in
+        # SAP, is new to the warehouse's live rows: say "created" (and, for the latter, "restored").
+        ctes, joins, created = [], "", "up.inserted"
+        if spec.inferred_flag:
+            ctes.append(
+                f"old AS (SELECT t.{key} FROM {table} AS t JOIN {stage} AS s USING ({key}) "
+                f"WHERE t.{spec.inferred_flag})"
+            )
+            joins += f" LEFT JOIN old USING ({key})"
+            created += f" OR old.{key} IS NOT NULL"
+        restored = "false"
+        if spec.deletable:
+            ctes.append(
+                f"gone AS (SELECT t.{key} FROM {table} AS t JOIN {stage} AS s USING ({key}) "
+                "WHERE t.deleted_at IS NOT NULL)"
+            )
+            joins += f" LEFT JOIN gone USING ({key})"
+            created += f" OR gone.{key} IS NOT NULL"
+            restored = f"gone.{key} IS NOT NULL"
         merge = (
-            f"WITH old AS (SELECT t.{key} FROM {table} AS t JOIN {stage} AS s USING ({key}) "
-            f"WHERE t.{spec.inferred_flag}), up AS ({insert}) "
-            f"SELECT up.{key}, up.inserted OR old.{key} IS NOT NULL FROM up LEFT JOIN old USING ({key})"
+            f"WITH {', '.join(ctes)}, up AS ({insert}) SELECT up.{key}, {created}, {restored} FROM up{joins}"
         )
     else:
         merge = insert
@@ -501,6 +610,8 @@ def _window_sql(spec: EntitySpec, window: StampWindow | None, mark: str) -> tupl
     params: list = []
     if spec.inferred_flag:
         clauses.append(f"NOT {spec.inferred_flag}")
+    if spec.deletable:
+        clauses.append("deleted_at IS NULL")
     if window is not None and spec.cursor != "none":
         if spec.cursor == "date":
             if window.since:
@@ -566,22 +677,30 @@ class SqliteLoader(WarehouseLoader):
     def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
         key = spec.key_column
         flag = spec.inferred_flag
-        existing: dict[Any, tuple[str | None, bool]] = {}
+        existing: dict[Any, tuple[str | None, bool, bool]] = {}
         keys = [m.key for m in mapped]
+        flag_sql = flag if flag else "0"
+        gone_sql = "deleted_at IS NOT NULL" if spec.deletable else "0"
         for start in range(0, len(keys), _SQLITE_VARIABLES):
             chunk = keys[start : start + _SQLITE_VARIABLES]
             marks = ", ".join("?" * len(chunk))
-            flag_sql = flag if flag else "0"
-            for found, digest, inferred in self.conn.execute(
-                f"SELECT {key}, payload_hash, {flag_sql} FROM {spec.table} WHERE {key} IN ({marks})", chunk
+            for found, digest, inferred, gone in self.conn.execute(
+                f"SELECT {key}, payload_hash, {flag_sql}, {gone_sql} FROM {spec.table} WHERE {key} IN ({marks})",
+                chunk,
             ):
-                existing[found] = (digest, bool(inferred))
+                existing[found] = (digest, bool(inferred), bool(gone))
         actions: dict[Any, str] = {}
         changed: list[MappedRecord] = []
         updated: list[Any] = []
+        restored: list[Any] = []
         for m in mapped:
             before = existing.get(m.key)
-            if before is None or before[1]:
+            if before is not None and before[2]:
+                # Back after its deletion in SAP: new to the live rows, whatever its payload.
+                actions[m.key] = CREATED
+                restored.append(m.key)
+                updated.append(m.key)
+            elif before is None or before[1]:
                 actions[m.key] = CREATED
             elif before[0] != m.payload_hash:
                 actions[m.key] = UPDATED
@@ -599,6 +718,7 @@ class SqliteLoader(WarehouseLoader):
                 rows = [row for m in changed for row in m.children[index]]
                 if rows:
                     self.conn.executemany(sql.insert_children[index], rows)
+        self._log(spec, restored, "restored", None)
         return actions
 
     def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
@@ -680,6 +800,7 @@ def _sqlite_sql(spec: EntitySpec) -> _SqliteSql:
     upsert = (
         f"INSERT INTO {spec.table} ({', '.join(columns)}) VALUES ({marks}) "
         f"ON CONFLICT ({spec.key_column}) DO UPDATE SET {assignments}, loaded_at = CURRENT_TIMESTAMP"
+        + (", deleted_at = NULL" if spec.deletable else "")
     )
     return _SqliteSql(
         upsert=upsert,

@@ -8,7 +8,8 @@ over the same window on both sides:
   a sum that belong together); other entities are counted with ``/$count``. Within a window,
   SAP can only filter by day, so the stream is read by day and trimmed to the exact
   ``(UpdateDate, UpdateTime)`` window here, the same rule the warehouse query applies.
-* **Warehouse:** one ``count(*)`` / ``sum(doc_total)`` query, inferred partners excluded.
+* **Warehouse:** one ``count(*)`` / ``sum(doc_total)`` query, inferred partners and rows marked
+  deleted in SAP (``deleted_at``, see :mod:`.deletions`) excluded.
 
 Sums are exact decimals (SAP's JSON numbers go through their shortest ``repr``), compared to
 the cent. A ``DocTotal`` that is not a number in SAP (``"abc"``, ``"12,50"``, ``Infinity``) is
@@ -381,6 +382,7 @@ def reconcile(
             f"The warehouse differs from SAP for {len(bad)} of {len(results)} entities:\n{report}\n"
             f"Records {FAILED}: fix them in SAP as their reason says, then replay them (b1_replay_failed). "
             f"Records {MISSING}: reload their window (since/until). Records {EXTRA}: they were deleted in "
-            "SAP; the warehouse keeps them until removed by key."
+            "SAP; the deletion check (check_deletions) marks those SAP deletes outright with deleted_at, "
+            "after which reconciliation leaves them out."
         )
     return results

@@ -294,6 +294,47 @@ _V2_POSTGRES = (
     + " END IF; END $$",
 )
 
+#: Tables of the entities SAP deletes outright (see ``EntitySpec.deletable``).
+DELETABLE_TABLES = ("dim_business_partner", "dim_item", "dim_gl_account", "dim_profit_center")
+
+# Records deleted in SAP are marked, never removed: ``deleted_at`` is set by the deletion check and
+# cleared by the load that brings the key back; ``deletion_log`` is the trail of both. The account
+# hierarchy leaves deleted accounts out, as the explores do.
+_V4_STATEMENTS: list[str] = [
+    *(f"ALTER TABLE {{s}}{t} ADD COLUMN deleted_at {{ts}}" for t in DELETABLE_TABLES),
+    """
+CREATE TABLE {s}deletion_log (
+    id {id},
+    at {ts} NOT NULL DEFAULT {now},
+    entity {text} NOT NULL,
+    table_name {text} NOT NULL,
+    record_key {text} NOT NULL,
+    action {text} NOT NULL CHECK (action IN ('deleted', 'restored')),
+    dag_id {text},
+    run_id {text},
+    task_id {text}
+)""",
+    "CREATE INDEX ix_deletion_log_entity_key ON {s}deletion_log (entity, record_key)",
+    "DROP VIEW {s}dim_gl_account_hierarchy",
+    """
+CREATE VIEW {s}dim_gl_account_hierarchy AS
+WITH RECURSIVE tree (account_code, root_account_code, depth, path) AS (
+    SELECT account_code, account_code, 1, CAST(account_code AS {text})
+    FROM {s}dim_gl_account
+    WHERE (father_account_code IS NULL OR father_account_code = '') AND deleted_at IS NULL
+    UNION ALL
+    SELECT child.account_code, tree.root_account_code, tree.depth + 1,
+           CAST(tree.path || ' > ' || child.account_code AS {text})
+    FROM {s}dim_gl_account AS child
+    JOIN tree ON child.father_account_code = tree.account_code
+    WHERE tree.depth < 32 AND child.deleted_at IS NULL
+)
+SELECT a.account_code, a.account_name, a.father_account_code, a.is_postable, a.account_type,
+       tree.root_account_code, tree.depth, tree.path
+FROM {s}dim_gl_account AS a
+JOIN tree ON tree.account_code = a.account_code""",
+]
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "star schema: dimensions, document facts at line grain, payments", tuple(_V1_TABLES)),
     Migration(
@@ -305,6 +346,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Where the sync engine records, with each committed page, how far each entity's load got: the
     # warehouse's own word on what it holds, checked against the cursor before every run.
     Migration(3, "sync checkpoints kept with the data they describe", (CHECKPOINT_TABLE,)),
+    Migration(4, "records deleted in SAP marked with deleted_at, and their trail", tuple(_V4_STATEMENTS)),
 )
 
 WAREHOUSE_MIGRATIONS = MigrationSet("warehouse", "schema_version", MIGRATIONS)
@@ -312,6 +354,7 @@ LATEST_VERSION = WAREHOUSE_MIGRATIONS.latest
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "DELETABLE_TABLES",
     "LATEST_VERSION",
     "MIGRATIONS",
     "WAREHOUSE_MIGRATIONS",

@@ -1,0 +1,154 @@
+"""The deletion check: which records did SAP delete that the warehouse still holds as live?
+
+Incremental reads by ``UpdateDate`` never see a deleted record: it is simply gone. SAP deletes
+master data outright (business partners, items, G/L accounts, profit centres not yet used by a
+transaction: ``EntitySpec.deletable``); documents, payments and journal entries are closed,
+cancelled or reversed instead, and stay records flagged so (``is_cancelled``).
+
+Per entity the check reads SAP's keys only (``$select`` of the key, in big pages: a few KB per
+thousand records) and the warehouse's live keys (inferred partners and rows already marked left
+out), and marks every live key SAP no longer holds with ``deleted_at`` (never a physical delete),
+each logged in ``deletion_log`` in the same transaction. A later load that brings a record with
+that key back clears the mark (see :mod:`.loader`).
+
+**Guard.** A key set read from the wrong company, or by a user who may not see the entity, looks
+like a mass deletion. Before marking anything, every entity is compared; if any would have more
+than ``max_share`` of its live rows marked (default half), nothing is marked and
+:class:`DeletionGuardError` says which entities and why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_b1.exceptions import PermanentError
+from airflow_provider_b1.warehouse.entities import DELETABLE, EntitySpec, entity_spec
+from airflow_provider_b1.warehouse.loader import WarehouseLoader
+
+log = logging.getLogger(__name__)
+
+#: Records per SAP page of keys: a key is a few dozen bytes.
+KEYS_PAGE_SIZE = 5000
+#: The largest share of an entity's live rows one check may mark deleted.
+DEFAULT_MAX_SHARE = 0.5
+#: Keys listed per entity in the task log.
+LOG_KEYS = 50
+
+
+class DeletionGuardError(PermanentError):
+    """SAP returned far fewer keys than the warehouse holds: nothing was marked."""
+
+
+@dataclass
+class DeletionCheck:
+    """One entity's comparison of keys, and what was marked.
+
+    :param entity: the SAP entity.
+    :param sap_keys: how many keys SAP holds.
+    :param live_keys: how many live rows the warehouse held before the check.
+    :param missing: live keys SAP no longer holds.
+    :param marked: the keys this check marked deleted (``missing`` unless another writer marked
+        or restored some meanwhile).
+    """
+
+    entity: str
+    sap_keys: int
+    live_keys: int
+    missing: list[Any] = field(default_factory=list)
+    marked: list[Any] = field(default_factory=list)
+
+    @property
+    def share(self) -> float:
+        return len(self.missing) / self.live_keys if self.live_keys else 0.0
+
+    def describe(self) -> str:
+        text = f"{self.entity}: SAP {self.sap_keys} keys, warehouse {self.live_keys} live rows"
+        if not self.missing:
+            return text + "; none deleted"
+        shown = ", ".join(map(str, self.missing[:LOG_KEYS]))
+        more = f" and {len(self.missing) - LOG_KEYS} more" if len(self.missing) > LOG_KEYS else ""
+        return f"{text}; {len(self.missing)} deleted in SAP ({self.share:.0%}): {shown}{more}"
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "sap_keys": self.sap_keys,
+            "live_keys": self.live_keys,
+            "marked": len(self.marked),
+            "first_marked": [str(k) for k in self.marked[:20]],
+        }
+
+
+def sap_keys(hook: Any, spec: EntitySpec, page_size: int = KEYS_PAGE_SIZE) -> set[str]:
+    """Every key SAP holds for an entity, as text, read with ``$select`` of the key only.
+
+    :param hook: a :class:`~airflow_provider_b1.hooks.sap_b1.SapB1Hook`.
+    :param spec: the entity's declaration.
+    :param page_size: records per page.
+    """
+    keys: set[str] = set()
+    for page in hook.iter_pages(spec.entity, select=[spec.key_field], page_size=page_size):
+        for record in page:
+            key = record.get(spec.key_field)
+            if key is not None and key != "":
+                keys.add(str(key))
+    return keys
+
+
+def compare(hook: Any, loader: WarehouseLoader, spec: EntitySpec) -> DeletionCheck:
+    """SAP's keys against the warehouse's live keys for one entity; marks nothing."""
+    # The warehouse first: a record created in SAP between the two reads is then only in SAP,
+    # which the check ignores, never only in the warehouse.
+    live = list(loader.keys(spec))
+    in_sap = sap_keys(hook, spec)
+    missing = [key for key in live if str(key) not in in_sap]
+    return DeletionCheck(spec.entity, len(in_sap), len(live), missing)
+
+
+def check_deletions(
+    hook: Any,
+    loader: WarehouseLoader,
+    entities: Iterable[str] = DELETABLE,
+    *,
+    max_share: float = DEFAULT_MAX_SHARE,
+    run: Mapping[str, Any] | None = None,
+) -> list[DeletionCheck]:
+    """Mark the warehouse rows of records deleted in SAP, after checking every entity against the guard.
+
+    :param hook: the SAP hook.
+    :param loader: the warehouse loader.
+    :param entities: SAP entities to check; each must be one SAP deletes (``EntitySpec.deletable``).
+    :param max_share: refuse (and mark nothing at all) when any entity would have more than this
+        share of its live rows marked; ``1.0`` turns the guard off.
+    :param run: ``dag_id``, ``run_id`` and ``task_id``, logged with each marking.
+    """
+    specs = [entity_spec(entity) for entity in entities]
+    refused = [spec.entity for spec in specs if not spec.deletable]
+    if refused:
+        raise ValueError(
+            f"SAP does not delete {', '.join(refused)} (closed or cancelled records stay records); "
+            f"the deletion check covers {', '.join(DELETABLE)}"
+        )
+    if not 0 < max_share <= 1:
+        raise ValueError(f"max_share must be above 0 and at most 1, not {max_share!r}")
+    checks = [compare(hook, loader, spec) for spec in specs]
+    too_many = [c for c in checks if c.missing and c.share > max_share]
+    if too_many:
+        raise DeletionGuardError(
+            "Refusing to mark records deleted: SAP returned far fewer keys than the warehouse holds live "
+            f"(more than {max_share:.0%} would be marked): "
+            + "; ".join(
+                f"{c.entity}: SAP {c.sap_keys} keys, warehouse {c.live_keys}, {len(c.missing)} would be marked"
+                for c in too_many
+            )
+            + ". Nothing was marked. Check that the SAP connection names the right company and that its "
+            "user may read these entities; if SAP really deleted that many, raise max_share for one run."
+        )
+    for check, spec in zip(checks, specs):
+        if check.missing:
+            check.marked = loader.mark_deleted(spec, check.missing, run)
+        log.info("%s", check.describe())
+    return checks

@@ -1,0 +1,218 @@
+"""Records deleted in SAP: marked ``deleted_at`` by the deletion check, restored by the next load.
+
+Against the HTTPS SAP sandbox, on PostgreSQL and on SQLite: a partner and an item are created,
+loaded, then deleted through the Service Layer (``DELETE``) as a user would; the check marks both
+(never removing a row), logs them, and reconciliation still passes; a second check changes
+nothing; re-created with the same keys, they are restored by the next incremental load. The
+guard refuses to mark anything against an SAP that returns far fewer keys than the warehouse holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_b1.hooks.sap_b1.literals import entity_path
+from airflow_provider_b1.sources.sap_b1 import SapB1Source
+from airflow_provider_b1.sync import SyncWindow, sync_stream
+from airflow_provider_b1.utils.retry import RetryPolicy
+from airflow_provider_b1.warehouse.deletions import DeletionGuardError, check_deletions
+from airflow_provider_b1.warehouse.entities import DELETABLE, ENTITIES
+from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
+from airflow_provider_b1.warehouse.reconcile import reconcile
+
+FAST_RETRIES = RetryPolicy(max_attempts=5, max_elapsed=30, initial_wait=0.02, max_wait=0.3)
+PARTNER = {"CardCode": "CDEL-01", "CardName": "Deleted Partner Ltd", "CardType": "cCustomer"}
+ITEM = {"ItemCode": "IDEL-01", "ItemName": "Deleted item"}
+MASTER = ("BusinessPartners", "Items")
+
+
+@pytest.fixture(scope="module")
+def served_sap() -> Iterator[Any]:
+    """A small SAP company of its own: master data and a few documents."""
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    served = serve_in_thread(create_app(SapSandboxConfig(invoices=20, timezone="America/Chicago")), tls=True)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def hook(served_sap, monkeypatch, tmp_path):
+    import requests
+
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    requests.post(
+        f"{served_sap.base_url}/_sandbox/reset",
+        json={"invoices": 20},
+        verify=str(served_sap.ca_path),
+        timeout=60,
+    ).raise_for_status()
+    monkeypatch.setenv("B1_SESSION_CACHE_DIR", str(tmp_path / "sessions"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SAP_B1_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "sap_b1",
+                "host": f"{served_sap.base_url}/b1s/v2",
+                "schema": "SBODEMOUS",
+                "login": "manager",
+                "password": "manager-secret-1",
+                "extra": {
+                    "ca_bundle": str(served_sap.ca_path),
+                    "page_size": 250,
+                    "timezone": "America/Chicago",
+                },
+            }
+        ),
+    )
+    hook = SapB1Hook(retry_policy=FAST_RETRIES)
+    yield hook
+    hook.close()
+
+
+def _load(hook, loader, session, window: SyncWindow) -> dict[str, Any]:
+    source = SapB1Source(hook, select={e: ENTITIES[e].select() for e in MASTER})
+    return {
+        entity: sync_stream(WAREHOUSE_FLOW, WAREHOUSE_FLOW.stream(entity), source, loader, session, window)
+        for entity in MASTER
+    }
+
+
+def _deleted_at(loader, entity: str, key: str) -> Any:
+    spec = ENTITIES[entity]
+    mark = "%s" if loader.dialect == "postgres" else "?"
+    rows = loader.execute(
+        f"SELECT deleted_at FROM {loader.table_name(spec)} WHERE {spec.key_column} = {mark}", (key,)
+    )
+    loader.rollback()
+    assert rows, f"{entity} {key} is no longer in the warehouse"
+    return rows[0][0]
+
+
+def _log(loader) -> list[tuple[str, str, str, str | None]]:
+    table = f"{loader.schema}.deletion_log" if loader.dialect == "postgres" else "deletion_log"
+    rows = loader.execute(f"SELECT entity, record_key, action, run_id FROM {table} ORDER BY id")
+    loader.rollback()
+    return [tuple(r) for r in rows]
+
+
+def test_deleted_partner_and_item_are_marked_audited_reconciled_and_restored_by_the_next_load(
+    hook, loader, session
+):
+    hook.create("BusinessPartners", dict(PARTNER))
+    hook.create("Items", dict(ITEM))
+    first = _load(hook, loader, session, SyncWindow("full"))
+    assert _deleted_at(loader, "BusinessPartners", "CDEL-01") is None
+    live = {e: len(list(loader.keys(ENTITIES[e]))) for e in DELETABLE}
+
+    # deleted in SAP through the Service Layer, as a user would
+    hook.request("DELETE", entity_path("BusinessPartners", "CDEL-01"))
+    hook.request("DELETE", entity_path("Items", "IDEL-01"))
+
+    run = {"dag_id": "sap_b1_to_warehouse", "run_id": "check-1", "task_id": "check_deletions"}
+    checks = {c.entity: c for c in check_deletions(hook, loader, run=run)}
+    assert set(checks) == set(DELETABLE)
+    assert checks["BusinessPartners"].marked == ["CDEL-01"]
+    assert checks["Items"].marked == ["IDEL-01"]
+    assert checks["ChartOfAccounts"].marked == checks["ProfitCenters"].marked == []
+    # marked, never removed; no longer among the live keys
+    assert _deleted_at(loader, "BusinessPartners", "CDEL-01") is not None
+    assert _deleted_at(loader, "Items", "IDEL-01") is not None
+    assert "CDEL-01" not in set(loader.keys(ENTITIES["BusinessPartners"]))
+    assert loader.deleted_keys(ENTITIES["Items"]) == ["IDEL-01"]
+    assert {e: len(list(loader.keys(ENTITIES[e]))) for e in DELETABLE} == {
+        **live,
+        "BusinessPartners": live["BusinessPartners"] - 1,
+        "Items": live["Items"] - 1,
+    }
+    assert _log(loader) == [
+        ("BusinessPartners", "CDEL-01", "deleted", "check-1"),
+        ("Items", "IDEL-01", "deleted", "check-1"),
+    ]
+    # reconciliation counts the warehouse's live rows: SAP and the warehouse agree again
+    assert all(r.ok for r in reconcile(hook, loader, MASTER))
+
+    # a second check finds nothing more to mark
+    again = check_deletions(hook, loader, run={**run, "run_id": "check-2"})
+    assert [c.marked for c in again] == [[], [], [], []]
+    assert len(_log(loader)) == 2
+
+    # re-created in SAP with the same keys: the next incremental load brings them back
+    hook.create("BusinessPartners", {**PARTNER, "CardName": "Deleted Partner Ltd (again)"})
+    hook.create("Items", dict(ITEM))  # the very same payload: still restored
+    cursors = {e: s.cursor for e, s in first.items()}
+    restored = {
+        entity: sync_stream(
+            WAREHOUSE_FLOW,
+            WAREHOUSE_FLOW.stream(entity),
+            SapB1Source(hook, select={entity: ENTITIES[entity].select()}),
+            loader,
+            session,
+            SyncWindow("incremental", cursor=cursors[entity], previous_cursor=cursors[entity]),
+        )
+        for entity in MASTER
+    }
+    assert (restored["BusinessPartners"].created, restored["Items"].created) == (1, 1)
+    assert _deleted_at(loader, "BusinessPartners", "CDEL-01") is None
+    assert _deleted_at(loader, "Items", "IDEL-01") is None
+    assert loader.deleted_keys(ENTITIES["BusinessPartners"]) == []
+    assert [r[:3] for r in _log(loader)[2:]] == [
+        ("BusinessPartners", "CDEL-01", "restored"),
+        ("Items", "IDEL-01", "restored"),
+    ]
+    assert all(r.ok for r in reconcile(hook, loader, MASTER))
+
+    # a marked row whose record comes back exactly as stored (same payload hash) is restored too
+    item = ENTITIES["Items"]
+    record = hook.get("Items", "IDEL-01", select=item.select())
+    loader.load_page(item, [record])  # the row now holds exactly this record
+    assert loader.load_page(item, [record]).counts["unchanged"] == 1
+    assert loader.mark_deleted(item, ["IDEL-01"]) == ["IDEL-01"]
+    assert loader.load_page(item, [record]).counts["created"] == 1
+    assert _deleted_at(loader, "Items", "IDEL-01") is None
+    assert [r[2] for r in _log(loader)[4:]] == ["deleted", "restored"]
+
+    # the audit trail of the load says created for the restored records
+    latest = session.trail.latest(WAREHOUSE_FLOW.name, "Items", ["IDEL-01"])
+    assert latest["IDEL-01"][0] == "created"
+    assert [c.marked for c in check_deletions(hook, loader)] == [[], [], [], []]
+
+
+class _NoKeys:
+    """An SAP that answers every read with no records: a wrong company, or a user who may not see them."""
+
+    def iter_pages(self, entity: str, **_options: Any) -> Iterator[list]:
+        yield []
+
+
+def test_the_guard_refuses_to_mark_when_sap_returns_far_fewer_keys(hook, loader, session):
+    _load(hook, loader, session, SyncWindow("full"))
+    live = {e: sorted(map(str, loader.keys(ENTITIES[e]))) for e in MASTER}
+
+    with pytest.raises(DeletionGuardError, match=r"Nothing was marked.*right company"):
+        check_deletions(_NoKeys(), loader, MASTER)
+    assert {e: sorted(map(str, loader.keys(ENTITIES[e]))) for e in MASTER} == live
+    assert _log(loader) == []
+
+    # over the share allowed: nothing marked; the share raised for one run: marked
+    keys = live["Items"]
+    for key in keys[: len(keys) // 2 + 1]:
+        hook.request("DELETE", entity_path("Items", key))
+    with pytest.raises(DeletionGuardError, match="Items"):
+        check_deletions(hook, loader, ["Items"])
+    assert _log(loader) == []
+    (check,) = check_deletions(hook, loader, ["Items"], max_share=1.0)
+    assert len(check.marked) == len(keys) // 2 + 1
+
+
+def test_entities_sap_cannot_delete_are_refused(hook, loader):
+    with pytest.raises(ValueError, match="SAP does not delete Invoices"):
+        check_deletions(hook, loader, ["Invoices"])
