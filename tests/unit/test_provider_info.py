@@ -78,7 +78,7 @@ def test_the_salesforce_cdc_trigger_and_sensor_are_registered():
     for section in ("hooks", "operators", "triggers", "sensors"):
         for entry in info[section]:
             assert entry["integration-name"] in integrations
-    assert "Teams" not in info["description"]  # nothing of Teams is built yet
+    assert "Teams" not in info["description"]  # no Teams flow yet, only its hooks
 
 
 def test_providers_manager_lists_the_salesforce_trigger_and_the_pubsub_fields():
@@ -103,3 +103,39 @@ def test_providers_manager_lists_the_salesforce_trigger_and_the_pubsub_fields():
     assert (
         behaviour["placeholders"]["extra__b1_salesforce__pubsub_endpoint"] == "api.pubsub.salesforce.com:7443"
     )
+
+
+def test_the_two_teams_connection_types_keep_their_secrets_in_password_fields():
+    webhook = next(c for c in CONNECTION_TYPES if c["connection-type"] == "b1_teams_webhook")
+    bot = next(c for c in CONNECTION_TYPES if c["connection-type"] == "b1_teams_bot")
+    assert webhook["hook-class-name"] == "airflow_provider_b1.hooks.teams.TeamsWebhookHook"
+    assert bot["hook-class-name"] == "airflow_provider_b1.hooks.teams.TeamsBotHook"
+    # The webhook URL is the secret: it goes in the (masked) password, never in a plain field.
+    assert ui_field_behaviour(webhook)["relabeling"]["password"] == "Workflows webhook URL"
+    assert "login" in ui_field_behaviour(webhook)["hidden-fields"]
+    assert set(webhook["conn-fields"]) == {"verify_tls", "ca_bundle"}
+    relabeling = ui_field_behaviour(bot)["relabeling"]
+    assert (relabeling["login"], relabeling["password"]) == ("Bot app ID", "Bot app secret")
+    secret_fields = {n for n, f in bot["conn-fields"].items() if f["schema"].get("format") == "password"}
+    assert secret_fields == {"graph_client_secret"}
+    assert {"tenant_id", "service_url", "graph_client_id", "login_url", "graph_url", "ca_bundle"} <= set(
+        bot["conn-fields"]
+    )
+    info = get_provider_info()
+    assert {
+        "integration-name": "Microsoft Teams",
+        "python-modules": ["airflow_provider_b1.hooks.teams"],
+    } in info["hooks"]
+
+
+def test_providers_manager_sees_the_teams_connection_types_and_their_fields():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    hooks = manager.hooks
+    assert hooks["b1_teams_webhook"].hook_class_name == "airflow_provider_b1.hooks.teams.TeamsWebhookHook"
+    assert hooks["b1_teams_bot"].hook_class_name == "airflow_provider_b1.hooks.teams.TeamsBotHook"
+    widgets = {name for name in manager.connection_form_widgets if name.startswith("extra__b1_teams_bot__")}
+    assert {"extra__b1_teams_bot__tenant_id", "extra__b1_teams_bot__graph_client_secret"} <= widgets
+    behaviour = manager.field_behaviours["b1_teams_webhook"]
+    assert behaviour["relabeling"]["password"] == "Workflows webhook URL"
