@@ -10,19 +10,28 @@ Reload a period: trigger with **Since**/**Until**, or run a backfill over the da
 (each backfill run reads exactly its day). **Full refresh** re-reads everything; unchanged
 records are recognised by their hash and left alone.
 
-The last task compares SAP and the warehouse (counts, and DocTotal sums for documents) and
-fails with a report on any difference.
+After the master data is loaded, **check_deletions** compares SAP's keys of business partners,
+items, G/L accounts and profit centres with the warehouse's (keys only) and marks the rows of
+records deleted in SAP with ``deleted_at``; rows are never removed, and a record re-created with
+the same key is restored by the next load. If SAP returns far fewer keys than the warehouse holds
+(more than **Deletion max share** of an entity would be marked: a wrong company, a missing
+permission), it marks nothing and fails. Documents are never deleted in SAP, only cancelled.
+
+The last task compares SAP and the warehouse (counts, and DocTotal sums for documents; rows
+marked deleted left out) and fails with a report on any difference.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, dag
+from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag
 
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
 from airflow_provider_b1.sync import sync_params
 from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
+    DEFAULT_MAX_SHARE,
     SapB1ToWarehouseOperator,
+    SapB1WarehouseDeletionCheckOperator,
     SapB1WarehouseReconcileOperator,
 )
 from airflow_provider_b1.webhooks.assets import sap_b1_asset
@@ -40,7 +49,18 @@ from airflow_provider_b1.webhooks.assets import sap_b1_asset
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params=sync_params(),
+    params={
+        **sync_params(),
+        "deletion_max_share": Param(
+            DEFAULT_MAX_SHARE,
+            type="number",
+            minimum=0.01,
+            maximum=1,
+            title="Deletion max share",
+            description="The deletion check marks nothing and fails when more than this share of an "
+            "entity's rows would be marked deleted. Raise it for one run when SAP really deleted that many.",
+        ),
+    },
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
     tags=["sap_b1", "warehouse"],
     doc_md=__doc__,
@@ -50,12 +70,17 @@ def sap_b1_to_warehouse():
     loads = {
         group: SapB1ToWarehouseOperator(task_id=f"load_{group}", group=group) for group in WAREHOUSE_GROUPS
     }
+    check_deletions = SapB1WarehouseDeletionCheckOperator(
+        task_id="check_deletions", max_share="{{ params.deletion_max_share }}"
+    )
     reconcile = SapB1WarehouseReconcileOperator(task_id="reconcile")
     # Partners and items first, so documents rarely meet a partner the warehouse does not know.
     for group, load in loads.items():
         if group != "master":
             loads["master"] >> load
             load >> reconcile
+    # Master data deleted in SAP is marked before reconciliation counts the warehouse's live rows.
+    loads["master"] >> check_deletions >> reconcile
 
 
 sap_b1_to_warehouse()

@@ -4,6 +4,9 @@
   schema (PostgreSQL, or SQLite for the embedded demo): the ``sap_b1_to_warehouse`` flow
   (:mod:`airflow_provider_b1.warehouse.flow`) run by the engine's
   :class:`~airflow_provider_b1.operators.sync.SyncOperator`.
+* :class:`SapB1WarehouseDeletionCheckOperator` compares SAP's keys with the warehouse's live keys
+  for the master data SAP deletes outright, and marks the rows of deleted records ``deleted_at``
+  (never removing them), refusing when SAP returns far fewer keys than the warehouse holds.
 * :class:`SapB1WarehouseReconcileOperator` compares counts and ``DocTotal`` sums between SAP and
   the warehouse and fails with a report on any difference, without retries (a retry would find
   the same difference).
@@ -24,7 +27,7 @@ from airflow_provider_b1.operators.sync import PermanentFailures, SyncOperator
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
 from airflow_provider_b1.sync.audit import AuditTrail
-from airflow_provider_b1.warehouse.entities import ENTITIES
+from airflow_provider_b1.warehouse.entities import DELETABLE, ENTITIES
 from airflow_provider_b1.warehouse.flow import (
     DEFAULT_SAP_CONN_ID,
     DEFAULT_WAREHOUSE_CONN_ID,
@@ -32,6 +35,9 @@ from airflow_provider_b1.warehouse.flow import (
     extra_fields,
 )
 from airflow_provider_b1.warehouse.schema import DEFAULT_SCHEMA, validate_schema_name
+
+#: The largest share of an entity's live rows one deletion check may mark deleted.
+DEFAULT_MAX_SHARE = 0.5
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -131,11 +137,81 @@ class SapB1ToWarehouseOperator(SyncOperator):
         return super().run(context)
 
 
+class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
+    """Mark the warehouse rows of records deleted in SAP: a cheap key-set comparison per entity.
+
+    Reads only the keys (``$select`` of the key) of the entities SAP deletes outright (business
+    partners, items, G/L accounts, profit centres) and the warehouse's live keys; a key SAP no
+    longer holds gets ``deleted_at`` set (the row stays, logged in ``deletion_log``), and the load
+    that brings the key back clears it. Explores and reconciliation leave marked rows out.
+
+    If any entity would have more than ``max_share`` of its live rows marked, nothing is marked and
+    the task fails at once (a wrong company or a missing permission looks like a mass deletion).
+
+    :param entities: SAP entities to check; every entity SAP deletes when ``None``.
+    :param sap_b1_conn_id: the SAP Business One connection.
+    :param warehouse_conn_id: the warehouse connection.
+    :param warehouse_schema: the PostgreSQL schema of the warehouse tables.
+    :param max_share: the largest share of an entity's live rows one check may mark (0-1; 1 turns
+        the guard off); templated, e.g. ``"{{ params.deletion_max_share }}"``.
+    """
+
+    template_fields: Sequence[str] = ("entities", "max_share")
+    ui_color = "#f6e0e0"
+
+    def __init__(
+        self,
+        *,
+        entities: Sequence[str] | None = None,
+        sap_b1_conn_id: str = DEFAULT_SAP_CONN_ID,
+        warehouse_conn_id: str = DEFAULT_WAREHOUSE_CONN_ID,
+        warehouse_schema: str = DEFAULT_SCHEMA,
+        max_share: float | str = DEFAULT_MAX_SHARE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        names = _entities(list(entities) if entities is not None else list(DELETABLE), None)
+        refused = [name for name in names if name not in DELETABLE]
+        if refused:
+            raise ValueError(
+                f"SAP does not delete {', '.join(refused)}; the deletion check covers {', '.join(DELETABLE)}"
+            )
+        self.entities = names
+        self.sap_b1_conn_id = sap_b1_conn_id
+        self.warehouse_conn_id = warehouse_conn_id
+        self.warehouse_schema = validate_schema_name(warehouse_schema)
+        self.max_share = max_share
+
+    def run(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_provider_b1.exceptions import PermanentError
+        from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+        from airflow_provider_b1.warehouse.deletions import check_deletions
+        from airflow_provider_b1.warehouse.loader import open_loader
+
+        try:
+            max_share = float(self.max_share)
+        except (TypeError, ValueError):
+            raise PermanentError(
+                f"max_share must be a number between 0 and 1, not {self.max_share!r}"
+            ) from None
+        if not 0 < max_share <= 1:
+            raise PermanentError(f"max_share must be above 0 and at most 1, not {max_share}")
+        ti = context["ti"]
+        run = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id}
+        with open_loader(self.warehouse_conn_id, schema=self.warehouse_schema) as loader:
+            loader.ensure_schema()
+            checks = check_deletions(
+                SapB1Hook(self.sap_b1_conn_id), loader, self.entities, max_share=max_share, run=run
+            )
+        return [c.to_xcom() for c in checks]
+
+
 class SapB1WarehouseReconcileOperator(PermanentFailures, BaseOperator):
     """Compare SAP and the warehouse per entity: record counts, and ``DocTotal`` sums for documents.
 
     In a run that reads a window (a backfill, or ``since``/``until`` params) only that window is
-    compared, by update stamp; otherwise every record is. Entities without an update stamp
+    compared, by update stamp; otherwise every record is. Rows marked deleted in SAP
+    (``deleted_at``) count as not in the warehouse. Entities without an update stamp
     (chart of accounts, profit centres, dimensions) are always compared whole. Fails with a
     report naming each difference and a sample of the keys behind it, at once: a retry would
     compare the same data.

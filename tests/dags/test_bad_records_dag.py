@@ -28,6 +28,7 @@ def test_bad_invoices_are_named_the_rest_loads_reconcile_fails_and_a_replay_afte
         "load_sales": "success",
         "load_purchasing": "success",
         "load_finance": "success",
+        "check_deletions": "success",
         "reconcile": "failed",
     }
 

@@ -32,7 +32,7 @@ def test_a_run_loads_every_entity_equal_to_sap_reconciles_and_logs_no_secret(
     started = time.monotonic()
     dr = dag_of(DAG_ID, retries=0).test()
     assert dr.state == "success", task_states(dr)
-    assert task_states(dr) == dict.fromkeys([*LOADS, "reconcile"], "success")
+    assert task_states(dr) == dict.fromkeys([*LOADS, "check_deletions", "reconcile"], "success")
 
     assert flow.differences() == {}
     assert flow.figures("Invoices")[0] == INVOICES
@@ -60,7 +60,7 @@ def test_a_run_loads_every_entity_equal_to_sap_reconciles_and_logs_no_secret(
 
     # XComs carry small summaries (cursors, counts), never records
     payloads = xcoms(DAG_ID, dr.run_id)
-    assert set(payloads["sizes"]) == {f"{t}:return_value" for t in [*LOADS, "reconcile"]}
+    assert set(payloads["sizes"]) == {f"{t}:return_value" for t in [*LOADS, "check_deletions", "reconcile"]}
     assert max(payloads["sizes"].values()) < 4096, payloads["sizes"]
     text = repr(payloads["values"])
     for field in ("CardName", "CardCode", "DocumentLines", "ItemDescription", "raw"):
@@ -121,3 +121,56 @@ def test_running_again_rerunning_a_task_reloading_a_window_and_backfilling_chang
     assert counts["unchanged"] < total  # a day, not everything
     windows = xcoms(DAG_ID, backfill.run_id)["values"]["load_sales:return_value"]
     assert windows["entities"]["Invoices"]["mode"] == "window"
+
+
+def test_a_partner_and_an_item_deleted_in_sap_are_marked_by_the_next_run_and_restored_when_recreated(
+    flow, dag_of
+):
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+    from airflow_provider_b1.hooks.sap_b1.literals import entity_path
+
+    sap = SapB1Hook("sap_b1_default")
+    partner = {"CardCode": "CGONE-1", "CardName": "Gone Partner", "CardType": "cCustomer"}
+    item = {"ItemCode": "IGONE-1", "ItemName": "Gone item"}
+    sap.create("BusinessPartners", dict(partner))
+    sap.create("Items", dict(item))
+    first = dag_of(DAG_ID, retries=0).test(logical_date=_now() - dt.timedelta(minutes=5))
+    assert first.state == "success", task_states(first)
+
+    def marks() -> dict[str, bool]:
+        rows = flow.query(
+            "SELECT card_code, deleted_at IS NOT NULL FROM sap_b1.dim_business_partner WHERE card_code = 'CGONE-1' "
+            "UNION ALL SELECT item_code, deleted_at IS NOT NULL FROM sap_b1.dim_item WHERE item_code = 'IGONE-1'"
+        )
+        return dict(rows)
+
+    assert marks() == {"CGONE-1": False, "IGONE-1": False}
+
+    # deleted in SAP through the Service Layer: the next run marks both, and still reconciles
+    sap.request("DELETE", entity_path("BusinessPartners", "CGONE-1"))
+    sap.request("DELETE", entity_path("Items", "IGONE-1"))
+    second = dag_of(DAG_ID, retries=0).test(logical_date=_now() - dt.timedelta(minutes=2))
+    assert second.state == "success", task_states(second)
+    assert marks() == {"CGONE-1": True, "IGONE-1": True}
+    assert flow.differences() == {}
+    checked = {c["entity"]: c for c in xcoms(DAG_ID, second.run_id)["values"]["check_deletions:return_value"]}
+    assert checked["BusinessPartners"]["first_marked"] == ["CGONE-1"]
+    assert checked["Items"]["first_marked"] == ["IGONE-1"]
+    log = flow.query("SELECT record_key, action, run_id FROM sap_b1.deletion_log ORDER BY id")
+    assert log == [("CGONE-1", "deleted", second.run_id), ("IGONE-1", "deleted", second.run_id)]
+
+    # re-created with the same keys: the next run's incremental load restores them
+    sap.create("BusinessPartners", dict(partner))
+    sap.create("Items", dict(item))
+    third = dag_of(DAG_ID, retries=0).test(logical_date=_now())
+    assert third.state == "success", task_states(third)
+    assert marks() == {"CGONE-1": False, "IGONE-1": False}
+    assert [
+        r[:2] for r in flow.query("SELECT record_key, action FROM sap_b1.deletion_log ORDER BY id")[2:]
+    ] == [
+        ("CGONE-1", "restored"),
+        ("IGONE-1", "restored"),
+    ]
+    restored = flow.audit_rows("run_id = %s AND source_key IN ('CGONE-1', 'IGONE-1')", (third.run_id,))
+    assert {(r["key"], r["action"]) for r in restored} == {("CGONE-1", "created"), ("IGONE-1", "created")}
+    assert flow.differences() == {}
