@@ -202,3 +202,39 @@ explore: gl_account_monthly {
 explore: revenue_by_profit_center {
   label: "Revenue by profit centre (PDT)"
 }
+
+# Master data. Records deleted in SAP (partners, items, GL accounts, profit centres) stay in the
+# warehouse with deleted_at set by the Airflow task check_deletions, and come back (deleted_at
+# cleared) when SAP re-creates the same key. These explores hide them by default: to see them,
+# set the "Deleted in SAP" filter to Yes (only deleted rows) or to "is any value" (all rows).
+# SAP refuses to delete master data that documents use, so the document explores above never
+# meet a deleted partner or item through their joins; cancelled documents stay documents,
+# excluded by their own is_cancelled filter.
+
+explore: business_partners {
+  label: "Business partners"
+  from: dim_business_partner
+  view_name: dim_business_partner
+  always_filter: { filters: [dim_business_partner.is_deleted: "No"] }
+}
+
+explore: items {
+  label: "Items"
+  from: dim_item
+  view_name: dim_item
+  always_filter: { filters: [dim_item.is_deleted: "No"] }
+}
+
+explore: gl_accounts {
+  label: "Chart of accounts"
+  from: dim_gl_account
+  view_name: dim_gl_account
+  always_filter: { filters: [dim_gl_account.is_deleted: "No"] }
+}
+
+explore: profit_centers {
+  label: "Profit centres"
+  from: dim_profit_center
+  view_name: dim_profit_center
+  always_filter: { filters: [dim_profit_center.is_deleted: "No"] }
+}

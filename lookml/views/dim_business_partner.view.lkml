@@ -12,5 +12,13 @@ view: dim_business_partner {
   dimension: is_frozen { type: yesno sql: ${TABLE}.is_frozen ;; }
   dimension: balance { type: number sql: ${TABLE}.balance ;; }
   dimension: external_id { sql: ${TABLE}.external_id ;; }
+  # Deleted in SAP: the deletion check (Airflow task check_deletions) sets deleted_at; the row stays.
+  dimension_group: deleted { type: time timeframes: [raw, time, date] sql: ${TABLE}.deleted_at ;; }
+  dimension: is_deleted {
+    label: "Deleted in SAP"
+    description: "Yes once SAP no longer holds this partner; its explore hides these rows unless this filter is changed."
+    type: yesno
+    sql: ${TABLE}.deleted_at IS NOT NULL ;;
+  }
   measure: count { type: count }
 }

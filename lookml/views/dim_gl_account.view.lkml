@@ -5,7 +5,7 @@ view: dim_gl_account {
     sql:
       SELECT a.account_code, a.account_name, a.father_account_code, a.account_level, a.account_type,
              a.is_postable, a.currency, a.balance,
-             h.root_account_code, h.depth, h.path
+             a.deleted_at, h.root_account_code, h.depth, h.path
       FROM sap_b1.dim_gl_account AS a
       LEFT JOIN sap_b1.dim_gl_account_hierarchy AS h ON h.account_code = a.account_code ;;
   }
@@ -23,5 +23,13 @@ view: dim_gl_account {
   dimension: currency { sql: ${TABLE}.currency ;; }
   dimension: root_account_code { label: "Top-level account code" sql: ${TABLE}.root_account_code ;; }
   dimension: path { label: "Account path" sql: ${TABLE}.path ;; }
+  # Deleted in SAP: the deletion check (Airflow task check_deletions) sets deleted_at; the row stays.
+  dimension_group: deleted { type: time timeframes: [raw, time, date] sql: ${TABLE}.deleted_at ;; }
+  dimension: is_deleted {
+    label: "Deleted in SAP"
+    description: "Yes once SAP no longer holds this GL account; its explore hides these rows unless this filter is changed."
+    type: yesno
+    sql: ${TABLE}.deleted_at IS NOT NULL ;;
+  }
   measure: count { type: count }
 }

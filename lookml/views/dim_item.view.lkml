@@ -9,5 +9,13 @@ view: dim_item {
   dimension: is_sales_item { type: yesno sql: ${TABLE}.is_sales_item ;; }
   dimension: is_purchase_item { type: yesno sql: ${TABLE}.is_purchase_item ;; }
   dimension: inventory_uom { sql: ${TABLE}.inventory_uom ;; }
+  # Deleted in SAP: the deletion check (Airflow task check_deletions) sets deleted_at; the row stays.
+  dimension_group: deleted { type: time timeframes: [raw, time, date] sql: ${TABLE}.deleted_at ;; }
+  dimension: is_deleted {
+    label: "Deleted in SAP"
+    description: "Yes once SAP no longer holds this item; its explore hides these rows unless this filter is changed."
+    type: yesno
+    sql: ${TABLE}.deleted_at IS NOT NULL ;;
+  }
   measure: count { type: count }
 }

@@ -8,5 +8,13 @@ view: dim_profit_center {
   dimension: dimension_code { label: "Dimension" type: number sql: ${TABLE}.dimension_code ;; }
   dimension: is_active { type: yesno sql: ${TABLE}.is_active ;; }
   dimension_group: effective_from { type: time timeframes: [date, month, year] datatype: date sql: ${TABLE}.effective_from ;; }
+  # Deleted in SAP: the deletion check (Airflow task check_deletions) sets deleted_at; the row stays.
+  dimension_group: deleted { type: time timeframes: [raw, time, date] sql: ${TABLE}.deleted_at ;; }
+  dimension: is_deleted {
+    label: "Deleted in SAP"
+    description: "Yes once SAP no longer holds this profit centre; its explore hides these rows unless this filter is changed."
+    type: yesno
+    sql: ${TABLE}.deleted_at IS NOT NULL ;;
+  }
   measure: count { type: count }
 }
