@@ -456,11 +456,16 @@ class ClientCredentialsAuth(RenewingAuth[T]):
             return False
         return not (refused and stale is not None and self.same(shared, stale))
 
+    def token_form(self) -> dict[str, str]:
+        """The fields of the token request beyond the client credentials (an API's ``scope``)."""
+        return {}
+
     def _request_token(self) -> T:
         form = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self._client_secret,
+            **self.token_form(),
         }
         started = self._clock()
         try:

@@ -84,17 +84,6 @@ class TokenCache(SharedTokenCache[AccessToken]):
     token_type = AccessToken
 
 
-class _Scoped:
-    """The session the token request goes through, adding the identity platform's ``scope``."""
-
-    def __init__(self, http: requests.Session, scope: str) -> None:
-        self.http = http
-        self.scope = scope
-
-    def post(self, url: str, *, data: dict[str, str], **kwargs: Any) -> requests.Response:
-        return self.http.post(url, data={**data, "scope": self.scope}, **kwargs)
-
-
 class TeamsTokenAuth(ClientCredentialsAuth[AccessToken]):
     """A Bot Framework or Graph token as a ``requests`` auth (``Authorization: Bearer``).
 
@@ -125,7 +114,7 @@ class TeamsTokenAuth(ClientCredentialsAuth[AccessToken]):
         who: str = "the app id and secret",
         **options: Any,
     ) -> None:
-        super().__init__(_Scoped(http, scope), token_url, client_id, client_secret, **options)  # type: ignore[arg-type]
+        super().__init__(http, token_url, client_id, client_secret, **options)
         self.scope = scope
         self.who = who
         # One file per scope as well: a single-tenant bot may read Graph with its own app id.
@@ -136,6 +125,9 @@ class TeamsTokenAuth(ClientCredentialsAuth[AccessToken]):
             client_id,
             client_secret,
         )
+
+    def token_form(self) -> dict[str, str]:
+        return {"scope": self.scope}
 
     def __repr__(self) -> str:
         return f"TeamsTokenAuth(token_url={self.token_url!r}, client_id={self.client_id!r}, scope={self.scope!r})"
