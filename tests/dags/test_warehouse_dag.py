@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import time
 
+import pytest
 from dag_helpers import INVOICES, backfill_test, rerun_task, task_states, xcoms
 
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
@@ -174,3 +175,20 @@ def test_a_partner_and_an_item_deleted_in_sap_are_marked_by_the_next_run_and_res
     restored = flow.audit_rows("run_id = %s AND source_key IN ('CGONE-1', 'IGONE-1')", (third.run_id,))
     assert {(r["key"], r["action"]) for r in restored} == {("CGONE-1", "created"), ("IGONE-1", "created")}
     assert flow.differences() == {}
+
+
+def test_check_deletions_follows_the_master_load_precedes_reconcile_and_covers_what_sap_deletes(dag_of):
+    from airflow_provider_b1.transfers.sap_b1_to_warehouse import SapB1WarehouseDeletionCheckOperator
+    from airflow_provider_b1.warehouse.entities import DELETABLE
+
+    dag = dag_of(DAG_ID)
+    check = dag.get_task("check_deletions")
+    assert check.upstream_task_ids == {"load_master"}
+    assert check.downstream_task_ids == {"reconcile"}
+    assert (
+        check.entities == list(DELETABLE) == ["BusinessPartners", "Items", "ChartOfAccounts", "ProfitCenters"]
+    )
+    assert dag.params["deletion_max_share"] == 0.5
+    # documents are cancelled in SAP, never deleted: the check refuses them when the DAG is parsed
+    with pytest.raises(ValueError, match="SAP does not delete Invoices"):
+        SapB1WarehouseDeletionCheckOperator(task_id="x", entities=["Invoices"])
