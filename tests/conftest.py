@@ -443,7 +443,7 @@ class TeamsSandbox:
         return self.control("GET", "stats")
 
     def faults(self, **faults: Any) -> dict:
-        """Replace the fault settings (no arguments: none); see ``sandbox.teams.faults``."""
+        """Replace the fault settings (no arguments: none); see ``sandbox.faults``."""
         return self.control("POST", "faults", faults)
 
     def posts(self) -> list[dict]:

@@ -62,8 +62,8 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from airflow_provider_b1.sandbox.faults import Faults
 from airflow_provider_b1.sandbox.servicetitan import data
-from airflow_provider_b1.sandbox.servicetitan.faults import Faults
 from airflow_provider_b1.sandbox.servicetitan.limits import CallLimiter, TokenLimiter
 from airflow_provider_b1.sandbox.servicetitan.store import Store, StoreError, encode, make_token, read_token
 from airflow_provider_b1.sandbox.servicetitan.webhooks import Webhooks
@@ -605,7 +605,7 @@ def create_app(config: ServiceTitanSandboxConfig | None = None) -> FastAPI:
         sandbox = sb()
         label = f"{request.method} connect/token"
         sandbox.count(label)
-        fault = sandbox.faults.draw(label, token_endpoint=True)
+        fault = sandbox.faults.draw(label, takes_token=False)
         early = await _before(request, fault, sandbox)
         if early is not None:
             return finish(early)
@@ -682,7 +682,7 @@ def create_app(config: ServiceTitanSandboxConfig | None = None) -> FastAPI:
         single = tail.isdigit() and (module, head) in SINGLE
         label = f"{request.method} {module}/{head + '/{id}' if single else resource}"
         sandbox.count(label)
-        fault = sandbox.faults.draw(label, token_endpoint=False)
+        fault = sandbox.faults.draw(label, takes_token=True)
         early = await _before(request, fault, sandbox)
         if early is not None:
             return finish(early)

@@ -69,8 +69,8 @@ from urllib.parse import parse_qsl, unquote
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from airflow_provider_b1.sandbox.faults import Faults
 from airflow_provider_b1.sandbox.teams import data
-from airflow_provider_b1.sandbox.teams.faults import Faults
 
 BOT_SCOPE = "https://api.botframework.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"

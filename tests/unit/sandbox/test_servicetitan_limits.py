@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_b1.sandbox.faults import Faults
 from airflow_provider_b1.sandbox.servicetitan import limits
-from airflow_provider_b1.sandbox.servicetitan.faults import Faults
 from airflow_provider_b1.sandbox.servicetitan.limits import CallLimiter, TokenLimiter
 
 KEY = ("ak1.key", "1000001")
@@ -93,10 +93,10 @@ def test_scripted_faults_come_first_and_token_expiry_skips_the_token_endpoint():
     faults.configure(
         {"script": [{"kind": "expire_token", "match": "", "times": 1}, {"kind": "error", "match": "GET crm"}]}
     )
-    assert faults.draw("POST connect/token", token_endpoint=True) is None
-    assert faults.draw("GET accounting/invoices", token_endpoint=False) == "expire_token"
-    assert faults.draw("GET crm/customers", token_endpoint=False) == "error"
-    assert faults.draw("GET crm/customers", token_endpoint=False) is None
+    assert faults.draw("POST connect/token", takes_token=False) is None
+    assert faults.draw("GET accounting/invoices", takes_token=True) == "expire_token"
+    assert faults.draw("GET crm/customers", takes_token=True) == "error"
+    assert faults.draw("GET crm/customers", takes_token=True) is None
     assert faults.injected == {"expire_token": 1, "error": 1}
 
 
@@ -104,7 +104,7 @@ def test_fault_rates_are_repeatable_with_a_seed():
     def draws() -> list:
         faults = Faults()
         faults.configure({"error_rate": 0.5, "seed": 9})
-        return [faults.draw("GET crm/customers", token_endpoint=False) for _ in range(40)]
+        return [faults.draw("GET crm/customers", takes_token=True) for _ in range(40)]
 
     first = draws()
     assert first == draws()

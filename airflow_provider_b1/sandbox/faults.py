@@ -1,4 +1,5 @@
-"""Failures the ServiceTitan sandbox injects on purpose, switchable at run time.
+"""Failures a sandbox injects on purpose, switchable at run time (the ServiceTitan and Teams
+sandboxes; each names its calls' labels in its own documentation).
 
 Settings (``POST /_sandbox/faults``; a missing key is off):
 
@@ -6,14 +7,13 @@ Settings (``POST /_sandbox/faults``; a missing key is off):
 - ``reset_rate``: share of calls whose TCP connection is aborted without a reply.
 - ``slow_rate`` / ``slow_seconds``: share delayed by that long before being handled.
 - ``rate_limit_rate``: share answered 429 (``Retry-After: retry_after``, default 1) although
-  under the limit, as when another integration of the same app shares the tenant's budget.
-- ``token_expiry_rate``: share of API calls whose token is expired first (401); the client
-  must fetch a new one. Never on the token endpoint.
+  under the limit, as when another integration of the same app shares the budget.
+- ``token_expiry_rate``: share of calls that carry a token whose token is expired first (401);
+  the client must fetch a new one. Never on a token endpoint, nor on a call that takes no token.
 - ``seed``: makes the random draws repeatable.
-- ``script``: ``[{"kind": ..., "match": "GET accounting/export/invoices", "times": 1}, ...]``
-  consumed in order before the rates apply; ``kind`` is one of ``error reset slow rate_limit
-  expire_token``; ``match`` is a prefix of the call's label, ``"<METHOD> <module>/<resource>"``
-  (``"POST connect/token"`` for the token endpoint).
+- ``script``: ``[{"kind": ..., "match": "<METHOD> <path prefix>", "times": 1}, ...]`` consumed in
+  order before the rates apply; ``kind`` is one of ``error reset slow rate_limit expire_token``;
+  ``match`` is a prefix of the call's label.
 
 The control plane (``/_sandbox/...``) is never faulted.
 """
@@ -44,9 +44,9 @@ class Faults:
         if unknown:
             raise ValueError(f"Unknown fault settings: {sorted(unknown)}; known: {sorted(KNOWN)}")
         rates = {kind: float(settings.get(name) or 0.0) for kind, name in RATES.items()}
-        for name, rate in rates.items():
+        for kind, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{RATES[name]} must be between 0 and 1")
+                raise ValueError(f"{RATES[kind]} must be between 0 and 1")
         status = int(settings.get("error_status") or 503)
         if not 500 <= status <= 599:
             raise ValueError("error_status must be a 5xx status")
@@ -70,17 +70,17 @@ class Faults:
         self.script = script
         return self.settings
 
-    def draw(self, label: str, *, token_endpoint: bool) -> str | None:
-        """The fault to inject into this call, if any."""
+    def draw(self, label: str, *, takes_token: bool) -> str | None:
+        """The fault to inject into this call, if any (``expire_token`` only where a token is sent)."""
         for entry in self.script:
-            if label.startswith(entry["match"]) and not (token_endpoint and entry["kind"] == "expire_token"):
+            if label.startswith(entry["match"]) and (takes_token or entry["kind"] != "expire_token"):
                 entry["times"] -= 1
                 if entry["times"] <= 0:
                     self.script.remove(entry)
                 return self._note(entry["kind"])
         for kind in KINDS:
             rate = self.rates[kind]
-            if rate and not (token_endpoint and kind == "expire_token") and self.rng.random() < rate:
+            if rate and (takes_token or kind != "expire_token") and self.rng.random() < rate:
                 return self._note(kind)
         return None
 
