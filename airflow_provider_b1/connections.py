@@ -11,6 +11,28 @@ from __future__ import annotations
 
 from typing import Any
 
+
+def tls_fields(
+    *,
+    ca_bundle: str = "PEM file on the workers that signs the server's certificate (a sandbox or a "
+    "TLS-inspecting proxy).",
+    verify_tls: str = "On by default.",
+) -> dict[str, Any]:
+    """The ``verify_tls`` and ``ca_bundle`` fields every HTTPS connection type has."""
+    return {
+        "verify_tls": {
+            "label": "Verify TLS certificate",
+            "description": verify_tls,
+            "schema": {"type": ["boolean", "null"], "default": True},
+        },
+        "ca_bundle": {
+            "label": "CA bundle path",
+            "description": ca_bundle,
+            "schema": {"type": ["string", "null"]},
+        },
+    }
+
+
 SAP_B1: dict[str, Any] = {
     "hook-class-name": "airflow_provider_b1.hooks.sap_b1.SapB1Hook",
     "hook-name": "SAP Business One Service Layer",
@@ -37,16 +59,10 @@ SAP_B1: dict[str, Any] = {
             "value shorter than five characters.",
             "schema": {"type": ["string", "null"]},
         },
-        "verify_tls": {
-            "label": "Verify TLS certificate",
-            "description": "On by default. Switching it off is logged as a warning on every use; prefer a CA bundle or a pinned fingerprint.",
-            "schema": {"type": ["boolean", "null"], "default": True},
-        },
-        "ca_bundle": {
-            "label": "CA bundle path",
-            "description": "PEM file on the workers that signs the Service Layer's certificate (self-signed installations).",
-            "schema": {"type": ["string", "null"]},
-        },
+        **tls_fields(
+            ca_bundle="PEM file on the workers that signs the Service Layer's certificate (self-signed installations).",
+            verify_tls="On by default. Switching it off is logged as a warning on every use; prefer a CA bundle or a pinned fingerprint.",
+        ),
         "cert_fingerprint": {
             "label": "Pinned certificate SHA-256 fingerprint",
             "description": "Hex SHA-256 of the server certificate (colons allowed). Lets exactly that certificate through and nothing else.",
@@ -81,16 +97,9 @@ LOOKER: dict[str, Any] = {
         "placeholders": {"host": "https://company.looker.com"},
     },
     "conn-fields": {
-        "verify_tls": {
-            "label": "Verify TLS certificate",
-            "description": "On by default.",
-            "schema": {"type": ["boolean", "null"], "default": True},
-        },
-        "ca_bundle": {
-            "label": "CA bundle path",
-            "description": "PEM file that signs the Looker API certificate, when it is not publicly trusted.",
-            "schema": {"type": ["string", "null"]},
-        },
+        **tls_fields(
+            ca_bundle="PEM file that signs the Looker API certificate, when it is not publicly trusted."
+        ),
     },
 }
 
@@ -134,16 +143,7 @@ SERVICETITAN: dict[str, Any] = {
             "description": "Only for a sandbox or a proxy: replaces the environment's auth root (/connect/token is added).",
             "schema": {"type": ["string", "null"]},
         },
-        "verify_tls": {
-            "label": "Verify TLS certificate",
-            "description": "On by default.",
-            "schema": {"type": ["boolean", "null"], "default": True},
-        },
-        "ca_bundle": {
-            "label": "CA bundle path",
-            "description": "PEM file on the workers that signs the server's certificate (a sandbox or a TLS-inspecting proxy).",
-            "schema": {"type": ["string", "null"]},
-        },
+        **tls_fields(),
         "rate_limit": {
             "label": "Rate limit (calls/s)",
             "description": "Calls per second for this application and tenant, shared by every task (default 60, ServiceTitan's limit).",
@@ -179,16 +179,9 @@ SALESFORCE: dict[str, Any] = {
             "makes Airflow warn in every task log about a value shorter than five characters).",
             "schema": {"type": ["string", "null"]},
         },
-        "verify_tls": {
-            "label": "Verify TLS certificate",
-            "description": "On by default. Switching it off is logged as a warning; prefer a CA bundle.",
-            "schema": {"type": ["boolean", "null"], "default": True},
-        },
-        "ca_bundle": {
-            "label": "CA bundle path",
-            "description": "PEM file on the workers that signs the server's certificate (a sandbox or a TLS-inspecting proxy).",
-            "schema": {"type": ["string", "null"]},
-        },
+        **tls_fields(
+            verify_tls="On by default. Switching it off is logged as a warning; prefer a CA bundle."
+        ),
         "api_limit_share": {
             "label": "API limit share",
             "description": "Share of the org's daily API requests (shared with its users) at which this connection stops, 0 to 1 (default 0.8).",
@@ -234,16 +227,7 @@ TEAMS_WEBHOOK: dict[str, Any] = {
         },
     },
     "conn-fields": {
-        "verify_tls": {
-            "label": "Verify TLS certificate",
-            "description": "On by default.",
-            "schema": {"type": ["boolean", "null"], "default": True},
-        },
-        "ca_bundle": {
-            "label": "CA bundle path",
-            "description": "PEM file on the workers that signs the server's certificate (a sandbox or a TLS-inspecting proxy).",
-            "schema": {"type": ["string", "null"]},
-        },
+        **tls_fields(),
     },
 }
 
@@ -299,16 +283,9 @@ TEAMS_BOT: dict[str, Any] = {
             "description": "Only for a sandbox or a sovereign cloud (default https://graph.microsoft.com).",
             "schema": {"type": ["string", "null"]},
         },
-        "verify_tls": {
-            "label": "Verify TLS certificate",
-            "description": "On by default.",
-            "schema": {"type": ["boolean", "null"], "default": True},
-        },
-        "ca_bundle": {
-            "label": "CA bundle path",
-            "description": "PEM file on the workers that signs the servers' certificates (a sandbox or a TLS-inspecting proxy).",
-            "schema": {"type": ["string", "null"]},
-        },
+        **tls_fields(
+            ca_bundle="PEM file on the workers that signs the servers' certificates (a sandbox or a TLS-inspecting proxy)."
+        ),
     },
 }
 
