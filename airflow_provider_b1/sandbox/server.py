@@ -236,3 +236,49 @@ def serve_in_subprocess(
         info={**info, "pid": proc.pid},
         _stop=stop,
     )
+
+
+#: Where :class:`AbortableApp` keeps the server's own ``send`` in a request's scope.
+RAW_SEND = "sandbox.raw_send"
+
+
+def abortable_app(**kwargs: Any) -> Any:
+    """A FastAPI app that remembers the server's own ``send`` in each request's scope, so that a
+    handler can reset the connection (:func:`abort_connection`)."""
+    from fastapi import FastAPI
+
+    class AbortableApp(FastAPI):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                scope[RAW_SEND] = send
+            await super().__call__(scope, receive, send)
+
+    return AbortableApp(**kwargs)
+
+
+async def abort_connection(request: Any) -> Any:
+    """Reset the TCP connection with no reply (RST via SO_LINGER 0) on uvicorn's transport, as a
+    dropped connection or a crashed front end does."""
+    import asyncio
+    import contextlib
+    import struct
+
+    from starlette.responses import Response
+
+    send = request.scope.get(RAW_SEND)
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Without RST a plain close still fails the client, so an error here is harmless.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.response_complete = True
+        await asyncio.sleep(0)
+        return Response(status_code=500)
+    # Not on uvicorn's transport: a truncated reply fails the client just as hard.
+    return Response(content=b"", status_code=200, headers={"Content-Length": "100000"})

@@ -55,7 +55,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import copy
 import datetime as dt
 import hashlib
@@ -63,8 +62,6 @@ import hmac
 import json
 import re
 import secrets
-import socket
-import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
@@ -91,6 +88,7 @@ from airflow_provider_b1.sandbox.salesforce.store import (
     Store,
     ValidationRule,
 )
+from airflow_provider_b1.sandbox.server import abort_connection, abortable_app
 
 try:  # msgspec ships with Airflow and encodes several times faster than json.
     import msgspec
@@ -325,35 +323,6 @@ def _server_error(status: int) -> Response:
     )
 
 
-class _App(FastAPI):
-    """FastAPI that remembers the server's own ``send``, so a handler can abort the connection."""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope["sf.raw_send"] = send
-        await super().__call__(scope, receive, send)
-
-
-async def _abort_connection(request: Request) -> Response:
-    """Reset the TCP connection with no reply (RST via SO_LINGER 0) on uvicorn's transport."""
-    send = request.scope.get("sf.raw_send")
-    cycle = getattr(send, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-        if cycle is not None:
-            cycle.disconnected = True
-            cycle.response_complete = True
-        await asyncio.sleep(0)
-        return Response(status_code=500)
-    # Not on uvicorn: a truncated reply fails the client just as hard.
-    return Response(content=b"", status_code=200, headers={"Content-Length": "100000"})
-
-
 def _strict_json(raw: bytes) -> Any:
     def constant(name: str) -> Any:
         raise ValueError(f"Non-standard token '{name}'")
@@ -467,7 +436,7 @@ def _read_record(
 def create_app(config: SalesforceSandboxConfig | None = None) -> FastAPI:
     """The Salesforce imitation; ``app.state.sandbox`` is its :class:`SalesforceSandbox`."""
     config = config or SalesforceSandboxConfig()
-    app = _App(title="Salesforce org sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    app = abortable_app(title="Salesforce org sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = SalesforceSandbox(config)
 
     def sb() -> SalesforceSandbox:
@@ -717,7 +686,7 @@ def create_app(config: SalesforceSandboxConfig | None = None) -> FastAPI:
 
 async def _before(request: Request, fault: str | None, sandbox: SalesforceSandbox) -> Response | None:
     if fault == "reset":
-        return await _abort_connection(request)
+        return await abort_connection(request)
     if fault == "error":
         return _server_error(sandbox.faults.error_status)
     if fault == "slow":

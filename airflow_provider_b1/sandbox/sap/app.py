@@ -52,13 +52,10 @@ deliveries of the writes a subscription names, sent and retried from a backgroun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import math
-import socket
-import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -78,6 +75,7 @@ from airflow_provider_b1.sandbox.sap.odata import QueryError, key_literal, parse
 from airflow_provider_b1.sandbox.sap.store import PAYMENT_ENTITIES, ApprovalRule, SapError, Store
 from airflow_provider_b1.sandbox.sap.webhooks import ACTIONS, EVENT_SUBSCRIPTIONS, SapWebhooks, check_settings
 from airflow_provider_b1.sandbox.sap.webhooks import SETTINGS as WEBHOOK_SETTINGS
+from airflow_provider_b1.sandbox.server import RAW_SEND, abort_connection
 
 try:  # msgspec ships with Airflow and encodes several times faster than json.
     import msgspec
@@ -554,33 +552,12 @@ class _SandboxApp(FastAPI):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            scope["b1.raw_send"] = send
+            scope[RAW_SEND] = send
             if request_line_length(scope) > LIMIT_REQUEST_LINE:
                 response = Response(_URI_TOO_LONG, 414, media_type="text/html; charset=iso-8859-1")
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
-
-
-async def _abort_connection(request: Request) -> Response:
-    """Reset the TCP connection with no reply (RST via SO_LINGER 0)."""
-    send = request.scope.get("b1.raw_send")
-    cycle = getattr(send, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Without RST a plain close still fails the client, so an error here is harmless.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-        if cycle is not None:
-            cycle.disconnected = True
-            cycle.response_complete = True
-        await asyncio.sleep(0)
-        return Response(status_code=500)
-    # Not on uvicorn's transport: a truncated reply fails the client just as hard.
-    return Response(content=b"", status_code=200, headers={"Content-Length": "100000"})
 
 
 def _to_response(reply: Reply) -> Response:
@@ -839,7 +816,7 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
         is_login = path == "Login"
         fault = sandbox.faults.before(label, login=is_login)
         if fault == "reset":
-            return await _abort_connection(request)
+            return await abort_connection(request)
         if fault == "error":
             return Response(_UNAVAILABLE, 503, media_type="text/html")
         if fault == "rate_limit":
@@ -889,7 +866,7 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
         sandbox.webhooks.publish(handler.events)  # queued: sent by a background thread
         after = sandbox.faults.after(label, method, reply.status)
         if after == "reset":
-            return await _abort_connection(request)
+            return await abort_connection(request)
         if after == "error":
             return Response(_UNAVAILABLE, 503, media_type="text/html")
         return _to_response(reply)

@@ -47,13 +47,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import json
 import math
 import secrets
-import socket
-import struct
 import time
 from dataclasses import dataclass, fields
 from typing import Any
@@ -63,6 +60,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from airflow_provider_b1.sandbox.faults import Faults
+from airflow_provider_b1.sandbox.server import abort_connection, abortable_app
 from airflow_provider_b1.sandbox.servicetitan import data
 from airflow_provider_b1.sandbox.servicetitan.limits import CallLimiter, TokenLimiter
 from airflow_provider_b1.sandbox.servicetitan.store import Store, StoreError, encode, make_token, read_token
@@ -344,35 +342,6 @@ class Params:
 # The app
 
 
-class _App(FastAPI):
-    """FastAPI that remembers the server's own ``send``, so a handler can abort the connection."""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope["st.raw_send"] = send
-        await super().__call__(scope, receive, send)
-
-
-async def _abort_connection(request: Request) -> Response:
-    """Reset the TCP connection with no reply (RST via SO_LINGER 0) on uvicorn's transport."""
-    send = request.scope.get("st.raw_send")
-    cycle = getattr(send, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-        if cycle is not None:
-            cycle.disconnected = True
-            cycle.response_complete = True
-        await asyncio.sleep(0)
-        return Response(status_code=500)
-    # Not on uvicorn: a truncated reply fails the client just as hard.
-    return Response(content=b"", status_code=200, headers={"Content-Length": "100000"})
-
-
 def _fake_jwt(claims: dict[str, Any]) -> str:
     def part(obj: Any) -> str:
         raw = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode()
@@ -421,7 +390,7 @@ def create_app(config: ServiceTitanSandboxConfig | None = None) -> FastAPI:
     :param config: settings; defaults to :class:`ServiceTitanSandboxConfig()`.
     """
     config = config or ServiceTitanSandboxConfig()
-    app = _App(title="ServiceTitan API v2 sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    app = abortable_app(title="ServiceTitan API v2 sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = ServiceTitanSandbox(config)
 
     def sb() -> ServiceTitanSandbox:
@@ -753,7 +722,7 @@ def create_app(config: ServiceTitanSandboxConfig | None = None) -> FastAPI:
 async def _before(request: Request, fault: str | None, sandbox: ServiceTitanSandbox) -> Response | None:
     """Apply an injected fault that comes before any handling; a reply replaces the call's."""
     if fault == "reset":
-        return await _abort_connection(request)
+        return await abort_connection(request)
     if fault == "error":
         status = sandbox.faults.error_status
         return problem(status, "An unexpected error occurred." if status == 500 else "Service Unavailable")

@@ -53,12 +53,9 @@ catch each other's mistakes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import secrets
-import socket
-import struct
 import time
 import uuid
 from collections import deque
@@ -70,6 +67,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from airflow_provider_b1.sandbox.faults import Faults
+from airflow_provider_b1.sandbox.server import abort_connection, abortable_app
 from airflow_provider_b1.sandbox.teams import data
 
 BOT_SCOPE = "https://api.botframework.com/.default"
@@ -252,34 +250,6 @@ def _throttled(seconds: int, shape: str) -> Response:
 # The app
 
 
-class _App(FastAPI):
-    """FastAPI that remembers the server's own ``send``, so a handler can abort the connection."""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope["teams.raw_send"] = send
-        await super().__call__(scope, receive, send)
-
-
-async def _abort_connection(request: Request) -> Response:
-    """Reset the TCP connection with no reply (RST via SO_LINGER 0) on uvicorn's transport."""
-    send = request.scope.get("teams.raw_send")
-    cycle = getattr(send, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-        if cycle is not None:
-            cycle.disconnected = True
-            cycle.response_complete = True
-        await asyncio.sleep(0)
-        return Response(status_code=500)
-    return Response(content=b"", status_code=200, headers={"Content-Length": "100000"})
-
-
 async def _body_json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
@@ -316,7 +286,7 @@ def create_app(config: TeamsSandboxConfig | None = None) -> FastAPI:
     :param config: settings; defaults to :class:`TeamsSandboxConfig()`.
     """
     config = config or TeamsSandboxConfig()
-    app = _App(title="Microsoft Teams sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    app = abortable_app(title="Microsoft Teams sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = TeamsSandbox(config)
 
     def sb() -> TeamsSandbox:
@@ -334,7 +304,7 @@ def create_app(config: TeamsSandboxConfig | None = None) -> FastAPI:
         sandbox.count(label)
         fault = sandbox.faults.draw(label, takes_token=takes_token)
         if fault == "reset":
-            return await _abort_connection(request), fault
+            return await abort_connection(request), fault
         if fault == "error":
             status = sandbox.faults.error_status
             return finish(
