@@ -65,6 +65,7 @@ token expires (:meth:`~RenewingAuth.is_expired`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -279,6 +280,46 @@ class CachedToken(Protocol):
 
 
 T = TypeVar("T", bound=CachedToken)
+
+
+@dataclasses.dataclass
+class BearerToken:
+    """One bearer token that expires, as a shared cache keeps it (ServiceTitan, Teams).
+
+    :param value: the token (a secret: never log it).
+    :param obtained_at: epoch seconds at which it was asked for.
+    :param expires_at: epoch seconds at which the API stops accepting it.
+    """
+
+    #: Renewed this long before its end at most (a tenth of its life when that is less).
+    max_margin: ClassVar[float] = 60.0
+
+    value: str = dataclasses.field(repr=False)
+    obtained_at: float
+    expires_at: float
+
+    def margin(self) -> float:
+        """Seconds before the end at which it is renewed: a tenth of its life, at most ``max_margin``."""
+        return min(self.max_margin, max(self.expires_at - self.obtained_at, 0.0) * 0.1)
+
+    def is_fresh(self, now: float) -> bool:
+        """Whether it may be sent once more."""
+        return now < self.expires_at - self.margin()
+
+    def to_payload(self) -> dict[str, Any]:
+        """The cache file's payload."""
+        return {"token": self.value, "obtained_at": self.obtained_at, "expires_at": self.expires_at}
+
+    @classmethod
+    def from_payload(cls, document: dict[str, Any]) -> Any:
+        """The token in a cache file's payload, or ``None`` when it holds none."""
+        if not document.get("token"):
+            return None
+        return cls(
+            value=str(document["token"]),
+            obtained_at=float(document["obtained_at"]),
+            expires_at=float(document["expires_at"]),
+        )
 
 
 class SharedTokenCache(CredentialFile, Generic[T]):

@@ -29,7 +29,6 @@ masker as soon as they are known; the token request's body is never logged, and 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,12 @@ from airflow_provider_b1.hooks.servicetitan.errors import (
     token_error_from_response,
     transport_error,
 )
-from airflow_provider_b1.utils.auth import ClientCredentialsAuth, SharedTokenCache, worker_cache_dir
+from airflow_provider_b1.utils.auth import (
+    BearerToken,
+    ClientCredentialsAuth,
+    SharedTokenCache,
+    worker_cache_dir,
+)
 from airflow_provider_b1.utils.secrets import mask
 
 log = logging.getLogger(__name__)
@@ -59,41 +63,11 @@ def default_cache_dir() -> Path:
     return worker_cache_dir("B1_SERVICETITAN_CACHE_DIR", "servicetitan_tokens")
 
 
-@dataclass
-class AccessToken:
-    """One ServiceTitan access token, as cached.
+class AccessToken(BearerToken):
+    """One ServiceTitan access token, as cached (renewed a tenth of its life, at most
+    60 s, before its end)."""
 
-    :param value: the token (a secret: never log it).
-    :param obtained_at: epoch seconds at which it was asked for.
-    :param expires_at: epoch seconds at which ServiceTitan stops accepting it.
-    """
-
-    value: str = field(repr=False)
-    obtained_at: float
-    expires_at: float
-
-    def margin(self) -> float:
-        """Seconds before the end at which it is renewed: a tenth of its life, at most 60 s."""
-        return min(MAX_MARGIN, max(self.expires_at - self.obtained_at, 0.0) * 0.1)
-
-    def is_fresh(self, now: float) -> bool:
-        """Whether it may be sent once more."""
-        return now < self.expires_at - self.margin()
-
-    def to_payload(self) -> dict[str, Any]:
-        """The cache file's payload."""
-        return {"token": self.value, "obtained_at": self.obtained_at, "expires_at": self.expires_at}
-
-    @classmethod
-    def from_payload(cls, document: dict[str, Any]) -> AccessToken | None:
-        """The token in a cache file's payload, or ``None`` when it holds none."""
-        if not document.get("token"):
-            return None
-        return cls(
-            value=str(document["token"]),
-            obtained_at=float(document["obtained_at"]),
-            expires_at=float(document["expires_at"]),
-        )
+    max_margin = MAX_MARGIN
 
 
 class TokenCache(SharedTokenCache[AccessToken]):

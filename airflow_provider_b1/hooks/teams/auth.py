@@ -19,7 +19,6 @@ as they are known; no message or ``repr`` carries any of them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,12 @@ from airflow_provider_b1.hooks.teams.errors import (
     token_error_from_response,
     transport_error,
 )
-from airflow_provider_b1.utils.auth import ClientCredentialsAuth, SharedTokenCache, worker_cache_dir
+from airflow_provider_b1.utils.auth import (
+    BearerToken,
+    ClientCredentialsAuth,
+    SharedTokenCache,
+    worker_cache_dir,
+)
 from airflow_provider_b1.utils.secrets import mask
 
 log = logging.getLogger(__name__)
@@ -47,32 +51,11 @@ def default_cache_dir() -> Path:
     return worker_cache_dir("B1_TEAMS_CACHE_DIR", "teams_tokens")
 
 
-@dataclass
-class AccessToken:
-    """One token, as cached.
+class AccessToken(BearerToken):
+    """One Bot Framework or Graph access token, as cached (renewed a tenth of its life, at most
+    120 s, before its end)."""
 
-    :param value: the token (a secret: never log it).
-    :param obtained_at: epoch seconds at which it was asked for.
-    :param expires_at: epoch seconds at which it stops being accepted.
-    """
-
-    value: str = field(repr=False)
-    obtained_at: float
-    expires_at: float
-
-    def is_fresh(self, now: float) -> bool:
-        """Whether it may be sent once more (a tenth of its life, at most 120 s, before the end)."""
-        margin = min(MAX_MARGIN, max(self.expires_at - self.obtained_at, 0.0) * 0.1)
-        return now < self.expires_at - margin
-
-    def to_payload(self) -> dict[str, Any]:
-        return {"token": self.value, "obtained_at": self.obtained_at, "expires_at": self.expires_at}
-
-    @classmethod
-    def from_payload(cls, document: dict[str, Any]) -> AccessToken | None:
-        if not document.get("token"):
-            return None
-        return cls(str(document["token"]), float(document["obtained_at"]), float(document["expires_at"]))
+    max_margin = MAX_MARGIN
 
 
 class TokenCache(SharedTokenCache[AccessToken]):
