@@ -425,18 +425,19 @@ class TeamsBotHook(TeamsHook):
             ca_bundle=extra.get("ca_bundle"),
         )
 
-    @cached_property
-    def client(self) -> requests.Session:
-        """The Bot Connector session: TLS and the Bot Framework token."""
+    def _token_session(
+        self, token_url: str, client_id: str, secret: str, scope: str, who: str
+    ) -> requests.Session:
+        """A session with the connection's TLS settings and a token for ``scope``."""
         s = self.settings
         session = self._session(s.verify, s.ca_bundle)
         session.auth = TeamsTokenAuth(
             session,
-            s.bot_token_url,
-            s.app_id,
-            s.app_secret,
-            BOT_SCOPE,
-            who="the bot's app id and secret",
+            token_url,
+            client_id,
+            secret,
+            scope,
+            who=who,
             timeout=self.timeout,
             retry_policy=self.retry_policy,
             cache_dir=self.token_cache_dir,
@@ -444,22 +445,24 @@ class TeamsBotHook(TeamsHook):
         return session
 
     @cached_property
+    def client(self) -> requests.Session:
+        """The Bot Connector session: TLS and the Bot Framework token."""
+        s = self.settings
+        return self._token_session(
+            s.bot_token_url, s.app_id, s.app_secret, BOT_SCOPE, "the bot's app id and secret"
+        )
+
+    @cached_property
     def graph_client(self) -> requests.Session:
         """The Graph session: TLS and the Graph token."""
         s = self.settings
-        session = self._session(s.verify, s.ca_bundle)
-        session.auth = TeamsTokenAuth(
-            session,
+        return self._token_session(
             s.graph_token_url,
             s.graph_client_id,
             s.graph_client_secret,
             GRAPH_SCOPE,
-            who="the Graph client id and secret",
-            timeout=self.timeout,
-            retry_policy=self.retry_policy,
-            cache_dir=self.token_cache_dir,
+            "the Graph client id and secret",
         )
-        return session
 
     @property
     def auth(self) -> TeamsTokenAuth:
