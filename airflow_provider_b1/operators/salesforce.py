@@ -11,6 +11,8 @@ from airflow.sdk import BaseOperator
 from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.operators.sync import PermanentFailures
 from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW, mapping_of
+from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
+from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -137,8 +139,8 @@ class SalesforceOverdueOperator(PermanentFailures, BaseOperator):
         *,
         options: Mapping[str, Any] | None = None,
         lookback_days: int = 30,
-        audit_conn_id: str = "b1_audit_default",
-        audit_schema: str = "b1_audit",
+        audit_conn_id: str = DEFAULT_AUDIT_CONN_ID,
+        audit_schema: str = DEFAULT_AUDIT_SCHEMA,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_b1.hooks.sap_b1 import SapCursor
+from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as AUDIT_CONN_ID
+from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as AUDIT_SCHEMA
 from airflow_provider_b1.sync.cursors import KeysetCursor
 from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
 
@@ -32,7 +34,7 @@ TO_SAP = "salesforce_to_sap_b1"
 TO_SALESFORCE = "sap_b1_to_salesforce"
 DEFAULT_SALESFORCE_CONN_ID = "b1_salesforce_default"
 DEFAULT_SAP_CONN_ID = "sap_b1_default"
-DEFAULT_LEDGER_CONN_ID = "b1_audit_default"
+DEFAULT_LEDGER_CONN_ID = AUDIT_CONN_ID
 #: Records per Salesforce query page and per SAP page read for Salesforce: a page's writes to
 #: Salesforce go in one sObject Collections call (200 records at most).
 BATCH = 200
@@ -41,7 +43,7 @@ OPTIONS = {
     "salesforce_conn_id": DEFAULT_SALESFORCE_CONN_ID,
     "sap_b1_conn_id": DEFAULT_SAP_CONN_ID,
     "ledger_conn_id": DEFAULT_LEDGER_CONN_ID,
-    "ledger_schema": "b1_audit",
+    "ledger_schema": AUDIT_SCHEMA,
     "mapping": None,
     # a read matching more records than this runs as a Bulk API 2.0 query job
     "bulk_threshold": 50_000,
