@@ -36,8 +36,36 @@ def _sap(args: argparse.Namespace) -> Any:
         timezone=args.timezone,
         company_db=args.company_db,
         users={args.user: args.password},
+        cost=args.sap_cost,
     )
     return create_app(config)
+
+
+def _cost_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    """The SAP cost model ``--cost-model`` and ``--cost`` ask for (None: off)."""
+    from airflow_provider_b1.sandbox.sap import CostModel
+
+    if not args.cost_model and not args.cost:
+        return None
+    settings: dict[str, Any] = {}
+    for item in args.cost:
+        try:
+            if item.lstrip().startswith("{"):
+                value = json.loads(item)
+                if not isinstance(value, dict):
+                    raise ValueError("not a JSON object")
+                settings.update(value)
+            else:
+                key, sep, text = item.partition("=")
+                if not sep:
+                    raise ValueError("KEY=VALUE expected")
+                settings[key.strip()] = json.loads(text)
+        except ValueError as exc:
+            parser.error(f"--cost {item!r}: {exc}")
+    try:
+        return CostModel.service_layer(**settings)
+    except (TypeError, ValueError) as exc:
+        parser.error(f"--cost: {exc}")
 
 
 def _sap_connections(
@@ -199,6 +227,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--session-timeout-seconds", type=float, default=None)
     p.add_argument("--login-delay", type=float, default=0.0)
     p.add_argument("--page-size", type=int, default=20)
+    p.add_argument(
+        "--cost-model",
+        action="store_true",
+        help="SAP: sleep what each request costs a real Service Layer (login, reads by records x width, "
+        "writes by lines; sessions one request at a time, a few nodes): the defaults of CostModel.service_layer",
+    )
+    p.add_argument(
+        "--cost",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE|JSON",
+        help="SAP: a cost model setting over the defaults, e.g. --cost nodes=8 --cost scale=0.1, or a JSON "
+        "object of them (repeatable; implies --cost-model)",
+    )
     p.add_argument("--timezone", default="America/Chicago")
     p.add_argument("--company-db", default="SBODEMOUS")
     p.add_argument("--servicetitan-customers", type=int, default=300)
@@ -214,7 +256,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.sap_cost = _cost_model(args, parser)
     state = Path(args.state_dir or tempfile.mkdtemp(prefix="b1-sandbox-"))
     state.mkdir(parents=True, exist_ok=True)
     running: list[Any] = []  # everything served, each with stop()

@@ -40,9 +40,11 @@ in); ``POST DraftsService_SaveDraftToDocument`` with ``{"Document": {"DocEntry":
 approved draft as its document and answers 204.
 
 Cost model (``POST /_sandbox/cost`` with ``{"write_seconds": 0.5, "per_line_seconds": 0.05,
-"nodes": 2}``; ``{}`` off; see :mod:`.cost`): a session is served one request at a time, at
-most ``nodes`` sessions at once, and each document write sleeps its cost; ``stats["cost"]``
-reports the time spent and the concurrency reached.
+"nodes": 2}``, or ``{"defaults": true}`` for the Service Layer defaults; ``{}`` off; see
+:mod:`.cost`): a session is served one request at a time, at most ``nodes`` requests at once
+(a login takes a node too), and each login, read, count and write sleeps its cost;
+``GET /_sandbox/cost`` (and ``stats["cost"]``) shows the settings in force, the work counted per
+kind, the time spent, the concurrency reached and the time requests queued.
 
 Webhooks (v2, see :mod:`.webhooks`): ``EventSubscriptions`` with the handshake, and signed
 deliveries of the writes a subscription names, sent and retried from a background thread
@@ -68,7 +70,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
 from airflow_provider_b1.sandbox.sap import batch as batchmod
-from airflow_provider_b1.sandbox.sap.cost import CostModel, Gate
+from airflow_provider_b1.sandbox.sap.cost import CostModel, Gate, Work
 from airflow_provider_b1.sandbox.sap.data import DOCUMENT_ENTITIES, LINES
 from airflow_provider_b1.sandbox.sap.faults import Faults
 from airflow_provider_b1.sandbox.sap.odata import QueryError, key_literal, parse_resource, parse_select
@@ -140,8 +142,9 @@ class SapSandboxConfig:
         ``ApprovalRequestLines``), by ``ApproverUserName``/``ApproverPassword``.
     :param approvals: the approval procedure in force after start and every reset (None: off);
         ``POST /_sandbox/approvals`` switches it at run time.
-    :param cost: the per-write cost model in force after start and every reset (None: off);
-        ``POST /_sandbox/cost`` switches it at run time.
+    :param cost: the cost model of requests in force after start and every reset (None: off;
+        :meth:`.CostModel.service_layer` for the defaults); ``POST /_sandbox/cost`` switches it
+        at run time.
     :param webhooks_enabled: serve ``EventSubscriptions`` on v2 (see :mod:`.webhooks`).
     :param webhook_secret: the server-wide HMAC secret of subscriptions that carry none.
     :param webhook_signature_encoding: ``hex`` or ``base64`` (``X-B1-Webhook-Signature``).
@@ -274,25 +277,37 @@ class Handler:
         self.base_url = base_url
         self.root = f"{base_url}/b1s/{version}/"
         self.user = user
-        self.writes = 0  # document writes handled, and their lines (the cost model's measure)
-        self.lines = 0
+        self.work = Work()  # what the request did, in the cost model's measures
         self.events: list[tuple[str, str, Any]] = []  # (entity set, transaction, key) written
 
     def charge(self, name: str, payload: dict[str, Any] | None) -> None:
         """Count a document write and its lines for the cost model."""
         if name not in COSTED:
             return
-        self.writes += 1
-        for prop in ("DocumentLines", "PaymentInvoices", "JournalEntryLines"):
+        self.work.writes += 1
+        for prop in LINE_COLLECTIONS:
             value = (payload or {}).get(prop)
             if isinstance(value, list):
-                self.lines += len(value)
+                self.work.lines += len(value)
         if name == SAVE_DRAFT:
             document = (payload or {}).get("Document")
             entry = document.get("DocEntry") if isinstance(document, dict) else None
             draft = self.sb.store.entities["Drafts"].rows.get(entry)
             if draft is not None and isinstance(draft[LINES], list):
-                self.lines += len(draft[LINES])
+                self.work.lines += len(draft[LINES])
+
+    def note_read(self, ent: Any, values: list[dict[str, Any]], select: list[str] | None) -> None:
+        """Count a read for the cost model: its records, their width and the child rows sent."""
+        if self.sb.cost is None:
+            return
+        share = len(select) / len(ent.template) if select else 1.0
+        lines = 0
+        for value in values:
+            for prop in LINE_COLLECTIONS:
+                rows = value.get(prop)
+                if isinstance(rows, list):
+                    lines += len(rows)
+        self.work.read(len(values), share * len(values), lines)
 
     # -- encoding --------------------------------------------------------------------------
 
@@ -341,6 +356,7 @@ class Handler:
                     if key is None and rest == "$count":
                         params = dict(parse_qsl(query, keep_blank_values=True))
                         rows = store.query(ent, params.get("$filter"), None)
+                        self.work.counts += 1
                         return Reply(200, str(len(rows)).encode(), [], "text/plain;charset=utf-8")
                     if rest:
                         raise SapError(400, -5006, f"Action '{rest}' is not supported")
@@ -420,7 +436,9 @@ class Handler:
             else None
         )
         row = self.sb.store.get(ent, key)
-        return self.json(200, self.entity_body(ent, row, select), [("ETag", ent.etag(row))])
+        body = self.entity_body(ent, row, select)
+        self.note_read(ent, [body], select)
+        return self.json(200, body, [("ETag", ent.etag(row))])
 
     def collection(self, ent: Any, query: str, headers: dict[str, str]) -> Reply:
         pairs = parse_qsl(query, keep_blank_values=True)
@@ -464,6 +482,7 @@ class Handler:
         v2 = self.v2
         serialize = ent.serialize
         values = [serialize(row, v2, select) for row in window]
+        self.note_read(ent, values, select)
         sel = ",".join(select) if select else None
         if v2:
             body: dict[str, Any] = {
@@ -488,6 +507,8 @@ _SAFE = "$,()'=:/*"
 SAVE_DRAFT = "DraftsService_SaveDraftToDocument"
 COSTED = frozenset((*DOCUMENT_ENTITIES, "Drafts", *PAYMENT_ENTITIES, "JournalEntries", SAVE_DRAFT))
 """Resources whose writes the cost model charges."""
+LINE_COLLECTIONS = ("DocumentLines", "PaymentInvoices", "JournalEntryLines")
+"""Child rows the cost model counts as lines, written or read."""
 
 
 def url_path(path: str) -> str:
@@ -646,9 +667,10 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
 
     @app.post("/_sandbox/cost")
     async def set_cost(request: Request) -> Response:
-        """Switch the per-write cost model (see :mod:`.cost`): ``{"write_seconds": 0.5,
-        "per_line_seconds": 0.05, "nodes": 2}`` on, with fresh counters; ``{}`` off. Until the
-        next reset."""
+        """Switch the cost model (see :mod:`.cost`): ``{"write_seconds": 0.5,
+        "per_line_seconds": 0.05, "nodes": 2}`` on (settings left out cost nothing), or
+        ``{"defaults": true, ...}`` (the Service Layer defaults, with overrides), with fresh
+        counters; ``{}`` off. Until the next reset."""
         try:
             model = CostModel.parse(await _json(request))
         except ValueError as exc:
@@ -829,7 +851,10 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
         if fault == "slow":
             await asyncio.sleep(sandbox.faults.slow_seconds)
         base_url = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+        gate = sandbox.cost
         if path.rstrip("/") == "ping":
+            if gate is not None:  # the load balancer answers: no node, no session queue
+                await _sleep(gate.charge(work=Work(pings=1)))
             return Response(
                 _encode({"message": "pong", "sender": "load balancer", "timestamp": time.time()}),
                 200,
@@ -837,13 +862,21 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
             )
         body = await request.body()
         if is_login and method == "POST":
-            return _to_response(await _login(sandbox, v2, version, base_url, body))
+            if gate is None:
+                return _to_response(await _login(sandbox, v2, version, base_url, body))
+            async with gate.slot(f"Login {uuid.uuid4()}"):  # no session yet: a node of its own
+                reply = await _login(sandbox, v2, version, base_url, body)
+                await _sleep(gate.charge(work=Work(logins=1)))
+            return _to_response(reply)
         session = _session(sandbox, request)
         if session is None or fault == "expire_session":
             if session is not None:
                 sandbox.sessions.pop(request.cookies.get("B1SESSION", ""), None)
             return _to_response(_invalid_session(sandbox, v2, version, path))
         if path == "Logout" and method == "POST":
+            if gate is not None:
+                async with gate.slot(request.cookies.get("B1SESSION", "")):
+                    await _sleep(gate.charge(work=Work(others=1)))
             sandbox.sessions.pop(request.cookies.get("B1SESSION", ""), None)
             return Response(status_code=204)
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -854,15 +887,12 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
                 return _run_batch(sandbox, handler, headers, body)
             return handler.handle(method, path, request.url.query, headers, body)
 
-        gate = sandbox.cost
         if gate is None:
             reply = serve()
         else:
             async with gate.slot(request.cookies.get("B1SESSION", "")):
                 reply = serve()
-                seconds = gate.charge(handler.writes, handler.lines)
-                if seconds:
-                    await asyncio.sleep(seconds)
+                await _sleep(gate.charge(work=handler.work))
         sandbox.webhooks.publish(handler.events)  # queued: sent by a background thread
         after = sandbox.faults.after(label, method, reply.status)
         if after == "reset":
@@ -872,6 +902,11 @@ def create_app(config: SapSandboxConfig | None = None) -> FastAPI:
         return _to_response(reply)
 
     return app
+
+
+async def _sleep(seconds: float) -> None:
+    if seconds > 0:
+        await asyncio.sleep(seconds)
 
 
 class _AnyPath(Convertor[str]):
