@@ -13,6 +13,7 @@ posts with ``hook.post_card(card, to=...)`` whichever connection it was given.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -41,6 +42,7 @@ from airflow_provider_b1.hooks.teams.errors import (
     transport_error,
 )
 from airflow_provider_b1.utils.params import ParamError, blank_to_none, parse_bool
+from airflow_provider_b1.utils.ratelimit import RateLimitedAdapter, shared_limiter
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.utils.secrets import mask
 from airflow_provider_b1.utils.tls import TlsAdapter
@@ -370,6 +372,10 @@ class TeamsBotHook(TeamsHook):
 
     :param token_cache_dir: directory of the shared token cache (default: env
         ``B1_TEAMS_CACHE_DIR``, else ``$AIRFLOW_HOME/teams_tokens``).
+    :param requests_per_second: when given, Bot Connector calls wait for room under this many a
+        second, counted across the worker's processes (:mod:`airflow_provider_b1.utils.ratelimit`;
+        Teams allows a bot about 30 a second and answers 429 beyond).
+    :param redis_url: count those calls in this Redis, shared by every worker.
     """
 
     default_conn_name = "b1_teams_bot_default"
@@ -378,10 +384,18 @@ class TeamsBotHook(TeamsHook):
     declaration = TEAMS_BOT
 
     def __init__(
-        self, teams_conn_id: str | None = None, *, token_cache_dir: str | Path | None = None, **kwargs: Any
+        self,
+        teams_conn_id: str | None = None,
+        *,
+        token_cache_dir: str | Path | None = None,
+        requests_per_second: int | None = None,
+        redis_url: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(teams_conn_id, **kwargs)
         self.token_cache_dir = token_cache_dir
+        self.requests_per_second = requests_per_second
+        self.redis_url = redis_url
         self._users: dict[str, str] = {}
         self._users_lock = threading.Lock()
 
@@ -446,11 +460,20 @@ class TeamsBotHook(TeamsHook):
 
     @cached_property
     def client(self) -> requests.Session:
-        """The Bot Connector session: TLS and the Bot Framework token."""
+        """The Bot Connector session: TLS, the Bot Framework token and, with ``requests_per_second``,
+        the shared rate limit on Bot Connector calls."""
         s = self.settings
-        return self._token_session(
+        session = self._token_session(
             s.bot_token_url, s.app_id, s.app_secret, BOT_SCOPE, "the bot's app id and secret"
         )
+        if self.requests_per_second:
+            name = "teams-bot-" + hashlib.sha256(f"{s.service_url}|{s.app_id}".encode()).hexdigest()[:16]
+            limiter = shared_limiter(name, int(self.requests_per_second), 1.0, redis_url=self.redis_url)
+            session.mount(
+                f"{s.service_url}/v3/",
+                RateLimitedAdapter(limiter, verify=s.verify, ca_bundle=s.ca_bundle, pool_maxsize=8),
+            )
+        return session
 
     @cached_property
     def graph_client(self) -> requests.Session:
@@ -628,6 +651,71 @@ class TeamsBotHook(TeamsHook):
         target = to.strip()
         conversation = target if target.startswith(("19:", "a:")) else self.open_conversation(target)
         return self.send(conversation, card)
+
+    def find_marked(
+        self, conversation_id: str, marker: str, *, team_id: str | None = None, pages: int = 4
+    ) -> str | None:
+        """The id of the bot's message in a conversation whose card carries ``marker`` (the ``id`` of
+        one of its elements), among the conversation's most recent messages; ``None`` when none does.
+
+        The Bot Connector cannot list a conversation's messages; Graph can, with application
+        permissions: ``GET /chats/{chat}/messages`` (``Chat.Read.All``) for the bot's 1:1 chat with a
+        user, whose chat id is ``19:{user object id}_{bot app id}@unq.gbl.spaces`` (*unconfirmed*),
+        and ``GET /teams/{team}/channels/{channel}/messages`` (``ChannelMessage.Read.All``) for a
+        channel, which needs its team's id. A channel message posted by a bot is the root of a new
+        thread, and its id is the activity id the post returned.
+
+        :param conversation_id: a chat's ``a:...`` or a channel's ``19:...`` id.
+        :param marker: what the card carries.
+        :param team_id: the channel's team (Graph group id); required for a channel.
+        :param pages: at most this many pages of 50 messages are read, newest first.
+        :raises TeamsNotFoundError: when the conversation cannot be found or read that way.
+        """
+        if conversation_id.startswith("19:") and "@thread" in conversation_id:
+            if not team_id:
+                raise TeamsNotFoundError(
+                    f"Conversation {_short(conversation_id)} is a channel: its messages can be read only "
+                    "through its team's id (give the destination a team)."
+                )
+            path = f"teams/{quote(team_id, safe='')}/channels/{quote(conversation_id, safe=':@.')}/messages"
+        else:
+            members = self._connector(
+                "GET",
+                f"conversations/{quote(conversation_id, safe=':@.;=')}/members",
+                what=f"reading the members of conversation {_short(conversation_id)}",
+                repeatable=True,
+            )
+            user = next((m.get("aadObjectId") for m in members if m.get("aadObjectId")), None)
+            if not user:
+                raise TeamsNotFoundError(
+                    f"Conversation {_short(conversation_id)} names no user to find its chat by."
+                )
+            chat = f"19:{user}_{self.settings.app_id}@unq.gbl.spaces"
+            path = f"chats/{quote(chat, safe=':@.')}/messages"
+        what = f"reading recent messages of conversation {_short(conversation_id)}"
+        params: dict[str, str] | None = {"$top": "50"}
+        url = f"{self.settings.graph_url}/v1.0/{path}"
+        for _ in range(pages):
+            response = self._call(
+                self.graph_client,
+                "GET",
+                url,
+                params=params,
+                what=what,
+                service="Graph",
+                where=self.settings.graph_url,
+                repeatable=True,
+            )
+            listing = response.json()
+            for message in listing.get("value") or []:
+                for attachment in message.get("attachments") or []:
+                    content = attachment.get("content")
+                    if isinstance(content, str) and f'"{marker}"' in content:
+                        return str(message["id"])
+            url, params = listing.get("@odata.nextLink"), None
+            if not url:
+                break
+        return None
 
     # -- connection test ---------------------------------------------------------------------------
 

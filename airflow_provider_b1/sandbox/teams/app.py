@@ -40,6 +40,12 @@ Graph (a Graph token): ``GET /v1.0/users/{id or userPrincipalName}`` answers ``{
 displayName, userPrincipalName, mail}`` (``$select`` honoured) or 404 ``Request_ResourceNotFound``;
 ``GET /v1.0/users?$filter=mail eq '...'`` (or ``userPrincipalName eq``) answers ``{"value":
 [...]}``; an invalid token 401 ``InvalidAuthenticationToken``.
+``GET /v1.0/chats/{chatId}/messages`` (the bot's 1:1 chat with a user is
+``19:{user object id}_{bot app id}@unq.gbl.spaces``) and ``GET
+/v1.0/teams/{teamId}/channels/{channelId}/messages`` list the messages the bot posted there,
+newest first, as Graph's ``chatMessage`` (``attachments[].content`` the card as a JSON string),
+``$top`` up to 50 a page and ``@odata.nextLink`` to the next; 404 ``NotFound`` for an unknown chat,
+team or channel.
 
 Control plane (no auth, never throttled, never faulted): ``GET /_sandbox/stats``, ``POST
 /_sandbox/stats/reset``, ``GET|POST /_sandbox/faults``, ``POST /_sandbox/expire-tokens``,
@@ -653,6 +659,7 @@ def create_app(config: TeamsSandboxConfig | None = None) -> FastAPI:
             return finish(_connector_error(400, "BadArgument", problem))
         activity_id = str(time.time_ns() // 1_000_000 + len(sandbox.posts))
         conversation["activities"][activity_id] = body
+        conversation.setdefault("posted_at", {})[activity_id] = time.time()
         sandbox.posts.append(
             {
                 "via": "bot",
@@ -746,6 +753,75 @@ def create_app(config: TeamsSandboxConfig | None = None) -> FastAPI:
                 )
             )
         return None
+
+    def chat_messages(request: Request, conversation: dict[str, Any]) -> Response:
+        params = dict(parse_qsl(request.url.query))
+        try:
+            top = max(1, min(50, int(params.get("$top", "20"))))
+            skip = max(0, int(params.get("$skiptoken", "0")))
+        except ValueError:
+            return finish(_graph_error(400, "BadRequest", "Invalid $top or $skiptoken."))
+        posted = conversation.get("posted_at", {})
+        newest = sorted(conversation["activities"].items(), key=lambda kv: -posted.get(kv[0], 0.0))
+        shown = newest[skip : skip + top]
+        value = []
+        for activity_id, body in shown:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(posted.get(activity_id, 0.0)))
+            value.append(
+                {
+                    "id": activity_id,
+                    "messageType": "message",
+                    "createdDateTime": f"{stamp}Z",
+                    "from": {
+                        "application": {
+                            "id": sb().config.bot_app_id,
+                            "applicationIdentityType": "bot",
+                        }
+                    },
+                    "body": {"contentType": "html", "content": body.get("text") or ""},
+                    "attachments": [
+                        {
+                            "id": str(index),
+                            "contentType": a.get("contentType"),
+                            "contentUrl": None,
+                            "content": json.dumps(a.get("content")),
+                        }
+                        for index, a in enumerate(body.get("attachments") or [])
+                    ],
+                }
+            )
+        reply: dict[str, Any] = {"value": value}
+        if skip + top < len(newest):
+            base = str(request.url).split("?", 1)[0]
+            reply["@odata.nextLink"] = f"{base}?$top={top}&$skiptoken={skip + top}"
+        return finish(_json(reply))
+
+    @app.get("/v1.0/chats/{chat_id}/messages")
+    async def list_chat_messages(chat_id: str, request: Request) -> Response:
+        early = await graph(request, "GET v1.0/chats/{id}/messages")
+        if early is not None:
+            return early
+        chat_id = unquote(chat_id)
+        sandbox = sb()
+        for conversation in sandbox.conversations.values():
+            if conversation["kind"] != "personal":
+                continue
+            user = conversation["members"][0]
+            if chat_id == f"19:{user['id']}_{sandbox.config.bot_app_id}@unq.gbl.spaces":
+                return chat_messages(request, conversation)
+        return finish(_graph_error(404, "NotFound", "Chat not found."))
+
+    @app.get("/v1.0/teams/{team_id}/channels/{channel_id}/messages")
+    async def list_channel_messages(team_id: str, channel_id: str, request: Request) -> Response:
+        early = await graph(request, "GET v1.0/teams/{id}/channels/{id}/messages")
+        if early is not None:
+            return early
+        sandbox = sb()
+        channel_id = unquote(channel_id)
+        for channel in sandbox.channels:
+            if channel["team_id"] == unquote(team_id) and channel["conversation_id"] == channel_id:
+                return chat_messages(request, sandbox.conversations[channel_id])
+        return finish(_graph_error(404, "NotFound", "Team or channel not found."))
 
     @app.get("/v1.0/users/{key}")
     async def get_user(key: str, request: Request) -> Response:

@@ -62,14 +62,15 @@ def users(tenant_id: str) -> list[dict[str, Any]]:
 
 
 def channels(tenant_id: str) -> list[dict[str, Any]]:
-    """Channels of the tenant, each with its conversation id (``19:...@thread.tacv2``) and its
-    Workflows webhook (id and signature)."""
+    """Channels of the tenant, each with its team's id (a Graph group id), its conversation id
+    (``19:...@thread.tacv2``) and its Workflows webhook (id and signature)."""
     out = []
     for channel in CHANNELS:
         key = _id(tenant_id, "channel", channel["team"], channel["name"])
         out.append(
             {
                 **channel,
+                "team_id": str(_id(tenant_id, "team", channel["team"])),
                 "conversation_id": f"19:{key.hex}@thread.tacv2",
                 "workflow_id": _id(tenant_id, "workflow", key.hex).hex,
                 "sig": _id(tenant_id, "sig", key.hex).hex + _id(tenant_id, "sig2", key.hex).hex[:11],

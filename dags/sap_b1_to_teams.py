@@ -1,0 +1,67 @@
+"""SAP Business One -> Microsoft Teams, every 5 minutes: purchase orders, purchase invoices and payments as cards.
+
+One task per document type (``PurchaseOrders``, ``PurchaseInvoices``, ``IncomingPayments``,
+``VendorPayments``), each reading what changed in SAP since its last successful run (``UpdateDate``
+and ``UpdateTime`` in the server's zone) and sending each document to the channels and people its
+routing rules name: through a Workflows webhook (a channel) or the bot (channels and 1:1 chats with
+users named by e-mail or UPN). When one run finds more than ``digest_over`` new documents for one
+destination, they arrive as one digest card instead.
+
+**Exactly one card per document and event.** What was sent is kept in the sent-ledger
+(``b1_teams_sent`` in the audit database, ``b1_audit_default``), per destination, document and
+event (``created``, ``approved``, ``closed``, ``paid``, ``cancelled``). Re-runs, cleared tasks,
+backfills and replays send nothing twice. A document that changes later gets its card *updated*
+by the bot, or a short follow-up card through a webhook (a webhook cannot update). If a task dies
+between sending a card and recording it, its next try finds the record pending: the bot looks for
+the card in the conversation (Graph) and sends it only if it is not there; a webhook, which gives
+nothing to look up, sends that one card again, and the task log and its summary say so.
+
+A document a destination refuses (a user unknown to Graph or without the bot installed, a card
+Teams refuses) fails alone, with its reason, in the audit trail; ``b1_replay_failed`` sends it once
+the cause is fixed. Bot calls stay under 25 a second across the worker (Teams allows about 30).
+
+The routing rules are ``teams_routing.yaml`` beside this DAG, or the path (or ``var:<Variable
+key>``) in ``B1_TEAMS_ROUTING``; they are checked when the DAG is parsed, every problem named at
+once. Connection ids are in the rules (defaults ``b1_teams_webhook_default`` and
+``b1_teams_bot_default``); SAP's is ``B1_TEAMS_SAP_CONN_ID`` (default ``sap_b1_default``). Reload
+a period: trigger with **Since**/**Until**, or backfill: documents already announced stay silent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import dag
+
+from airflow_provider_b1.operators.sync import SyncOperator
+from airflow_provider_b1.sync import sync_params
+from airflow_provider_b1.teams.flow import STREAMS, TEAMS_FLOW
+from airflow_provider_b1.teams.routing import load_routing
+
+ROUTING = os.environ.get("B1_TEAMS_ROUTING") or str(Path(__file__).with_name("teams_routing.yaml"))
+SAP_CONN_ID = os.environ.get("B1_TEAMS_SAP_CONN_ID") or "sap_b1_default"
+if not ROUTING.startswith("var:"):
+    load_routing(ROUTING)  # checked at parse time: wrong rules are an import error naming each problem
+
+
+@dag(
+    dag_id="sap_b1_to_teams",
+    description="SAP Business One purchase orders, purchase invoices and payments as Microsoft Teams cards.",
+    schedule=pendulum.duration(minutes=5),
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params=sync_params(),
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
+    tags=["teams", "sap_b1"],
+    doc_md=__doc__,
+)
+def sap_b1_to_teams():
+    options = {"routing": ROUTING, "sap_b1_conn_id": SAP_CONN_ID}
+    for stream in STREAMS:
+        SyncOperator(task_id=stream, flow=TEAMS_FLOW, streams=[stream], options=options)
+
+
+sap_b1_to_teams()
