@@ -5,11 +5,22 @@ publish them (Airflow 3.2+ reads ``conn-fields`` and ``ui-field-behaviour`` from
 hooks can turn the same data into the legacy ``get_connection_form_widgets()`` /
 ``get_ui_field_behaviour()`` answers that Airflow 3.1 reads. Custom fields are stored in
 ``Connection.extra`` under their plain names.
+
+Every form shows the port. Airflow 3.3.2's Test button sends a saved connection's port as a
+number (0 when none is stored) and refuses the test with "Bad Request" when that differs from the
+stored null (fixed upstream in apache/airflow PR #73298, not yet released). A port typed in the
+form is stored, sent back unchanged, and the test runs. Where the hook uses the port (SAP, Looker)
+the field says what for; elsewhere it is only asked for the Test button (:data:`TEST_BUTTON_PORT`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+TEST_BUTTON_PORT = "Port (only for the Test button)"
+"""The port's label on a form whose hook needs no port (see the module's docstring)."""
+
+TEST_BUTTON_PORT_PLACEHOLDER = "443 (any number: the hook does not use it)"
 
 
 def tls_fields(
@@ -38,15 +49,17 @@ SAP_B1: dict[str, Any] = {
     "hook-name": "SAP Business One Service Layer",
     "connection-type": "sap_b1",
     "ui-field-behaviour": {
-        "hidden-fields": ["port", "extra"],
+        "hidden-fields": ["extra"],
         "relabeling": {
             "host": "Service Layer URL",
+            "port": "Service Layer port",
             "schema": "Company database",
             "login": "User name",
             "password": "Password",
         },
         "placeholders": {
             "host": "https://sap-host:50000/b1s/v2/",
+            "port": "50000 (used when the URL names no port)",
             "schema": "SBODEMOUS (case-sensitive)",
             "login": "manager",
         },
@@ -92,9 +105,17 @@ LOOKER: dict[str, Any] = {
     "hook-name": "Looker API 4.0",
     "connection-type": "looker_api",
     "ui-field-behaviour": {
-        "hidden-fields": ["port", "schema", "extra"],
-        "relabeling": {"host": "Looker API URL", "login": "Client ID", "password": "Client secret"},
-        "placeholders": {"host": "https://company.looker.com"},
+        "hidden-fields": ["schema", "extra"],
+        "relabeling": {
+            "host": "Looker API URL",
+            "port": "API port",
+            "login": "Client ID",
+            "password": "Client secret",
+        },
+        "placeholders": {
+            "host": "https://company.looker.com",
+            "port": "443 (used when the URL names no port; 19999 on older instances)",
+        },
     },
     "conn-fields": {
         **tls_fields(
@@ -108,10 +129,10 @@ SERVICETITAN: dict[str, Any] = {
     "hook-name": "ServiceTitan",
     "connection-type": "servicetitan",
     "ui-field-behaviour": {
-        # The URLs follow from the environment; the port stays hidden like SAP's (see AIRFLOW.md).
-        "hidden-fields": ["host", "port", "schema", "extra"],
-        "relabeling": {"login": "Client ID", "password": "Client secret"},
-        "placeholders": {"login": "cid.xxxxxxxxxxxxxxxxxxxxxxxxx"},
+        # The URLs follow from the environment.
+        "hidden-fields": ["host", "schema", "extra"],
+        "relabeling": {"port": TEST_BUTTON_PORT, "login": "Client ID", "password": "Client secret"},
+        "placeholders": {"port": TEST_BUTTON_PORT_PLACEHOLDER, "login": "cid.xxxxxxxxxxxxxxxxxxxxxxxxx"},
     },
     "conn-fields": {
         "environment": {
@@ -162,11 +183,17 @@ SALESFORCE: dict[str, Any] = {
     "hook-name": "Salesforce (client credentials)",
     "connection-type": "b1_salesforce",
     "ui-field-behaviour": {
-        # The port stays hidden like SAP's (see AIRFLOW.md); the instance URL comes with the token.
-        "hidden-fields": ["port", "schema", "extra"],
-        "relabeling": {"host": "My Domain URL", "login": "Consumer key", "password": "Consumer secret"},
+        # The instance URL comes with the token.
+        "hidden-fields": ["schema", "extra"],
+        "relabeling": {
+            "host": "My Domain URL",
+            "port": TEST_BUTTON_PORT,
+            "login": "Consumer key",
+            "password": "Consumer secret",
+        },
         "placeholders": {
             "host": "https://acme.my.salesforce.com",
+            "port": TEST_BUTTON_PORT_PLACEHOLDER,
             "login": "3MVG9...",
             "pubsub_endpoint": "api.pubsub.salesforce.com:7443",
             "pubsub_ca_bundle": "/etc/ssl/certs/ca-certificates.crt",
@@ -219,10 +246,15 @@ TEAMS_WEBHOOK: dict[str, Any] = {
     "connection-type": "b1_teams_webhook",
     "ui-field-behaviour": {
         # The URL is a secret (its sig= signs every post): it goes in the password, masked.
-        "hidden-fields": ["port", "schema", "login", "extra"],
-        "relabeling": {"host": "Channel (label, optional)", "password": "Workflows webhook URL"},
+        "hidden-fields": ["schema", "login", "extra"],
+        "relabeling": {
+            "host": "Channel (label, optional)",
+            "port": TEST_BUTTON_PORT,
+            "password": "Workflows webhook URL",
+        },
         "placeholders": {
             "host": "Finance / Approvals",
+            "port": TEST_BUTTON_PORT_PLACEHOLDER,
             "password": "https://....logic.azure.com:443/workflows/.../triggers/manual/paths/invoke?...&sig=...",
         },
     },
@@ -236,9 +268,12 @@ TEAMS_BOT: dict[str, Any] = {
     "hook-name": "Microsoft Teams (bot)",
     "connection-type": "b1_teams_bot",
     "ui-field-behaviour": {
-        "hidden-fields": ["host", "port", "schema", "extra"],
-        "relabeling": {"login": "Bot app ID", "password": "Bot app secret"},
-        "placeholders": {"login": "00000000-0000-0000-0000-000000000000"},
+        "hidden-fields": ["host", "schema", "extra"],
+        "relabeling": {"port": TEST_BUTTON_PORT, "login": "Bot app ID", "password": "Bot app secret"},
+        "placeholders": {
+            "port": TEST_BUTTON_PORT_PLACEHOLDER,
+            "login": "00000000-0000-0000-0000-000000000000",
+        },
     },
     "conn-fields": {
         "tenant_id": {

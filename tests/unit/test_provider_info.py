@@ -139,3 +139,13 @@ def test_providers_manager_sees_the_teams_connection_types_and_their_fields():
     assert {"extra__b1_teams_bot__tenant_id", "extra__b1_teams_bot__graph_client_secret"} <= widgets
     behaviour = manager.field_behaviours["b1_teams_webhook"]
     assert behaviour["relabeling"]["password"] == "Workflows webhook URL"
+
+
+def test_every_form_shows_the_port_so_that_the_test_button_runs_on_airflow_3_3_2():
+    """The Test button sends a saved connection's port as a number (0 when none is stored), and
+    Airflow 3.3.2 refuses it when the stored port is null: a port typed in the form avoids that."""
+    for declaration in CONNECTION_TYPES:
+        behaviour = ui_field_behaviour(declaration)
+        assert "port" not in behaviour["hidden-fields"], declaration["connection-type"]
+        assert behaviour["relabeling"]["port"], declaration["connection-type"]
+        assert behaviour["placeholders"]["port"].split()[0].isdigit(), declaration["connection-type"]
