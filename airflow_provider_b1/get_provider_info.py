@@ -70,4 +70,5 @@ def get_provider_info() -> dict:
             },
         ],
         "connection-types": [dict(c) for c in CONNECTION_TYPES],
+        "notifications": ["airflow_provider_b1.notifications.teams.TeamsNotifier"],
     }

@@ -489,3 +489,49 @@ def failure_card_from_context(context: Mapping[str, Any], *, hitl_url: str | Non
         error=context.get("exception"),
         hitl_url=hitl_url,
     )
+
+
+def notice_card(
+    title: str,
+    facts: Sequence[tuple[str, Any]],
+    *,
+    text: Any = None,
+    note: Any = None,
+    color: str | None = None,
+    links: Sequence[tuple[str, str | None]] = (),
+    max_bytes: int = MAX_CARD_BYTES,
+) -> dict[str, Any]:
+    """A short notice: a title, facts, an optional text (cut to fit) and a note, with link
+    buttons. Every title, fact and text is shown as literal text (:func:`escape`).
+
+    What task notifications and approval requests post: a task that succeeded, a human asked to
+    act, a request withdrawn or decided.
+
+    :param facts: ``(label, value)`` pairs; a ``None`` value is shown as :data:`MISSING`.
+    :param color: of the title (``Attention``, ``Good``, ``Warning``...).
+    :param links: ``(button title, http(s) URL)``; a ``None`` URL leaves its button out.
+    """
+    style: dict[str, Any] = {"weight": "Bolder", "size": "Medium"}
+    if color:
+        style["color"] = color
+    heading = _text(escape(title, limit=250), **style)
+    shown_facts = _facts(
+        (escape(label, limit=60), MISSING if value is None else escape(value, limit=250))
+        for label, value in facts
+    )
+    actions = [a for a in (_open_url(label, url) for label, url in links) if a]
+    message = escape(text, multiline=True, limit=MAX_ERROR_CHARS) if text not in (None, "") else ""
+    footer = (
+        _text(escape(note, multiline=True), isSubtle=True, separator=True) if note not in (None, "") else None
+    )
+
+    def render(chars: int) -> dict[str, Any]:
+        body = [heading, shown_facts]
+        if message:
+            shown = message if chars >= len(message) else message[:chars].rstrip("\\\n") + "…"
+            body.append(_text(shown, separator=True))
+        if footer:
+            body.append(footer)
+        return _card(body, actions or None)
+
+    return _fit(render, len(message), max_bytes)
