@@ -174,6 +174,7 @@ class TeamsSink(Sink):
         self._conversations: dict[str, str] = {}
         self._unreachable: dict[str, str] = {}  # destination key -> why (a user not found)
         self._digesting: set[str] = set()
+        self._where: dict[Hashable, list[str]] = {}  # this page's documents: where they went
         self.cards_sent = 0
         self.updates = 0
         self.digests = 0
@@ -206,6 +207,7 @@ class TeamsSink(Sink):
         new_cards: dict[str, list[tuple[Hashable, _Card]]] = {}
         later: list[tuple[Hashable, _Card]] = []
         hashes = {item.key: item.payload_hash for item in items}
+        self._where = {}
         for key, document in documents.items():
             group = groups.get(str(document.get("CardCode")))
             destinations = self.routing.route(kind, document, group)
@@ -378,6 +380,7 @@ class TeamsSink(Sink):
         self.digests += 1
         for key in keys_of:
             did.setdefault(key, set()).add("created")
+            self._where.setdefault(key, []).append(f"{destination} (digest)")
 
     # -- sending -----------------------------------------------------------------------------------
 
@@ -395,6 +398,7 @@ class TeamsSink(Sink):
             failures.setdefault(key, []).append(f"{card.destination}: {exc}")
             return
         did.setdefault(key, set()).add(what)
+        self._where.setdefault(key, []).append(str(card.destination))
 
     def _send(self, card: _Card) -> None:
         """Send one card (or update one): ledger ``pending``, the call, ledger ``sent``."""
@@ -505,8 +509,8 @@ class TeamsSink(Sink):
     ) -> Outcome:
         errors = failures.get(key)
         if errors:
-            sent = did.get(key)
-            note = f" (sent to the other destinations: {', '.join(sorted(sent))})" if sent else ""
+            sent = self._where.get(key)
+            note = f" (sent to {', '.join(sent)})" if sent else ""
             return Outcome(key, Action.FAILED, "; ".join(errors)[:1500] + note, hashes.get(key))
         done = did.get(key, set())
         if "created" in done:

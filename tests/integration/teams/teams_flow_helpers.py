@@ -148,3 +148,54 @@ def teams_flow(
     finally:
         teams_sandbox.faults()
         gc.collect()
+
+
+def run_until_done(
+    flow: TeamsFlow, stream: str, run_id: str, *, tries: int = 12
+) -> tuple[dict[str, Any], int]:
+    """Run a stream's task as Airflow retries it (same run, next try) until a try succeeds; the
+    summary and how many tries failed."""
+    from airflow_provider_b1.exceptions import RetryableError
+
+    for try_number in range(1, tries + 1):
+        try:
+            return flow.run(stream, run_id, try_number=try_number), try_number - 1
+        except RetryableError:
+            continue
+    raise AssertionError(f"{stream} did not succeed in {tries} tries")
+
+
+def sap_action(sap: Any, entity: str, key: int, action: str) -> None:
+    """``POST <entity>(<key>)/<action>`` in SAP (Close, Cancel), as a user would."""
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    hook = SapB1Hook("sap_b1_default")
+    try:
+        hook.request("POST", f"{entity}({key})/{action}")
+    finally:
+        hook.close()
+
+
+def open_documents(entity: str, count: int) -> list[int]:
+    """``DocEntry`` of the first ``count`` open, not cancelled documents."""
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    hook = SapB1Hook("sap_b1_default")
+    try:
+        found = [
+            r["DocEntry"]
+            for r in hook.iter_records(entity, select=["DocEntry", "DocumentStatus", "Cancelled"])
+            if r["DocumentStatus"] == "bost_Open" and r["Cancelled"] == "tNO"
+        ]
+    finally:
+        hook.close()
+    return found[:count]
+
+
+def audit_outcomes(flow: TeamsFlow, run_id: str) -> dict[str, tuple[str, str | None]]:
+    """``{DocEntry: (action, error)}`` of one run's audit rows (the latest try's)."""
+    rows = flow.query(
+        f"SELECT source_key, action, error FROM {AUDIT_SCHEMA}.audit_record WHERE run_id = %s ORDER BY id",
+        (run_id,),
+    )
+    return {key: (action, error) for key, action, error in rows}
