@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -424,6 +424,7 @@ def start_airflow(
     password: str | None = None,
     home: str | os.PathLike | None = None,
     timeout: float = 240.0,
+    extra_components: Mapping[str, tuple[Sequence[str], Mapping[str, str]]] | None = None,
 ) -> LiveAirflow:
     """Start a real Airflow on loopback and return it once it is healthy.
 
@@ -444,6 +445,10 @@ def start_airflow(
     :param home: the ``AIRFLOW_HOME`` to use (default: a new temporary folder, removed by
         ``stop()`` unless ``B1_KEEP_LIVE_AIRFLOW=1``).
     :param timeout: seconds for the migration and the start together.
+    :param extra_components: more processes started with the components once the database is
+        migrated, ``{name: (airflow CLI arguments, environment overrides)}`` (Celery workers,
+        say); their log is ``<name>.log``, :meth:`LiveAirflow.stop` ends them, and whether they
+        are ready is the caller's to check.
     :raises LiveAirflowError: when something does not start in time; the message holds the
         tail of every component's log.
     """
@@ -513,6 +518,8 @@ def start_airflow(
         components = [*COMPONENTS, "triggerer"] if triggerer else list(COMPONENTS)
         for name in components:
             airflow.processes[name] = _launch(airflow, name, port)
+        for name, (args, overrides) in (extra_components or {}).items():
+            airflow.processes[name] = _launch(airflow, name, port, list(args), overrides)
         _wait_until_ready(airflow, components, list(dag_ids), started + timeout)
     except BaseException as exc:
         tails = airflow.log_tails()
@@ -549,12 +556,19 @@ def _migrate(airflow: LiveAirflow, timeout: float) -> None:
         raise LiveAirflowError(f"airflow db migrate failed ({result.returncode}).")
 
 
-def _launch(airflow: LiveAirflow, name: str, port: int) -> subprocess.Popen:
-    args = ["api-server", "--host", LOOPBACK, "--port", str(port)] if name == "api-server" else [name]
+def _launch(
+    airflow: LiveAirflow,
+    name: str,
+    port: int,
+    args: list[str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> subprocess.Popen:
+    if args is None:
+        args = ["api-server", "--host", LOOPBACK, "--port", str(port)] if name == "api-server" else [name]
     with (airflow.logs / f"{name}.log").open("ab") as out:
         return subprocess.Popen(
             _airflow_command(*args),
-            env=airflow.env,
+            env={**airflow.env, **(overrides or {})},
             cwd=airflow.home,
             stdin=subprocess.DEVNULL,
             stdout=out,

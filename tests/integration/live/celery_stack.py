@@ -1,0 +1,412 @@
+"""The CeleryExecutor deployment of ``docker-compose.yaml``, run natively on one machine.
+
+What the compose file starts as containers, :func:`celery_topology` starts as processes on
+loopback: PostgreSQL for Airflow's metadata and for the warehouse (two throwaway databases),
+Redis as the broker, the api-server, scheduler, dag-processor and triggerer (through
+:func:`live_airflow.start_airflow`) and two Celery workers, each with a session cache of its own
+(``B1_SESSION_CACHE_DIR``), as two worker machines would have. The provider is installed (this
+environment), the DAGs are deployed (copied into the DAGs folder), and the SAP Business One
+sandbox serves every component over HTTPS.
+
+:data:`SHARED_SETTINGS` and :data:`WORKER_SETTINGS` name what every component, and each worker,
+is given; the compose file must give the same (``tests/unit/test_deployment.py`` compares them).
+
+Run by ``tests/integration/live/test_celery_topology.py``, and by ``./run celery``
+(``python tests/integration/live/celery_stack.py``), which prints each step and its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+HERE = Path(__file__).resolve().parent
+for folder in (HERE, HERE.parents[1]):  # live_helpers, live_airflow (also when run as a script)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+import requests  # noqa: E402
+from live_airflow import (  # noqa: E402
+    LiveAirflow,
+    LiveAirflowError,
+    free_port,
+    postgres_database,
+    start_airflow,
+)
+from live_helpers import (  # noqa: E402
+    DAGS,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    SAP_COMPANY,
+    SAP_PASSWORD,
+    SAP_USER,
+    WAREHOUSE_DAG,
+)
+
+SHARED_SETTINGS: dict[str, str | None] = {
+    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+    # Encrypts connection passwords in the metadata database: every component decrypts them.
+    "AIRFLOW__CORE__FERNET_KEY": None,
+    # Where task processes on the workers reach the api-server's execution API.
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": None,
+    # Signs the task tokens the scheduler hands out and the api-server checks.
+    "AIRFLOW__API_AUTH__JWT_SECRET": None,
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": None,
+    "AIRFLOW__CELERY__BROKER_URL": None,
+    "AIRFLOW__CELERY__RESULT_BACKEND": None,
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY": None,
+    "AIRFLOW_CONN_B1_WAREHOUSE_DEFAULT": None,
+    "AIRFLOW_CONN_B1_AUDIT_DEFAULT": None,
+    "AIRFLOW_CONN_SAP_B1_DEFAULT": None,
+}
+"""What every component is given: ``{variable: the value it must have}`` (``None``: set per
+deployment, but the same on every component)."""
+
+WORKER_SETTINGS = ("B1_SESSION_CACHE_DIR",)
+"""What each worker is given besides: its own SAP session cache (one login per worker machine)."""
+
+COMMANDS = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",
+}
+"""Compose service -> the ``airflow`` command it runs (natively: each component's process)."""
+
+NATIVE_ONLY = {
+    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "a queue of its own, on a Redis other runs may share",
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "each worker's log server on a port of its own",
+    "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "only the runs it triggers, none on the DAG's schedule",
+}
+"""Settings the native run needs because its components share one machine, and why."""
+
+WORKERS = ("worker-1", "worker-2")
+WORKER_CONCURRENCY = 2
+"""Task slots per worker: the warehouse DAG's four parallel tasks then fill both workers."""
+SAP_INVOICES = 60
+RUN_TIMEOUT = 150.0
+STOP_TIMEOUT = 20.0
+REDIS_URL = os.environ.get("B1_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DAG_FILES = [DAGS / "sap_b1_to_warehouse.py"]
+WAREHOUSE_SCHEMA = "sap_b1"
+
+
+@dataclass
+class Worker:
+    """One Celery worker process: its name, session cache and log."""
+
+    name: str
+    cache_dir: Path
+    log: Path
+    process: subprocess.Popen
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def task_ids(self, run_id: str) -> list[str]:
+        """The tasks of ``run_id`` this worker was handed (from its log), in order."""
+        handed = re.findall(
+            r"Executing workload in Celery: .*?task_id='([^']+)'.*?run_id='([^']+)'", self.output()
+        )
+        return [task for task, run in handed if run == run_id]
+
+    def session_files(self) -> list[Path]:
+        return sorted(p for p in self.cache_dir.glob("*") if p.is_file() and not p.name.endswith(".lock"))
+
+
+@dataclass
+class CeleryTopology:
+    """The running topology: Airflow's components, the workers, the SAP sandbox, the warehouse."""
+
+    airflow: LiveAirflow
+    workers: list[Worker]
+    sap_url: str
+    sap_ca: str
+    warehouse_dsn: str
+    queue: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def sap(self, path: str) -> Any:
+        """``GET /_sandbox/<path>`` of the SAP sandbox."""
+        reply = requests.get(f"{self.sap_url}/_sandbox/{path}", verify=self.sap_ca, timeout=30)
+        reply.raise_for_status()
+        return reply.json()
+
+    def settings(self) -> dict[str, str]:
+        """The values of :data:`SHARED_SETTINGS` every component runs with."""
+        return {key: self.airflow.env[key] for key in SHARED_SETTINGS}
+
+    def run_dag(self, dag_id: str, *, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+        """Trigger a manual run of ``dag_id``, unpaused until the run ends; return the run."""
+        airflow = self.airflow
+        run = airflow.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}})
+        airflow.unpause(dag_id)
+        try:
+            path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+            return airflow.wait(
+                lambda: run if (run := airflow.api("GET", path))["state"] in ("success", "failed") else None,
+                timeout=timeout,
+                interval=1.0,
+                what=f"run {run['dag_run_id']} of {dag_id} to end",
+            )
+        finally:
+            airflow.pause(dag_id)
+            airflow.close_active_runs(dag_id)
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        document = self.airflow.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {ti["task_id"]: ti for ti in document["task_instances"]}
+
+    def warehouse_differences(self) -> dict[str, Any]:
+        """Entities whose warehouse count or DocTotal sum differs from the sandbox's truth."""
+        import psycopg
+
+        from airflow_provider_b1.warehouse.entities import ENTITIES, entity_spec
+        from airflow_provider_b1.warehouse.loader import PostgresLoader
+
+        loader = PostgresLoader(psycopg.connect(self.warehouse_dsn), WAREHOUSE_SCHEMA)
+        differences = {}
+        try:
+            for entity in ENTITIES:
+                truth = self.sap(f"truth/{entity}")
+                count, total = loader.stats(entity_spec(entity))
+                mine = {"count": count, "doc_total_sum": None}
+                if truth["doc_total_sum"] is not None:
+                    mine["doc_total_sum"] = str((total or Decimal(0)).quantize(Decimal("0.01")))
+                theirs = {"count": truth["count"], "doc_total_sum": truth["doc_total_sum"]}
+                if mine != theirs:
+                    differences[entity] = (theirs, mine)
+        finally:
+            loader.close()
+        return differences
+
+    def running_processes(self) -> list[Any]:
+        return self.airflow.running_processes()
+
+    def stop(self) -> None:
+        """End every component and worker (bounded: SIGTERM, then SIGKILL after a grace)."""
+        self.airflow.stop(grace=10.0)
+
+
+def _sap_connection(base_url: str, ca_path: str) -> dict[str, Any]:
+    return {
+        "conn_type": "sap_b1",
+        "host": f"{base_url}/b1s/v2/",
+        "schema": SAP_COMPANY,
+        "login": SAP_USER,
+        "password": SAP_PASSWORD,
+        "extra": {"ca_bundle": ca_path, "timezone": "America/Chicago"},
+    }
+
+
+@contextlib.contextmanager
+def _sap_sandbox(invoices: int) -> Iterator[Any]:
+    """The SAP Service Layer sandbox over HTTPS, served from a thread of this process."""
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    config = SapSandboxConfig(
+        invoices=invoices, company_db=SAP_COMPANY, users={SAP_USER: SAP_PASSWORD}, timezone="America/Chicago"
+    )
+    served = serve_in_thread(create_app(config), tls=True)
+    try:
+        yield served
+    finally:
+        gc.collect()
+        served.stop()
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise LiveAirflowError(f"Redis is not reachable at {url} ({type(exc).__name__}).") from None
+
+
+def _airflow_uri(sqlalchemy_url: str) -> str:
+    """``postgresql+psycopg2://u@h:p/db`` as an Airflow connection URI (``postgres://u@h:p/db``)."""
+    parts = urlsplit(sqlalchemy_url)
+    return f"postgres://{parts.netloc}{parts.path}"
+
+
+def _worker_component(name: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+    """``airflow celery worker`` as one more component (its arguments and environment): a
+    hostname, pid file and log-server port of its own beside the other worker on this machine,
+    and its own session cache, as on a machine of its own."""
+    cache_dir = folder / name / "b1_sessions"
+    cache_dir.mkdir(parents=True, mode=0o700)
+    args = [
+        *COMMANDS["airflow-worker"].split(),
+        "--celery-hostname",
+        f"{name}@%h",
+        "--pid",
+        str(folder / name / "worker.pid"),
+    ]
+    env = {
+        "B1_SESSION_CACHE_DIR": str(cache_dir),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+    }
+    return args, env
+
+
+def _wait_for_workers(airflow: LiveAirflow, workers: list[Worker], timeout: float) -> None:
+    """Each worker has connected to the broker and says it is ready."""
+    deadline = time.monotonic() + timeout
+    while not all(re.search(rf"{w.name}@\S+ ready\.", w.output()) for w in workers):
+        airflow._check_alive()
+        if time.monotonic() > deadline:
+            raise LiveAirflowError(f"The Celery workers were not ready in {timeout:.0f} s.")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def celery_topology(
+    *, invoices: int = SAP_INVOICES, say: Callable[[str], None] = lambda _: None
+) -> Iterator[CeleryTopology]:
+    """Start the topology; yield it; stop everything afterwards (also on failure).
+
+    :raises LiveAirflowError: when PostgreSQL or Redis cannot be reached, or a component does
+        not start (with the tail of each component's log).
+    """
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        _check_redis(REDIS_URL)
+        metadata_url = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER))
+        warehouse_url = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER))
+        served = stack.enter_context(_sap_sandbox(invoices))
+        say(
+            f"SAP sandbox at {served.base_url} ({invoices} invoices); metadata and warehouse databases created"
+        )
+        warehouse = _airflow_uri(warehouse_url)
+        queue = f"b1-celery-{secrets.token_hex(4)}"
+        config = {
+            "core__executor": SHARED_SETTINGS["AIRFLOW__CORE__EXECUTOR"],
+            "core__test_connection": SHARED_SETTINGS["AIRFLOW__CORE__TEST_CONNECTION"],
+            "celery__broker_url": REDIS_URL,
+            "celery__result_backend": f"db+{metadata_url}",
+            "celery__worker_concurrency": str(WORKER_CONCURRENCY),
+            "operators__default_queue": queue,
+            "scheduler__use_job_schedule": "False",
+        }
+        connections = {
+            "b1_warehouse_default": warehouse,
+            "b1_audit_default": warehouse,
+            "sap_b1_default": _sap_connection(served.base_url, str(served.ca_path)),
+        }
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="b1-celery-workers-")))
+        components = {name: _worker_component(name, folder) for name in WORKERS}
+        say(f"starting api-server, scheduler, dag-processor, triggerer and {len(WORKERS)} Celery workers")
+        airflow = start_airflow(
+            DAG_FILES,
+            connections=connections,
+            config=config,
+            dag_ids=[WAREHOUSE_DAG],
+            database_url=metadata_url,
+            triggerer=True,
+            all_admins=True,
+            extra_components=components,
+        )
+        stack.callback(airflow.stop, grace=10.0)
+        workers = [
+            Worker(
+                name, Path(env["B1_SESSION_CACHE_DIR"]), airflow.logs / f"{name}.log", airflow.processes[name]
+            )
+            for name, (_, env) in components.items()
+        ]
+        _wait_for_workers(airflow, workers, timeout=60)
+        timings["start"] = time.monotonic() - started
+        say(f"  ready in {timings['start']:.1f} s: {airflow.base_url}, workers on queue {queue}")
+        topology = CeleryTopology(
+            airflow=airflow,
+            workers=workers,
+            sap_url=served.base_url,
+            sap_ca=str(served.ca_path),
+            warehouse_dsn=f"postgresql://{urlsplit(warehouse_url).netloc}{urlsplit(warehouse_url).path}",
+            queue=queue,
+            timings=timings,
+        )
+        missing = [key for key in SHARED_SETTINGS if key not in airflow.env]
+        if missing:
+            raise LiveAirflowError(f"The native topology does not set {', '.join(missing)}.")
+        yield topology
+
+
+# -- ./run celery -----------------------------------------------------------------------------
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./run celery",
+        description="Start the CeleryExecutor deployment of docker-compose.yaml natively (PostgreSQL "
+        "and Redis on 127.0.0.1), run sap_b1_to_warehouse through two Celery workers against the SAP "
+        "sandbox, check the warehouse against SAP and the SAP logins per worker, and stop everything.",
+    )
+    parser.add_argument("--invoices", type=int, default=SAP_INVOICES, help="A/R invoices in the SAP sandbox")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    ok = False
+    try:
+        with celery_topology(invoices=args.invoices, say=_say) as topology:
+            _say(f"running {WAREHOUSE_DAG} through the workers")
+            run_started = time.monotonic()
+            run = topology.run_dag(WAREHOUSE_DAG)
+            states = {
+                t: ti["state"] for t, ti in topology.task_instances(WAREHOUSE_DAG, run["dag_run_id"]).items()
+            }
+            _say(f"  run {run['state']} in {time.monotonic() - run_started:.1f} s: " + json.dumps(states))
+            differences = topology.warehouse_differences()
+            _say(
+                "  warehouse equals SAP"
+                if not differences
+                else f"  warehouse differs from SAP: {differences}"
+            )
+            logins = topology.sap("stats")["logins"]
+            for worker in topology.workers:
+                _say(
+                    f"  {worker.name}: {', '.join(worker.task_ids(run['dag_run_id']))}; "
+                    f"{len(worker.session_files())} cached SAP session"
+                )
+            _say(f"  SAP logins: {logins} (workers: {len(topology.workers)})")
+            ok = run["state"] == "success" and not differences and logins == len(topology.workers)
+            _say("stopping every component")
+            stop_started = time.monotonic()
+            topology.stop()
+            left = topology.running_processes()
+            _say(f"  stopped in {time.monotonic() - stop_started:.1f} s, {len(left)} processes left")
+            ok = ok and not left
+    except LiveAirflowError as exc:
+        _say(f"could not start the topology: {exc}")
+        return 1
+    _say(f"{'OK' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
