@@ -100,6 +100,11 @@ NATIVE_ONLY = {
 }
 """Settings the native run needs because its components share one machine, and why."""
 
+COMPOSE_ONLY = {
+    "AIRFLOW_CONN_LOOKER_DEFAULT": "looker_refresh's connection; the native run deploys only the warehouse DAG",
+}
+"""Settings of the compose file the native run does without, and why."""
+
 WORKERS = ("worker-1", "worker-2")
 WORKER_CONCURRENCY = 2
 """Task slots per worker: the warehouse DAG's four parallel tasks then fill both workers."""
