@@ -21,6 +21,7 @@ the anchor date, so anything stamped "now" by a write or a mutation is newer tha
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import math
@@ -81,6 +82,11 @@ DOCNUM_BASE = {
 PAYABLE_DOCUMENTS = ("Invoices", "PurchaseInvoices")
 
 _GUARDED = (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError)
+INDEXED = frozenset(("NumAtCard", "CounterReference"))
+"""Properties looked up by value (a client's dedupe field): equality filters on them use an index."""
+_EVERY = object()
+_ODD = object()
+"""Index entry of the rows whose value cannot be a dictionary key (seeded hostile values)."""
 
 
 def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
@@ -100,6 +106,12 @@ class Entity:
 
     A row is ``[core values..., version, extras]``: ``version`` is the record's DataVersion and
     ``extras`` a dict of properties written by clients that are not part of the core (or None).
+
+    Look-ups that need not see every row: :meth:`key_range` bisects the rows in key order, and
+    :meth:`lookup` finds the rows holding given values of an :data:`INDEXED` property through an
+    index built on first use. A write names the record it changed (``touch(key)``): until a
+    rebuild, such records are candidates of every look-up; a write that names none (or too many
+    written records) drops the indexes.
     """
 
     def __init__(
@@ -128,6 +140,9 @@ class Entity:
         self.date_set = set(self.date_props)
         self.rows: dict[Any, list] = {}
         self._sorted: list[list] | None = None
+        self._keys: list[Any] = []
+        self._indexes: dict[str, dict[Any, Any]] = {}
+        self._dirty: set[Any] = set()
         self.version = 0
         self.next_entry = 1
         self.corrupted: dict[Any, tuple[str, dict[str, Any]]] = {}
@@ -150,20 +165,89 @@ class Entity:
     def load(self, rows: Iterable[list]) -> None:
         for row in rows:
             self.rows[row[self.key_index]] = row
-        self._sorted = None
+        self.touch()
         if self.rows and isinstance(next(iter(self.rows)), int):
             self.next_entry = max(self.rows) + 1
 
-    def touch(self) -> None:
-        """Note a write: cached query results and the key order are stale now."""
+    def touch(self, key: Any = _EVERY) -> None:
+        """Note a write (of the record ``key``, or of any): cached query results and the key
+        order are stale now, and the indexes must look at that record again (or are dropped)."""
         self.version += 1
         self._sorted = None
+        if key is _EVERY:
+            self._indexes.clear()
+            self._dirty.clear()
+        elif self._indexes:
+            self._dirty.add(key)
 
     def ordered(self) -> list[list]:
         """All rows in key order (the Service Layer's default order)."""
         if self._sorted is None:
-            self._sorted = [self.rows[k] for k in sorted(self.rows)]
+            keys = sorted(self.rows)
+            self._sorted = [self.rows[k] for k in keys]
+            self._keys = keys
         return self._sorted
+
+    def key_range(
+        self, low: Any = None, low_open: bool = False, high: Any = None, high_open: bool = False
+    ) -> list[list]:
+        """The rows in key order whose keys lie between ``low`` and ``high`` (None: unbounded;
+        ``*_open``: that bound excluded), found by bisection."""
+        rows = self.ordered()
+        keys = self._keys
+        start = 0 if low is None else (bisect.bisect_right if low_open else bisect.bisect_left)(keys, low)
+        stop = (
+            len(keys)
+            if high is None
+            else (bisect.bisect_left if high_open else bisect.bisect_right)(keys, high)
+        )
+        return rows[start:stop]
+
+    def lookup(self, prop: str, values: Iterable[Any]) -> list[list]:
+        """The rows in key order that may hold one of ``values`` in ``prop`` (one of
+        :data:`INDEXED`): all that do, and perhaps some that no longer do (the caller's
+        predicate decides)."""
+        index = self._indexes.get(prop)
+        if len(self._dirty) > max(1000, len(self.rows) // 100):
+            self._indexes.clear()
+            self._dirty.clear()
+            index = None
+        if index is None:
+            index = self._indexes[prop] = self._build_index(prop)
+        keys = set(self._dirty)
+        for value in (*values, _ODD):
+            try:
+                hit = index.get(value)
+            except TypeError:
+                continue
+            if hit is None:
+                continue
+            if isinstance(hit, list):
+                keys.update(hit)
+            else:
+                keys.add(hit)
+        rows = self.rows
+        return [rows[k] for k in sorted(keys) if k in rows]
+
+    def _build_index(self, prop: str) -> dict[Any, Any]:
+        """Value -> key (a list of keys where several records share it); None is left out."""
+        get = self.raw_getter(prop)
+        index: dict[Any, Any] = {}
+        for key, row in self.rows.items():
+            value = get(row)
+            if value is None:
+                continue
+            try:
+                hit = index.get(value)
+            except TypeError:
+                value, hit = _ODD, index.get(_ODD)
+            if hit is None:
+                index[value] = key
+            elif isinstance(hit, list):
+                hit.append(key)
+            else:
+                index[value] = [hit, key]
+        return index
 
     def has_property(self, name: str) -> bool:
         return name in self.template

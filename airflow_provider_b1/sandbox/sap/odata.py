@@ -6,6 +6,13 @@ lt le gt ge``, ``and or not``, parentheses, ``startswith endswith contains`` (pr
 ``null``, and date literals ``'2024-05-01'``, ``'20240501'``, ``datetime'2024-05-01T10:00:00'``
 (the time part is ignored: date properties compare by day). String comparison is case
 sensitive (as on SAP HANA). Anything else raises :class:`QueryError`.
+
+A compiled predicate may carry ``narrow``: conditions every matching row meets, for the store to
+pick candidate rows without looking at all of them (a key range by bisection, an index look-up).
+Each is ``(property, "in", values)`` (``eq``, or ``eq`` on one property joined by ``or``) or
+``(property, op, value)`` with ``op`` one of ``lt le gt ge``; they come from the comparisons
+joined by ``and`` at the top of the filter (never from under ``not``). The predicate itself stays
+the judge: candidates are only a superset of the matches.
 """
 
 from __future__ import annotations
@@ -17,6 +24,18 @@ from typing import Any
 from airflow_provider_b1.sandbox.sap.schema import parse_day
 
 Predicate = Callable[[list], bool]
+Narrowing = tuple[tuple[str, str, Any], ...]
+
+
+def narrowing(pred: Predicate) -> Narrowing:
+    """The conditions ``pred`` carries for picking candidate rows (see the module)."""
+    return getattr(pred, "narrow", ())
+
+
+def _narrowed(pred: Predicate, narrow: Narrowing) -> Predicate:
+    if narrow:
+        pred.narrow = narrow  # type: ignore[attr-defined]
+    return pred
 
 
 class QueryError(ValueError):
@@ -136,7 +155,7 @@ class FilterCompiler:
         while self._keyword("or"):
             right = self._and()
             a, b = self._cond(left), self._cond(right)
-            left = lambda row, a=a, b=b: a(row) or b(row)  # noqa: E731
+            left = _narrowed(lambda row, a=a, b=b: a(row) or b(row), _any_of(narrowing(a), narrowing(b)))
         return left
 
     def _and(self) -> Any:
@@ -144,7 +163,7 @@ class FilterCompiler:
         while self._keyword("and"):
             right = self._not()
             a, b = self._cond(left), self._cond(right)
-            left = lambda row, a=a, b=b: a(row) and b(row)  # noqa: E731
+            left = _narrowed(lambda row, a=a, b=b: a(row) and b(row), narrowing(a) + narrowing(b))
         return left
 
     def _not(self) -> Any:
@@ -231,6 +250,14 @@ class FilterCompiler:
             op = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}.get(op, op)
         if not isinstance(left, _Prop) or not isinstance(right, _Literal):
             raise QueryError("Invalid $filter: a comparison needs a property and a value")
+        pred = self._comparison_predicate(left, op, right)
+        if self.is_date(left.name) or right.kind == "null" or op == "ne":
+            return pred
+        return _narrowed(
+            pred, ((left.name, "in", (right.value,)) if op == "eq" else (left.name, op, right.value),)
+        )
+
+    def _comparison_predicate(self, left: _Prop, op: str, right: _Literal) -> Predicate:
         get = self.getter(left.name)
         value = right.value
         if right.kind == "null":
@@ -267,6 +294,13 @@ class FilterCompiler:
                 return False
 
         return ordered
+
+
+def _any_of(a: Narrowing, b: Narrowing) -> Narrowing:
+    """What ``a or b`` keeps of the two sides' conditions: values of one property, joined."""
+    if len(a) == 1 and len(b) == 1 and a[0][1] == b[0][1] == "in" and a[0][0] == b[0][0]:
+        return ((a[0][0], "in", a[0][2] + b[0][2]),)
+    return ()
 
 
 def _day(get: Callable[[list], Any]) -> Callable[[list], Any]:

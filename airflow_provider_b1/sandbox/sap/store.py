@@ -67,7 +67,14 @@ from zoneinfo import ZoneInfo
 
 from airflow_provider_b1.sandbox.sap import data, schema
 from airflow_provider_b1.sandbox.sap.data import DOCUMENT_ENTITIES, LINES, SALES_DOCUMENTS, Entity
-from airflow_provider_b1.sandbox.sap.odata import FilterCompiler, key_literal, parse_orderby, sort_rows
+from airflow_provider_b1.sandbox.sap.odata import (
+    FilterCompiler,
+    Narrowing,
+    key_literal,
+    narrowing,
+    parse_orderby,
+    sort_rows,
+)
 
 PAYMENT_ENTITIES = ("IncomingPayments", "VendorPayments")
 ETAG_MISMATCH = "Another user or another operation modified data; to cancel your changes, reload the record"
@@ -232,7 +239,12 @@ class Store:
         return FilterCompiler(ent.has_property, ent.raw_getter, ent.is_date, ent.object_name)
 
     def query(self, ent: Entity, filter_text: str | None, orderby_text: str | None) -> list[list]:
-        """Rows matching the filter in the requested order; cached until the entity changes."""
+        """Rows matching the filter in the requested order; cached until the entity changes.
+
+        Rows are kept in key order, so a filter on a key range looks only at that range
+        (bisection), an equality filter on an indexed property (``NumAtCard``,
+        ``CounterReference``, one value or several joined by ``or``) only at the rows holding
+        those values, and ``$orderby`` on the key alone sorts nothing."""
         if not filter_text and not orderby_text:
             return ent.ordered()
         cache_key = (ent.name, filter_text, orderby_text)
@@ -243,14 +255,49 @@ class Store:
         rows = ent.ordered()
         if filter_text:
             pred = self.compiler(ent).compile(filter_text)
-            rows = [row for row in rows if pred(row)]
+            rows = [row for row in self._candidates(ent, narrowing(pred)) if pred(row)]
         if orderby_text:
             keys = parse_orderby(orderby_text, ent.has_property, ent.object_name)
-            rows = sort_rows(rows, [(ent.raw_getter(name), desc) for name, desc in keys])
+            if keys == [(ent.key, True)]:
+                rows = rows[::-1]
+            elif keys != [(ent.key, False)]:
+                rows = sort_rows(rows, [(ent.raw_getter(name), desc) for name, desc in keys])
         self._cache[cache_key] = (ent.version, rows)
         if len(self._cache) > 32:
             self._cache.popitem(last=False)
         return rows
+
+    @staticmethod
+    def _candidates(ent: Entity, narrow: Narrowing) -> list[list]:
+        """The rows in key order a filter with these conditions can match (a superset)."""
+        key_type = int if ent.int_keys else str
+        low = high = None
+        low_open = high_open = False
+        best: list[list] | None = None
+        for prop, op, value in narrow:
+            if op == "in":
+                if prop == ent.key:
+                    found = [
+                        ent.rows[v]
+                        for v in sorted({v for v in value if type(v) is key_type})
+                        if v in ent.rows
+                    ]
+                elif prop in data.INDEXED:
+                    found = ent.lookup(prop, value)
+                else:
+                    continue
+                if best is None or len(found) < len(best):
+                    best = found
+            elif prop == ent.key and type(value) in ((int, float) if key_type is int else (str,)):
+                if op in ("gt", "ge") and (low is None or value > low or (value == low and op == "gt")):
+                    low, low_open = value, op == "gt"
+                if op in ("lt", "le") and (high is None or value < high or (value == high and op == "lt")):
+                    high, high_open = value, op == "lt"
+        if best is not None:
+            return best
+        if low is None and high is None:
+            return ent.ordered()
+        return ent.key_range(low, low_open, high, high_open)
 
     def get(self, ent: Entity, key: Any) -> list:
         row = ent.rows.get(key)
@@ -303,7 +350,7 @@ class Store:
         if "UpdateTime" in ent.col:
             row[ent.col["UpdateTime"]] = time
         row[ent.ver] += 1
-        ent.touch()
+        ent.touch(row[ent.key_index])
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -707,7 +754,7 @@ class Store:
         self._remember(ent, entry)
         ent.next_entry = entry + 1
         ent.rows[entry] = row
-        ent.touch()
+        ent.touch(entry)
         return ent, row
 
     # -- approval procedures and drafts ----------------------------------------------------
@@ -1016,7 +1063,7 @@ class Store:
         ent.rows[code] = row
         self.tables.partners[code] = card_type
         self.deleted[ent.name].discard(code)
-        ent.touch()
+        ent.touch(code)
         return row
 
     def _create_payment(self, ent: Entity, payload: dict[str, Any]) -> list:
@@ -1123,7 +1170,7 @@ class Store:
         self._remember(ent, entry)
         ent.next_entry = entry + 1
         ent.rows[entry] = row
-        ent.touch()
+        ent.touch(entry)
         for doc_entry, amount in per_doc.items():
             if amount:
                 self._add_paid(source, source.rows[doc_entry], round(amount, 2))
@@ -1173,7 +1220,7 @@ class Store:
         self._remember(ent, entry)
         ent.next_entry = entry + 1
         ent.rows[entry] = row
-        ent.touch()
+        ent.touch(entry)
         return row
 
     def _create_plain(self, ent: Entity, payload: dict[str, Any]) -> list:
@@ -1223,7 +1270,7 @@ class Store:
         self._remember(ent, key)
         ent.rows[key] = row
         self.deleted[ent.name].discard(key)
-        ent.touch()
+        ent.touch(key)
         return row
 
     # -- updates ---------------------------------------------------------------------------
