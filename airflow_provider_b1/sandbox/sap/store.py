@@ -192,6 +192,18 @@ class ApprovalRule:
         }
 
 
+def _as_key(value: Any, key_type: type) -> Any:
+    """The key a filter's literal is equal to (``2.0`` and ``true`` equal the key 2 and 1), or
+    None when it can equal none."""
+    if key_type is str:
+        return value if type(value) is str else None
+    if type(value) in (int, bool):
+        return int(value)
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
 class SapError(Exception):
     """An error the Service Layer answers with ``{"error": {...}}``."""
 
@@ -277,11 +289,8 @@ class Store:
         for prop, op, value in narrow:
             if op == "in":
                 if prop == ent.key:
-                    found = [
-                        ent.rows[v]
-                        for v in sorted({v for v in value if type(v) is key_type})
-                        if v in ent.rows
-                    ]
+                    wanted = {_as_key(v, key_type) for v in value} - {None}
+                    found = [ent.rows[v] for v in sorted(wanted) if v in ent.rows]
                 elif prop in data.INDEXED:
                     found = ent.lookup(prop, value)
                 else:

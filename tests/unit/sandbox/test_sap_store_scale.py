@@ -41,6 +41,7 @@ def keys(rows: list) -> list:
         "(DocEntry ge 100 and DocEntry lt 200) or DocEntry eq 7",
         "not (DocEntry ge 10)",
         "DocEntry eq 42 or DocEntry eq 41 or DocEntry eq 99999",
+        "DocEntry eq 42.0 or DocEntry eq true or DocEntry eq 7.5 or DocEntry eq '9'",
         "DocEntry ge 'x'",
         "DocEntry ge 10 and DocEntry lt 5",
         "DocEntry ne 5 and DocEntry lt 8",
