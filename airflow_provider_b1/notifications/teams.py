@@ -107,6 +107,8 @@ class TeamsNotifier(BaseNotifier):
         self.message = message
         self.base_url = base_url
         self.fail_on_error = fail_on_error
+        self.last_post: dict[str, Any] | None = None
+        """Where the last card went: ``{"conversation_id", "activity_id"}`` (bot) or ``{}`` (webhook)."""
 
     # -- the card ------------------------------------------------------------------------------
 
@@ -233,6 +235,7 @@ class TeamsNotifier(BaseNotifier):
                 target = self.to.strip()
                 conversation = target if target.startswith(("19:", "a:")) else hook.open_conversation(target)
                 activity = hook.send(conversation, card)
+                self.last_post = {"conversation_id": conversation, "activity_id": activity}
                 ti = context.get("ti")
                 if ti is not None and _is_hitl_task(context.get("task")):
                     ti.xcom_push(
@@ -243,6 +246,7 @@ class TeamsNotifier(BaseNotifier):
             if self.to:
                 raise ValueError("A Workflows webhook posts to its own channel; `to` is for bot connections.")
             hook.post_card(card)
+            self.last_post = {}
             return None
         finally:
             hook.close()
