@@ -38,7 +38,7 @@ def _settings(environment: dict) -> dict[str, str]:
 
 def test_every_airflow_service_gets_exactly_the_settings_of_the_native_run(compose):
     services = compose["services"]
-    expected = set(stack.SHARED_SETTINGS) | set(stack.COMPOSE_ONLY)
+    expected = set(stack.SHARED_SETTINGS) | set(stack.FLOW_CONNECTIONS.values()) | set(stack.COMPOSE_ONLY)
     for name in AIRFLOW_SERVICES:
         service = services[name]
         assert service["image"] == "airflow-provider-b1:local", name

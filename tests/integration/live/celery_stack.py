@@ -11,8 +11,10 @@ sandbox serves every component over HTTPS.
 :data:`SHARED_SETTINGS` and :data:`WORKER_SETTINGS` name what every component, and each worker,
 is given; the compose file must give the same (``tests/unit/test_deployment.py`` compares them).
 
-Run by ``tests/integration/live/test_celery_topology.py``, and by ``./run celery``
-(``python tests/integration/live/celery_stack.py``), which prints each step and its time.
+:func:`celery_topology` deploys the DAGs of the flows asked for (``warehouse``, ``servicetitan``,
+``salesforce``) with their sandboxes. ``tests/integration/live/test_celery_topology.py`` runs the
+warehouse DAG through it; ``./run celery`` (``python tests/integration/live/celery_stack.py``)
+runs all three flows' DAGs one after the other, printing each step and its time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import os
 import re
 import secrets
@@ -56,6 +57,7 @@ from live_helpers import (  # noqa: E402
     SAP_COMPANY,
     SAP_PASSWORD,
     SAP_USER,
+    SERVICETITAN_DAG,
     WAREHOUSE_DAG,
 )
 
@@ -101,9 +103,15 @@ NATIVE_ONLY = {
 """Settings the native run needs because its components share one machine, and why."""
 
 COMPOSE_ONLY = {
-    "AIRFLOW_CONN_LOOKER_DEFAULT": "looker_refresh's connection; the native run deploys only the warehouse DAG",
+    "AIRFLOW_CONN_LOOKER_DEFAULT": "looker_refresh's connection; the native run deploys no Looker DAG",
 }
 """Settings of the compose file the native run does without, and why."""
+
+FLOW_CONNECTIONS = {
+    "servicetitan": "AIRFLOW_CONN_SERVICETITAN_DEFAULT",
+    "salesforce": "AIRFLOW_CONN_B1_SALESFORCE_DEFAULT",
+}
+"""The connection each flow besides the warehouse adds to every component."""
 
 WORKERS = ("worker-1", "worker-2")
 WORKER_CONCURRENCY = 2
@@ -112,7 +120,13 @@ SAP_INVOICES = 60
 RUN_TIMEOUT = 150.0
 STOP_TIMEOUT = 20.0
 REDIS_URL = os.environ.get("B1_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-DAG_FILES = [DAGS / "sap_b1_to_warehouse.py"]
+SALESFORCE_DAG = "sap_b1_salesforce"
+FLOWS = {
+    "warehouse": (WAREHOUSE_DAG, ["sap_b1_to_warehouse.py"]),
+    "servicetitan": (SERVICETITAN_DAG, ["servicetitan_to_sap_b1.py", "servicetitan_mappings.yaml"]),
+    "salesforce": (SALESFORCE_DAG, ["sap_b1_salesforce.py", "salesforce_mapping.yaml"]),
+}
+"""Flow -> its DAG and the files deployed for it, in the order they run (the later ones write to SAP)."""
 WAREHOUSE_SCHEMA = "sap_b1"
 
 
@@ -225,20 +239,65 @@ def _sap_connection(base_url: str, ca_path: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _sap_sandbox(invoices: int) -> Iterator[Any]:
-    """The SAP Service Layer sandbox over HTTPS, served from a thread of this process."""
-    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+def _served(app: Any) -> Iterator[Any]:
+    """A sandbox app over HTTPS, served from a thread of this process."""
     from airflow_provider_b1.sandbox.server import serve_in_thread
 
-    config = SapSandboxConfig(
-        invoices=invoices, company_db=SAP_COMPANY, users={SAP_USER: SAP_PASSWORD}, timezone="America/Chicago"
-    )
-    served = serve_in_thread(create_app(config), tls=True)
+    served = serve_in_thread(app, tls=True)
     try:
         yield served
     finally:
-        gc.collect()
+        gc.collect()  # lets kept-alive connections close, so that the server stops at once
         served.stop()
+
+
+def _sap_app(invoices: int) -> Any:
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+
+    return create_app(
+        SapSandboxConfig(
+            invoices=invoices,
+            company_db=SAP_COMPANY,
+            users={SAP_USER: SAP_PASSWORD},
+            timezone="America/Chicago",
+        )
+    )
+
+
+def _servicetitan(stack: contextlib.ExitStack) -> tuple[Any, dict[str, Any]]:
+    """A small ServiceTitan sandbox and the connection to it."""
+    from airflow_provider_b1.sandbox.servicetitan import ServiceTitanSandboxConfig, create_app
+
+    config = ServiceTitanSandboxConfig(seed=5, customers=10, invoices=20)
+    served = stack.enter_context(_served(create_app(config)))
+    return served, {
+        "conn_type": "servicetitan",
+        "login": config.client_id,
+        "password": config.client_secret,
+        "extra": {
+            "environment": "integration",
+            "tenant_id": config.tenant_id,
+            "app_key": config.app_key,
+            "api_url": served.base_url,
+            "auth_url": served.base_url,
+            "ca_bundle": str(served.ca_path),
+        },
+    }
+
+
+def _salesforce(stack: contextlib.ExitStack) -> tuple[Any, dict[str, Any]]:
+    """A small Salesforce sandbox and the connection to it."""
+    from airflow_provider_b1.sandbox.salesforce import SalesforceSandboxConfig, create_app
+
+    config = SalesforceSandboxConfig(seed=7, accounts=15, opportunities=20, bulk_processing_delay=0.2)
+    served = stack.enter_context(_served(create_app(config)))
+    return served, {
+        "conn_type": "b1_salesforce",
+        "host": served.base_url,
+        "login": config.client_id,
+        "password": config.client_secret,
+        "extra": {"api_version": "62.0", "ca_bundle": str(served.ca_path)},
+    }
 
 
 def _check_redis(url: str) -> None:
@@ -288,24 +347,42 @@ def _wait_for_workers(airflow: LiveAirflow, workers: list[Worker], timeout: floa
 
 @contextlib.contextmanager
 def celery_topology(
-    *, invoices: int = SAP_INVOICES, say: Callable[[str], None] = lambda _: None
+    flows: tuple[str, ...] = ("warehouse",),
+    *,
+    invoices: int = SAP_INVOICES,
+    say: Callable[[str], None] = lambda _: None,
 ) -> Iterator[CeleryTopology]:
-    """Start the topology; yield it; stop everything afterwards (also on failure).
+    """Start the topology with the DAGs (and sandboxes) of ``flows``; yield it; stop everything
+    afterwards, also on failure.
 
     :raises LiveAirflowError: when PostgreSQL or Redis cannot be reached, or a component does
         not start (with the tail of each component's log).
     """
+    unknown = set(flows) - set(FLOWS)
+    if unknown:
+        raise ValueError(f"Unknown flows {sorted(unknown)}; known: {', '.join(FLOWS)}")
     started = time.monotonic()
     timings: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         _check_redis(REDIS_URL)
         metadata_url = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER))
         warehouse_url = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER))
-        served = stack.enter_context(_sap_sandbox(invoices))
-        say(
-            f"SAP sandbox at {served.base_url} ({invoices} invoices); metadata and warehouse databases created"
-        )
+        sap = stack.enter_context(_served(_sap_app(invoices)))
         warehouse = _airflow_uri(warehouse_url)
+        connections: dict[str, Any] = {
+            "b1_warehouse_default": warehouse,
+            "b1_audit_default": warehouse,
+            "sap_b1_default": _sap_connection(sap.base_url, str(sap.ca_path)),
+        }
+        sandboxes = {"sap": sap}
+        for flow, start_sandbox in (("servicetitan", _servicetitan), ("salesforce", _salesforce)):
+            if flow in flows:
+                sandboxes[flow], connection = start_sandbox(stack)
+                connections[FLOW_CONNECTIONS[flow].removeprefix("AIRFLOW_CONN_").lower()] = connection
+        say(
+            f"sandboxes: {', '.join(f'{name} {served.base_url}' for name, served in sandboxes.items())} "
+            f"({invoices} SAP invoices); PostgreSQL databases for the metadata and the warehouse created"
+        )
         queue = f"b1-celery-{secrets.token_hex(4)}"
         config = {
             "core__executor": SHARED_SETTINGS["AIRFLOW__CORE__EXECUTOR"],
@@ -316,22 +393,18 @@ def celery_topology(
             "operators__default_queue": queue,
             "scheduler__use_job_schedule": "False",
         }
-        connections = {
-            "b1_warehouse_default": warehouse,
-            "b1_audit_default": warehouse,
-            "sap_b1_default": _sap_connection(served.base_url, str(served.ca_path)),
-        }
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="b1-celery-workers-")))
         components = {name: _worker_component(name, folder) for name in WORKERS}
         say(f"starting api-server, scheduler, dag-processor, triggerer and {len(WORKERS)} Celery workers")
         airflow = start_airflow(
-            DAG_FILES,
+            [DAGS / name for flow in flows for name in FLOWS[flow][1]],
             connections=connections,
             config=config,
-            dag_ids=[WAREHOUSE_DAG],
+            dag_ids=[FLOWS[flow][0] for flow in flows],
             database_url=metadata_url,
             triggerer=True,
             all_admins=True,
+            timeout=300.0,
             extra_components=components,
         )
         stack.callback(airflow.stop, grace=10.0)
@@ -347,13 +420,18 @@ def celery_topology(
         topology = CeleryTopology(
             airflow=airflow,
             workers=workers,
-            sap_url=served.base_url,
-            sap_ca=str(served.ca_path),
+            sap_url=sap.base_url,
+            sap_ca=str(sap.ca_path),
             warehouse_dsn=f"postgresql://{urlsplit(warehouse_url).netloc}{urlsplit(warehouse_url).path}",
             queue=queue,
             timings=timings,
         )
         missing = [key for key in SHARED_SETTINGS if key not in airflow.env]
+        missing += [
+            FLOW_CONNECTIONS[f]
+            for f in flows
+            if f in FLOW_CONNECTIONS and FLOW_CONNECTIONS[f] not in airflow.env
+        ]
         if missing:
             raise LiveAirflowError(f"The native topology does not set {', '.join(missing)}.")
         yield topology
@@ -366,40 +444,64 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _run_flow(topology: CeleryTopology, flow: str) -> bool:
+    """Run the flow's DAG through the workers and print how it went; True when it succeeded
+    (and, for the warehouse, the warehouse equals SAP)."""
+    dag_id = FLOWS[flow][0]
+    _say(f"running {dag_id} through the workers")
+    started = time.monotonic()
+    run = topology.run_dag(dag_id)
+    states = topology.task_instances(dag_id, run["dag_run_id"])
+    failed = sorted(task for task, ti in states.items() if ti["state"] not in ("success", "skipped"))
+    _say(
+        f"  {run['state']} in {time.monotonic() - started:.1f} s, {len(states)} tasks"
+        + (f"; not successful: {', '.join(failed)}" if failed else "")
+    )
+    for worker in topology.workers:
+        _say(f"  {worker.name} ran {', '.join(worker.task_ids(run['dag_run_id'])) or 'nothing'}")
+    cached = ", ".join(f"{worker.name} {len(worker.session_files())}" for worker in topology.workers)
+    _say(f"  SAP logins so far: {topology.sap('stats')['logins']}; sessions cached per worker: {cached}")
+    ok = run["state"] == "success"
+    if flow == "warehouse":
+        differences = topology.warehouse_differences()
+        _say(
+            "  the warehouse equals SAP"
+            if not differences
+            else f"  the warehouse differs from SAP: {differences}"
+        )
+        ok = ok and not differences
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="./run celery",
         description="Start the CeleryExecutor deployment of docker-compose.yaml natively (PostgreSQL "
-        "and Redis on 127.0.0.1), run sap_b1_to_warehouse through two Celery workers against the SAP "
-        "sandbox, check the warehouse against SAP and the SAP logins per worker, and stop everything.",
+        "and Redis on 127.0.0.1), run the flows' DAGs through two Celery workers against the sandboxes, "
+        "check the warehouse against SAP and the SAP logins per worker, and stop everything.",
+    )
+    parser.add_argument(
+        "--flows",
+        default=",".join(FLOWS),
+        help=f"comma-separated, run in this order: {', '.join(FLOWS)} (default: all)",
     )
     parser.add_argument("--invoices", type=int, default=SAP_INVOICES, help="A/R invoices in the SAP sandbox")
     args = parser.parse_args(argv)
+    flows = tuple(f.strip() for f in args.flows.split(",") if f.strip())
+    if set(flows) - set(FLOWS):
+        parser.error(f"unknown flows: {', '.join(sorted(set(flows) - set(FLOWS)))}")
     started = time.monotonic()
-    ok = False
     try:
-        with celery_topology(invoices=args.invoices, say=_say) as topology:
-            _say(f"running {WAREHOUSE_DAG} through the workers")
-            run_started = time.monotonic()
-            run = topology.run_dag(WAREHOUSE_DAG)
-            states = {
-                t: ti["state"] for t, ti in topology.task_instances(WAREHOUSE_DAG, run["dag_run_id"]).items()
-            }
-            _say(f"  run {run['state']} in {time.monotonic() - run_started:.1f} s: " + json.dumps(states))
-            differences = topology.warehouse_differences()
-            _say(
-                "  warehouse equals SAP"
-                if not differences
-                else f"  warehouse differs from SAP: {differences}"
-            )
+        with celery_topology(
+            tuple(f for f in FLOWS if f in flows), invoices=args.invoices, say=_say
+        ) as topology:
+            ok = all([_run_flow(topology, flow) for flow in FLOWS if flow in flows])
+            # One login per worker (and per session slot: servicetitan_to_sap_b1 posts through
+            # B1_SAP_SESSIONS sessions side by side), each kept in that worker's cache.
             logins = topology.sap("stats")["logins"]
-            for worker in topology.workers:
-                _say(
-                    f"  {worker.name}: {', '.join(worker.task_ids(run['dag_run_id']))}; "
-                    f"{len(worker.session_files())} cached SAP session"
-                )
-            _say(f"  SAP logins: {logins} (workers: {len(topology.workers)})")
-            ok = run["state"] == "success" and not differences and logins == len(topology.workers)
+            cached = [len(worker.session_files()) for worker in topology.workers]
+            _say(f"SAP logins: {logins}, one per cached session ({sum(cached)}) on {len(cached)} workers")
+            ok = ok and logins == sum(cached) and all(cached)
             _say("stopping every component")
             stop_started = time.monotonic()
             topology.stop()
