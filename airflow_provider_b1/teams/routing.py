@@ -3,7 +3,7 @@
 The rules are a document (YAML or JSON, in a file beside the DAG or an Airflow Variable named
 ``var:<key>``), checked as a whole when it is read, every problem named at once::
 
-    digest_over: 20                 # more new cards than this for one destination in one run: a digest
+    digest_over: 20                 # more new cards than this for one destination: a digest (below)
     connections:                    # defaults of the destinations below
       webhook: b1_teams_webhook_default
       bot: b1_teams_bot_default
@@ -21,6 +21,10 @@ The rules are a document (YAML or JSON, in a file beside the DAG or an Airflow V
 
 A rule without a condition matches every document of its kinds; ``documents`` omitted means all
 four kinds. A document goes to the union of the destinations of every rule it matches, each once.
+
+A **digest**: when a page a run reads (up to the flow's ``page_size`` documents, 200 by default)
+holds more than ``digest_over`` new documents for one destination, they go there as one digest
+card, and so does every later new document of that run for it.
 """
 
 from __future__ import annotations

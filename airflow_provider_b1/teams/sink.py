@@ -36,6 +36,7 @@ retries, an expired secret) ends the task; what was sent before it keeps its row
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -54,6 +55,7 @@ from airflow_provider_b1.sync.records import payload_hash
 from airflow_provider_b1.teams import cards
 from airflow_provider_b1.teams.ledger import PENDING, SENT, Entry, SentLedger
 from airflow_provider_b1.teams.routing import Destination, Routing
+from airflow_provider_b1.utils.sql import advisory_hold
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ class _Card:
         self.render = render
         self.document = document
         self.update_of: Entry | None = None  # the bot updates this card instead of posting
+        self.previous: Entry | None = None  # the pending row of an interrupted send of this card
 
 
 class TeamsSink(Sink):
@@ -228,8 +231,6 @@ class TeamsSink(Sink):
             for key, change in later:
                 self._deliver(change, key, did, failures, "updated")
         except (RetryableError, PermanentError) as exc:
-            if isinstance(exc, CARD_ERRORS):  # pragma: no cover - handled per card
-                raise
             for key in documents:
                 if key in did and key not in failures:
                     sent_so_far[key] = self._outcome(key, did, failures, hashes)
@@ -238,6 +239,15 @@ class TeamsSink(Sink):
             if key not in outcomes:
                 outcomes[key] = self._outcome(key, did, failures, hashes)
         return outcomes
+
+    def hold(self, flow: str, stream: Stream) -> contextlib.AbstractContextManager[None]:
+        """Two runs of one stream (a backfill beside the schedule) take turns: each would otherwise
+        find no ledger row for the same new document and both would send its card."""
+
+        def waiting() -> None:
+            log.info("%s: another run is sending %s cards; waiting for it to finish.", stream.name, flow)
+
+        return advisory_hold(self.ledger.connection(), f"{flow}:{stream.name}:teams", waiting=waiting)
 
     def finish(self, stream: Stream) -> str | None:
         parts = [f"{self.cards_sent} cards posted", f"{self.updates} updated or followed up"]
@@ -287,6 +297,7 @@ class TeamsSink(Sink):
                 destination, entries, lambda: _marked(cards.document_card(kind, document), marker), document
             )
             card.entries[0].attempts = (first.attempts + 1) if first is not None else 1
+            card.previous = first
             return card, []
         reached = [e for e in events[1:] if e not in rows or rows[e].state == PENDING]
         if not reached:
@@ -330,8 +341,14 @@ class TeamsSink(Sink):
         """The first cards of one destination's documents: one each, or one digest for a flood."""
         maybe_sent = [(k, c) for k, c in planned if c.entries[0].attempts > 1]
         fresh = [(k, c) for k, c in planned if c.entries[0].attempts == 1]
-        for key, card in maybe_sent:  # settled one by one, as they were planned
-            self._deliver(card, key, did, failures, "created")
+        digests: dict[str, list[tuple[Hashable, _Card]]] = {}
+        for key, card in maybe_sent:  # settled as they were sent: alone, or in their digest
+            if card.previous is not None and card.previous.card == "digest":
+                digests.setdefault(card.previous.marker, []).append((key, card))
+            else:
+                self._deliver(card, key, did, failures, "created")
+        for marker, group in digests.items():
+            self._send_digest(kind, group, did, failures, marker)
         if not fresh:
             return
         if len(fresh) > self.routing.digest_over or destination_key in self._digesting:
@@ -347,10 +364,12 @@ class TeamsSink(Sink):
         planned: list[tuple[Hashable, _Card]],
         did: dict[Hashable, set[str]],
         failures: dict[Hashable, list[str]],
+        marker: str | None = None,
     ) -> None:
+        """One card listing these documents' first cards (``marker``: an interrupted digest's own)."""
         destination = planned[0][1].destination
         keys = [str(k) for k, _ in planned]
-        marker = marker_of(destination.key, kind, "digest", *keys)
+        marker = marker or marker_of(destination.key, kind, "digest", *keys)
         entries: list[Entry] = []
         for _, card in planned:
             for entry in card.entries:
