@@ -12,7 +12,8 @@ pick candidate rows without looking at all of them (a key range by bisection, an
 Each is ``(property, "in", values)`` (``eq``, or ``eq`` on one property joined by ``or``) or
 ``(property, op, value)`` with ``op`` one of ``lt le gt ge``; they come from the comparisons
 joined by ``and`` at the top of the filter (never from under ``not``). The predicate itself stays
-the judge: candidates are only a superset of the matches.
+the judge: candidates are only a superset of the matches, unless the predicate is ``exact`` (it
+says nothing more than those conditions).
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ def narrowing(pred: Predicate) -> Narrowing:
     return getattr(pred, "narrow", ())
 
 
-def _narrowed(pred: Predicate, narrow: Narrowing) -> Predicate:
+def exact(pred: Predicate) -> bool:
+    """Whether ``pred`` says no more than its ``narrow`` conditions (a row meeting them all matches)."""
+    return getattr(pred, "exact", False)
+
+
+def _narrowed(pred: Predicate, narrow: Narrowing, whole: bool) -> Predicate:
     if narrow:
         pred.narrow = narrow  # type: ignore[attr-defined]
+        pred.exact = whole  # type: ignore[attr-defined]
     return pred
 
 
@@ -155,7 +162,11 @@ class FilterCompiler:
         while self._keyword("or"):
             right = self._and()
             a, b = self._cond(left), self._cond(right)
-            left = _narrowed(lambda row, a=a, b=b: a(row) or b(row), _any_of(narrowing(a), narrowing(b)))
+            left = _narrowed(
+                lambda row, a=a, b=b: a(row) or b(row),
+                _any_of(narrowing(a), narrowing(b)),
+                exact(a) and exact(b),
+            )
         return left
 
     def _and(self) -> Any:
@@ -163,7 +174,9 @@ class FilterCompiler:
         while self._keyword("and"):
             right = self._not()
             a, b = self._cond(left), self._cond(right)
-            left = _narrowed(lambda row, a=a, b=b: a(row) and b(row), narrowing(a) + narrowing(b))
+            left = _narrowed(
+                lambda row, a=a, b=b: a(row) and b(row), narrowing(a) + narrowing(b), exact(a) and exact(b)
+            )
         return left
 
     def _not(self) -> Any:
@@ -254,7 +267,7 @@ class FilterCompiler:
         if self.is_date(left.name) or right.kind == "null" or op == "ne":
             return pred
         return _narrowed(
-            pred, ((left.name, "in", (right.value,)) if op == "eq" else (left.name, op, right.value),)
+            pred, ((left.name, "in", (right.value,)) if op == "eq" else (left.name, op, right.value),), True
         )
 
     def _comparison_predicate(self, left: _Prop, op: str, right: _Literal) -> Predicate:

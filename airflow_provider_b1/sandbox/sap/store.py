@@ -70,6 +70,7 @@ from airflow_provider_b1.sandbox.sap.data import DOCUMENT_ENTITIES, LINES, SALES
 from airflow_provider_b1.sandbox.sap.odata import (
     FilterCompiler,
     Narrowing,
+    exact,
     key_literal,
     narrowing,
     parse_orderby,
@@ -267,7 +268,9 @@ class Store:
         rows = ent.ordered()
         if filter_text:
             pred = self.compiler(ent).compile(filter_text)
-            rows = [row for row in self._candidates(ent, narrowing(pred)) if pred(row)]
+            rows, complete = self._candidates(ent, narrowing(pred))
+            if not (complete and exact(pred)):
+                rows = [row for row in rows if pred(row)]
         if orderby_text:
             keys = parse_orderby(orderby_text, ent.has_property, ent.object_name)
             if keys == [(ent.key, True)]:
@@ -280,12 +283,14 @@ class Store:
         return rows
 
     @staticmethod
-    def _candidates(ent: Entity, narrow: Narrowing) -> list[list]:
-        """The rows in key order a filter with these conditions can match (a superset)."""
+    def _candidates(ent: Entity, narrow: Narrowing) -> tuple[list[list], bool]:
+        """The rows in key order a filter with these conditions can match (a superset), and
+        whether they are exactly the rows meeting the conditions (a key range, or key values)."""
         key_type = int if ent.int_keys else str
         low = high = None
         low_open = high_open = False
         best: list[list] | None = None
+        ranged = 0
         for prop, op, value in narrow:
             if op == "in":
                 if prop == ent.key:
@@ -298,15 +303,18 @@ class Store:
                 if best is None or len(found) < len(best):
                     best = found
             elif prop == ent.key and type(value) in ((int, float) if key_type is int else (str,)):
+                ranged += 1
                 if op in ("gt", "ge") and (low is None or value > low or (value == low and op == "gt")):
                     low, low_open = value, op == "gt"
                 if op in ("lt", "le") and (high is None or value < high or (value == high and op == "lt")):
                     high, high_open = value, op == "lt"
         if best is not None:
-            return best
+            key_values = len(narrow) == 1 and narrow[0][0] == ent.key
+            return best, key_values
+        complete = ranged == len(narrow)
         if low is None and high is None:
-            return ent.ordered()
-        return ent.key_range(low, low_open, high, high_open)
+            return ent.ordered(), complete
+        return ent.key_range(low, low_open, high, high_open), complete
 
     def get(self, ent: Entity, key: Any) -> list:
         row = ent.rows.get(key)

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from airflow_provider_b1.sandbox.sap.odata import narrowing
+from airflow_provider_b1.sandbox.sap.odata import exact, narrowing
 from airflow_provider_b1.sandbox.sap.store import Store
 
 
@@ -45,6 +45,9 @@ def keys(rows: list) -> list:
         "DocEntry ge 'x'",
         "DocEntry ge 10 and DocEntry lt 5",
         "DocEntry ne 5 and DocEntry lt 8",
+        "DocEntry ge 7 and DocEntry lt 9 or DocEntry ge 30 and DocEntry le 31",
+        "DocEntry eq 5 or DocEntry eq 6 or DocEntry eq 6.0",
+        "(DocEntry ge 3 and DocEntry lt 9) and DocEntry gt 4",
         "UpdateDate ge '2025-05-01' and DocEntry ge 1000 and DocEntry lt 3000",
     ],
 )
@@ -56,8 +59,13 @@ def test_a_key_range_looks_only_at_its_rows(store):
     ent = store.entities["Invoices"]
     pred = store.compiler(ent).compile("DocEntry ge 5000 and DocEntry lt 5500 and DocTotal gt 0")
     assert ("DocEntry", "ge", 5000) in narrowing(pred)
-    candidates = store._candidates(ent, narrowing(pred))
+    candidates, complete = store._candidates(ent, narrowing(pred))
     assert keys(candidates) == list(range(5000, 5500))
+    assert not complete  # DocTotal is still to be checked row by row
+    pred = store.compiler(ent).compile("DocEntry ge 5000 and DocEntry lt 5500")
+    assert exact(pred)
+    assert store._candidates(ent, narrowing(pred))[1]  # the range is the answer: no row is checked
+    assert not exact(store.compiler(ent).compile("DocEntry ge 5000 and DocTotal gt 0 or DocEntry eq 3"))
 
 
 def test_ordering_by_the_key_needs_no_sort_and_matches_one(store):
@@ -80,7 +88,7 @@ def test_num_at_card_look_ups_use_the_index_and_follow_writes(store):
     several = " or ".join(f"NumAtCard eq '{v}'" for v in [*wanted, "nobody"])
     for text in (one, several, f"{one} and DocEntry ge 400"):
         assert keys(store.query(ent, text, None)) == keys(scan(store, "Invoices", text))
-    assert len(store._candidates(ent, narrowing(store.compiler(ent).compile(several)))) < 10
+    assert len(store._candidates(ent, narrowing(store.compiler(ent).compile(several)))[0]) < 10
 
     with store.lock:
         store.update("Invoices", moved, {"NumAtCard": "REF-MOVED"}, user="manager")
