@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ from live_helpers import (
     PG_HOST,
     PG_PORT,
     PG_USER,
+    REPO,
     SAP_COMPANY,
     SAP_PASSWORD,
     SAP_SECRET,
@@ -126,7 +128,8 @@ def live_connections(live_servicetitan, live_sap, tmp_path_factory) -> dict[str,
             "schema": SAP_COMPANY,
             "login": SAP_USER,
             "password": SAP_PASSWORD,
-            "extra": {"ca_bundle": sap.ca_path, "timezone": "America/Chicago"},
+            # Small pages, so that a task's log shows progress lines (one every 20 pages).
+            "extra": {"ca_bundle": sap.ca_path, "timezone": "America/Chicago", "page_size": 10},
         },
         "b1_audit_default": {"conn_type": "sqlite", "host": str(data / "audit.db")},
         "b1_warehouse_default": {"conn_type": "sqlite", "host": str(data / "warehouse.db")},
@@ -164,6 +167,8 @@ def live_airflow(live_connections, tmp_path_factory) -> Iterator[LiveAirflow]:
                 },
                 dag_ids=[SERVICETITAN_DAG, WAREHOUSE_DAG],
                 database_url=database_url,
+                # The Test button of the connection forms (the browser tests press it).
+                config={"core__test_connection": "Enabled"},
             )
         except LiveAirflowError as exc:
             if ci_requires_it():
@@ -235,3 +240,64 @@ def webhook_receiver(live_airflow: LiveAirflow, tmp_path_factory) -> Iterator[Re
                 break
             except subprocess.TimeoutExpired:
                 continue
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Debian's Chromium, quiet on a closed network (no update, sync or background lookups)."""
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+
+
+@pytest.fixture(scope="session")
+def browser(live_airflow: LiveAirflow, request) -> Iterator[Any]:
+    """A page of the distribution's Chromium (``./run tests`` installs it), driven by Playwright and
+    signed in to the live Airflow; ``page.shot(name)`` stores a screenshot in ``test-artifacts/browser/``.
+
+    Without Chromium or Playwright the browser tests are skipped, or fail under ``CI=true``.
+    """
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the Python package playwright is not installed (uv sync installs the dev group)"
+    if not os.access(CHROMIUM, os.X_OK):
+        missing = f"{CHROMIUM} is missing: ./run tests installs Debian's chromium as root, or apt-get install chromium"
+    if missing:
+        if ci_requires_it():
+            pytest.fail(f"The browser tests need Chromium under CI=true: {missing}")
+        pytest.skip(f"Browser tests skipped: {missing}")
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+        context.set_default_timeout(30_000)
+        context.add_cookies([{"name": "_token", "value": live_airflow.token(), "url": live_airflow.base_url}])
+        page = context.new_page()
+        shots = iter(range(1, 1000))
+
+        def shot(name: str) -> Path:
+            path = ARTIFACTS / f"{next(shots):02d}-{name}.png"
+            page.screenshot(path=str(path), full_page=True)
+            return path
+
+        page.shot = shot
+        try:
+            yield page
+        finally:
+            with contextlib.suppress(Exception):
+                shot("last")
+            context.close()
+            chromium.close()
+            if reporter is not None:
+                reporter.write_line(f"Browser screenshots: {ARTIFACTS}")
