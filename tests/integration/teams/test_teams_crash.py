@@ -39,6 +39,27 @@ def _killed_after_posts(flow, stream, run_id, patch):
     assert os.WTERMSIG(status) == signal.SIGKILL
 
 
+def _killed_at_some_post(flow, stream, run_id, posts):
+    """Run the task's first try in a forked child and SIGKILL it from here once Teams holds ``posts``
+    posts (every post is served slowly: the kill lands wherever the child happens to be)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            flow.run(stream, run_id)
+        finally:
+            os._exit(3)
+    try:
+        deadline = time.monotonic() + 120
+        while len(flow.teams.posts()) < posts:
+            assert os.waitpid(pid, os.WNOHANG)[0] == 0, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the child never posted"
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.WTERMSIG(status) == signal.SIGKILL
+
+
 def _kill_after(cls, method):
     original = getattr(cls, method)
     sent = []
@@ -105,3 +126,22 @@ def test_the_webhook_repeats_at_most_the_one_card_a_sigkill_left_unrecorded(team
     assert len(posts) == 21
     assert "it may show twice" in caplog.text + capsys.readouterr().out
     assert assert_all_valid(posts) == 21
+
+
+def test_a_bot_run_sigkilled_at_any_moment_and_tried_again_posts_each_card_once(teams_flow):
+    teams_flow.route(
+        {"rules": [{"documents": ["PurchaseOrders"], "to": [{"user": "grace@contoso.example"}]}]}
+    )
+    teams_flow.teams.faults(slow_rate=1.0, slow_seconds=0.05)  # a wide window to land in
+    _killed_at_some_post(teams_flow, "PurchaseOrders", "manual__killed", posts=9)
+    teams_flow.teams.faults()
+    killed = len(teams_flow.teams.posts())
+    assert 9 <= killed < 20
+
+    summary = teams_flow.run("PurchaseOrders", "manual__killed", try_number=2)
+    assert summary["entities"]["PurchaseOrders"]["failed"] == 0
+    posts = teams_flow.teams.posts()
+    assert len(posts) == 20
+    assert set(posted_markers(posts).values()) == {1}
+    assert {row[4] for row in teams_flow.ledger()} == {"sent"}
+    assert assert_all_valid(posts) == 20
