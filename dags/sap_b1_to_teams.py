@@ -14,7 +14,10 @@ backfills and replays send nothing twice. A document that changes later gets its
 by the bot, or a short follow-up card through a webhook (a webhook cannot update). If a task dies
 between sending a card and recording it, its next try finds the record pending: the bot looks for
 the card in the conversation (Graph) and sends it only if it is not there; a webhook, which gives
-nothing to look up, sends that one card again, and the task log and its summary say so.
+nothing to look up, sends that one card again, and the task log and its summary line say so. To
+look, the bot's Graph app needs ``Chat.Read.All`` (users' chats) and ``ChannelMessage.Read.All``
+(channels, whose routing names their ``team``); without them such a card is left unsent and its
+document fails, saying so, rather than risk showing it twice.
 
 A document a destination refuses (a user unknown to Graph or without the bot installed, a card
 Teams refuses) fails alone, with its reason, in the audit trail; ``b1_replay_failed`` sends it once

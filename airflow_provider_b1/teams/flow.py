@@ -91,22 +91,34 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
             return TeamsWebhookHook(conn_id)
         return TeamsBotHook(conn_id, requests_per_second=per_second)
 
-    groups, close = None, None
-    if routing.needs_partner_groups:
-        sap = SapB1Hook(options["sap_b1_conn_id"])
+    sap = SapB1Hook(options["sap_b1_conn_id"])
 
-        def groups(codes: Sequence[str]) -> dict[str, int | None]:
-            found: dict[str, int | None] = {}
-            for page in sap.iter_any_of(
-                "BusinessPartners", "CardCode", codes, select=["CardCode", "GroupCode"], max_values=100
-            ):
-                for partner in page:
-                    found[str(partner["CardCode"])] = partner.get("GroupCode")
-            return found
+    def groups(codes: Sequence[str]) -> dict[str, int | None]:
+        found: dict[str, int | None] = {}
+        for page in sap.iter_any_of(
+            "BusinessPartners", "CardCode", codes, select=["CardCode", "GroupCode"], max_values=100
+        ):
+            for partner in page:
+                found[str(partner["CardCode"])] = partner.get("GroupCode")
+        return found
 
-        close = sap.close
+    def numbers(entity: str, entries: Sequence[int]) -> dict[int, object]:
+        found: dict[int, object] = {}
+        for page in sap.iter_any_of(
+            entity, "DocEntry", entries, select=["DocEntry", "DocNum"], max_values=100
+        ):
+            for invoice in page:
+                found[invoice["DocEntry"]] = invoice.get("DocNum")
+        return found
 
-    return TeamsSink(routing, ledger, open_hook, groups, close)
+    return TeamsSink(
+        routing,
+        ledger,
+        open_hook,
+        groups if routing.needs_partner_groups else None,
+        sap.close,
+        invoice_numbers=numbers,
+    )
 
 
 TEAMS_FLOW = Flow(

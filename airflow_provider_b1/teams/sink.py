@@ -54,12 +54,14 @@ from airflow_provider_b1.sync.outcomes import Action, Outcome
 from airflow_provider_b1.sync.records import payload_hash
 from airflow_provider_b1.teams import cards
 from airflow_provider_b1.teams.ledger import PENDING, SENT, Entry, SentLedger
-from airflow_provider_b1.teams.routing import Destination, Routing
+from airflow_provider_b1.teams.routing import PAYMENTS, Destination, Routing
 from airflow_provider_b1.utils.sql import advisory_hold
 
 log = logging.getLogger(__name__)
 
 CREATED = "created"
+#: The entity of each kind of invoice a payment names (``PaymentInvoices[].InvoiceType``).
+INVOICE_ENTITIES = {"it_Invoice": "Invoices", "it_PurchaseInvoice": "PurchaseInvoices"}
 #: Events a document can reach after it is created, in the order they are shown.
 LATER_EVENTS = ("approved", "closed", "paid", "cancelled")
 _APPROVED = {
@@ -154,7 +156,9 @@ class TeamsSink(Sink):
     :param open_hook: ``(transport, conn_id) -> hook`` (:class:`TeamsWebhookHook` or :class:`TeamsBotHook`).
     :param partner_groups: ``CardCodes -> {CardCode: GroupCode}`` (one SAP call per page); ``None``
         when no rule needs them.
-    :param on_close: called when the sink closes (the SAP hook of the partner look-ups).
+    :param invoice_numbers: ``(entity, DocEntries) -> {DocEntry: DocNum}`` (one SAP call per page
+        and kind of invoice), so that a payment's card names the invoices it pays by number.
+    :param on_close: called when the sink closes (the SAP hook of the look-ups).
     """
 
     system = "teams"
@@ -166,12 +170,15 @@ class TeamsSink(Sink):
         open_hook: Callable[[str, str], Any],
         partner_groups: Callable[[Sequence[str]], Mapping[str, int | None]] | None = None,
         on_close: Callable[[], None] | None = None,
+        invoice_numbers: Callable[[str, Sequence[int]], Mapping[int, Any]] | None = None,
     ) -> None:
         self.routing = routing
         self.ledger = ledger
         self.open_hook = open_hook
         self.partner_groups = partner_groups
         self.on_close = on_close
+        self.invoice_numbers = invoice_numbers
+        self._numbers: dict[str, dict[int, Any]] = {}  # invoice entity -> DocEntry -> DocNum
         self._hooks: dict[tuple[str, str], Any] = {}
         self._groups: dict[str, int | None] = {}
         self._conversations: dict[str, str] = {}
@@ -203,6 +210,8 @@ class TeamsSink(Sink):
         kind = stream.name
         documents = {item.key: item.data for item in items}
         groups = self._groups_of(documents.values()) if self.partner_groups else {}
+        if kind in PAYMENTS and self.invoice_numbers is not None:
+            self._numbers_of(documents.values())
         ledger = self.ledger.entries(kind, documents)
         outcomes: dict[Hashable, Outcome] = {}
         failures: dict[Hashable, list[str]] = {}
@@ -293,9 +302,7 @@ class TeamsSink(Sink):
                 for event in events
                 if event == CREATED or event not in rows or rows[event].state == PENDING
             ]
-            card = _Card(
-                destination, entries, lambda: _marked(cards.document_card(kind, document), marker), document
-            )
+            card = _Card(destination, entries, lambda: _marked(self._card(kind, document), marker), document)
             card.entries[0].attempts = (first.attempts + 1) if first is not None else 1
             card.previous = first
             return card, []
@@ -310,7 +317,7 @@ class TeamsSink(Sink):
                     Entry(destination.key, kind, entry, event, PENDING, "update", first.marker)
                     for event in reached
                 ],
-                lambda: _marked(cards.document_card(kind, document), first.marker),
+                lambda: _marked(self._card(kind, document), first.marker),
                 document,
             )
             update.update_of = first
@@ -537,6 +544,30 @@ class TeamsSink(Sink):
         if done:
             return Outcome(key, Action.UPDATED, None, hashes.get(key))
         return Outcome(key, Action.UNCHANGED, None, hashes.get(key))
+
+    def _card(self, kind: str, document: Mapping[str, Any]) -> dict[str, Any]:
+        """A document's card; a payment's names the invoices it pays by their numbers when known."""
+        if kind not in PAYMENTS:
+            return cards.document_card(kind, document)
+        numbers = {}
+        for applied in document.get("PaymentInvoices") or ():
+            entity = INVOICE_ENTITIES.get(applied.get("InvoiceType"))
+            entry = applied.get("DocEntry")
+            if entity and entry in self._numbers.get(entity, {}):
+                numbers[entry] = self._numbers[entity][entry]
+        return cards.document_card(kind, document, invoice_numbers=numbers)
+
+    def _numbers_of(self, payments: Any) -> None:
+        wanted: dict[str, set[int]] = {}
+        for payment in payments:
+            for applied in payment.get("PaymentInvoices") or ():
+                entity = INVOICE_ENTITIES.get(applied.get("InvoiceType"))
+                entry = applied.get("DocEntry")
+                if entity and isinstance(entry, int) and entry not in self._numbers.get(entity, {}):
+                    wanted.setdefault(entity, set()).add(entry)
+        for entity, entries in wanted.items():
+            found = self.invoice_numbers(entity, sorted(entries))  # type: ignore[misc]
+            self._numbers.setdefault(entity, {}).update(found)
 
     def _groups_of(self, documents: Any) -> dict[str, int | None]:
         codes = sorted({str(d.get("CardCode")) for d in documents if d.get("CardCode")} - set(self._groups))

@@ -87,6 +87,18 @@ def test_runs_clears_backfills_and_replay_send_each_card_once(teams_dag, sap_san
         "webhook": counts["PurchaseOrders"] + counts["PurchaseInvoices"],
         "bot": payments,
     }
+    # a payment's card names the invoices it pays by their numbers (looked up in SAP once a page)
+    paid = [
+        fact["title"]
+        for post in posts
+        if post["via"] == "bot"
+        for block in post["attachments"][0]["content"]["body"]
+        if block["type"] == "FactSet"
+        for fact in block["facts"]
+        if "invoice" in fact["title"].lower()
+    ]
+    assert paid
+    assert not [title for title in paid if "(entry" in title]
     before = len(posts)
 
     # the next run, a cleared task and a backfilled window (the whole history) send nothing
