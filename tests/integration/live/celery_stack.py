@@ -118,7 +118,8 @@ WORKER_CONCURRENCY = 2
 """Task slots per worker: the warehouse DAG's four parallel tasks then fill both workers."""
 SAP_INVOICES = 60
 RUN_TIMEOUT = 150.0
-STOP_TIMEOUT = 20.0
+STOP_GRACE = 15.0
+"""Seconds each component has to exit on SIGTERM (a worker's warm shutdown takes a few) before SIGKILL."""
 REDIS_URL = os.environ.get("B1_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SALESFORCE_DAG = "sap_b1_salesforce"
 FLOWS = {
@@ -222,9 +223,12 @@ class CeleryTopology:
     def running_processes(self) -> list[Any]:
         return self.airflow.running_processes()
 
-    def stop(self) -> None:
-        """End every component and worker (bounded: SIGTERM, then SIGKILL after a grace)."""
-        self.airflow.stop(grace=10.0)
+    def stop(self) -> dict[str, int | None]:
+        """End every component and worker (bounded: SIGTERM, then SIGKILL after a grace);
+        return each one's exit status (``-9``: it had to be killed)."""
+        processes = dict(self.airflow.processes)
+        self.airflow.stop(grace=STOP_GRACE)
+        return {name: process.returncode for name, process in processes.items()}
 
 
 def _sap_connection(base_url: str, ca_path: str) -> dict[str, Any]:
@@ -407,7 +411,7 @@ def celery_topology(
             timeout=300.0,
             extra_components=components,
         )
-        stack.callback(airflow.stop, grace=10.0)
+        stack.callback(airflow.stop, grace=STOP_GRACE)
         workers = [
             Worker(
                 name, Path(env["B1_SESSION_CACHE_DIR"]), airflow.logs / f"{name}.log", airflow.processes[name]
@@ -504,9 +508,12 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and logins == sum(cached) and all(cached)
             _say("stopping every component")
             stop_started = time.monotonic()
-            topology.stop()
+            statuses = topology.stop()
             left = topology.running_processes()
-            _say(f"  stopped in {time.monotonic() - stop_started:.1f} s, {len(left)} processes left")
+            _say(
+                f"  stopped in {time.monotonic() - stop_started:.1f} s, {len(left)} processes left; exit "
+                "statuses: " + ", ".join(f"{name} {status}" for name, status in statuses.items())
+            )
             ok = ok and not left
     except LiveAirflowError as exc:
         _say(f"could not start the topology: {exc}")

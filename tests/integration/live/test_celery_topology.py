@@ -60,10 +60,11 @@ def test_the_warehouse_dag_runs_through_two_celery_workers_with_one_sap_login_ea
         assert max(len(tasks) for tasks in handed.values()) >= 2, handed  # a login served several tasks
 
         stopping = time.monotonic()
-        topology.stop()
+        statuses = topology.stop()
         assert topology.running_processes() == [], "processes of the topology outlived stop()"
         stopped = time.monotonic() - stopping
     print(
         f"celery topology: ready {ready:.1f} s, run {run['state']}, stopped in {stopped:.1f} s, "
-        f"{time.monotonic() - started:.1f} s in all; tasks per worker {handed}; SAP logins {stats['logins']}"
+        f"{time.monotonic() - started:.1f} s in all; tasks per worker {handed}; SAP logins {stats['logins']}; "
+        f"exit statuses {statuses}"
     )
