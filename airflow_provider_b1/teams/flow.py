@@ -39,6 +39,8 @@ OPTIONS = {
     "routing": None,
     "page_size": 200,
     "bot_requests_per_second": BOT_REQUESTS_PER_SECOND,
+    # count the bot's calls in this Redis, shared by every worker (one worker: a local file)
+    "rate_limit_redis_url": None,
 }
 
 
@@ -89,7 +91,9 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
     def open_hook(transport: str, conn_id: str) -> Any:
         if transport == "webhook":
             return TeamsWebhookHook(conn_id)
-        return TeamsBotHook(conn_id, requests_per_second=per_second)
+        return TeamsBotHook(
+            conn_id, requests_per_second=per_second, redis_url=options.get("rate_limit_redis_url")
+        )
 
     sap = SapB1Hook(options["sap_b1_conn_id"])
 

@@ -195,3 +195,37 @@ def test_a_flood_for_one_destination_arrives_as_one_digest(teams_flow):
     assert len(posts) == 4
     assert all(p.get("action") != "update" for p in posts)
     assert assert_all_valid(posts) == 4
+
+
+def test_a_card_teams_refuses_fails_its_document_alone_and_is_sent_once_when_it_fits(teams_flow):
+    from airflow_provider_b1.sync import AuditTrail, replay_failed
+    from airflow_provider_b1.teams.flow import TEAMS_FLOW
+
+    teams_flow.route({"rules": [{"documents": ["PurchaseOrders"], "to": [{"webhook": None}]}]})
+    teams_flow.teams.control("POST", "config", {"max_message_bytes": 1200})  # long orders answer 400
+    summary = teams_flow.run("PurchaseOrders", "manual__1")["entities"]["PurchaseOrders"]
+    refused = {
+        key for key, (action, _) in audit_outcomes(teams_flow, "manual__1").items() if action == "failed"
+    }
+    assert 0 < summary["failed"] == len(refused) < 20
+    assert summary["created"] == 20 - len(refused)
+    for _, error in (audit_outcomes(teams_flow, "manual__1")[key] for key in refused):
+        assert "MessageTooLarge" in error
+    assert not {row[2] for row in teams_flow.ledger()} & refused  # refused: certainly not shown, no row
+
+    teams_flow.teams.control("POST", "config", {"max_message_bytes": 28_000})
+    options = {"routing": str(teams_flow.routing_path), "ledger_schema": AUDIT_SCHEMA}
+    with AuditTrail("b1_audit_default", schema=AUDIT_SCHEMA) as audit:
+        info = {
+            "dag_id": "b1_replay_failed",
+            "run_id": "manual__replay",
+            "task_id": "replay",
+            "try_number": 1,
+        }
+        assert replay_failed(audit, TEAMS_FLOW, options=options, session_info=info).counts["created"] == len(
+            refused
+        )
+    posts = teams_flow.teams.posts()
+    assert len(posts) == 20
+    assert set(posted_markers(posts).values()) == {1}
+    assert assert_all_valid(posts) == 20
