@@ -233,15 +233,17 @@ class TeamsSink(Sink):
                 if card is not None:
                     new_cards.setdefault(destination.key, []).append((key, card))
                 later.extend((key, change) for change in changes)
-        sent_so_far: dict[Hashable, Outcome] = {}
         try:
             for destination_key, planned in new_cards.items():
                 self._send_new(kind, destination_key, planned, did, failures)
             for key, change in later:
                 self._deliver(change, key, did, failures, "updated")
         except (RetryableError, PermanentError) as exc:
+            # What was settled keeps its trail (sent, refused, routed nowhere); the rest of the page
+            # is read again by the next try, which the ledger keeps from sending anything twice.
+            sent_so_far = dict(outcomes)
             for key in documents:
-                if key in did and key not in failures:
+                if key in did or key in failures:
                     sent_so_far[key] = self._outcome(key, did, failures, hashes)
             raise PartialWrite(sent_so_far, exc) from exc
         for key in documents:
