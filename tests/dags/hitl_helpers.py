@@ -52,6 +52,18 @@ def waiting(dag_id: str, task_id: str | None = None) -> list[Any]:
         return found
 
 
+def fail_waiting(dag_id: str) -> None:
+    """Fail every request of ``dag_id`` still waiting, so a ``dag.test()`` waiting for it ends."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    with create_session() as session:
+        session.query(TaskInstance).filter(
+            TaskInstance.dag_id == dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT
+        ).update({TaskInstance.state: TaskInstanceState.FAILED}, synchronize_session=False)
+
+
 def answer_now(ti: Any, chosen: list[str], *, user: str = "ada", params_input: dict | None = None) -> Any:
     """Answer one parked request as the REST API's PATCH does; returns the API's response model."""
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
@@ -137,8 +149,14 @@ class Responder:
                         done.add((ti.task_id, ti.map_index))
                         self.handled.append((ti.task_id, ti.map_index, None))
                 time.sleep(0.2)
+            if len(self.handled) < self.expected:
+                self.error = AssertionError(
+                    f"{self.expected} requests expected within {self.deadline} s, {len(self.handled)} handled"
+                )
+                fail_waiting(self.dag_id)  # dag.test() would wait for them for ever
         except BaseException as exc:  # reported when the block ends
             self.error = exc
+            fail_waiting(self.dag_id)
 
 
 def _now() -> Any:

@@ -114,6 +114,27 @@ def run(dag, decide, *, expected: int, before=None):
     return dag_run, responder
 
 
+def rerun_mapped(dag_run, task_id: str, map_index: int) -> str:
+    """Clear one mapped task instance of a finished run and run its next try in process."""
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    dag = build()
+    with create_session() as session:
+        ti = dag_run.get_task_instance(task_id, map_index=map_index, session=session)
+        ti.prepare_db_for_next_try(session)
+        ti.try_number += 1
+        ti.state = TaskInstanceState.SCHEDULED
+        session.merge(ti)
+    with create_session() as session:
+        ti = dag_run.get_task_instance(task_id, map_index=map_index, session=session)
+        session.expunge(ti)
+    _run_task(ti=ti, task=dag.task_dict[task_id])
+    with create_session() as session:
+        return str(dag_run.get_task_instance(task_id, map_index=map_index, session=session).state)
+
+
 def outcomes(dag_run) -> dict[int, str]:
     values = xcoms(DAG_ID, dag_run.run_id)["values"]
     return {
@@ -153,6 +174,10 @@ def test_an_approved_purchase_order_becomes_its_document_once(approvals, teams_s
     assert "/required\\\\_actions" not in asked  # the link is a button, not text
     assert "required_actions?map_index=0" in json.dumps(valid(ask)["actions"])
     assert "Approved: Purchase order" in json.dumps(valid(outcome)["body"])
+
+    # Cleared and run again, the decided request asks nobody and writes nothing.
+    assert rerun_mapped(dag_run, "approve", 0) == "success"
+    assert len(teams_sandbox.posts()) == 2
 
     # The next schedule finds nothing to ask and decides nothing again.
     again = build().test(run_conf={"teams_to": ADA})
