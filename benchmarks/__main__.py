@@ -7,6 +7,11 @@
   warehouse flow against a plain baseline and the sandbox's bare serving rate (about 4 minutes).
 * :mod:`benchmarks.servicetitan_post`: 2,000 ServiceTitan invoices posted into SAP under the
   sandbox's cost model, the flow on 2, 4 and 8 sessions against one POST at a time (about 3 minutes).
+* :mod:`benchmarks.partitioned_load`: a first load of 200,000 invoices under the sandbox's cost model,
+  split into 1, 2, 4 and 8 key ranges run as task processes side by side, against the
+  single-session flow and a plain baseline (about 15-20 minutes).
+* :mod:`benchmarks.warehouse_scale`: a first load of 100,000 and then 1,000,000 invoices without a cost
+  model: peak memory of each task process and CPU per invoice (about 15 minutes).
 
 Run a module alone to pass it options (``python -m benchmarks.warehouse_load --help``).
 """
@@ -15,13 +20,22 @@ from __future__ import annotations
 
 import time
 
-from benchmarks import sap_read, servicetitan_post, warehouse_load, warehouse_mapping
+from benchmarks import (
+    partitioned_load,
+    sap_read,
+    servicetitan_post,
+    warehouse_load,
+    warehouse_mapping,
+    warehouse_scale,
+)
 
 BENCHMARKS = (
     ("sap_read", sap_read.main, ["--invoices", "10000", "--repeats", "2"]),
     ("warehouse_mapping", warehouse_mapping.main, []),
     ("warehouse_load", warehouse_load.main, ["--invoices", "100000", "--baseline-invoices", "5000"]),
     ("servicetitan_post", servicetitan_post.main, []),
+    ("partitioned_load", partitioned_load.main, []),
+    ("warehouse_scale", warehouse_scale.main, []),
 )
 
 
