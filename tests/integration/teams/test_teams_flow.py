@@ -93,7 +93,7 @@ def test_faults_of_every_kind_end_with_one_card_per_document_and_destination(tea
     activities = "POST v3/conversations/{id}/activities"
     teams_flow.teams.faults(
         script=[
-            {"kind": "rate_limit", "match": activities, "times": 2},  # Retry-After: 1 s, waited out
+            {"kind": "rate_limit", "match": activities},  # Retry-After: 1 s, waited out
             {"kind": "expire_token", "match": activities},  # a new token, the post sent again
             {"kind": "reset", "match": activities},  # may have been posted: the try ends
             {"kind": "error", "match": "POST workflows"},  # a 503 on the webhook: the try ends
