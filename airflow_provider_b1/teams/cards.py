@@ -155,6 +155,20 @@ def payment_total(payment: Mapping[str, Any]) -> Decimal | None:
     return sum(known, Decimal(0)) if known else None
 
 
+def document_total(document: Mapping[str, Any]) -> Decimal | None:
+    """A marketing document's total in its own currency (``DocCurrency``): SAP's ``DocTotal`` is in
+    the company's local currency, so a foreign-currency document's total is ``DocTotalFc``."""
+    foreign = decimal_of(document.get("DocTotalFc"))
+    return foreign if foreign else decimal_of(document.get("DocTotal"))
+
+
+def _line_total(line: Mapping[str, Any]) -> Any:
+    """A line's total in the document's currency (``RowTotalFC`` on a foreign-currency document;
+    ``LineTotal`` is in the local currency)."""
+    foreign = decimal_of(line.get("RowTotalFC"))
+    return foreign if foreign else line.get("LineTotal")
+
+
 def message_bytes(card: Mapping[str, Any]) -> int:
     """The size of the message carrying ``card``, serialised as the Teams hooks send it."""
     return len(json.dumps(_message(card)).encode())
@@ -239,7 +253,7 @@ def _title(kind: str, document: Mapping[str, Any]) -> str:
 def _line_fact(line: Mapping[str, Any], currency: Any) -> tuple[str, str]:
     code, description = line.get("ItemCode"), line.get("ItemDescription")
     title = _DASH.join(escape(v, limit=120) for v in (code, description) if v not in (None, "")) or MISSING
-    total = format_amount(line.get("LineTotal"), line.get("Currency") or currency)
+    total = format_amount(_line_total(line), line.get("Currency") or currency)
     value = f"Qty {format_quantity(line.get('Quantity'))} · {total}"
     return title, value
 
@@ -255,7 +269,7 @@ def _document_card(
 ) -> dict[str, Any]:
     payment = kind in ("IncomingPayments", "VendorPayments")
     currency = document.get("DocCurrency")
-    amount = payment_total(document) if payment else document.get("DocTotal")
+    amount = payment_total(document) if payment else document_total(document)
     facts = [("Partner", _partner(document)), ("Amount", format_amount(amount, currency))]
     facts.append(("Date", format_date(document.get("DocDate"))))
     if not payment or document.get("DocDueDate") or document.get("DueDate"):
@@ -403,7 +417,7 @@ def digest_card(
     totals: dict[str, Decimal] = {}
     for kind, document in entries:
         payment = kind in ("IncomingPayments", "VendorPayments")
-        amount = payment_total(document) if payment else decimal_of(document.get("DocTotal"))
+        amount = payment_total(document) if payment else document_total(document)
         currency = document.get("DocCurrency")
         status = document_status(document, payment=payment)
         if amount is not None and status != "Cancelled":

@@ -336,3 +336,16 @@ def test_the_schema_check_itself_refuses_what_teams_would(card_validator):
     assert card_validator.is_valid(good)
     assert not card_validator.is_valid({**good, "body": [{"type": "TextBlock", "txt": "typo"}]})
     assert not card_validator.is_valid({**good, "actions": [{"type": "Action.OpenUrl", "title": "no url"}]})
+
+
+def test_a_foreign_currency_document_shows_its_own_currencys_totals_not_the_local_ones(valid):
+    """SAP keeps ``DocTotal`` and ``LineTotal`` in the company's local currency; a EUR order's card
+    shows ``DocTotalFc`` and ``RowTotalFC``, labelled EUR, in the card and in a digest."""
+    order = _order(DocTotal="1358.00", DocTotalFc="1234.50")
+    for line in order["DocumentLines"]:
+        line["RowTotalFC"], line["LineTotal"] = line["LineTotal"], "999.99"
+    card = valid(purchase_order_card(order))
+    assert _facts(card)["Amount"] == "1,234.50 EUR"
+    assert _facts(card, 1)[f"A00000{DASH}Copper wire 2.5mm #0"] == "Qty 3 · 30.10 EUR"
+    digest = valid(digest_card("New orders", [("PurchaseOrders", order)]))
+    assert "1 document: 1,234.50 EUR" in _texts(digest)
