@@ -48,21 +48,6 @@ TABLE = "teams_approval"
 PENDING = "arsPending"
 APPROVE, REJECT = ApprovalOperator.APPROVE, ApprovalOperator.REJECT
 SAVE_DRAFT = "DraftsService_SaveDraftToDocument"
-_NOT_POSTED = frozenset(
-    (
-        "DocNum",
-        "DocObjectCode",
-        "AuthorizationStatus",
-        "DocumentStatus",
-        "UpdateDate",
-        "UpdateTime",
-        "CreateDate",
-        "CreateTime",
-        "DataVersion",
-        "Document_ApprovalRequests",
-    )
-)
-"""What a draft holds that a POST of its document does not carry."""
 REMARKS_PREFIX = "Teams: "
 """Starts the remarks of every decision this flow writes: how a decision found in SAP is known
 as this flow's own after a crash between writing it and recording it."""
@@ -317,8 +302,8 @@ def write_decision(hook: Any, code: int, *, approve: bool, approver: tuple[str, 
 
 def add_document(hook: Any, draft_entry: int, entity: str | None) -> str:
     """Add an approved draft as its document: ``DraftsService_SaveDraftToDocument``, else (a
-    Service Layer that does not serve it) a POST of the document as the draft holds it, naming
-    the draft's key.
+    Service Layer that does not serve it) a POST of the document naming the draft's key,
+    ``{"DocEntry": <draft>}`` (PROTOCOLS.md leaves which one a version expects unconfirmed).
 
     :returns: which way was taken (``service`` or ``post``).
     """
@@ -331,10 +316,7 @@ def add_document(hook: Any, draft_entry: int, entity: str | None) -> str:
         if not unknown_service or entity is None:
             raise
         log.info("The Service Layer does not serve %s (%s); posting the document instead.", SAVE_DRAFT, exc)
-    draft = hook.get("Drafts", int(draft_entry))
-    document = {k: v for k, v in draft.items() if not k.startswith(("@", "odata.")) and k not in _NOT_POSTED}
-    document["DocEntry"] = int(draft_entry)
-    hook.request("POST", entity, json=document)
+    hook.request("POST", entity, json={"DocEntry": int(draft_entry)})
     return "post"
 
 

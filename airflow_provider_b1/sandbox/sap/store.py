@@ -135,6 +135,10 @@ class ApprovalRule:
         installation was seen to do).
     :param required: approvals that approve a request (one rejection rejects it).
     :param approvers: approver user -> password for this rule (default: the configured ones).
+    :param save_draft: how an approved draft becomes its document. ``"service"``:
+        ``POST DraftsService_SaveDraftToDocument``; ``"post"`` (the other reading of SAP's
+        documentation): a ``POST`` of the document naming the draft's key (``{"DocEntry": N}``),
+        while the service answers 404 as a Service Layer without it would.
     """
 
     entities: tuple[str, ...]
@@ -143,6 +147,7 @@ class ApprovalRule:
     after_generate: str = "generated"
     required: int = 1
     approvers: dict[str, str] | None = None
+    save_draft: str = "service"
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ApprovalRule | None:
@@ -152,7 +157,7 @@ class ApprovalRule:
         """
         if not body:
             return None
-        known = {"entity", "threshold", "post_reply", "after_generate", "required", "approvers"}
+        known = {"entity", "threshold", "post_reply", "after_generate", "required", "approvers", "save_draft"}
         unknown = set(body) - known
         if unknown:
             raise ValueError(f"Unknown approval settings: {sorted(unknown)}")
@@ -179,7 +184,10 @@ class ApprovalRule:
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in approvers.items())
         ):
             raise ValueError("approvers: an object of user name -> password")
-        return cls(entities, float(threshold), post_reply, after, required, approvers)
+        save_draft = body.get("save_draft", "service")
+        if save_draft not in ("service", "post"):
+            raise ValueError("save_draft: service or post")
+        return cls(entities, float(threshold), post_reply, after, required, approvers, save_draft)
 
     def describe(self) -> dict[str, Any]:
         """The rule as the control plane shows it (approver names, never their passwords)."""
@@ -190,6 +198,7 @@ class ApprovalRule:
             "after_generate": self.after_generate,
             "required": self.required,
             "approvers": sorted(self.approvers) if self.approvers else None,
+            "save_draft": self.save_draft,
         }
 
 
@@ -939,6 +948,11 @@ class Store:
 
         :returns: the new document.
         """
+        if self.approval is not None and self.approval.save_draft == "post":
+            raise SapError(404, -1000, "Invalid resource path: 'DraftsService_SaveDraftToDocument'")
+        return self._add_draft(payload, user)
+
+    def _add_draft(self, payload: dict[str, Any], user: str | None) -> tuple[Entity, list]:
         body = payload.get("Document")
         if not isinstance(body, dict):
             raise SapError(
@@ -1018,6 +1032,20 @@ class Store:
 
     def create(self, name: str, payload: dict[str, Any], user: str | None = None) -> tuple[Entity, list]:
         ent = self.entity(name)
+        rule = self.approval
+        if (
+            name in DOCUMENT_ENTITIES
+            and rule is not None
+            and rule.save_draft == "post"
+            and "DocEntry" in payload
+        ):
+            # The other reading: the document POSTed naming its approved draft's key.
+            draft = self.entities["Drafts"].rows.get(payload["DocEntry"])
+            if (
+                draft is not None
+                and DRAFT_CODES.get(self.entities["Drafts"].value(draft, "DocObjectCode")) == name
+            ):
+                return self._add_draft({"Document": payload}, user)
         payload = self._clean(ent, payload)
         if name in DOCUMENT_ENTITIES:
             return self._create_document(ent, payload, user=user)

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
-from airflow_provider_b1.hooks.sap_b1.errors import SapB1NotFoundError
+from airflow_provider_b1.hooks.sap_b1.errors import SapB1Error, SapB1NotFoundError
 from airflow_provider_b1.notifications.teams import TeamsNotifier
 from airflow_provider_b1.teams import approvals
 from airflow_provider_b1.utils.sql import open_database
@@ -117,3 +117,24 @@ def test_this_flows_own_decision_is_never_taken_for_sap_s(world, teams_sandbox):
     assert ledger.get(code).state == approvals.ASKED
     assert approvals.add_document(hook, request["DraftEntry"], "PurchaseOrders") == "service"
     assert approvals.read_request(hook, code)["Status"] == "arsGenerated"
+
+
+def test_a_service_layer_without_the_draft_service_gets_the_document_posted_with_the_draft_s_key(
+    world, sap_sandbox
+):
+    hook, _ = world
+    sap_sandbox.control(
+        "POST", "approvals", {"entity": "PurchaseOrders", "threshold": 1, "save_draft": "post"}
+    )
+    request = held_order(hook, 17000.0)
+    code, draft = int(request["Code"]), int(request["DraftEntry"])
+    approvals.write_decision(hook, code, approve=True, approver=APPROVER, remarks="approved by ada")
+
+    assert approvals.add_document(hook, draft, "PurchaseOrders") == "post"
+
+    assert approvals.read_request(hook, code)["Status"] == "arsGenerated"
+    ref = hook.get("Drafts", draft, select=["NumAtCard"])["NumAtCard"]
+    assert hook.count("PurchaseOrders", f"NumAtCard eq '{ref}'") == 1
+    with pytest.raises(SapB1Error, match="already added as a document"):
+        approvals.add_document(hook, draft, "PurchaseOrders")
+    assert hook.count("PurchaseOrders", f"NumAtCard eq '{ref}'") == 1
