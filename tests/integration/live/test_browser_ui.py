@@ -20,6 +20,8 @@ from playwright.sync_api import expect
 from airflow_provider_b1.connections import CONNECTION_TYPES
 from airflow_provider_b1.hooks.sap_b1 import TEST_AREAS
 
+expect.set_options(timeout=30_000)  # a page's first paint (and its translations) on a busy machine
+
 HOOK_NAMES = {c["connection-type"]: c["hook-name"] for c in CONNECTION_TYPES}
 TEST_SECONDS = 60_000
 """Milliseconds a Test button may take (a login, a few reads) on a busy machine."""
@@ -32,15 +34,18 @@ def _connections_page(page: Any, airflow: Any) -> None:
     expect(page.get_by_role("button", name="Add Connection")).to_be_visible()
 
 
-def _add_connection(page: Any, conn_id: str, connection: dict[str, Any], *, port: int | str) -> None:
+def _add_connection(
+    page: Any, conn_id: str, connection: dict[str, Any], *, port: int | str, type_name: str | None = None
+) -> None:
     """Fill the Add Connection form as a user would: the type by its name, the standard fields
     the form shows (the port included, see ``connections.py``), the extras one by one; save."""
     page.get_by_role("button", name="Add Connection").click()
     dialog = page.get_by_role("dialog")
     dialog.locator("input[name=connection_id]").fill(conn_id)
+    type_name = type_name or HOOK_NAMES[connection["conn_type"]]
     dialog.get_by_role("combobox").click()
-    page.keyboard.type(HOOK_NAMES[connection["conn_type"]])
-    page.get_by_role("option", name=HOOK_NAMES[connection["conn_type"]], exact=True).click()
+    page.keyboard.type(type_name)
+    page.get_by_role("option", name=type_name, exact=True).click()
     fields = {key: connection.get(key) for key in ("host", "login", "password", "schema")}
     fields["port"] = port
     for name, value in fields.items():
@@ -86,6 +91,9 @@ def _press_test(page: Any, conn_id: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def connections_page(browser, live_airflow):
+    browser.goto(f"{live_airflow.base_url}/dags")
+    expect(browser.get_by_role("link", name=WAREHOUSE_DAG).first).to_be_visible()
+    browser.shot("airflow-started")
     _connections_page(browser, live_airflow)
     return browser
 
@@ -169,6 +177,20 @@ def test_a_wrong_password_and_an_untrusted_certificate_say_how_to_fix_them(conne
         "presented a certificate that is not trusted; trust the certificate with a CA bundle"
         in (answer["message"])
     )
+
+
+def test_a_sqlite_connection_for_the_embedded_warehouse_through_the_form(connections_page, tmp_path):
+    """The README's embedded warehouse and audit trail use ``sqlite`` connections: the type is
+    installed with the provider, its form saves one and its Test button reaches the file. (The
+    SQLite form has a port field too; one is typed so that Airflow 3.3.2's Test button runs.)"""
+    page = connections_page
+    database = tmp_path / "warehouse.db"
+    database.touch()
+    _add_connection(
+        page, "warehouse_ui", {"conn_type": "sqlite", "host": str(database)}, port=0, type_name="Sqlite"
+    )
+    answer = _press_test(page, "warehouse_ui")
+    assert answer["status"] is True, answer
 
 
 # -- the warehouse DAG ----------------------------------------------------------------------------
