@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TABLE = "teams_approval"
 PENDING = "arsPending"
+GENERATED_STATUSES = frozenset(("arsGenerated", "arsGeneratedByAuthorizer"))
 APPROVE, REJECT = ApprovalOperator.APPROVE, ApprovalOperator.REJECT
 SAVE_DRAFT = "DraftsService_SaveDraftToDocument"
 REMARKS_PREFIX = "Teams: "
@@ -453,7 +454,8 @@ class SapApprovalOperator(ApprovalOperator):
     def settle(self, ledger: ApprovalLedger, *, approve: bool, by: str | None, timed_out: bool) -> str:
         """Write the answer to SAP unless SAP or the ledger says it is settled; update the card.
 
-        :returns: the request's final state: ``generated``, ``rejected`` or ``withdrawn``.
+        :returns: ``generated``, ``rejected``, ``withdrawn`` or, while SAP waits for other
+            approvers, ``approved``.
         """
         from airflow.sdk import BaseHook
 
@@ -496,18 +498,25 @@ class SapApprovalOperator(ApprovalOperator):
                 self._update_card(ledger, REJECTED, by=decider, note=note)
                 return REJECTED
             ledger.set_state(code, APPROVED, decision=decision, decided_by=decider)
+            prefix = "No answer in time: approved by default. " if timed_out else ""
             if status == "arsApproved":
                 way = add_document(hook, self.request["draft_entry"], self.request.get("entity"))
                 self.log.info("Draft %s was added as its document (%s).", self.request["draft_entry"], way)
+                outcome, note = GENERATED, prefix + "The document was added to SAP."
+            elif status in GENERATED_STATUSES or sap is None:
+                outcome, note = GENERATED, prefix + "The document is in SAP."
             elif status == PENDING:
-                # More approvals are required: this approver's part is done, SAP waits for others.
-                note = "Approved here; SAP waits for the other approvers."
-            ledger.set_state(code, GENERATED)
-            if note is None:
-                note = "No answer in time: approved by default. " if timed_out else ""
-                note += "The document was added to SAP."
-            self._update_card(ledger, GENERATED, by=decider, note=note)
-            return GENERATED
+                # More approvals are required: this approver's part is done, SAP waits for the others.
+                outcome, note = APPROVED, prefix + "Approved here; SAP waits for the other approvers."
+            else:
+                # Another approver rejected it, or it was cancelled, after this approval.
+                outcome, note = (
+                    WITHDRAWN,
+                    f"{prefix}Approved here, then {status} in SAP: no document was added.",
+                )
+            ledger.set_state(code, outcome)
+            self._update_card(ledger, outcome, by=decider, note=note)
+            return outcome
         finally:
             hook.close()
 
