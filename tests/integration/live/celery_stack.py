@@ -319,16 +319,17 @@ def _airflow_uri(sqlalchemy_url: str) -> str:
     return f"postgres://{parts.netloc}{parts.path}"
 
 
-def _worker_component(name: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+def _worker_component(name: str, folder: Path, run_tag: str) -> tuple[list[str], dict[str, str]]:
     """``airflow celery worker`` as one more component (its arguments and environment): a
     hostname, pid file and log-server port of its own beside the other worker on this machine,
-    and its own session cache, as on a machine of its own."""
+    and its own session cache, as on a machine of its own. The hostname carries ``run_tag``: a
+    worker refuses to start beside one of the same name on the broker (another run's)."""
     cache_dir = folder / name / "b1_sessions"
     cache_dir.mkdir(parents=True, mode=0o700)
     args = [
         *COMMANDS["airflow-worker"].split(),
         "--celery-hostname",
-        f"{name}@%h",
+        f"{name}.{run_tag}@%h",
         "--pid",
         str(folder / name / "worker.pid"),
     ]
@@ -342,7 +343,7 @@ def _worker_component(name: str, folder: Path) -> tuple[list[str], dict[str, str
 def _wait_for_workers(airflow: LiveAirflow, workers: list[Worker], timeout: float) -> None:
     """Each worker has connected to the broker and says it is ready."""
     deadline = time.monotonic() + timeout
-    while not all(re.search(rf"{w.name}@\S+ ready\.", w.output()) for w in workers):
+    while not all(re.search(rf"{w.name}\.\S+@\S+ ready\.", w.output()) for w in workers):
         airflow._check_alive()
         if time.monotonic() > deadline:
             raise LiveAirflowError(f"The Celery workers were not ready in {timeout:.0f} s.")
@@ -387,7 +388,8 @@ def celery_topology(
             f"sandboxes: {', '.join(f'{name} {served.base_url}' for name, served in sandboxes.items())} "
             f"({invoices} SAP invoices); PostgreSQL databases for the metadata and the warehouse created"
         )
-        queue = f"b1-celery-{secrets.token_hex(4)}"
+        run_tag = secrets.token_hex(4)
+        queue = f"b1-celery-{run_tag}"
         config = {
             "core__executor": SHARED_SETTINGS["AIRFLOW__CORE__EXECUTOR"],
             "core__test_connection": SHARED_SETTINGS["AIRFLOW__CORE__TEST_CONNECTION"],
@@ -398,7 +400,7 @@ def celery_topology(
             "scheduler__use_job_schedule": "False",
         }
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="b1-celery-workers-")))
-        components = {name: _worker_component(name, folder) for name in WORKERS}
+        components = {name: _worker_component(name, folder, run_tag) for name in WORKERS}
         say(f"starting api-server, scheduler, dag-processor, triggerer and {len(WORKERS)} Celery workers")
         airflow = start_airflow(
             [DAGS / name for flow in flows for name in FLOWS[flow][1]],
