@@ -14,8 +14,10 @@ invoice into an empty warehouse schema:
   one SAP session, two writer connections, the audit trail in each page's transaction).
 * **N partitions**: the partitioned load as the DAG runs it on N Celery workers: the plan
   (``$count``, lowest and highest ``DocEntry``) in this process, then one process per range, all
-  at once, each on its own SAP session (``sync_range``), then the group's load reading what changed
-  since the plan. The time runs from the plan to the end of that last step.
+  at once, range ``i`` on SAP session ``1 + i % sessions`` (``--sessions``, the DAG's
+  ``SAP_SESSIONS``, default 4: more ranges than sessions share them), then the group's load
+  reading what changed since the plan. The time runs from the plan to the end of that last step,
+  without the task processes' interpreter start (they start together once all are ready).
 
 After each run the warehouse must equal the sandbox's truth (count, ``DocTotal`` sum, keys) with
 every invoice created once; each run's peak RSS is the largest of its task processes.
@@ -271,7 +273,7 @@ def partitioned(
         if parts == 1:  # one range covering every key, on a session of its own
             ranges = [_whole(source, stream)]
         else:
-            ranges = plan_ranges(source, stream, parts=parts, sessions=sessions or parts)
+            ranges = plan_ranges(source, stream, parts=parts, sessions=min(parts, sessions or parts))
     finally:
         source.close()
     planning = time.perf_counter() - started
@@ -293,6 +295,7 @@ def partitioned(
     m = Measurement(f"{parts} partition{'s' if parts > 1 else ''}", created, seconds)
     m.extra = {
         "tasks": len(ranges),
+        "sessions": len({r.slot for r in ranges}),
         "logins": after["logins"] - before["logins"],
         "peak MiB/task": max(r["peak_rss_mib"] for r in results),
         "peaks": [r["peak_rss_mib"] for r in results],
@@ -354,7 +357,7 @@ def baseline(warehouse: Warehouse, base: str, ca: str, top: int) -> Measurement:
 
 def print_rows(title: str, rows: list[Measurement], reference: Measurement) -> None:
     print(f"\n{title}")
-    keys = ["tasks", "logins", "peak MiB/task", "cpu s"]
+    keys = ["tasks", "sessions", "logins", "peak MiB/task", "cpu s"]
     print(
         f"  {'method':<42} {'invoices':>9} {'seconds':>8} {'inv/s':>8} {'speed-up':>8}"
         + "".join(f" {k:>13}" for k in keys)
@@ -385,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", default="1,2,4,8", help="comma-separated partition counts")
     parser.add_argument("--scale", type=float, default=0.3, help="multiplies every time of the cost model")
     parser.add_argument("--nodes", type=int, default=4, help="requests the modelled server serves at once")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=4,
+        help="SAP sessions the ranges share, as the DAG's SAP_SESSIONS (range i on session 1 + i %% sessions)",
+    )
     parser.add_argument("--baseline-invoices", type=int, default=2000)
     parser.add_argument("--no-single", action="store_true", help="leave out the single-session flow")
     parser.add_argument("--pg-dsn", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres")
@@ -426,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {rows[-1].name}: {rows[-1].rate:.1f} invoices/s", flush=True)
         by_parts = {}
         for parts in counts:
-            by_parts[parts] = partitioned(warehouse, base, parts, truth)
+            by_parts[parts] = partitioned(warehouse, base, parts, truth, sessions=args.sessions)
             rows.append(by_parts[parts])
             print(f"  {rows[-1].name}: {rows[-1].rate:.1f} invoices/s, {rows[-1].extra['check']}", flush=True)
         reference = by_parts.get(1) or rows[-1]
