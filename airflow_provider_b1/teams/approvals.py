@@ -37,7 +37,7 @@ from airflow_provider_b1.hooks.sap_b1.errors import (
 )
 from airflow_provider_b1.hooks.sap_b1.literals import odata_eq
 from airflow_provider_b1.notifications.teams import TeamsNotifier
-from airflow_provider_b1.teams.cards import format_amount, notice_card
+from airflow_provider_b1.teams.cards import document_total, format_amount, notice_card
 from airflow_provider_b1.utils.migrations import Migration, MigrationSet
 from airflow_provider_b1.utils.secrets import mask
 from airflow_provider_b1.utils.sql import Database, dialect_of, mark_of, query, transaction
@@ -236,6 +236,7 @@ def describe(hook: Any, request: Mapping[str, Any]) -> dict[str, Any]:
             "CardCode",
             "CardName",
             "DocTotal",
+            "DocTotalFc",
             "DocCurrency",
             "DocDate",
             "DocDueDate",
@@ -252,7 +253,8 @@ def describe(hook: Any, request: Mapping[str, Any]) -> dict[str, Any]:
         "kind": label,
         "doc_num": draft.get("DocNum"),
         "partner": " ".join(str(x) for x in (draft.get("CardName"), f"({draft.get('CardCode')})") if x),
-        "amount": format_amount(draft.get("DocTotal"), draft.get("DocCurrency")).replace("\\", ""),
+        # DocTotal is in the company's currency; the document's own is DocTotalFc (see the cards).
+        "amount": format_amount(document_total(draft), draft.get("DocCurrency")).replace("\\", ""),
         "doc_date": str(draft.get("DocDate") or "")[:10],
         "due_date": str(draft.get("DocDueDate") or "")[:10],
         "lines": len(lines),
