@@ -12,7 +12,10 @@
 5. starts the Salesforce sandbox and runs ``sap_b1_salesforce`` twice: accounts linked to
    partners, won deals made sales orders, SAP's balances shown in Salesforce, both sides
    reconciled; the second run writes nothing on either side;
-6. prints what moved and checks that the warehouse equals SAP, entity by entity.
+6. starts the Microsoft Teams sandbox and runs ``sap_b1_to_teams`` twice: purchase orders,
+   purchase invoices and payments as Adaptive Cards to the channels and people
+   ``dags/teams_routing.yaml`` names (webhook and bot); the second run sends nothing;
+7. prints what moved and checks that the warehouse equals SAP, entity by entity.
 
 Airflow's home is ``.b1-demo/`` in the current folder unless ``AIRFLOW_HOME`` is set; its
 metadata database is SQLite there. The console shows what the demo does and its figures;
@@ -69,9 +72,10 @@ DEMO_DAGS = (
     "b1_replay_failed",
     "servicetitan_to_sap_b1",
     "sap_b1_salesforce",
+    "sap_b1_to_teams",
 )
 WAREHOUSE_SCHEMAS = ("sap_b1", "b1_audit")  # the warehouse's and the audit trail's (with ledgers)
-CACHES = ("b1-sessions", "servicetitan-tokens", "salesforce-tokens", "b1_rate_limits")
+CACHES = ("b1-sessions", "servicetitan-tokens", "salesforce-tokens", "teams-tokens", "b1_rate_limits")
 LOG_NAME = "demo.log"
 
 # Between the supervising process and the one doing the work (see main()).
@@ -122,6 +126,7 @@ def _prepare_home(warehouse: str | None, *, resume: bool) -> tuple[Path, bool]:
     os.environ.setdefault("B1_SESSION_CACHE_DIR", str(home / "b1-sessions"))
     os.environ.setdefault("B1_SERVICETITAN_CACHE_DIR", str(home / "servicetitan-tokens"))
     os.environ.setdefault("B1_SALESFORCE_CACHE_DIR", str(home / "salesforce-tokens"))
+    os.environ.setdefault("B1_TEAMS_CACHE_DIR", str(home / "teams-tokens"))
     if not resume:
         for cache in CACHES:
             shutil.rmtree(home / cache, ignore_errors=True)
@@ -329,6 +334,31 @@ def _salesforce_report(run: Any, writes: tuple[int, int], *, expect_new: bool) -
     return True
 
 
+def _teams_report(run: Any, posts: list[dict], *, expect_new: bool) -> bool:
+    """What each task of ``sap_b1_to_teams`` did, from the audit trail, and what the Teams sandbox
+    received (webhook posts, bot activities and updates)."""
+    from collections import Counter
+
+    from airflow_provider_b1.sync.audit import AuditTrail
+    from airflow_provider_b1.teams.flow import STREAMS
+
+    with AuditTrail("b1_audit_default") as audit:
+        for stream in STREAMS:
+            counts = audit.counts_for_run(run.dag_id, run.run_id, task_id=stream)
+            shown = ", ".join(f"{n} {action}" for action, n in counts.items() if n)
+            say(f"  {stream:<17} {shown or 'nothing read'}")
+            if counts["failed"]:
+                return False
+    kinds = Counter(f"{post['via']} {post.get('action', 'post')}" for post in posts)
+    destinations = len({post.get("conversation_id") for post in posts})
+    shown = ", ".join(f"{n} {kind}s" for kind, n in sorted(kinds.items()))
+    say(f"  Teams received: {shown or 'nothing'}" + (f" in {destinations} conversations" if posts else ""))
+    if expect_new != bool(posts):
+        say("  <- " + ("no card was sent" if expect_new else "the second run sent cards again"))
+        return False
+    return True
+
+
 def _salesforce_writes(served: Any) -> tuple[int, int]:
     stats = _control(served, "stats")
     return stats["write_calls"], sum(stats["records_written"].values())
@@ -361,7 +391,7 @@ def _demo(args: argparse.Namespace, log: Path | None) -> int:
     if args.resume:
         say("Resuming: Airflow's runs and cursors, the caches and the warehouse of the earlier demo are kept")
         # The sandboxes are new: what the earlier runs wrote to SAP and Salesforce is not there.
-        _forget_runs("servicetitan_to_sap_b1", "sap_b1_salesforce")
+        _forget_runs("servicetitan_to_sap_b1", "sap_b1_salesforce", "sap_b1_to_teams")
     elif not own_db:
         _forget_runs(*DEMO_DAGS)
     if args.warehouse and not args.resume:
@@ -384,6 +414,11 @@ def _demo(args: argparse.Namespace, log: Path | None) -> int:
 
     sf_config = SalesforceSandboxConfig(seed=args.seed, accounts=60, opportunities=120)
     salesforce = serve_in_thread(salesforce_app(sf_config), tls=True)
+    from airflow_provider_b1.sandbox.teams import TeamsSandboxConfig
+    from airflow_provider_b1.sandbox.teams import create_app as teams_app
+
+    teams_asgi = teams_app(TeamsSandboxConfig())
+    teams = serve_in_thread(teams_asgi, tls=True)
     ok = True
     try:
         os.environ["AIRFLOW_CONN_SAP_B1_DEFAULT"] = json.dumps(
@@ -465,6 +500,17 @@ def _demo(args: argparse.Namespace, log: Path | None) -> int:
                 synced, (after[0] - before[0], after[1] - before[1]), expect_new=attempt == "first"
             )
 
+        say(f"\n5. SAP Business One -> Microsoft Teams (sandbox at {teams.base_url}):")
+        from airflow_provider_b1.sandbox.__main__ import teams_connections
+
+        for conn_id, conn in teams_connections(teams_asgi, teams).items():
+            os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+        for attempt in ("first", "second"):
+            before = len(_control(teams, "posts")["posts"])
+            announced = _run_dag("sap_b1_to_teams")
+            posts = _control(teams, "posts")["posts"][before:]
+            ok &= _teams_report(announced, posts, expect_new=attempt == "first")
+
         stats = _control(sap, "stats")
         say(f"\nSAP sandbox served {stats['requests_total']} requests with {stats['logins']} login(s).")
         say(f"Airflow home: {home}")
@@ -474,9 +520,10 @@ def _demo(args: argparse.Namespace, log: Path | None) -> int:
         looker.stop()
         servicetitan.stop()
         salesforce.stop()
+        teams.stop()
     say(
-        "\nAll flows finished: the warehouse equals SAP, SAP holds ServiceTitan's receivables, and "
-        "Salesforce and SAP agree both ways."
+        "\nAll flows finished: the warehouse equals SAP, SAP holds ServiceTitan's receivables, "
+        "Salesforce and SAP agree both ways, and Teams got each document's card once."
         if ok
         else "\nSomething differs: see above."
     )

@@ -170,10 +170,10 @@ def _teams(args: argparse.Namespace) -> Any:
     return create_app(TeamsSandboxConfig())
 
 
-def _teams_connections(app: Any, served: Served) -> list[str]:
-    """The two connections the Teams hooks read: a Workflows webhook (its URL is the secret, so it
-    goes in the password) posting to the first seeded channel, and the bot, whose token, Bot
-    Connector and Graph endpoints are all this one server."""
+def teams_connections(app: Any, served: Served) -> dict[str, dict[str, Any]]:
+    """The two connections the Teams hooks read, by connection id: a Workflows webhook (its URL is
+    the secret, so it goes in the password) posting to the first seeded channel, and the bot, whose
+    token, Bot Connector and Graph endpoints are all this one server."""
     sandbox = app.state.sandbox
     cfg = sandbox.config
     channel = sandbox.channels[0]
@@ -198,9 +198,13 @@ def _teams_connections(app: Any, served: Served) -> list[str]:
             "ca_bundle": served.ca_path,
         },
     }
+    return {"b1_teams_webhook_default": webhook, "b1_teams_bot_default": bot}
+
+
+def _teams_connections(app: Any, served: Served) -> list[str]:
     return [
-        f"AIRFLOW_CONN_B1_TEAMS_WEBHOOK_DEFAULT='{json.dumps(webhook)}'",
-        f"AIRFLOW_CONN_B1_TEAMS_BOT_DEFAULT='{json.dumps(bot)}'",
+        f"AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'"
+        for conn_id, conn in teams_connections(app, served).items()
     ]
 
 

@@ -27,8 +27,8 @@ import pytest
 from airflow_provider_b1.demo import ENTITIES
 
 FINAL = (
-    "All flows finished: the warehouse equals SAP, SAP holds ServiceTitan's receivables, and "
-    "Salesforce and SAP agree both ways."
+    "All flows finished: the warehouse equals SAP, SAP holds ServiceTitan's receivables, "
+    "Salesforce and SAP agree both ways, and Teams got each document's card once."
 )
 CONSOLE_LINES = 60
 AIRFLOW_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* \[")  # structlog's console format
