@@ -51,6 +51,7 @@ def _add_connection(
     for name, value in fields.items():
         if value is not None:
             dialog.locator(f"[name={name}]").fill(str(value))
+    page.shot(f"form-{conn_id}")
     extra = connection.get("extra") or {}
     if extra:
         dialog.get_by_role("button", name="Extra Fields", exact=True).click()
@@ -64,7 +65,8 @@ def _add_connection(
             page.get_by_role("option", name=str(value), exact=True).click()
         else:
             field.fill(str(value))
-    page.shot(f"form-{conn_id}")
+    if extra:
+        page.shot(f"form-{conn_id}-extras")
     dialog.get_by_role("button", name="Save").click()
     expect(dialog).to_be_hidden()
     expect(_row(page, conn_id)).to_be_visible()
