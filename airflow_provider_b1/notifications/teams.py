@@ -13,6 +13,11 @@ e-mail or object id, whose 1:1 chat is opened). The card names the DAG, task, ru
 the task's log and, for a human-in-the-loop request, its required-actions page; it says which
 options there are and what is chosen if nobody answers in time.
 
+Through a bot, the request of a task that asks for them (``teams_card_buttons = True``, as
+:class:`~airflow_provider_b1.teams.approvals.SapApprovalOperator` does) also gets one
+``Action.Submit`` button per option, answered by the webhook receiver's bot endpoint
+(``POST /webhooks/teams/bot``). A Workflows webhook cannot call back: its cards link only.
+
 A failed post is logged, never raised (unless ``fail_on_error``): an alert that cannot be sent
 must not hide the failure it was sent for, nor fail a task that only wanted to tell someone.
 """
@@ -112,8 +117,12 @@ class TeamsNotifier(BaseNotifier):
 
     # -- the card ------------------------------------------------------------------------------
 
-    def card(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        """The Adaptive Card for ``context``: a failure, a HITL request, a DAG run or a success."""
+    def card(self, context: Mapping[str, Any], *, buttons: bool = False) -> dict[str, Any]:
+        """The Adaptive Card for ``context``: a failure, a HITL request, a DAG run or a success.
+
+        :param buttons: give a HITL request that asks for them one ``Action.Submit`` button per
+            option (only a bot's cards can call back).
+        """
         ti = context.get("ti") or context.get("task_instance")
         task = context.get("task")
         dag = context.get("dag")
@@ -131,7 +140,7 @@ class TeamsNotifier(BaseNotifier):
                 ti, log_url = None, run_url
             return self._failure(ti, dag_id, run_id, log_url, error or reason)
         if ti is not None and _is_hitl_task(task) and _state(ti) in ("running", ""):
-            return self._hitl_request(context, ti, task, dag_id, run_id, log_url, base)
+            return self._hitl_request(context, ti, task, dag_id, run_id, log_url, base, buttons=buttons)
         if ti is None or "reason" in context:
             title = self.title or f"DAG run succeeded: {dag_id}"
             facts = [("DAG", dag_id), ("Run", run_id)]
@@ -182,6 +191,8 @@ class TeamsNotifier(BaseNotifier):
         run_id: str,
         log_url: str,
         base: str,
+        *,
+        buttons: bool = False,
     ) -> dict[str, Any]:
         from airflow.providers.standard.operators.hitl import HITLOperator
 
@@ -198,6 +209,16 @@ class TeamsNotifier(BaseNotifier):
         else:
             note = "This request waits until someone answers."
         text = "\n".join(str(x) for x in (task.body, self.message) if x)
+        submits: list[tuple[str, dict[str, Any]]] = []
+        if buttons and getattr(task, "teams_card_buttons", False) and not task.multiple and not task.params:
+            # Names the request only: the bot endpoint checks the caller and the option itself.
+            request = {
+                "dag_id": dag_id,
+                "run_id": run_id,
+                "task_id": ti.task_id,
+                "map_index": getattr(ti, "map_index", -1),
+            }
+            submits = [(str(option), {**request, "option": str(option)}) for option in task.options]
         return notice_card(
             self.title or task.subject,
             facts,
@@ -205,6 +226,7 @@ class TeamsNotifier(BaseNotifier):
             note=note,
             color="Accent",
             links=[("Answer in Airflow", link), ("View log", log_url)],
+            submits=submits,
         )
 
     # -- posting -------------------------------------------------------------------------------
@@ -253,7 +275,9 @@ class TeamsNotifier(BaseNotifier):
 
     def _send(self, context: Mapping[str, Any], connection: Any = None) -> None:
         try:
-            self.post(self.card(context), context, connection)
+            connection = connection or BaseHook.get_connection(self.teams_conn_id)
+            buttons = connection.conn_type == TEAMS_BOT["connection-type"]
+            self.post(self.card(context, buttons=buttons), context, connection)
         except Exception as exc:
             if self.fail_on_error:
                 raise

@@ -375,7 +375,13 @@ class SapApprovalOperator(ApprovalOperator):
     :param audit_conn_id: the audit database holding the ledger; ``audit_schema`` its schema.
     Other arguments are :class:`ApprovalOperator`'s (``notifiers``, ``response_timeout``,
     ``defaults``: the option taken when nobody answers in time).
+
+    Posted through a Teams bot, the card carries Approve and Reject buttons; pressed, the
+    receiver's bot endpoint answers the request and names the Teams user in ``params_input``
+    (``teams_responder``), who is then the decision's author in SAP.
     """
+
+    teams_card_buttons = True
 
     def __init__(
         self,
@@ -444,6 +450,10 @@ class SapApprovalOperator(ApprovalOperator):
         answer = super().execute_complete(context=context, event=event)
         timed_out = bool(event.get("timedout")) or answer.get("responded_by_user") is None
         user = answer.get("responded_by_user") or {}
+        # A button pressed in Teams is answered by the receiver's Airflow user on someone's behalf.
+        pressed = (answer.get("params_input") or {}).get("teams_responder")
+        if isinstance(pressed, Mapping) and (pressed.get("name") or pressed.get("id")):
+            user = pressed
         by = None if timed_out else str(user.get("name") or user.get("id") or "someone")
         approve = answer["chosen_options"] == [APPROVE]
         ledger = self._ledger()

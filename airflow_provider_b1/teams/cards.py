@@ -216,6 +216,16 @@ def _open_url(title: str, url: str | None) -> dict[str, Any] | None:
     return {"type": "Action.OpenUrl", "title": title, "url": str(url)}
 
 
+def submit_action(title: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """An Action.Submit button: pressed in a card a bot posted, Teams sends ``data`` to the bot
+    (as the activity's ``value``). ``data`` is visible to the user: never put a secret in it."""
+    action: dict[str, Any] = {"type": "Action.Submit", "title": escape(title, limit=60), "data": dict(data)}
+    style = {"approve": "positive", "reject": "destructive"}.get(str(title).lower())
+    if style:
+        action["style"] = style
+    return action
+
+
 def _fit(render: Callable[[int], dict[str, Any]], wanted: int, max_bytes: int) -> dict[str, Any]:
     """``render(n)`` for the largest ``n <= wanted`` whose message fits in ``max_bytes``.
 
@@ -514,6 +524,7 @@ def notice_card(
     color: str | None = None,
     links: Sequence[tuple[str, str | None]] = (),
     max_bytes: int = MAX_CARD_BYTES,
+    submits: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> dict[str, Any]:
     """A short notice: a title, facts, an optional text (cut to fit) and a note, with link
     buttons. Every title, fact and text is shown as literal text (:func:`escape`).
@@ -524,6 +535,8 @@ def notice_card(
     :param facts: ``(label, value)`` pairs; a ``None`` value is shown as :data:`MISSING`.
     :param color: of the title (``Attention``, ``Good``, ``Warning``...).
     :param links: ``(button title, http(s) URL)``; a ``None`` URL leaves its button out.
+    :param submits: ``(button title, data)`` of :func:`submit_action` buttons, shown first
+        (only a bot's cards can take them: a Workflows webhook cannot call back).
     """
     style: dict[str, Any] = {"weight": "Bolder", "size": "Medium"}
     if color:
@@ -533,7 +546,8 @@ def notice_card(
         (escape(label, limit=60), MISSING if value is None else escape(value, limit=250))
         for label, value in facts
     )
-    actions = [a for a in (_open_url(label, url) for label, url in links) if a]
+    actions = [submit_action(label, data) for label, data in submits]
+    actions += [a for a in (_open_url(label, url) for label, url in links) if a]
     message = escape(text, multiline=True, limit=MAX_ERROR_CHARS) if text not in (None, "") else ""
     footer = (
         _text(escape(note, multiline=True), isSubtle=True, separator=True) if note not in (None, "") else None

@@ -13,6 +13,11 @@ manager's ``v2-simple-auth-manager-generated.yaml`` in the installed package):
 * ``POST /api/v2/assets/events`` with ``{"asset_id": <int>, "extra": {...}}`` (no other field
   is allowed; Airflow adds ``"from_rest_api": true`` to ``extra``) → 200 ``{"id", "asset_id",
   "uri", "timestamp", ...}``; 404 when no such Asset.
+* Human-in-the-loop requests (the Teams bot's buttons): ``GET`` and ``PATCH
+  /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails``, the
+  latter with ``{"chosen_options": [...], "params_input": {...}}`` → 200; 409 when already
+  answered, 403 when the caller is not among the request's assigned users, 404 when no such
+  request, 400 for an option it does not offer.
 
 Failures that may pass (connection errors, timeouts, 429, 5xx) are retried under a short,
 bounded :class:`~airflow_provider_b1.utils.retry.RetryPolicy`: the sender is waiting for its
@@ -28,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -54,6 +59,11 @@ class AirflowUnavailableError(AirflowError, RetryableError):
 
 class AirflowAuthError(AirflowError, PermanentError):
     """Airflow refused the receiver's credentials or token."""
+
+
+class HitlRefusedError(AirflowError, PermanentError):
+    """Airflow refused the answer of a human-in-the-loop request (no such request, an option it
+    does not offer, or the receiver's user is not among its assigned users)."""
 
 
 class AssetNotFoundError(AirflowError, PermanentError):
@@ -82,6 +92,11 @@ def _token_expiry(token: str) -> float | None:
         return float(claims["exp"])
     except (IndexError, KeyError, TypeError, ValueError):
         return None
+
+
+def _hitl_path(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    segments = (quote(str(part), safe="") for part in (dag_id, run_id, task_id, int(map_index)))
+    return "/api/v2/dags/{}/dagRuns/{}/taskInstances/{}/{}/hitlDetails".format(*segments)
 
 
 class AirflowAssetsClient:
@@ -186,6 +201,52 @@ class AirflowAssetsClient:
             "(B1_WEBHOOKS_ASSET_URIS)."
         )
 
+    def hitl_request(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        """A human-in-the-loop request as Airflow holds it (``options``, ``params``,
+        ``response_received``...).
+
+        :raises HitlRefusedError: when there is no such request.
+        """
+        path = _hitl_path(dag_id, run_id, task_id, map_index)
+        for attempt in self.retry_policy.retrying(retry_on=AirflowUnavailableError):
+            with attempt:
+                response = self._api("GET", path, allow=(404,))
+                if response.status_code == 404:
+                    raise HitlRefusedError(
+                        f"Airflow has no human-in-the-loop request {task_id}[{map_index}]."
+                    )
+                return dict(response.json())
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def answer_hitl(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int = -1,
+        *,
+        chosen_options: list[str],
+        params_input: dict[str, Any] | None = None,
+    ) -> bool:
+        """Answer a human-in-the-loop request; ``False`` when it was answered already (409).
+
+        :raises HitlRefusedError: no such request, an option it does not offer, or the receiver's
+            user may not answer it (403).
+        """
+        path = _hitl_path(dag_id, run_id, task_id, map_index)
+        body = {"chosen_options": list(chosen_options), "params_input": params_input or {}}
+        for attempt in self.retry_policy.retrying(retry_on=AirflowUnavailableError):
+            with attempt:
+                response = self._api("PATCH", path, json_body=body, allow=(400, 403, 404, 409, 422))
+                if response.status_code == 409:
+                    return False
+                if response.status_code >= 400:
+                    raise HitlRefusedError(
+                        f"Airflow refused the answer of {task_id}[{map_index}] ({response.status_code})."
+                    )
+                return True
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # -- internals ------------------------------------------------------------------------------
 
     def _record_once(self, uri: str, extra: dict[str, Any]) -> int:
@@ -220,7 +281,7 @@ class AirflowAssetsClient:
             if response.status_code == 401 and not renewed and self._static_token is None:
                 continue
             break
-        if response.status_code in (401, 403):
+        if response.status_code in (401, 403) and response.status_code not in allow:
             raise AirflowAuthError(
                 f"Airflow refused {method} {path} ({response.status_code}): the receiver's "
                 + (

@@ -24,6 +24,7 @@ Nothing a sender signs with, no signature and no Airflow token is ever logged or
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +54,14 @@ from airflow_provider_b1.webhooks.replay import (
 )
 from airflow_provider_b1.webhooks.settings import SAP_B1, SERVICETITAN, SourceSettings, WebhookSettings
 from airflow_provider_b1.webhooks.signatures import signature_matches
+from airflow_provider_b1.webhooks.teams_bot import (
+    RESPONDER_PARAM,
+    BotAuthError,
+    BotTokenVerifier,
+    ButtonPress,
+    read_press,
+    reply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,23 @@ class AssetRecorder(Protocol):
     """What the receiver needs from Airflow: record one event of an Asset URI, return its id."""
 
     def record_event(self, uri: str, extra: dict[str, Any]) -> int: ...
+
+
+class HitlAnswerer(Protocol):
+    """What the Teams bot's endpoint needs from Airflow: read and answer a HITL request."""
+
+    def hitl_request(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]: ...
+
+    def answer_hitl(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int = -1,
+        *,
+        chosen_options: list[str],
+        params_input: dict[str, Any] | None = None,
+    ) -> bool: ...
 
 
 @dataclass
@@ -95,6 +121,18 @@ def build_recorder(settings: WebhookSettings) -> AirflowAssetsClient:
             initial_wait=0.25,
             max_wait=2.0,
         ),
+    )
+
+
+def build_bot_verifier(settings: WebhookSettings) -> BotTokenVerifier | None:
+    """The Bot Framework token check the settings describe (``None``: the bot endpoint is off)."""
+    if not settings.teams_bot_app_id:
+        return None
+    return BotTokenVerifier(
+        settings.teams_bot_app_id,
+        openid_url=settings.teams_bot_openid_url,
+        verify=settings.teams_bot_verify,
+        timeout=settings.airflow_timeout,
     )
 
 
@@ -186,6 +224,8 @@ def create_app(
     recorder: AssetRecorder | None = None,
     replay_store: ReplayStore | None = None,
     clock: Callable[[], float] = time.time,
+    hitl: HitlAnswerer | None = None,
+    bot_verifier: BotTokenVerifier | None = None,
 ) -> FastAPI:
     """Build the receiver.
 
@@ -193,12 +233,15 @@ def create_app(
     :param recorder: what records Asset events (default: Airflow's REST API per ``settings``).
     :param replay_store: where event ids are claimed (default per ``settings``).
     :param clock: Unix seconds now (tests move it).
+    :param hitl: what answers HITL requests (default: the recorder when it can, else Airflow's
+        REST API per ``settings``).
+    :param bot_verifier: the Bot Framework token check (default per ``settings``).
     """
-    gate = _Gate(
-        settings,
-        recorder or build_recorder(settings),
-        replay_store or build_replay_store(settings),
-        clock,
+    recorder = recorder or build_recorder(settings)
+    gate = _Gate(settings, recorder, replay_store or build_replay_store(settings), clock)
+    verifier = bot_verifier or build_bot_verifier(settings)
+    answerer: HitlAnswerer | None = hitl or (
+        recorder if hasattr(recorder, "answer_hitl") else None  # type: ignore[assignment]
     )
     app = FastAPI(title="airflow-provider-b1 webhooks", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.gate = gate
@@ -215,11 +258,42 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {
+        health = {
             "status": "ok",
             "servicetitan": settings.servicetitan is not None,
             "sap_b1": settings.sap is not None,
         }
+        if verifier is not None:
+            health["teams_bot"] = True
+        return health
+
+    @app.post("/webhooks/teams/bot")
+    async def teams_bot(request: Request) -> JSONResponse:
+        if verifier is None:
+            raise _Refusal(404, "The Teams bot endpoint is not enabled on this receiver.")
+        body = await gate.body(request)
+        try:
+            activity = json.loads(body)
+        except ValueError:
+            activity = None
+        if not isinstance(activity, dict):
+            activity = {}
+        try:
+            await run_in_threadpool(verifier.verify_request, request.headers.get("authorization"), activity)
+        except BotAuthError as exc:
+            log.warning("Refused a Teams bot call from %s: %s.", _client(request), exc)
+            raise _Refusal(401, "Unauthorized.") from None
+        try:
+            press = read_press(activity)
+        except ValueError as exc:
+            raise _Refusal(400, str(exc)) from None
+        if press is None:
+            log.info("Ignored a Teams %s activity without a button press.", activity.get("type"))
+            return _answer(200, {})
+        nonlocal answerer
+        if answerer is None:
+            answerer = build_recorder(settings)
+        return await run_in_threadpool(_press, settings, answerer, press)
 
     @app.post("/webhooks/servicetitan")
     @app.post("/webhooks/servicetitan/{topic}")
@@ -290,6 +364,48 @@ def create_app(
         return await run_in_threadpool(_record_sap, gate, events, request)
 
     return app
+
+
+def _press(settings: WebhookSettings, answerer: HitlAnswerer, press: ButtonPress) -> JSONResponse:
+    """Answer the HITL request a button names, after checking that the button may."""
+    who = press.user_name or press.user_id or "someone"
+    what = f"{press.dag_id} {press.run_id} {press.task_id}[{press.map_index}]"
+    if press.dag_id not in settings.teams_bot_dag_ids:
+        log.warning("Refused a Teams button for %s pressed by %s: not a DAG the bot answers for.", what, who)
+        return _answer(200, reply(press, "This request cannot be answered from Teams.", status=403))
+    try:
+        request = answerer.hitl_request(press.dag_id, press.run_id, press.task_id, press.map_index)
+        if request.get("response_received"):
+            log.info("Teams button %s for %s pressed by %s: it was already decided.", press.option, what, who)
+            return _answer(200, reply(press, "This request was already decided."))
+        if press.option not in (request.get("options") or []):
+            log.warning(
+                "Refused a Teams button for %s pressed by %s: %r is not offered.", what, who, press.option
+            )
+            return _answer(200, reply(press, "That choice is not offered.", status=400))
+        responder = {"id": press.user_id, "name": press.user_name, "via": "teams"}
+        # Airflow compares a request's params with params_input key by key: only a request
+        # without params can carry the responder.
+        params = {} if request.get("params") else {RESPONDER_PARAM: responder}
+        answered = answerer.answer_hitl(
+            press.dag_id,
+            press.run_id,
+            press.task_id,
+            press.map_index,
+            chosen_options=[press.option],
+            params_input=params,
+        )
+    except B1ProviderError as exc:
+        log.error("Teams button %s for %s pressed by %s was not passed on: %s", press.option, what, who, exc)
+        status = 503 if isinstance(exc, RetryableError) else 502
+        return _answer(
+            200, reply(press, "Airflow could not take the answer; try again later.", status=status)
+        )
+    if not answered:
+        log.info("Teams button %s for %s pressed by %s: it was already decided.", press.option, what, who)
+        return _answer(200, reply(press, "This request was already decided."))
+    log.info("Teams button %s for %s pressed by %s (%s): answered.", press.option, what, who, press.user_id)
+    return _answer(200, reply(press, f"{press.option}: recorded. The card shows the outcome shortly."))
 
 
 def _claim_or_refuse(gate: _Gate, key: str) -> bool:

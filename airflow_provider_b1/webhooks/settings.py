@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.utils.params import blank_to_none, parse_bool
+from airflow_provider_b1.webhooks.teams_bot import DEFAULT_OPENID_URL
 
 SERVICETITAN = "servicetitan"
 SAP_B1 = "sap_b1"
@@ -69,6 +70,10 @@ ENV: dict[str, str] = {
     "B1_WEBHOOKS_ASSET_URIS": 'JSON {"servicetitan:invoices": uri, "sap_b1:Orders": uri, ...}',
     "B1_WEBHOOKS_SAP_ASSET_URI_TEMPLATE": f"default {DEFAULT_SAP_URI_TEMPLATE}",
     "B1_WEBHOOKS_MAX_BODY_BYTES": "larger deliveries get 413 (default 1048576)",
+    "B1_WEBHOOKS_TEAMS_BOT_APP_ID": "the Teams bot's Microsoft App ID; set: POST /webhooks/teams/bot answers its buttons",
+    "B1_WEBHOOKS_TEAMS_BOT_OPENID_URL": f"Bot Framework OpenID metadata (default {DEFAULT_OPENID_URL})",
+    "B1_WEBHOOKS_TEAMS_BOT_CA_BUNDLE": "PEM to trust for the OpenID metadata and keys",
+    "B1_WEBHOOKS_TEAMS_BOT_DAG_IDS": "DAGs whose requests the buttons may answer (default sap_b1_approvals)",
 }
 """Every environment variable the receiver reads, with what it means."""
 
@@ -127,6 +132,11 @@ class WebhookSettings:
     :param sap_asset_uri_template: URI of a SAP business object not named in ``asset_uris``
         (``{business_object}`` is replaced); empty: such objects are ignored.
     :param max_body_bytes: larger bodies are refused with 413 before any work.
+    :param teams_bot_app_id: the Teams bot's app id; set, ``POST /webhooks/teams/bot`` answers
+        the human-in-the-loop requests of its cards' buttons (else 404).
+    :param teams_bot_openid_url: where the Bot Framework's signing keys are published.
+    :param teams_bot_verify: TLS verification towards it: ``True`` or a CA bundle path.
+    :param teams_bot_dag_ids: the DAGs whose requests a button may answer.
     """
 
     airflow_url: str
@@ -145,6 +155,10 @@ class WebhookSettings:
     asset_uris: Mapping[str, str] = field(default_factory=dict)
     sap_asset_uri_template: str = DEFAULT_SAP_URI_TEMPLATE
     max_body_bytes: int = 1_048_576
+    teams_bot_app_id: str | None = None
+    teams_bot_openid_url: str = DEFAULT_OPENID_URL
+    teams_bot_verify: bool | str = True
+    teams_bot_dag_ids: tuple[str, ...] = ("sap_b1_approvals",)
 
     def __post_init__(self) -> None:
         if not self.airflow_url or "://" not in self.airflow_url:
@@ -196,6 +210,10 @@ class WebhookSettings:
                     f"B1_WEBHOOKS_ASSET_URIS: {key!r} → {uri!r} is not '<servicetitan|sap_b1>:<name>' → "
                     "'scheme://...'."
                 )
+        if self.teams_bot_app_id is not None and not self.teams_bot_openid_url.startswith(
+            ("https://", "http://")
+        ):
+            raise WebhookSettingsError("B1_WEBHOOKS_TEAMS_BOT_OPENID_URL must be an http(s) URL.")
         template = self.sap_asset_uri_template
         if template and ("{business_object}" not in template or "://" not in template):
             raise WebhookSettingsError(
@@ -281,6 +299,10 @@ class WebhookSettings:
             asset_uris=env.mapping("B1_WEBHOOKS_ASSET_URIS"),
             sap_asset_uri_template=DEFAULT_SAP_URI_TEMPLATE if template is None else template.strip(),
             max_body_bytes=int(env.number("B1_WEBHOOKS_MAX_BODY_BYTES", 1_048_576)),
+            teams_bot_app_id=env.text("B1_WEBHOOKS_TEAMS_BOT_APP_ID"),
+            teams_bot_openid_url=env.text("B1_WEBHOOKS_TEAMS_BOT_OPENID_URL") or DEFAULT_OPENID_URL,
+            teams_bot_verify=env.text("B1_WEBHOOKS_TEAMS_BOT_CA_BUNDLE") or True,
+            teams_bot_dag_ids=env.names("B1_WEBHOOKS_TEAMS_BOT_DAG_IDS", ("sap_b1_approvals",)),
         )
 
 

@@ -47,10 +47,22 @@ newest first, as Graph's ``chatMessage`` (``attachments[].content`` the card as 
 ``$top`` up to 50 a page and ``@odata.nextLink`` to the next; 404 ``NotFound`` for an unknown chat,
 team or channel.
 
+Bot Framework to the bot (what calls a bot's messaging endpoint when a card's button is
+pressed): the channel signs a JWT (RS256) with a key published at ``GET
+/v1/.well-known/openidconfiguration`` (``{"issuer", "jwks_uri", ...}``) and ``GET
+/v1/.well-known/keys`` (``{"keys": [{"kty": "RSA", "kid", "n", "e", "endorsements"}]}``), the
+paths of ``https://login.botframework.com``. Claims: ``iss`` ``https://api.botframework.com``,
+``aud`` the bot's app id, ``serviceurl`` the sandbox's own URL, ``nbf``/``exp`` (an hour).
+
 Control plane (no auth, never throttled, never faulted): ``GET /_sandbox/stats``, ``POST
 /_sandbox/stats/reset``, ``GET|POST /_sandbox/faults``, ``POST /_sandbox/expire-tokens``,
 ``GET|POST /_sandbox/config``, ``POST /_sandbox/reset``, ``GET /_sandbox/posts`` (every post and
-update received, in order), ``GET /_sandbox/tenant`` (users, channels, webhook URLs).
+update received, in order), ``GET /_sandbox/tenant`` (users, channels, webhook URLs), ``POST
+/_sandbox/press`` (a user presses an ``Action.Submit`` button of a posted card: ``{"activity_id",
+"button": <title>, "user": <UPN or id>, "kind": "message" | "invoke", "endpoint": <bot URL,
+default config bot_endpoint>, "claims": {<token claims to override>}, "service_url"}``; the
+activity is POSTed, signed, to the bot's endpoint and the answer returned as ``{"status",
+"body", "activity"}``).
 
 This module shares no code with the hook on purpose: two independent readings of the protocol
 catch each other's mistakes.
@@ -59,6 +71,7 @@ catch each other's mistakes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import secrets
@@ -69,6 +82,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+import jwt
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
@@ -80,6 +97,10 @@ BOT_SCOPE = "https://api.botframework.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 CARD = "application/vnd.microsoft.card.adaptive"
 BOT_TENANT = "botframework.com"
+BOT_ISSUER = "https://api.botframework.com"
+"""``iss`` of the tokens the Bot Framework signs for calls to a bot."""
+OPENID_PATH = "/v1/.well-known/openidconfiguration"
+KEYS_PATH = "/v1/.well-known/keys"
 
 
 @dataclass
@@ -94,6 +115,7 @@ class TeamsSandboxConfig:
     :param token_lifetime_seconds: ``expires_in`` of every token (Entra ID: 60 to 90 minutes).
     :param bot_requests_per_second: Bot Connector calls admitted per bot in any one second (0 = no limit).
     :param max_message_bytes: the largest webhook body or activity accepted (Teams: about 28 KB).
+    :param bot_endpoint: the bot's messaging endpoint, where a pressed button's activity goes.
     """
 
     tenant_id: str = "6f1c2b9e-0d4a-4c8e-9b1a-3e5f7a9c2d10"
@@ -104,9 +126,11 @@ class TeamsSandboxConfig:
     token_lifetime_seconds: float = 3599
     bot_requests_per_second: int = 30
     max_message_bytes: int = 28_000
+    bot_endpoint: str | None = None
 
 
 SETTABLE = {
+    "bot_endpoint",
     "bot_app_secret",
     "graph_client_secret",
     "token_lifetime_seconds",
@@ -121,6 +145,8 @@ class TeamsSandbox:
     def __init__(self, config: TeamsSandboxConfig) -> None:
         self.config = config
         self.faults = Faults()
+        self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key_id = secrets.token_hex(8)
         self.reset_state()
         self.reset_counters()
 
@@ -184,6 +210,59 @@ class TeamsSandbox:
             f"{base_url}/workflows/{channel['workflow_id']}/triggers/manual/paths/invoke"
             f"?api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={channel['sig']}"
         )
+
+    # -- the Bot Framework's signing key ------------------------------------------------------
+
+    def jwks(self) -> dict[str, Any]:
+        """The published signing key (JWK), endorsed for the Teams channel as the real keys are."""
+        numbers = self._signing_key.public_key().public_numbers()
+
+        def b64(value: int) -> str:
+            raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "kid": self.key_id,
+                    "n": b64(numbers.n),
+                    "e": b64(numbers.e),
+                    "endorsements": ["msteams"],
+                }
+            ]
+        }
+
+    def bot_token(
+        self, service_url: str, overrides: dict[str, Any] | None = None, kid: str | None = None
+    ) -> str:
+        """A JWT as the Bot Framework signs it for a call to the bot; ``overrides`` replace claims
+        (a ``None`` value removes one), ``kid`` the key id in the header."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "serviceurl": service_url,
+            "nbf": now - 5,
+            "exp": now + 3600,
+            "iss": BOT_ISSUER,
+            "aud": self.config.bot_app_id,
+        }
+        for name, value in (overrides or {}).items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        pem = self._signing_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid or self.key_id})
+
+    def find_activity(self, activity_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(conversation id, the activity as last posted or updated) of a bot post."""
+        for conversation_id, conversation in self.conversations.items():
+            if activity_id in conversation["activities"]:
+                return conversation_id, conversation
+        return None
 
     def stats(self) -> dict[str, Any]:
         now = time.time()
@@ -400,6 +479,102 @@ def create_app(config: TeamsSandboxConfig | None = None) -> FastAPI:
     async def posts() -> Response:
         """Every webhook post, activity and update received, oldest first."""
         return _json({"posts": sb().posts})
+
+    @app.post("/_sandbox/press")
+    async def press(request: Request) -> Response:
+        """A user presses a button of a posted card; the Bot Framework calls the bot with it."""
+        sandbox = sb()
+        try:
+            order = await _body_json(request)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        found = sandbox.find_activity(str(order.get("activity_id") or ""))
+        if found is None:
+            return _json({"error": "No bot post has that activity id."}, 404)
+        conversation_id, conversation = found
+        activity_id = str(order["activity_id"])
+        posted = conversation["activities"][activity_id]
+        wanted = str(order.get("button") or "").lower()
+        action = next(
+            (
+                a
+                for attachment in posted.get("attachments") or []
+                for a in (attachment.get("content") or {}).get("actions") or []
+                if a.get("type") == "Action.Submit" and str(a.get("title", "")).lower() == wanted
+            ),
+            None,
+        )
+        if action is None:
+            return _json({"error": f"The card has no {order.get('button')!r} button (any more)."}, 409)
+        user = sandbox.user(str(order.get("user") or ""))
+        if user is None:
+            return _json({"error": "No such user in the tenant."}, 404)
+        endpoint = order.get("endpoint") or sandbox.config.bot_endpoint
+        if not endpoint:
+            return _json({"error": "No bot endpoint: set config bot_endpoint or pass endpoint."}, 400)
+        base = str(request.base_url).rstrip("/")
+        service_url = order.get("service_url") or base
+        data = action.get("data") or {}
+        activity: dict[str, Any] = {
+            "type": "message",
+            "id": str(time.time_ns() // 1_000_000),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "serviceUrl": service_url,
+            "channelId": "msteams",
+            "from": {"id": user["teams_id"], "name": user["displayName"], "aadObjectId": user["id"]},
+            "conversation": {
+                "id": conversation_id,
+                "conversationType": "personal" if conversation["kind"] == "personal" else "channel",
+                "tenantId": sandbox.config.tenant_id,
+            },
+            "recipient": {"id": f"28:{sandbox.config.bot_app_id}", "name": "bot"},
+            "replyToId": activity_id,
+            "channelData": {"tenant": {"id": sandbox.config.tenant_id}, "source": {"name": "message"}},
+            "value": data,
+        }
+        if order.get("kind") == "invoke":
+            activity.update(
+                type="invoke",
+                name="adaptiveCard/action",
+                value={"action": {"type": "Action.Execute", "title": action.get("title"), "data": data}},
+            )
+        token = sandbox.bot_token(base, order.get("claims"), order.get("kid"))
+
+        def call() -> requests.Response:
+            return requests.post(
+                endpoint,
+                json=activity,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=15,
+                verify=order.get("verify", True),
+            )
+
+        try:
+            answer = await asyncio.to_thread(call)
+        except requests.RequestException as exc:
+            return _json({"error": f"The bot could not be reached ({type(exc).__name__})."}, 502)
+        try:
+            body: Any = answer.json()
+        except ValueError:
+            body = answer.text
+        return _json({"status": answer.status_code, "body": body, "activity": activity})
+
+    @app.get(OPENID_PATH)
+    async def openid_configuration(request: Request) -> Response:
+        base = str(request.base_url).rstrip("/")
+        return _json(
+            {
+                "issuer": BOT_ISSUER,
+                "authorization_endpoint": "https://invalid.botframework.com",
+                "jwks_uri": base + KEYS_PATH,
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            }
+        )
+
+    @app.get(KEYS_PATH)
+    async def signing_keys() -> Response:
+        return _json(sb().jwks())
 
     @app.get("/_sandbox/tenant")
     async def tenant(request: Request) -> Response:
