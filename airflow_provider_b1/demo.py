@@ -15,7 +15,12 @@
 6. starts the Microsoft Teams sandbox and runs ``sap_b1_to_teams`` twice: purchase orders,
    purchase invoices and payments as Adaptive Cards to the channels and people
    ``dags/teams_routing.yaml`` names (webhook and bot); the second run sends nothing;
-7. prints what moved and checks that the warehouse equals SAP, entity by entity.
+7. switches on an approval procedure for purchase orders of 10,000 or more, posts three such
+   orders (SAP keeps them as drafts) and runs ``sap_b1_approvals``: one approval request each in
+   the approver's Teams chat, answered in process as the Airflow UI would (approve, approve,
+   reject), each decision written to SAP by its approver and the approved drafts added as
+   documents; a second run asks nobody;
+8. prints what moved and checks that the warehouse equals SAP, entity by entity.
 
 Airflow's home is ``.b1-demo/`` in the current folder unless ``AIRFLOW_HOME`` is set; its
 metadata database is SQLite there. The console shows what the demo does and its figures;
@@ -73,6 +78,7 @@ DEMO_DAGS = (
     "servicetitan_to_sap_b1",
     "sap_b1_salesforce",
     "sap_b1_to_teams",
+    "sap_b1_approvals",
 )
 WAREHOUSE_SCHEMAS = ("sap_b1", "b1_audit")  # the warehouse's and the audit trail's (with ledgers)
 CACHES = ("b1-sessions", "servicetitan-tokens", "salesforce-tokens", "teams-tokens", "b1_rate_limits")
@@ -253,10 +259,16 @@ def _run_dag(dag_id: str, **conf: Any) -> Any:
     return run
 
 
-def _control(served: Any, path: str) -> dict:
+def _control(served: Any, path: str, body: dict | None = None) -> dict:
+    """A sandbox's control plane: GET ``path``, or POST ``body`` to it."""
     import requests
 
-    return requests.get(f"{served.base_url}/_sandbox/{path}", verify=served.ca_path, timeout=30).json()
+    url = f"{served.base_url}/_sandbox/{path}"
+    if body is None:
+        return requests.get(url, verify=served.ca_path, timeout=30).json()
+    reply = requests.post(url, json=body, verify=served.ca_path, timeout=30)
+    reply.raise_for_status()
+    return reply.json()
 
 
 def _warehouse_report(sap: Any, run: Any) -> bool:
@@ -359,6 +371,83 @@ def _teams_report(run: Any, posts: list[dict], *, expect_new: bool) -> bool:
     return True
 
 
+APPROVER, APPROVER_PASSWORD = "approver", "approver-secret-1"  # the sandbox's approver, not real
+APPROVAL_ANSWERS = ("Approve", "Approve", "Reject")
+
+
+def _approvals(sap: Any, teams: Any) -> bool:
+    """Purchase orders held for approval in SAP, asked in Teams, answered, decided in SAP."""
+    import threading
+
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+    from airflow_provider_b1.hooks.sap_b1.errors import SapB1NotFoundError
+    from airflow_provider_b1.utils.hitl import answer, waiting
+
+    _control(sap, "approvals", {"entity": "PurchaseOrders", "threshold": 10000})
+    os.environ["AIRFLOW_CONN_SAP_B1_APPROVER"] = json.dumps(
+        {"conn_type": "sap_b1", "login": APPROVER, "password": APPROVER_PASSWORD}
+    )
+    refs = [f"DEMO-PO-{n}" for n in range(1, len(APPROVAL_ANSWERS) + 1)]
+    hook = SapB1Hook()
+    try:
+        for n, ref in enumerate(refs):
+            order = {
+                "CardCode": "V00002",  # a vendor in the local currency: the threshold is in it
+                "NumAtCard": ref,
+                "DocumentLines": [{"ItemCode": "A00001", "Quantity": 1, "UnitPrice": 12000 + 1000 * n}],
+            }
+            # SAP answers 404 (-2028) when it keeps the document as a draft for approval.
+            with contextlib.suppress(SapB1NotFoundError):
+                hook.request("POST", "PurchaseOrders", json=order, repeatable=False)
+        drafts = {d["NumAtCard"]: d["DocEntry"] for d in _all(hook, "Drafts", "NumAtCard", refs)}
+    finally:
+        hook.close()
+    say(f"  {len(drafts)} purchase orders over 10,000 posted: SAP holds them as drafts for approval")
+    answered: list[str] = []
+
+    def approver_answers() -> None:  # what the approvers do in the Airflow UI, from the card's link
+        deadline = time.monotonic() + 120
+        while len(answered) < len(drafts) and time.monotonic() < deadline:
+            for ti in waiting("sap_b1_approvals"):
+                choice = APPROVAL_ANSWERS[ti.map_index % len(APPROVAL_ANSWERS)]
+                answer(ti, [choice], user="ada")
+                answered.append(choice)
+            time.sleep(0.5)
+
+    before = len(_control(teams, "posts")["posts"])
+    responder = threading.Thread(target=approver_answers, daemon=True)
+    responder.start()
+    _run_dag("sap_b1_approvals", teams_to="ada@contoso.example")
+    responder.join(timeout=5)
+    cards = _control(teams, "posts")["posts"][before:]
+    hook = SapB1Hook()
+    try:
+        found = _all(hook, "ApprovalRequests", "DraftEntry", list(drafts.values()))
+        requests = {int(r["DraftEntry"]): r["Status"] for r in found}
+        documents = {d["NumAtCard"] for d in _all(hook, "PurchaseOrders", "NumAtCard", refs)}
+    finally:
+        hook.close()
+    statuses = ", ".join(f"{ref} {requests.get(entry, 'no request')}" for ref, entry in drafts.items())
+    say(f"  answered in Teams: {', '.join(answered) or 'nothing'}; cards posted or updated: {len(cards)}")
+    say(f"  SAP approval requests: {statuses}")
+    say(f"  approved drafts added as purchase orders: {len(documents)}")
+    again_before = len(_control(teams, "posts")["posts"])
+    _run_dag("sap_b1_approvals", teams_to="ada@contoso.example")
+    quiet = len(_control(teams, "posts")["posts"]) == again_before
+    say("  (the second run asked nobody)" if quiet else "  <- the second run asked again")
+    approved = [ref for ref, entry in drafts.items() if requests.get(entry) == "arsGenerated"]
+    return (
+        quiet
+        and sorted(answered) == sorted(APPROVAL_ANSWERS)
+        and len(approved) == APPROVAL_ANSWERS.count("Approve")
+        and documents == set(approved)
+    )
+
+
+def _all(hook: Any, entity: str, field_name: str, values: list) -> list[dict]:
+    return [record for page in hook.iter_any_of(entity, field_name, values) for record in page]
+
+
 def _salesforce_writes(served: Any) -> tuple[int, int]:
     stats = _control(served, "stats")
     return stats["write_calls"], sum(stats["records_written"].values())
@@ -391,7 +480,7 @@ def _demo(args: argparse.Namespace, log: Path | None) -> int:
     if args.resume:
         say("Resuming: Airflow's runs and cursors, the caches and the warehouse of the earlier demo are kept")
         # The sandboxes are new: what the earlier runs wrote to SAP and Salesforce is not there.
-        _forget_runs("servicetitan_to_sap_b1", "sap_b1_salesforce", "sap_b1_to_teams")
+        _forget_runs("servicetitan_to_sap_b1", "sap_b1_salesforce", "sap_b1_to_teams", "sap_b1_approvals")
     elif not own_db:
         _forget_runs(*DEMO_DAGS)
     if args.warehouse and not args.resume:
@@ -511,6 +600,9 @@ def _demo(args: argparse.Namespace, log: Path | None) -> int:
             posts = _control(teams, "posts")["posts"][before:]
             ok &= _teams_report(announced, posts, expect_new=attempt == "first")
 
+        say("\n6. SAP approvals decided from Teams:")
+        ok &= _approvals(sap, teams)
+
         stats = _control(sap, "stats")
         say(f"\nSAP sandbox served {stats['requests_total']} requests with {stats['logins']} login(s).")
         say(f"Airflow home: {home}")
@@ -523,7 +615,8 @@ def _demo(args: argparse.Namespace, log: Path | None) -> int:
         teams.stop()
     say(
         "\nAll flows finished: the warehouse equals SAP, SAP holds ServiceTitan's receivables, "
-        "Salesforce and SAP agree both ways, and Teams got each document's card once."
+        "Salesforce and SAP agree both ways, Teams got each document's card once, and SAP "
+        "approvals were decided from Teams."
         if ok
         else "\nSomething differs: see above."
     )

@@ -21,35 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass
-class _User:
-    id: str
-    name: str
-
-    def get_id(self) -> str:
-        return self.id
-
-    def get_name(self) -> str:
-        return self.name
-
-
-def waiting(dag_id: str, task_id: str | None = None) -> list[Any]:
-    """Task instances of ``dag_id`` parked in ``awaiting_input`` (with their HITL request)."""
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-
-    with create_session() as session:
-        query = session.query(TaskInstance).filter(
-            TaskInstance.dag_id == dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT
-        )
-        if task_id:
-            query = query.filter(TaskInstance.task_id == task_id)
-        found = query.all()
-        for ti in found:
-            session.expunge(ti)
-        return found
+from airflow_provider_b1.utils.hitl import answer, waiting
 
 
 def fail_waiting(dag_id: str) -> None:
@@ -66,22 +38,7 @@ def fail_waiting(dag_id: str) -> None:
 
 def answer_now(ti: Any, chosen: list[str], *, user: str = "ada", params_input: dict | None = None) -> Any:
     """Answer one parked request as the REST API's PATCH does; returns the API's response model."""
-    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return update_hitl_detail(
-            dag_id=ti.dag_id,
-            dag_run_id=ti.run_id,
-            task_id=ti.task_id,
-            update_hitl_detail_payload=UpdateHITLDetailPayload(
-                chosen_options=chosen, params_input=params_input or {}
-            ),
-            user=_User(user, user),
-            session=session,
-            map_index=ti.map_index,
-        )
+    return answer(ti, chosen, user=user, params_input=params_input)
 
 
 def time_out_now() -> None:

@@ -28,7 +28,8 @@ from airflow_provider_b1.demo import ENTITIES
 
 FINAL = (
     "All flows finished: the warehouse equals SAP, SAP holds ServiceTitan's receivables, "
-    "Salesforce and SAP agree both ways, and Teams got each document's card once."
+    "Salesforce and SAP agree both ways, Teams got each document's card once, and SAP "
+    "approvals were decided from Teams."
 )
 CONSOLE_LINES = 60
 AIRFLOW_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* \[")  # structlog's console format
