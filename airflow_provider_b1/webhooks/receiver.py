@@ -370,9 +370,21 @@ def _press(settings: WebhookSettings, answerer: HitlAnswerer, press: ButtonPress
     """Answer the HITL request a button names, after checking that the button may."""
     who = press.user_name or press.user_id or "someone"
     what = f"{press.dag_id} {press.run_id} {press.task_id}[{press.map_index}]"
+    refusal = None
     if press.dag_id not in settings.teams_bot_dag_ids:
-        log.warning("Refused a Teams button for %s pressed by %s: not a DAG the bot answers for.", what, who)
-        return _answer(200, reply(press, "This request cannot be answered from Teams.", status=403))
+        refusal = "not a DAG the bot answers for"
+    elif (
+        settings.teams_bot_tenant_id
+        and (press.tenant_id or "").lower() != settings.teams_bot_tenant_id.lower()
+    ):
+        refusal = f"from tenant {press.tenant_id}, not the bot's"
+    elif settings.teams_bot_users and (press.user_id or "").lower() not in settings.teams_bot_users:
+        refusal = "not one of the users who may answer"
+    if refusal:
+        log.warning(
+            "Refused a Teams button for %s pressed by %s (%s): %s.", what, who, press.user_id, refusal
+        )
+        return _answer(200, reply(press, "You cannot answer this request from Teams.", status=403))
     try:
         request = answerer.hitl_request(press.dag_id, press.run_id, press.task_id, press.map_index)
         if request.get("response_received"):

@@ -74,6 +74,8 @@ ENV: dict[str, str] = {
     "B1_WEBHOOKS_TEAMS_BOT_OPENID_URL": f"Bot Framework OpenID metadata (default {DEFAULT_OPENID_URL})",
     "B1_WEBHOOKS_TEAMS_BOT_CA_BUNDLE": "PEM to trust for the OpenID metadata and keys",
     "B1_WEBHOOKS_TEAMS_BOT_DAG_IDS": "DAGs whose requests the buttons may answer (default sap_b1_approvals)",
+    "B1_WEBHOOKS_TEAMS_BOT_TENANT_ID": "answer only presses from this Entra ID tenant (a multi-tenant bot: set it)",
+    "B1_WEBHOOKS_TEAMS_BOT_USERS": "answer only presses of these users (Entra ID object ids, comma-separated)",
 }
 """Every environment variable the receiver reads, with what it means."""
 
@@ -137,6 +139,8 @@ class WebhookSettings:
     :param teams_bot_openid_url: where the Bot Framework's signing keys are published.
     :param teams_bot_verify: TLS verification towards it: ``True`` or a CA bundle path.
     :param teams_bot_dag_ids: the DAGs whose requests a button may answer.
+    :param teams_bot_tenant_id: when set, presses from another tenant are refused.
+    :param teams_bot_users: when set, presses of anyone else (by Entra ID object id) are refused.
     """
 
     airflow_url: str
@@ -159,6 +163,8 @@ class WebhookSettings:
     teams_bot_openid_url: str = DEFAULT_OPENID_URL
     teams_bot_verify: bool | str = True
     teams_bot_dag_ids: tuple[str, ...] = ("sap_b1_approvals",)
+    teams_bot_tenant_id: str | None = None
+    teams_bot_users: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.airflow_url or "://" not in self.airflow_url:
@@ -303,6 +309,12 @@ class WebhookSettings:
             teams_bot_openid_url=env.text("B1_WEBHOOKS_TEAMS_BOT_OPENID_URL") or DEFAULT_OPENID_URL,
             teams_bot_verify=env.text("B1_WEBHOOKS_TEAMS_BOT_CA_BUNDLE") or True,
             teams_bot_dag_ids=env.names("B1_WEBHOOKS_TEAMS_BOT_DAG_IDS", ("sap_b1_approvals",)),
+            teams_bot_tenant_id=env.text("B1_WEBHOOKS_TEAMS_BOT_TENANT_ID"),
+            teams_bot_users=tuple(
+                part.strip().lower()
+                for part in (env.text("B1_WEBHOOKS_TEAMS_BOT_USERS") or "").split(",")
+                if part.strip()
+            ),
         )
 
 

@@ -57,6 +57,7 @@ class ButtonPress:
     user_id: str | None
     user_name: str | None
     invoke: bool
+    tenant_id: str | None = None
 
 
 class BotTokenVerifier:
@@ -192,6 +193,9 @@ def read_press(activity: Mapping[str, Any]) -> ButtonPress | None:
     if isinstance(map_index, bool) or not isinstance(map_index, int) or map_index < -1:
         raise ValueError("The button's map_index is not a number.")
     sender = activity.get("from") if isinstance(activity.get("from"), Mapping) else {}
+    conversation = activity.get("conversation") if isinstance(activity.get("conversation"), Mapping) else {}
+    channel_data = activity.get("channelData") if isinstance(activity.get("channelData"), Mapping) else {}
+    tenant = channel_data.get("tenant") if isinstance(channel_data.get("tenant"), Mapping) else {}
     return ButtonPress(
         dag_id=fields["dag_id"],
         run_id=fields["run_id"],
@@ -201,6 +205,7 @@ def read_press(activity: Mapping[str, Any]) -> ButtonPress | None:
         user_id=str(sender.get("aadObjectId") or sender.get("id") or "") or None,
         user_name=str(sender.get("name") or "")[:200] or None,
         invoke=invoke,
+        tenant_id=str(tenant.get("id") or conversation.get("tenantId") or "") or None,
     )
 
 

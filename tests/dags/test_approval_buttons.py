@@ -26,6 +26,7 @@ from hitl_helpers import fail_waiting
 from test_approvals_dag import ADA, APPROVER, DAG_ID, approvals, build, outcomes, valid  # noqa: F401
 
 from airflow_provider_b1.sandbox.server import serve_in_thread
+from airflow_provider_b1.webhooks.assets_client import AirflowAssetsClient, HitlRefusedError
 from airflow_provider_b1.webhooks.receiver import create_app
 from airflow_provider_b1.webhooks.settings import WebhookSettings
 
@@ -88,7 +89,8 @@ def airflow_hitl_endpoint(calls: list) -> FastAPI:
 
 @pytest.fixture
 def bot_endpoint(teams_sandbox):
-    """The receiver with its bot endpoint, talking to the stand-in; yields (URL, stand-in calls)."""
+    """The receiver with its bot endpoint, talking to the stand-in; yields (its URL, the
+    stand-in's calls, the stand-in's URL)."""
     calls: list = []
     airflow = serve_in_thread(airflow_hitl_endpoint(calls), tls=False)
     settings = WebhookSettings(
@@ -99,7 +101,7 @@ def bot_endpoint(teams_sandbox):
     )
     receiver = serve_in_thread(create_app(settings), tls=False)
     try:
-        yield f"{receiver.base_url}/webhooks/teams/bot", calls
+        yield f"{receiver.base_url}/webhooks/teams/bot", calls, airflow.base_url
     finally:
         receiver.stop()
         airflow.stop()
@@ -151,7 +153,7 @@ def test_pressing_approve_in_teams_decides_the_sap_request_and_adds_the_document
     valid,  # noqa: F811
 ):
     sap = approvals
-    endpoint, calls = bot_endpoint
+    endpoint, calls, airflow_url = bot_endpoint
     held = sap.purchase_order(12500.0)
     code = sap.request_of(held)["Code"]
 
@@ -213,4 +215,9 @@ def test_pressing_approve_in_teams_decides_the_sap_request_and_adds_the_document
     )
     assert again.json() == {"status": 200, "text": "This request was already decided."}
     assert len([c for c in calls if c[0] == "PATCH"]) == 1
+    # Had the answer raced another one, Airflow's 409 is "already decided" too.
+    client = AirflowAssetsClient(airflow_url)
+    assert client.answer_hitl(DAG_ID, dag_run.run_id, "approve", 0, chosen_options=["Reject"]) is False
+    with pytest.raises(HitlRefusedError):
+        client.hitl_request(DAG_ID, dag_run.run_id, "approve", 7)
     assert len(sap.one("ApprovalRequests", f"Code eq {code}")["ApprovalRequestDecisions"]) == 1

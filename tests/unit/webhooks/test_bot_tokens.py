@@ -197,3 +197,37 @@ def test_a_button_for_another_dag_or_an_option_not_offered_answers_nothing(bot):
         "value": "Reject: recorded. The card shows the outcome shortly.",
     }
     assert [kwargs["chosen_options"] for _, kwargs in airflow.answers] == [["Reject"]]
+
+
+def test_presses_from_another_tenant_or_user_than_configured_answer_nothing(teams_sandbox):
+    sandbox = teams_sandbox.app.state.sandbox
+    base = teams_sandbox.base_url
+    verifier = BotTokenVerifier(
+        teams_sandbox.config.bot_app_id,
+        openid_url=base + "/v1/.well-known/openidconfiguration",
+        verify=teams_sandbox.ca_path,
+    )
+    settings = WebhookSettings.from_env(
+        {
+            "B1_WEBHOOKS_AIRFLOW_URL": "http://airflow.invalid",
+            "B1_WEBHOOKS_TEAMS_BOT_APP_ID": teams_sandbox.config.bot_app_id,
+            "B1_WEBHOOKS_TEAMS_BOT_TENANT_ID": teams_sandbox.config.tenant_id,
+            "B1_WEBHOOKS_TEAMS_BOT_USERS": " 0F0E , 1a1b",
+        }
+    )
+    assert settings.teams_bot_users == ("0f0e", "1a1b")
+    airflow = Airflow()
+    headers = {"Authorization": f"Bearer {sandbox.bot_token(base)}"}
+
+    def press(tenant: str, user: str) -> dict:
+        body = activity(base)
+        body["from"]["aadObjectId"] = user
+        body["channelData"] = {"tenant": {"id": tenant}}
+        with TestClient(create_app(settings, recorder=airflow, bot_verifier=verifier)) as client:
+            return client.post("/webhooks/teams/bot", json=body, headers=headers).json()
+
+    assert press("another-tenant", "0f0e")["status"] == 403
+    assert press(teams_sandbox.config.tenant_id, "9999")["status"] == 403
+    assert airflow.answers == []
+    assert press(teams_sandbox.config.tenant_id, "1A1B")["status"] == 200
+    assert len(airflow.answers) == 1
