@@ -9,7 +9,7 @@
   sandbox's cost model, the flow on 2, 4 and 8 sessions against one POST at a time (about 3 minutes).
 * :mod:`benchmarks.partitioned_load`: a first load of 200,000 invoices under the sandbox's cost model,
   split into 1, 2, 4 and 8 key ranges run as task processes side by side, against the
-  single-session flow and a plain baseline (about 15-20 minutes).
+  single-session flow and a plain baseline (about 30 minutes).
 * :mod:`benchmarks.warehouse_scale`: a first load of 100,000 and then 1,000,000 invoices without a cost
   model: peak memory of each task process and CPU per invoice (about 15 minutes).
 
