@@ -305,8 +305,15 @@ class AirflowAssetsClient:
     ) -> requests.Response:
         url = self.base_url + path
         try:
+            # verify per call: a session's own CA bundle loses to REQUESTS_CA_BUNDLE otherwise.
             response = self._http.request(
-                method, url, params=params, json=json_body, headers=headers, timeout=self.timeout
+                method,
+                url,
+                params=params,
+                json=json_body,
+                headers=headers,
+                timeout=self.timeout,
+                verify=self._http.verify,
             )
         except requests.RequestException as exc:
             raise AirflowUnavailableError(

@@ -211,3 +211,29 @@ def test_secrets_never_appear_in_logs_or_answers(fake_airflow, start_receiver, c
         assert secret not in logged
         assert secret not in answered
     assert "refused" in logged.lower()  # the refusals were logged, only without the secrets
+
+
+def test_an_https_airflow_signed_by_a_private_ca_is_trusted_whatever_requests_ca_bundle_says(
+    fake_airflow, monkeypatch
+):
+    """``verify`` names the CA of Airflow's certificate; a REQUESTS_CA_BUNDLE in the environment
+    (the system's bundle, as many images set it) must not replace it."""
+    import certifi
+    from webhook_fakes import fake_airflow_app
+
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    served = serve_in_thread(fake_airflow_app(fake_airflow), tls=True)
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+        fake_airflow.declare(INVOICES)
+        client = AirflowAssetsClient(
+            served.base_url,
+            username=fake_airflow.username,
+            password=fake_airflow.password,
+            retry_policy=FAST,
+            verify=str(served.ca_path),
+        )
+        assert client.record_event(INVOICES, {}) == 1
+    finally:
+        served.stop()
