@@ -10,6 +10,14 @@ Reload a period: trigger with **Since**/**Until**, or run a backfill over the da
 (each backfill run reads exactly its day). **Full refresh** re-reads everything; unchanged
 records are recognised by their hash and left alone.
 
+A first run (or a **Full refresh**) of a large document entity is split into key ranges by
+``DocEntry``: **plan_<group>** counts it and returns the ranges, **load_<group>_ranges** is
+mapped over them (each range its own task on its own SAP session, spread over the workers, at
+most ``SAP_SESSIONS`` at once), and **load_<group>** then reads only what changed since the plan
+and moves the cursor. A failed range is retried alone and resumes after its last committed page.
+**Partitions** sets the number of ranges (0: one per session from ``PARTITION_THRESHOLD``
+records; 1: never split). An incremental run plans nothing: the range task is skipped.
+
 After the master data is loaded, **check_deletions** compares SAP's keys of business partners,
 items, G/L accounts and profit centres with the warehouse's (keys only) and marks the rows of
 records deleted in SAP with ``deleted_at``; rows are never removed, and a record re-created with
@@ -32,9 +40,17 @@ from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
     DEFAULT_MAX_SHARE,
     SapB1ToWarehouseOperator,
     SapB1WarehouseDeletionCheckOperator,
+    SapB1WarehousePlanOperator,
+    SapB1WarehouseRangeOperator,
     SapB1WarehouseReconcileOperator,
+    partitionable,
 )
 from airflow_provider_b1.webhooks.assets import sap_b1_asset
+
+#: SAP sessions (each holds a licence) the key ranges of a split load use at once.
+SAP_SESSIONS = 4
+#: Records from which a first load of an entity is split into ranges (one per session).
+PARTITION_THRESHOLD = 50_000
 
 
 @dag(
@@ -60,16 +76,47 @@ from airflow_provider_b1.webhooks.assets import sap_b1_asset
             description="The deletion check marks nothing and fails when more than this share of an "
             "entity's rows would be marked deleted. Raise it for one run when SAP really deleted that many.",
         ),
+        "partitions": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=64,
+            title="Partitions",
+            description="Key ranges a load that reads everything (a first run, a full refresh) of a document "
+            "entity is split into, each a task on its own SAP session. 0: one per session when the entity "
+            f"holds {PARTITION_THRESHOLD:,} records or more; 1: never split.",
+        ),
     },
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
     tags=["sap_b1", "warehouse"],
     doc_md=__doc__,
 )
 def sap_b1_to_warehouse():
-    # Each group's task marks its Asset updated (the operator's outlet), which refreshes Looker.
-    loads = {
-        group: SapB1ToWarehouseOperator(task_id=f"load_{group}", group=group) for group in WAREHOUSE_GROUPS
-    }
+    # Each group's task marks its Asset updated (the operator's outlet), which refreshes Looker. A
+    # group holding documents may have its first load split: plan, ranges (mapped), then the load,
+    # which also runs when the plan is empty and the ranges are skipped.
+    loads = {}
+    plans = {}
+    for group, entities in WAREHOUSE_GROUPS.items():
+        if not any(partitionable(entity) for entity in entities):
+            loads[group] = SapB1ToWarehouseOperator(task_id=f"load_{group}", group=group)
+            continue
+        plan = SapB1WarehousePlanOperator(
+            task_id=f"plan_{group}",
+            group=group,
+            load_task_id=f"load_{group}",
+            partitions="{{ params.partitions }}",
+            sessions=SAP_SESSIONS,
+            threshold=PARTITION_THRESHOLD,
+        )
+        ranges = SapB1WarehouseRangeOperator.partial(
+            task_id=f"load_{group}_ranges", max_active_tis_per_dagrun=SAP_SESSIONS
+        ).expand(key_range=plan.output)
+        loads[group] = SapB1ToWarehouseOperator(
+            task_id=f"load_{group}", group=group, plan_task_id=plan.task_id, trigger_rule="none_failed"
+        )
+        plans[group] = plan
+        ranges >> loads[group]
     check_deletions = SapB1WarehouseDeletionCheckOperator(
         task_id="check_deletions", max_share="{{ params.deletion_max_share }}"
     )
@@ -77,7 +124,7 @@ def sap_b1_to_warehouse():
     # Partners and items first, so documents rarely meet a partner the warehouse does not know.
     for group, load in loads.items():
         if group != "master":
-            loads["master"] >> load
+            loads["master"] >> plans.get(group, load)
             load >> reconcile
     # Master data deleted in SAP is marked before reconciliation counts the warehouse's live rows.
     loads["master"] >> check_deletions >> reconcile

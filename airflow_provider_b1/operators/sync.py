@@ -30,6 +30,8 @@ from airflow_provider_b1.sync.flows import Flow, get_flow
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_b1.sync.window import SyncWindow
+
 log = logging.getLogger(__name__)
 
 
@@ -125,14 +127,20 @@ class SyncOperator(PermanentFailures, BaseOperator):
 
         return operator_lineage(self.flow_declaration, self.streams, self.lineage_options())
 
+    def resolve_windows(self, context: Context, streams: Sequence[str]) -> dict[str, SyncWindow]:
+        """What each stream reads in this run (:func:`~airflow_provider_b1.sync.resolve_window`)."""
+        from airflow_provider_b1.sync import previous_summary, resolve_window
+
+        previous = previous_summary(context)  # one question to Airflow for every stream
+        return {name: resolve_window(context, entity=name, previous=previous) for name in streams}
+
     def run(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_b1.sync import AuditTrail, combine_summaries, previous_summary, resolve_window
+        from airflow_provider_b1.sync import AuditTrail, combine_summaries
         from airflow_provider_b1.sync.engine import sync_stream
 
         flow = self.flow_declaration
         streams = [flow.stream(name) for name in (self.streams or [s.name for s in flow.streams])]
-        previous = previous_summary(context)  # one question to Airflow for every stream
-        windows = {s.name: resolve_window(context, entity=s.name, previous=previous) for s in streams}
+        windows = self.resolve_windows(context, [s.name for s in streams])
         summaries = []
         with AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit:
             audit.ensure_schema()

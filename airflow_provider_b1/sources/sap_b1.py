@@ -7,6 +7,11 @@ so that paging stays stable while records change. Because pages come in key orde
 order, a read cannot resume in the middle: the position it reached arrives with a last, empty
 page once every record is read, and the engine moves the cursor only when every page before it
 is committed. Entities without an update stamp are read in full every run.
+
+A first load of a large entity with integer keys (documents) can be split into key ranges
+(:mod:`airflow_provider_b1.sync.partitions`): :meth:`SapB1Source.key_bounds` counts it and finds its
+lowest and highest key (``$count``, then ``$top=1`` ordered each way, keys only), and
+:meth:`SapB1Source.read_range` reads one range in key order, each page resumable after its last key.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from typing import Any
 import msgspec
 
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook, SapCursor, entity_spec
+from airflow_provider_b1.hooks.sap_b1.literals import odata_literal
+from airflow_provider_b1.hooks.sap_b1.reads import SETTLE_SECONDS
 from airflow_provider_b1.sync.engine import Page, Source
 from airflow_provider_b1.sync.flows import Stream
+from airflow_provider_b1.sync.partitions import KeyBounds, RangeCursor
 
 #: At most this many keys per ``$filter`` when records are re-read by key (replay); fewer when
 #: the keys are long (see :meth:`SapB1Hook.iter_any_of`).
@@ -71,6 +79,47 @@ class SapB1Source(Source):
         if read.cursor is not None:
             yield Page((), reached=read.cursor)
 
+    def key_bounds(self, stream: Stream) -> KeyBounds:
+        """The stream's record count and lowest and highest key (three small GETs), and the
+        server's clock when the first was answered (its ``Date`` header; this machine's if absent)
+        less the seconds a write stamped just before may still take to commit."""
+        key = entity_spec(stream.name).key
+        response = self.hook.request("GET", f"{stream.name}/$count")
+        observed = _server_clock(response.headers.get("Date")) - dt.timedelta(seconds=SETTLE_SECONDS)
+        text = response.content.decode("utf-8-sig").strip()
+        count = int(text) if text.isdigit() else self.hook.count(stream.name)
+        ends = []
+        for order in (key, f"{key} desc"):
+            first = next(iter(self.hook.iter_pages(stream.name, select=[key], orderby=order, top=1)), [])
+            ends.append(first[0].get(key) if first else None)
+        return KeyBounds(count, ends[0], ends[1], observed)
+
+    def read_range(self, stream: Stream, low: Any, high: Any, *, after: Any = None) -> Iterator[Page]:
+        """Every record with ``low <= key < high`` (a bound ``None``: open), strictly after ``after``
+        when given, in key order; each page resumable after its last key."""
+        key = entity_spec(stream.name).key
+        clauses = []
+        if after is not None:
+            clauses.append(f"{key} gt {odata_literal(after)}")
+        elif low is not None:
+            clauses.append(f"{key} ge {odata_literal(low)}")
+        if high is not None:
+            clauses.append(f"{key} lt {odata_literal(high)}")
+        read = self.hook.read_incremental(
+            stream.name,
+            None,
+            select=self.select.get(stream.name),
+            extra_filter=" and ".join(clauses) or None,
+            page_size=self.page_size,
+            prefetch=self.prefetch,
+            raw=self.encoded,
+        )
+        for records in read:
+            last = self.key_of(stream, records[-1])
+            yield Page(
+                records, reached=None if last is None else RangeCursor((last,)), resumable=last is not None
+            )
+
     def read_keys(self, stream: Stream, keys: Sequence[str]) -> Iterator[Page]:
         spec = entity_spec(stream.name)
         values: list[Any] = []
@@ -110,3 +159,15 @@ class SapB1Source(Source):
 
     def close(self) -> None:
         self.hook.close()
+
+
+def _server_clock(header: str | None) -> dt.datetime:
+    """The time in an HTTP ``Date`` header (aware), or this machine's clock without one."""
+    from email.utils import parsedate_to_datetime
+
+    if header:
+        try:
+            return parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            pass
+    return dt.datetime.now(dt.timezone.utc)

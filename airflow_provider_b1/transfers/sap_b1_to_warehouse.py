@@ -4,6 +4,11 @@
   schema (PostgreSQL, or SQLite for the embedded demo): the ``sap_b1_to_warehouse`` flow
   (:mod:`airflow_provider_b1.warehouse.flow`) run by the engine's
   :class:`~airflow_provider_b1.operators.sync.SyncOperator`.
+* :class:`SapB1WarehousePlanOperator` and :class:`SapB1WarehouseRangeOperator` split a load that
+  reads everything (a first run, a full refresh) of a large document entity into key ranges run as
+  mapped tasks, each on its own SAP session (:mod:`airflow_provider_b1.sync.partitions`); the
+  group's :class:`SapB1ToWarehouseOperator` then ends the load: it reads what changed since the
+  ranges were planned and hands the next run that cursor.
 * :class:`SapB1WarehouseDeletionCheckOperator` compares SAP's keys with the warehouse's live keys
   for the master data SAP deletes outright, and marks the rows of deleted records ``deleted_at``
   (never removing them), refusing when SAP returns far fewer keys than the warehouse holds.
@@ -23,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
+from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.operators.sync import PermanentFailures, SyncOperator
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
 from airflow_provider_b1.sync.audit import AuditTrail
+from airflow_provider_b1.sync.partitions import DEFAULT_SESSIONS, DEFAULT_THRESHOLD
 from airflow_provider_b1.warehouse.entities import DELETABLE, ENTITIES
 from airflow_provider_b1.warehouse.flow import (
     DEFAULT_SAP_CONN_ID,
@@ -41,6 +48,8 @@ DEFAULT_MAX_SHARE = 0.5
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_b1.sync.window import SyncWindow
 
 #: Warehouse connections writing pages side by side, when the warehouse takes several (PostgreSQL).
 DEFAULT_WRITERS = 2
@@ -88,6 +97,10 @@ class SapB1ToWarehouseOperator(SyncOperator):
     :param warehouse_schema: the PostgreSQL schema of the warehouse tables.
     :param writers: PostgreSQL connections writing pages side by side (pages still commit in the
         order they were read); 1 for a single connection. SQLite always takes one writer.
+    :param plan_task_id: the :class:`SapB1WarehousePlanOperator` of the same run, when the group's
+        first loads may be split into ranges: an entity it split was loaded by the ranges, so this
+        task reads only what changed since they were planned (from the cursor the plan carries)
+        and returns that cursor moved on, never one ahead of any range.
     """
 
     template_fields: Sequence[str] = ("entities", "extra_select", "page_size", "audit_conn_id")
@@ -104,6 +117,7 @@ class SapB1ToWarehouseOperator(SyncOperator):
         page_size: int | None = None,
         warehouse_schema: str = DEFAULT_SCHEMA,
         writers: int = DEFAULT_WRITERS,
+        plan_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         names = _entities(entities, group)
@@ -119,6 +133,7 @@ class SapB1ToWarehouseOperator(SyncOperator):
             extra_fields(self.extra_select, entity)  # a bad name fails at parse time
         self.page_size = page_size
         self.warehouse_schema = validate_schema_name(warehouse_schema)
+        self.plan_task_id = plan_task_id
 
     def lineage_options(self) -> dict[str, Any]:
         """The flow's options from this operator's arguments: the run's, and its lineage's (the SAP
@@ -131,10 +146,225 @@ class SapB1ToWarehouseOperator(SyncOperator):
             "page_size": self.page_size,
         }
 
+    def resolve_windows(self, context: Context, streams: Sequence[str]) -> dict[str, SyncWindow]:
+        """The run's windows; an entity the plan split into ranges reads from the plan's cursor."""
+        from airflow_provider_b1.sync.partitions import plan_cursors
+        from airflow_provider_b1.sync.window import SyncWindow
+
+        windows = super().resolve_windows(context, streams)
+        if not self.plan_task_id:
+            return windows
+        planned = plan_cursors(context["ti"].xcom_pull(task_ids=self.plan_task_id))
+        for entity, cursor in planned.items():
+            window = windows.get(entity)
+            if window is None or cursor is None:
+                continue
+            windows[entity] = SyncWindow(
+                "incremental",
+                until=window.until,
+                cursor=cursor,
+                previous_cursor=window.previous_cursor,
+                reason=f"its key ranges ({self.plan_task_id}) are loaded: what changed since they were planned",
+            )
+        return windows
+
     def run(self, context: Context) -> dict[str, Any]:
         self.streams = list(self.entities)
         self.options = self.lineage_options()
         return super().run(context)
+
+
+def partitionable(entity: str) -> bool:
+    """Whether a first load of ``entity`` can be split into key ranges: integer keys (documents,
+    journal entries) and an update stamp for the cursor that follows."""
+    from airflow_provider_b1.hooks.sap_b1 import entity_spec
+
+    spec = entity_spec(entity)
+    return spec.key_type is int and spec.cursor is not None
+
+
+def _parts(value: Any) -> int | None:
+    """The ``partitions`` setting: ``None`` (0 or empty: by size), 1 (never) or a number of ranges."""
+    from airflow_provider_b1.utils.params import ParamError
+
+    if value is None or value == "":
+        return None
+    try:
+        parts = int(value)
+    except (TypeError, ValueError):
+        raise ParamError(f"Param 'partitions' must be a whole number, not {value!r}.") from None
+    if parts < 0:
+        raise ParamError(f"Param 'partitions' must be 0 (by size) or more, not {parts}.")
+    return parts or None
+
+
+class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
+    """Plan the key ranges of a group's first loads; return them for a mapped range task to expand over.
+
+    Only an entity with integer keys (documents, journal entries) whose load in this run reads
+    everything is split: a first run (the load task has returned no cursor yet) or a full refresh.
+    It is counted, its lowest and highest key read (three small GETs), and cut into ``partitions``
+    ranges, or, by default, into one range per session once it holds ``threshold`` records. An
+    incremental run asks SAP nothing: the plan is empty, the range task is skipped, and the load
+    task reads as it always does.
+
+    :param group: the warehouse table group; or
+    :param entities: the SAP entities.
+    :param load_task_id: the task that loads the group and ends a partitioned load (its last
+        cursor says whether this is a first run).
+    :param partitions: ranges per split entity (templated): 0 or ``None`` by size, 1 never split.
+    :param sessions: SAP sessions the ranges use at once (each holds a licence): range ``i``
+        reads on session slot ``1 + i % sessions``; the range task should run at most that many at
+        once (``max_active_tis_per_dagrun``).
+    :param threshold: the entity size from which a load is split by default.
+    :param sap_b1_conn_id: the SAP Business One connection.
+    """
+
+    template_fields: Sequence[str] = ("partitions",)
+    ui_color = "#e3ecf7"
+
+    def __init__(
+        self,
+        *,
+        group: str | None = None,
+        entities: Sequence[str] | None = None,
+        load_task_id: str,
+        partitions: int | str | None = None,
+        sessions: int = DEFAULT_SESSIONS,
+        threshold: int = DEFAULT_THRESHOLD,
+        sap_b1_conn_id: str = DEFAULT_SAP_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.entities = [name for name in _entities(entities, group) if partitionable(name)]
+        if sessions < 1:
+            raise ValueError(f"sessions must be at least 1, not {sessions}")
+        self.load_task_id = load_task_id
+        self.partitions = partitions
+        self.sessions = sessions
+        self.threshold = threshold
+        self.sap_b1_conn_id = sap_b1_conn_id
+
+    def run(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_provider_b1.sync import previous_summary, resolve_window
+        from airflow_provider_b1.sync.partitions import plan_ranges
+
+        parts = _parts(self.partitions)
+        if parts == 1:
+            return []
+        previous = previous_summary(context, task_id=self.load_task_id)
+        wanted = []
+        for entity in self.entities:
+            window = resolve_window(context, task_id=self.load_task_id, entity=entity, previous=previous)
+            if window.mode == "full" or (window.mode == "incremental" and window.cursor is None):
+                wanted.append(entity)
+            else:
+                self.log.info("%s: %s; not split", entity, window.describe())
+        if not wanted:
+            return []
+        plan: list[dict[str, Any]] = []
+        source = WAREHOUSE_FLOW.open_source(
+            WAREHOUSE_FLOW.merged_options({"sap_b1_conn_id": self.sap_b1_conn_id})
+        )
+        try:
+            for entity in wanted:
+                ranges = plan_ranges(
+                    source,
+                    WAREHOUSE_FLOW.stream(entity),
+                    parts=parts,
+                    threshold=self.threshold,
+                    sessions=self.sessions,
+                )
+                plan += [r.to_xcom() for r in ranges]
+        finally:
+            source.close()
+        return plan
+
+
+class SapB1WarehouseRangeOperator(SyncOperator):
+    """Load one key range of a partitioned first load (a mapped task: ``.expand(key_range=plan.output)``).
+
+    Reads every record of the range in key order on its own SAP session (the range's slot) and
+    loads it as the group's load would, with the audit trail and a checkpoint of the range's own
+    in every page's transaction: a failed try's next try resumes after its last committed page,
+    and re-reading a loaded range changes nothing. It updates no Asset and moves no cursor: the
+    group's load task does both once every range has finished.
+
+    :param key_range: the range, as the planner returned it.
+    :param sap_b1_conn_id: the SAP Business One connection.
+    :param warehouse_conn_id: the warehouse connection.
+    :param audit_conn_id: the audit trail's connection.
+    :param extra_select: as for :class:`SapB1ToWarehouseOperator`.
+    :param page_size: records per SAP page; the connection's setting when ``None``.
+    :param warehouse_schema: the PostgreSQL schema of the warehouse tables.
+    :param writers: PostgreSQL connections writing pages side by side.
+    """
+
+    template_fields: Sequence[str] = ("key_range", "audit_conn_id")
+    ui_color = "#d8ecdc"
+
+    def __init__(
+        self,
+        *,
+        key_range: Mapping[str, Any],
+        sap_b1_conn_id: str = DEFAULT_SAP_CONN_ID,
+        warehouse_conn_id: str = DEFAULT_WAREHOUSE_CONN_ID,
+        audit_conn_id: str = DEFAULT_AUDIT_CONN_ID,
+        extra_select: Mapping[str, Sequence[str]] | None = None,
+        page_size: int | None = None,
+        warehouse_schema: str = DEFAULT_SCHEMA,
+        writers: int = DEFAULT_WRITERS,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("outlets", [])
+        super().__init__(
+            flow=WAREHOUSE_FLOW, streams=[], audit_conn_id=audit_conn_id, writers=writers, **kwargs
+        )
+        self.outlets = list(kwargs["outlets"])  # the group's load task updates the Asset, once
+        self.key_range = key_range
+        self.sap_b1_conn_id = sap_b1_conn_id
+        self.warehouse_conn_id = warehouse_conn_id
+        self.extra_select = dict(extra_select or {})
+        self.page_size = page_size
+        self.warehouse_schema = validate_schema_name(warehouse_schema)
+
+    def lineage_options(self) -> dict[str, Any]:
+        return {
+            "sap_b1_conn_id": self.sap_b1_conn_id,
+            "warehouse_conn_id": self.warehouse_conn_id,
+            "warehouse_schema": self.warehouse_schema,
+            "extra_select": self.extra_select,
+            "page_size": self.page_size,
+        }
+
+    def run(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_b1.sync.partitions import KeyRange, sync_range
+
+        try:
+            key_range = KeyRange.from_xcom(self.key_range)
+        except (TypeError, ValueError) as exc:
+            raise PermanentError(
+                f"{exc}; a range task takes what SapB1WarehousePlanOperator returns"
+            ) from None
+        flow = self.flow_declaration
+        stream = flow.stream(key_range.entity)
+        self.streams = [stream.name]
+        options = {**self.lineage_options(), "session_slot": key_range.slot}
+        self.options = options
+        with AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit:
+            audit.ensure_schema()
+            with flow.open(options) as (source, sink), audit.session_for(flow.name, context) as session:
+                summary = sync_range(
+                    flow,
+                    stream,
+                    source,
+                    sink,
+                    session,
+                    key_range,
+                    writers=self.writers,
+                    progress_every=self.progress_every,
+                )
+        return {**summary.to_xcom(), "range": key_range.name}
 
 
 class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
@@ -183,7 +413,6 @@ class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
         self.max_share = max_share
 
     def run(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_provider_b1.exceptions import PermanentError
         from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
         from airflow_provider_b1.warehouse.deletions import check_deletions
         from airflow_provider_b1.warehouse.loader import open_loader

@@ -47,8 +47,9 @@ def _open_source(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.sources.sap_b1 import SapB1Source
 
     extra = options.get("extra_select") or {}
+    # A range of a partitioned load reads on a session of its own (``session_slot`` 1 and up).
     return SapB1Source(
-        SapB1Hook(options["sap_b1_conn_id"]),
+        SapB1Hook(options["sap_b1_conn_id"], session_slot=int(options.get("session_slot") or 0)),
         select={entity: spec.select(extra_fields(extra, entity)) for entity, spec in ENTITIES.items()},
         page_size=options.get("page_size"),
     )
@@ -94,6 +95,7 @@ WAREHOUSE_FLOW = Flow(
         "warehouse_schema": DEFAULT_SCHEMA,
         "extra_select": {},
         "page_size": None,
+        "session_slot": 0,
     },
     description="SAP Business One into the Postgres (or SQLite) warehouse star schema.",
     # Each table group's Asset: Looker refreshes once a task that loads any of its entities succeeds.
