@@ -13,7 +13,7 @@ range on its own session of the source.
   the engine's one run loop (:func:`~airflow_provider_b1.sync.engine.sync_stream`): pages,
   writers, the audit trail with each page. Its position (the last key committed, a
   :class:`RangeCursor`) is checkpointed with every page under the range's own name
-  (``Invoices@DocEntry[1000,2000)``), so a failed or killed range's next try resumes after its
+  (``Invoices@[1000,2000)``), so a failed or killed range's next try resumes after its
   last committed page, alone; the other ranges are untouched. The sink upserts by key with a
   payload hash, so re-reading a range rewrites nothing: its records come back ``unchanged``.
 * **The cursor.** When every range has finished, the entity's incremental cursor is the source's
