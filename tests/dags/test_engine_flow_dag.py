@@ -177,17 +177,21 @@ def _loaded(path: Path) -> int:
         return 0
 
 
+#: Twelve pages of 500: the kill comes after three, the second try reads the rest.
+KILLED_INVOICES = 6_000
+
+
 def test_killed_mid_load_then_run_again_equals_sap_and_every_row_has_the_trail_of_the_try_that_wrote_it(
     flow, target, tmp_path
 ):
-    flow.sap.reset(invoices=20_000)
+    flow.sap.reset(invoices=KILLED_INVOICES)
     flow.sap.faults(slow_rate=1.0, slow_seconds=0.15)  # every reply late: a wide window to kill in
     script = tmp_path / "load.py"
     script.write_text(CHILD.format(flows=str(FLOWS)))
     kill_mid_load(script, RUN_ID, lambda: _loaded(target))
     flow.sap.faults()
     partial = rows(target, "SELECT count(*) FROM invoice")[0][0]
-    assert 1500 <= partial < 20_000
+    assert 1500 <= partial < KILLED_INVOICES
     # what the killed try committed has its trail, from that try
     assert rows(target, "SELECT count(*) FROM audit_record WHERE try_number = 1 AND action = 'created'") == [
         (partial,)
@@ -200,7 +204,9 @@ def test_killed_mid_load_then_run_again_equals_sap_and_every_row_has_the_trail_o
     summary = namespace["run"](RUN_ID, 2)
     assert summary["entities"]["Invoices"]["failed"] == 0
     assert equals_sap(flow, target)
-    assert rows(target, "SELECT count(*), count(DISTINCT doc_entry) FROM invoice") == [(20_000, 20_000)]
+    assert rows(target, "SELECT count(*), count(DISTINCT doc_entry) FROM invoice") == [
+        (KILLED_INVOICES, KILLED_INVOICES)
+    ]
     # every row in the target has an audit row from the try that wrote it
     unaudited = rows(
         target,
@@ -211,7 +217,7 @@ def test_killed_mid_load_then_run_again_equals_sap_and_every_row_has_the_trail_o
     retried = dict(
         rows(target, "SELECT action, count(*) FROM audit_record WHERE try_number = 2 GROUP BY action")
     )
-    assert retried == {"created": 20_000 - partial, "unchanged": partial}
+    assert retried == {"created": KILLED_INVOICES - partial, "unchanged": partial}
     # the cursor the try returned is the target's own checkpoint: never ahead of it
     (checkpoint,) = rows(target, "SELECT cursor FROM sync_checkpoint")
     assert json.loads(checkpoint[0]) == summary["entities"]["Invoices"]["cursor"]

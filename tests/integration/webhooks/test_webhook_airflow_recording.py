@@ -234,6 +234,9 @@ def test_an_https_airflow_signed_by_a_private_ca_is_trusted_whatever_requests_ca
             retry_policy=FAST,
             verify=str(served.ca_path),
         )
-        assert client.record_event(INVOICES, {}) == 1
+        try:
+            assert client.record_event(INVOICES, {}) == 1
+        finally:
+            client.close()  # its keep-alive connection would hold up the server's stop
     finally:
         served.stop()
