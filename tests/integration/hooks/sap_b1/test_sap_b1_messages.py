@@ -143,7 +143,11 @@ def test_a_refused_login_fails_the_task_with_the_clear_message_and_few_frames(
     set_connection("sap_messages", sap_sandbox.connection(password="not-the-password"))
     log = run_dag("sap_messages_login")
     assert "cannot decrypt" not in log
-    assert log.count("The SAP session cache entry was made with another password") == 1
+    # Said once at info; the re-read under the login lock says it again at debug only (which shows
+    # here when an earlier test left the root logger at debug).
+    said = "The SAP session cache entry was made with another password"
+    at_info = [line for line in log.splitlines() if said in line and "DEBUG" not in line.split(said)[0]]
+    assert len(at_info) == 1, at_info
     assert (
         "The SAP session cache entry was made with another password (changed since, or mistyped now): "
         "logging in again." in log
