@@ -43,22 +43,38 @@ def waiting(dag_id: str, task_id: str | None = None) -> list[Any]:
         return found
 
 
-def answer(ti: Any, chosen: list[str], *, user: str, params_input: dict | None = None) -> Any:
-    """Answer one parked request as the REST API's ``PATCH .../hitlDetails`` does, as ``user``;
-    returns the API's response model."""
+def respond(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    map_index: int,
+    payload: dict[str, Any],
+    *,
+    user: str,
+    session: Any = None,
+) -> Any:
+    """Answer the request of one task instance with ``payload`` (``chosen_options``,
+    ``params_input``) as the api-server's ``PATCH .../hitlDetails`` route does, as ``user``;
+    returns the route's response model, or raises its ``HTTPException`` (409: answered already)."""
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
     from airflow.utils.session import create_session
 
-    with create_session() as session:
-        return update_hitl_detail(
-            dag_id=ti.dag_id,
-            dag_run_id=ti.run_id,
-            task_id=ti.task_id,
-            update_hitl_detail_payload=UpdateHITLDetailPayload(
-                chosen_options=chosen, params_input=params_input or {}
-            ),
-            user=_User(user, user),
-            session=session,
-            map_index=ti.map_index,
-        )
+    if session is None:
+        with create_session() as own:
+            return respond(dag_id, run_id, task_id, map_index, payload, user=user, session=own)
+    return update_hitl_detail(
+        dag_id=dag_id,
+        dag_run_id=run_id,
+        task_id=task_id,
+        update_hitl_detail_payload=UpdateHITLDetailPayload(**payload),
+        user=_User(user, user),
+        session=session,
+        map_index=map_index,
+    )
+
+
+def answer(ti: Any, chosen: list[str], *, user: str, params_input: dict | None = None) -> Any:
+    """Answer one parked request (a task instance from :func:`waiting`) as ``user``."""
+    payload = {"chosen_options": chosen, "params_input": params_input or {}}
+    return respond(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, payload, user=user)

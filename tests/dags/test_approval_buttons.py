@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 import requests
@@ -26,6 +25,7 @@ from hitl_helpers import fail_waiting
 from test_approvals_dag import ADA, APPROVER, DAG_ID, approvals, build, outcomes, valid  # noqa: F401
 
 from airflow_provider_b1.sandbox.server import serve_in_thread
+from airflow_provider_b1.utils.hitl import respond
 from airflow_provider_b1.webhooks.assets_client import AirflowAssetsClient, HitlRefusedError
 from airflow_provider_b1.webhooks.receiver import create_app
 from airflow_provider_b1.webhooks.settings import WebhookSettings
@@ -35,22 +35,9 @@ TOKEN = "stand-in-airflow-token"
 HITL = "/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
 
 
-@dataclass
-class _User:
-    id: str
-    name: str
-
-    def get_id(self) -> str:
-        return self.id
-
-    def get_name(self) -> str:
-        return self.name
-
-
 def airflow_hitl_endpoint(calls: list) -> FastAPI:
     """Airflow's token and HITL endpoints as the api-server answers them, for the receiver's user."""
-    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-    from airflow.api_fastapi.core_api.routes.public.hitl import get_hitl_detail, update_hitl_detail
+    from airflow.api_fastapi.core_api.routes.public.hitl import get_hitl_detail
     from airflow.utils.session import create_session
     from fastapi import HTTPException
 
@@ -71,14 +58,8 @@ def airflow_hitl_endpoint(calls: list) -> FastAPI:
                 if body is None:
                     found = get_hitl_detail(dag_id, run_id, task_id, session=session, map_index=map_index)
                 else:
-                    found = update_hitl_detail(
-                        dag_id=dag_id,
-                        dag_run_id=run_id,
-                        task_id=task_id,
-                        update_hitl_detail_payload=UpdateHITLDetailPayload(**body),
-                        user=_User(RECEIVER_USER, RECEIVER_USER),
-                        session=session,
-                        map_index=map_index,
+                    found = respond(
+                        dag_id, run_id, task_id, map_index, body, user=RECEIVER_USER, session=session
                     )
                 return JSONResponse(found.model_dump(mode="json"))
         except HTTPException as exc:
