@@ -23,7 +23,15 @@ def test_bad_invoices_are_named_the_rest_loads_reconcile_fails_and_a_replay_afte
     states = task_states(dr)
     assert dr.state == "failed"
     # one bad record never sinks its batch: every load succeeded, only the reconciliation fails
-    assert states == {
+    # (a company this small is not split into key ranges: every plan is empty, its ranges skipped)
+    split = {
+        task: state for task, state in states.items() if task.startswith("plan_") or task.endswith("_ranges")
+    }
+    assert split
+    assert all(
+        state == ("success" if task.startswith("plan_") else "skipped") for task, state in split.items()
+    )
+    assert {task: state for task, state in states.items() if task not in split} == {
         "load_master": "success",
         "load_sales": "success",
         "load_purchasing": "success",
