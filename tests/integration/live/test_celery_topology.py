@@ -6,16 +6,27 @@ triggerer and two Celery workers with a session cache each (:mod:`celery_stack`)
 SAP sandbox counted exactly one login per worker although each worker ran several tasks that
 call SAP; and stopping the topology leaves no process behind. Under ``CI=true`` a topology that
 cannot start (no PostgreSQL, no Redis) fails the test; elsewhere it is skipped.
+
+It starts a whole deployment of its own (six Airflow processes) and takes about two minutes on
+two cores, so the suite runs it only when asked: ``B1_CELERY_TOPOLOGY=1 ./run tests
+tests/integration/live/test_celery_topology.py``. ``./run celery`` starts the same topology for
+people and runs every flow through it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 import pytest
 from celery_stack import SHARED_SETTINGS, WAREHOUSE_DAG, WORKERS, celery_topology
 from live_airflow import LiveAirflowError, ci_requires_it
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("B1_CELERY_TOPOLOGY") != "1",
+    reason="the Celery deployment test runs when asked (B1_CELERY_TOPOLOGY=1), or use ./run celery",
+)
 
 SAP_TASKS = {"load_master", "check_deletions", "reconcile"}
 """Tasks of the warehouse DAG that call SAP whatever the DAG's partitioning."""
