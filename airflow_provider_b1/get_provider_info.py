@@ -12,8 +12,8 @@ def get_provider_info() -> dict:
         "package-name": "airflow-provider-b1",
         "name": "SAP Business One",
         "description": "SAP Business One Service Layer hook, sync engine and flows to Salesforce "
-        "(polled, or woken by Change Data Capture), ServiceTitan and a Postgres warehouse read by "
-        "Looker.",
+        "(polled, or woken by Change Data Capture), ServiceTitan, Microsoft Teams (cards, alerts, "
+        "approvals) and a Postgres warehouse read by Looker.",
         "integrations": [
             {
                 "integration-name": _INTEGRATION,

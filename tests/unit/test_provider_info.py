@@ -78,7 +78,7 @@ def test_the_salesforce_cdc_trigger_and_sensor_are_registered():
     for section in ("hooks", "operators", "triggers", "sensors"):
         for entry in info[section]:
             assert entry["integration-name"] in integrations
-    assert "Teams" not in info["description"]  # no Teams flow yet, only its hooks
+    assert "Microsoft Teams (cards, alerts, approvals)" in info["description"]
 
 
 def test_providers_manager_lists_the_salesforce_trigger_and_the_pubsub_fields():
