@@ -151,6 +151,21 @@ def _metadata_database(stack: contextlib.ExitStack) -> str | None:
         return None
 
 
+#: The live Airflow once started, so that it can be stopped when this folder's last test is done.
+_STARTED: list[LiveAirflow] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the live Airflow after this folder's last test instead of at the end of the session:
+    its idle components would keep taking CPU from every test that runs after them."""
+    here = Path(__file__).resolve().parent
+    if nextitem is not None and here in Path(str(nextitem.path)).resolve().parents:
+        return
+    while _STARTED:
+        _STARTED.pop().stop()
+
+
 @pytest.fixture(scope="session")
 def live_airflow(live_connections, tmp_path_factory) -> Iterator[LiveAirflow]:
     """A real Airflow (api-server, scheduler, dag-processor) running the project's DAGs, all paused."""
@@ -174,6 +189,7 @@ def live_airflow(live_connections, tmp_path_factory) -> Iterator[LiveAirflow]:
             if ci_requires_it():
                 pytest.fail(f"A live Airflow is required under CI=true and did not start:\n{exc}")
             pytest.skip(f"A live Airflow could not be started here, so these tests are skipped:\n{exc}")
+        _STARTED.append(airflow)
         yield airflow
         airflow.stop()
         assert airflow.running_processes() == [], "processes of the live Airflow outlived stop()"
@@ -257,10 +273,13 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(live_airflow: LiveAirflow, request) -> Iterator[Any]:
     """A page of the distribution's Chromium (``./run tests`` installs it), driven by Playwright and
     signed in to the live Airflow; ``page.shot(name)`` stores a screenshot in ``test-artifacts/browser/``.
+
+    Closed with its module: an open Airflow page keeps Chromium and the api-server busy (about a
+    third of a core), which the rest of the suite would pay for.
 
     Without Chromium or Playwright the browser tests are skipped, or fail under ``CI=true``.
     """
