@@ -528,7 +528,10 @@ class TeamsBotHook(TeamsHook):
         return response.json() if response.content else {}
 
     def _graph(self, path: str, *, what: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        url = f"{self.settings.graph_url}/v1.0/{path}"
+        return self._graph_url(f"{self.settings.graph_url}/v1.0/{path}", what=what, params=params)
+
+    def _graph_url(self, url: str, *, what: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """A Graph GET of a whole URL (a path's, or a listing's ``@odata.nextLink``)."""
         response = self._call(
             self.graph_client,
             "GET",
@@ -696,17 +699,7 @@ class TeamsBotHook(TeamsHook):
         params: dict[str, str] | None = {"$top": "50"}
         url = f"{self.settings.graph_url}/v1.0/{path}"
         for _ in range(pages):
-            response = self._call(
-                self.graph_client,
-                "GET",
-                url,
-                params=params,
-                what=what,
-                service="Graph",
-                where=self.settings.graph_url,
-                repeatable=True,
-            )
-            listing = response.json()
+            listing = self._graph_url(url, what=what, params=params)
             for message in listing.get("value") or []:
                 for attachment in message.get("attachments") or []:
                     content = attachment.get("content")
