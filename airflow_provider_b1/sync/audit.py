@@ -1,7 +1,9 @@
 """The audit trail: one row per record per attempt, in one table reached through an Airflow connection.
 
 A flow opens an :class:`AuditSession` for each task try and records what happened to every
-record it read (:class:`Action`: created, updated, unchanged, skipped, failed). The sync engine
+record it read (:class:`Action`: created, updated, unchanged, skipped, failed; and for the
+warehouse, which keeps what SAP deletes, deleted and restored: see
+:mod:`airflow_provider_b1.warehouse.deletions`). The sync engine
 writes a page's rows with the page (:meth:`AuditSession.write`): inside the page's own
 transaction when the target and the audit trail share a database, else right after the page's
 commit. Rows go in bulk: ``COPY`` on PostgreSQL, ``executemany`` on SQLite (the embedded demo).
@@ -265,7 +267,77 @@ COLUMNS = (
     "waiting_for",
 )
 
-_ACTIONS_SQL = ", ".join(f"'{a.value}'" for a in Action)
+
+def _in_list(actions: Iterable[str]) -> str:
+    return ", ".join(f"'{action}'" for action in actions)
+
+
+# Frozen with the migrations that wrote them: a released migration never changes, so the action
+# list of the first one is spelled out rather than taken from today's Action.
+_V1_ACTIONS = ("created", "updated", "unchanged", "skipped", "failed")
+_V4_ACTIONS = (*_V1_ACTIONS, "deleted", "restored")
+_ACTIONS_V1 = _in_list(_V1_ACTIONS)
+_ACTIONS_V4 = _in_list(_V4_ACTIONS)
+if {a.value for a in Action} != set(_V4_ACTIONS):  # pragma: no cover - caught by any test run
+    raise RuntimeError("A new audit action needs a migration that widens the action CHECK.")
+
+_INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_key_idx ON {{s}}{TABLE} (flow, source_key, source_entity, source_system, id)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_failed_idx ON {{s}}{TABLE} (flow, at) WHERE action = 'failed'",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_run_idx ON {{s}}{TABLE} (dag_id, run_id, task_id)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_waiting_idx ON {{s}}{TABLE} (flow, source_entity, id) "
+    "WHERE waiting_for IS NOT NULL",
+)
+
+# PostgreSQL swaps the CHECK in the migration's transaction: every CHECK on the action column is
+# dropped whatever its name (a table adopted from before the migrations may name it otherwise),
+# then the wider one is added. The scan that validates it holds the table's lock for a moment.
+_WIDEN_ACTIONS_POSTGRES = (
+    f"""DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT conname FROM pg_constraint
+        WHERE conrelid = '{{s}}{TABLE}'::regclass AND contype = 'c'
+        AND conkey = ARRAY[(SELECT attnum FROM pg_attribute
+            WHERE attrelid = '{{s}}{TABLE}'::regclass AND attname = 'action')]
+    LOOP
+        EXECUTE format('ALTER TABLE {{s}}{TABLE} DROP CONSTRAINT %I', c.conname);
+    END LOOP;
+END $$""",
+    f"ALTER TABLE {{s}}{TABLE} ADD CONSTRAINT {TABLE}_action_check CHECK (action IN ({_ACTIONS_V4}))",
+)
+
+# SQLite cannot alter a CHECK: the table is rebuilt (new table, copy with the ids, drop, rename,
+# indexes again), in the migration's transaction. The AUTOINCREMENT counter is carried over, so
+# an id is never given twice and "the highest id is the latest attempt" stays true.
+_WIDEN_ACTIONS_SQLITE = (
+    f"""CREATE TABLE {TABLE}_v4 (
+    id {{id}},
+    at {{ts}} NOT NULL,
+    flow {{text}} NOT NULL,
+    dag_id {{text}},
+    run_id {{text}},
+    task_id {{text}},
+    try_number {{int}},
+    source_system {{text}} NOT NULL,
+    source_entity {{text}} NOT NULL,
+    source_key {{text}} NOT NULL,
+    target_system {{text}},
+    target_entity {{text}},
+    target_key {{text}},
+    action {{text}} NOT NULL CHECK (action IN ({_ACTIONS_V4})),
+    error {{text}},
+    payload_hash {{hash}},
+    attempt {{int}} NOT NULL CHECK (attempt >= 1),
+    waiting_for {{text}}
+)""",
+    f"INSERT INTO {TABLE}_v4 (id, {', '.join(COLUMNS)}) SELECT id, {', '.join(COLUMNS)} FROM {TABLE} ORDER BY id",
+    f"DELETE FROM sqlite_sequence WHERE name = '{TABLE}_v4'",
+    f"INSERT INTO sqlite_sequence (name, seq) SELECT '{TABLE}_v4', seq FROM sqlite_sequence WHERE name = '{TABLE}'",
+    f"DROP TABLE {TABLE}",
+    f"ALTER TABLE {TABLE}_v4 RENAME TO {TABLE}",
+    *_INDEXES,
+)
 
 #: The audit trail's tables: written once, migrated like the warehouse (``CREATE ... IF NOT
 #: EXISTS`` adopts a table made before the trail had migrations).
@@ -291,7 +363,7 @@ AUDIT_MIGRATIONS = MigrationSet(
                 target_system {{text}},
                 target_entity {{text}},
                 target_key {{text}},
-                action {{text}} NOT NULL CHECK (action IN ({_ACTIONS_SQL})),
+                action {{text}} NOT NULL CHECK (action IN ({_ACTIONS_V1})),
                 error {{text}},
                 payload_hash {{hash}},
                 attempt {{int}} NOT NULL CHECK (attempt >= 1)
@@ -311,6 +383,13 @@ AUDIT_MIGRATIONS = MigrationSet(
                 f"CREATE INDEX IF NOT EXISTS {TABLE}_waiting_idx ON {{s}}{TABLE} (flow, source_entity, id) "
                 "WHERE waiting_for IS NOT NULL",
             ),
+        ),
+        Migration(
+            4,
+            "records marked deleted in the source, and restored",
+            (),
+            postgres_only=_WIDEN_ACTIONS_POSTGRES,
+            sqlite_only=_WIDEN_ACTIONS_SQLITE,
         ),
     ),
 )
@@ -643,7 +722,8 @@ class AuditTrail:
         """Return the records of a flow whose latest attempt failed, oldest failure first.
 
         A record that failed and was later created, updated, found unchanged or skipped (by a
-        later run or a replay) is not returned, nor one that had no key (nothing can re-read it).
+        later run or a replay), marked deleted (the source no longer holds it) or restored is not
+        returned, nor one that had no key (nothing can re-read it).
 
         :param flow: the flow.
         :param since: only failures at or after this time.

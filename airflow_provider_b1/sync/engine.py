@@ -1008,12 +1008,7 @@ class _Progress:
         s = self.summary
         elapsed = now - self.started
         rate = s.read / elapsed if elapsed > 0 else 0.0
-        return (
-            f"{s.read:,} read in {elapsed:.1f} s ({rate:,.0f}/s): {s.created:,} created, {s.updated:,} updated, "
-            f"{s.unchanged:,} unchanged, {s.skipped:,} skipped, {s.failed:,} failed"
-            + (f" ({s.waiting:,} waiting for others)" if s.waiting else "")
-            + (f", {s.retried:,} waiting records retried" if s.retried else "")
-        )
+        return f"{s.read:,} read in {elapsed:.1f} s ({rate:,.0f}/s): {s.describe()}"
 
 
 # --- replay --------------------------------------------------------------------------------------

@@ -9,19 +9,33 @@ from typing import Any
 
 
 class Action(str, enum.Enum):
-    """What happened to one record in one attempt."""
+    """What happened to one record in one attempt.
+
+    The first five are what a write of a record read from a source ends with. Two more exist for
+    targets that keep records the source deleted (the warehouse): ``deleted`` is a row marked
+    deleted because the source no longer holds its key (written by a deletion check, never by a
+    load), and ``restored`` is such a row a later load brought back because the source holds the
+    key again. Neither is a failure, so replay never picks either up.
+    """
 
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     SKIPPED = "skipped"
     FAILED = "failed"
+    DELETED = "deleted"
+    RESTORED = "restored"
 
     def __str__(self) -> str:
         return self.value
 
 
 ACTIONS: tuple[str, ...] = tuple(action.value for action in Action)
+#: The actions a summary always shows, at 0 too; ``deleted`` and ``restored`` are rare (a flow
+#: whose target keeps what the source deletes) and shown only when they happen.
+USUAL_ACTIONS: tuple[str, ...] = tuple(
+    action for action in ACTIONS if action not in (Action.DELETED.value, Action.RESTORED.value)
+)
 
 
 # Slotted and not frozen: one is made per record on loads of millions, and a frozen dataclass

@@ -1,7 +1,8 @@
 """Replay: send a flow's failed records again, once their cause is fixed, through the same path.
 
 :func:`replay_failed` asks the audit trail for the records whose *latest* attempt in a flow
-failed (a failure followed by any later outcome for the same record is settled), then, per
+failed (a failure followed by any later outcome for the same record is settled: a record marked
+deleted since it failed is gone from the source, and one restored was written), then, per
 stream, re-reads them from the flow's own source by key and writes them through the flow's own
 sink (:func:`~airflow_provider_b1.sync.engine.replay_keys`): the same mapping, the same
 idempotent write, the same trail, each record's attempt one more than its last. Replaying twice,
@@ -21,7 +22,7 @@ from typing import Any
 from airflow_provider_b1.sync.audit import KEY_LIMIT, AuditTrail
 from airflow_provider_b1.sync.engine import is_stand_in, replay_keys
 from airflow_provider_b1.sync.flows import Flow, UnknownFlowError, get_flow
-from airflow_provider_b1.sync.outcomes import ACTIONS, Action, Outcome
+from airflow_provider_b1.sync.outcomes import USUAL_ACTIONS, Action, Outcome
 from airflow_provider_b1.sync.window import SyncWindowError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ class ReplaySummary:
     since: dt.datetime | None
     until: dt.datetime | None
     selected: int = 0
-    counts: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
+    # A replayed record can come back restored (SAP re-created it after the warehouse marked it
+    # deleted): counted when it happens. Replay never marks anything deleted.
+    counts: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(USUAL_ACTIONS, 0))
     sample: list[str] = dataclasses.field(default_factory=list)
 
     def to_xcom(self) -> dict[str, Any]:
@@ -132,7 +135,7 @@ def replay_failed(
 
 def _count(summary: ReplaySummary, outcomes: list[Outcome]) -> None:
     for outcome in outcomes:
-        summary.counts[outcome.action.value] += 1
+        summary.counts[outcome.action.value] = summary.counts.get(outcome.action.value, 0) + 1
 
 
 def _fail_alone(session: Any, flow: Flow, entity: str, keys: list[str], reason: str) -> list[Outcome]:

@@ -19,6 +19,9 @@ from typing import Any
 from airflow_provider_b1.sync.audit import Action
 
 COUNT_FIELDS = ("read", "created", "updated", "unchanged", "skipped", "failed", "waiting", "retried")
+#: Counts a summary carries only when they are above 0: records restored after their deletion in
+#: the source, and rows marked deleted (flows whose target keeps what the source deletes).
+RARE_COUNT_FIELDS = ("restored", "deleted")
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -39,7 +42,9 @@ class SyncSummary:
 
     ``failed`` counts every record that failed; ``waiting`` those of them that wait for another
     record (the next run retries them), and ``retried`` the waiting records of earlier runs this run
-    read again first.
+    read again first. ``restored`` counts records brought back after they were marked deleted
+    (they are written, like created and updated ones) and ``deleted`` rows marked deleted; both
+    appear in :meth:`to_xcom` and :meth:`describe` only when above 0.
     """
 
     flow: str
@@ -56,6 +61,8 @@ class SyncSummary:
     failed: int = 0
     waiting: int = 0
     retried: int = 0
+    restored: int = 0
+    deleted: int = 0
 
     def count(self, action: Action | str, n: int = 1) -> None:
         """Add ``n`` records that ended with ``action`` (``created``, ``failed``, ...)."""
@@ -64,8 +71,25 @@ class SyncSummary:
 
     @property
     def written(self) -> int:
-        """Records the target now holds because of this run (created + updated)."""
-        return self.created + self.updated
+        """Records the target now holds because of this run (created + updated + restored)."""
+        return self.created + self.updated + self.restored
+
+    def describe(self) -> str:
+        """The counts in words, for a log line: ``"5 created, 2 updated, ..."``; the rare ones
+        (``"1 restored after deletion"``, ``"3 marked deleted"``) only when above 0."""
+        text = (
+            f"{self.created:,} created, {self.updated:,} updated, {self.unchanged:,} unchanged, "
+            f"{self.skipped:,} skipped, {self.failed:,} failed"
+        )
+        if self.waiting:
+            text += f" ({self.waiting:,} waiting for others)"
+        if self.retried:
+            text += f", {self.retried:,} waiting records retried"
+        if self.restored:
+            text += f", {self.restored:,} restored after deletion"
+        if self.deleted:
+            text += f", {self.deleted:,} marked deleted"
+        return text
 
     def to_xcom(self) -> dict[str, Any]:
         """Return the summary as a small dict of primitives, ready to be a task's return value."""
@@ -78,6 +102,7 @@ class SyncSummary:
             "until": _iso(self.until),
         }
         data.update({name: getattr(self, name) for name in COUNT_FIELDS})
+        data.update({name: getattr(self, name) for name in RARE_COUNT_FIELDS if getattr(self, name)})
         data["written"] = self.written
         return data
 
@@ -95,7 +120,7 @@ class SyncSummary:
             mode=data.get("mode", "incremental"),
             since=parse(data.get("since")),
             until=parse(data.get("until")),
-            **{name: int(data.get(name) or 0) for name in COUNT_FIELDS},
+            **{name: int(data.get(name) or 0) for name in (*COUNT_FIELDS, *RARE_COUNT_FIELDS)},
         )
 
 
@@ -103,7 +128,8 @@ def combine_summaries(summaries: Iterable[SyncSummary]) -> dict[str, Any]:
     """Combine per-entity summaries of one task into one XCom value.
 
     The result is ``{"flow": ..., "entities": {entity: summary.to_xcom()}, "read": total, ...}``;
-    the totals make the task's outcome readable at a glance in the UI.
+    the totals make the task's outcome readable at a glance in the UI (``restored`` and
+    ``deleted`` only when above 0).
 
     :param summaries: one summary per entity the task synced.
     """
@@ -115,4 +141,7 @@ def combine_summaries(summaries: Iterable[SyncSummary]) -> dict[str, Any]:
         entities[summary.entity] = summary.to_xcom()
         for name in totals:
             totals[name] += entities[summary.entity][name]
+        for name in RARE_COUNT_FIELDS:
+            if getattr(summary, name):
+                totals[name] = totals.get(name, 0) + getattr(summary, name)
     return {"flow": flow, "entities": entities, **totals}

@@ -69,13 +69,16 @@ def render(statement: str, dialect: str, schema: str | None) -> str:
 class Migration:
     """One frozen step: a version number, a description and its statements.
 
-    ``postgres_only`` statements run after the others, on PostgreSQL only.
+    ``postgres_only`` statements run after the others, on PostgreSQL only; ``sqlite_only`` ones
+    on SQLite only (where a change needs another way there, such as rebuilding a table whose
+    CHECK constraint changes: SQLite cannot alter one).
     """
 
     version: int
     description: str
     statements: tuple[str, ...]
     postgres_only: tuple[str, ...] = ()
+    sqlite_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ class MigrationSet:
             for migration in self.migrations:
                 if current < migration.version <= target:
                     self._log(migration, None)
-                    for statement in migration.statements:
+                    for statement in (*migration.statements, *migration.sqlite_only):
                         conn.execute(render(statement, "sqlite", None))
                     conn.execute(
                         f"INSERT INTO {self.version_table} (version, description) VALUES (?, ?)",

@@ -83,7 +83,12 @@ from airflow_provider_b1.warehouse.schema import (
 
 log = logging.getLogger(__name__)
 
-CREATED, UPDATED, UNCHANGED, SKIPPED, FAILED = (a.value for a in Action)
+CREATED, UPDATED, UNCHANGED, RESTORED = (
+    Action.CREATED.value,
+    Action.UPDATED.value,
+    Action.UNCHANGED.value,
+    Action.RESTORED.value,
+)
 _ACTIONS = {a.value: a for a in Action}
 
 

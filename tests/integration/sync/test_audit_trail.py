@@ -35,7 +35,7 @@ def test_ensure_schema_is_idempotent(audit_trail):
     audit_trail.ensure_schema()
     audit_trail.ensure_schema()
     assert audit_trail.counts_for_run("dag", "nothing") == dict.fromkeys(
-        ("created", "updated", "unchanged", "skipped", "failed"), 0
+        ("created", "updated", "unchanged", "skipped", "failed", "deleted", "restored"), 0
     )
 
 
@@ -46,7 +46,15 @@ def test_one_row_per_record_with_counts_by_run(audit_trail):
     assert session.written == 252
     assert session.counts == {"created": 250, "failed": 1, "unchanged": 1}
     counts = audit_trail.counts_for_run("dag", "run-1", task_id="load", flow=FLOW)
-    assert counts == {"created": 250, "updated": 0, "unchanged": 1, "skipped": 0, "failed": 1}
+    assert counts == {
+        "created": 250,
+        "updated": 0,
+        "unchanged": 1,
+        "skipped": 0,
+        "failed": 1,
+        "deleted": 0,
+        "restored": 0,
+    }
 
 
 def test_rows_hold_keys_hash_and_clear_error_only(audit_trail):
@@ -109,12 +117,17 @@ def test_replay_selects_records_whose_latest_attempt_failed(audit_trail):
             rec("ok", Action.CREATED, at=t0),
             rec("late", Action.FAILED, error="e", at=t0 + dt.timedelta(days=10)),
             rec("other-entity", Action.FAILED, error="e", entity="Orders", at=t0),
+            rec("gone", Action.FAILED, error="e", at=t0),
+            rec("back", Action.FAILED, error="e", at=t0),
         ],
     )
     run(
         audit_trail,
         "run-2",
         [
+            # deleted in the source since it failed: nothing left to replay; restored: written
+            rec("gone", Action.DELETED, error="not among SAP's 3 keys", at=t0 + dt.timedelta(hours=1)),
+            rec("back", Action.RESTORED, at=t0 + dt.timedelta(hours=1)),
             rec("fixed", Action.UPDATED, at=t0 + dt.timedelta(hours=1)),
             rec("still", Action.FAILED, error="e2", at=t0 + dt.timedelta(hours=1)),
             rec("ok", Action.FAILED, error="now broken", at=t0 + dt.timedelta(hours=1)),
