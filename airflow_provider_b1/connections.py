@@ -97,6 +97,12 @@ SAP_B1: dict[str, Any] = {
             "description": "Optional SAP language code sent at login (integer, e.g. 3 for English).",
             "schema": {"type": ["integer", "null"]},
         },
+        "max_sessions": {
+            "label": "Sessions for partitioned loads",
+            "description": "SAP sessions a large load split into ranges may hold at once (default 4). Every session "
+            "holds a user licence: keep it within the licences this user may take.",
+            "schema": {"type": ["integer", "null"], "minimum": 1, "default": 4},
+        },
     },
 }
 

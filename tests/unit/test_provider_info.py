@@ -50,6 +50,7 @@ def test_sap_connection_form_relabels_fields_and_keeps_secrets_in_the_password_o
         "page_size",
         "timezone",
         "language",
+        "max_sessions",
     }
     assert not any(f["schema"].get("format") == "password" for f in sap["conn-fields"].values())
 

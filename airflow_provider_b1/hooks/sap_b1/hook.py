@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 500
 """Records per page unless the connection or the caller says otherwise (the server's own is 20)."""
+#: SAP sessions a partitioned load holds at once unless the connection says (each holds a licence).
+DEFAULT_MAX_SESSIONS = 4
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class _Settings:
     page_size: int
     timezone: str
     language: int | None
+    max_sessions: int
 
 
 class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
@@ -75,7 +78,8 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
     optional; ``https://h:50000`` alone uses the ``api_version`` extra, default v2), ``schema``
     the company database, ``login``/``password`` the SAP user. Extras: ``api_version``,
     ``verify_tls``, ``ca_bundle``, ``cert_fingerprint``, ``page_size``, ``timezone``,
-    ``language``.
+    ``language``, ``max_sessions`` (the SAP sessions, each holding a licence, that a partitioned
+    load may hold at once; default 4).
 
     Every call logs in on first use (one session shared by the worker's task processes; see
     :class:`~airflow_provider_b1.hooks.sap_b1.session.SapSession`), is retried under
@@ -179,6 +183,16 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
         base_url, api_version = self._service_root(host, conn.port, extra.get("api_version"))
         page_size = self._page_size or extra.get("page_size") or DEFAULT_PAGE_SIZE
         language = extra.get("language")
+        max_sessions = extra.get("max_sessions") or DEFAULT_MAX_SESSIONS
+        try:
+            max_sessions = int(max_sessions)
+        except (TypeError, ValueError):
+            max_sessions = 0
+        if max_sessions < 1:
+            raise ValueError(
+                f"Connection {self.sap_b1_conn_id!r}: max_sessions must be a whole number of sessions, 1 or more, "
+                f"not {extra.get('max_sessions')!r}."
+            )
         return _Settings(
             base_url=base_url,
             api_version=api_version,
@@ -191,6 +205,7 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
             page_size=int(page_size),
             timezone=str(extra.get("timezone") or "UTC"),
             language=int(language) if language is not None else None,
+            max_sessions=max_sessions,
         )
 
     @staticmethod
@@ -231,6 +246,12 @@ class SapB1Hook(SapB1Reads, SapB1Writes, SapB1Webhooks, BaseHook):
     def api_version(self) -> str:
         """``"v1"`` or ``"v2"``."""
         return self.settings.api_version
+
+    @property
+    def max_sessions(self) -> int:
+        """SAP sessions (each holding a licence) a partitioned load may hold at once: the
+        ``max_sessions`` extra, default :data:`DEFAULT_MAX_SESSIONS`."""
+        return self.settings.max_sessions
 
     @property
     def page_size(self) -> int:

@@ -106,3 +106,14 @@ def test_request_follows_the_typed_calls_rules(connect, monkeypatch):
             },
         ),
     ]
+
+
+@pytest.mark.parametrize(("value", "sessions"), [(None, 4), ("", 4), ("2", 2), (8, 8)])
+def test_the_sessions_of_a_partitioned_load_come_from_the_connection(connect, value, sessions):
+    assert connect(max_sessions=value).max_sessions == sessions
+
+
+@pytest.mark.parametrize("value", ["0", "two", -1])
+def test_a_max_sessions_that_is_no_count_of_sessions_is_refused_by_name(connect, value):
+    with pytest.raises(ValueError, match="max_sessions must be a whole number of sessions, 1 or more"):
+        _ = connect(max_sessions=value).max_sessions
