@@ -14,8 +14,8 @@ invoice into an empty warehouse schema:
   one SAP session, two writer connections, the audit trail in each page's transaction).
 * **N partitions**: the partitioned load as the DAG runs it on N Celery workers: the plan
   (``$count``, lowest and highest ``DocEntry``) in this process, then one process per range, all
-  at once, range ``i`` on SAP session ``1 + i % sessions`` (``--sessions``, the DAG's
-  ``SAP_SESSIONS``, default 4: more ranges than sessions share them), then the group's load
+  at once, range ``i`` on SAP session ``1 + i % sessions`` (``--sessions``, the SAP
+  connection's ``max_sessions``, default 4: more ranges than sessions share them), then the group's load
   reading what changed since the plan. The time runs from the plan to the end of that last step,
   without the task processes' interpreter start (they start together once all are ready).
 
@@ -260,7 +260,7 @@ def partitioned(
 ) -> Measurement:
     """One partitioned load: plan here, ranges in task processes side by side, then the finishing read."""
     from airflow_provider_b1.sync import SyncWindow, sync_stream
-    from airflow_provider_b1.sync.partitions import plan_ranges
+    from airflow_provider_b1.sync.partitions import PruningSink, plan_ranges
     from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
 
     run = warehouse.fresh(f"p{parts}")
@@ -283,12 +283,14 @@ def partitioned(
     planning = time.perf_counter() - started
     results = run_children([{**run, "kind": "range", "key_range": r.to_xcom()} for r in ranges])
     ranges_seconds = max(r["ended"] for r in results) - min(r["began"] for r in results)
-    # the group's load ends it: what changed since the plan, from the plan's cursor
+    # the group's load ends it: what changed since the plan, from the plan's cursor, deleting the
+    # ranges' checkpoints as it moves the entity's
     started = time.perf_counter()
     audit, session_cm = _audit_session(run, "load")
     with WAREHOUSE_FLOW.open(options) as (source, sink), session_cm as session:
         window = SyncWindow("incremental", cursor=ranges[0].cursor, reason="after the ranges")
-        finish = sync_stream(WAREHOUSE_FLOW, stream, source, sink, session, window)
+        ending = PruningSink(sink, [r.name for r in ranges])
+        finish = sync_stream(WAREHOUSE_FLOW, stream, source, ending, session, window)
     audit.close()
     # plan + ranges (from the first range's start to the last one's end) + the finishing read;
     # not the task processes' interpreter start (a warm Celery worker has it behind it)
@@ -396,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sessions",
         type=int,
         default=4,
-        help="SAP sessions the ranges share, as the DAG's SAP_SESSIONS (range i on session 1 + i %% sessions)",
+        help="SAP sessions the ranges share, as the SAP connection's max_sessions (range i on session 1 + i %% sessions)",
     )
     parser.add_argument("--baseline-invoices", type=int, default=1000)
     parser.add_argument("--no-single", action="store_true", help="leave out the single-session flow")

@@ -10,13 +10,28 @@ Reload a period: trigger with **Since**/**Until**, or run a backfill over the da
 (each backfill run reads exactly its day). **Full refresh** re-reads everything; unchanged
 records are recognised by their hash and left alone.
 
-A first run (or a **Full refresh**) of a large document entity is split into key ranges by
-``DocEntry``: **plan_<group>** counts it and returns the ranges, **load_<group>_ranges** is
-mapped over them (each range its own task on its own SAP session, spread over the workers, at
-most ``SAP_SESSIONS`` at once), and **load_<group>** then reads only what changed since the plan
-and moves the cursor. A failed range is retried alone and resumes after its last committed page.
-**Partitions** sets the number of ranges (0: one per session from ``PARTITION_THRESHOLD``
-records; 1: never split). An incremental run plans nothing: the range task is skipped.
+A first run, a **Full refresh** or a window (**Since**/**Until**, a backfill day) of a large entity
+is split into ranges: documents by ``DocEntry``, business partners and items by ``UpdateDate``.
+**plan_<group>** counts the entity (its window) and returns the ranges, **load_<group>_ranges** is
+mapped over them (each range its own task on its own SAP session, spread over the workers), and
+**load_<group>** then reads only what changed since the plan, moves the cursor (a window run
+leaves it where it was) and deletes the ranges' checkpoints. A failed range is retried alone and
+resumes after its last committed page. **Partitions** sets the number of ranges (0: one per
+session once the entity holds **Partition threshold** records; 1: never split). An incremental
+run plans nothing: the range task is skipped.
+
+Settings a deployer changes without editing this file:
+
+* the SAP connection's **Sessions for partitioned loads** (extra ``max_sessions``, default 4): the
+  SAP sessions, each holding a licence, one split load holds at once. Ranges share that many
+  session slots whatever the number of ranges, so it caps the licences even when more range tasks
+  run at once;
+* the environment variable ``B1_SAP_SESSIONS`` (default 4), read when the DAG is parsed: how many
+  range tasks of one run may run at once (``max_active_tis_per_dagrun`` is fixed at parse time).
+  Keep it equal to ``max_sessions``: more only makes tasks wait on a busy session; fewer leaves
+  sessions idle;
+* ``B1_PARTITION_THRESHOLD`` (default 50,000), read when the DAG is parsed: the default of the
+  **Partition threshold** param, which a run can override from the trigger form.
 
 After the master data is loaded, **check_deletions** compares SAP's keys of business partners,
 items, G/L accounts and profit centres with the warehouse's (keys only) and marks the rows of
@@ -31,11 +46,14 @@ marked deleted left out) and fails with a report on any difference.
 
 from __future__ import annotations
 
+import os
+
 import pendulum
 from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag
 
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
 from airflow_provider_b1.sync import sync_params
+from airflow_provider_b1.sync.partitions import DEFAULT_SESSIONS, DEFAULT_THRESHOLD
 from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
     DEFAULT_MAX_SHARE,
     SapB1ToWarehouseOperator,
@@ -47,10 +65,11 @@ from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
 )
 from airflow_provider_b1.webhooks.assets import sap_b1_asset
 
-#: SAP sessions (each holds a licence) the key ranges of a split load use at once.
-SAP_SESSIONS = 4
-#: Records from which a first load of an entity is split into ranges (one per session).
-PARTITION_THRESHOLD = 50_000
+#: Range tasks of one run that may run at once (fixed at parse time); match the SAP connection's
+#: ``max_sessions``, which caps the sessions (licences) the ranges hold.
+SAP_SESSIONS = int(os.environ.get("B1_SAP_SESSIONS") or DEFAULT_SESSIONS)
+#: Default of the ``partition_threshold`` param: records from which a load is split into ranges.
+PARTITION_THRESHOLD = int(os.environ.get("B1_PARTITION_THRESHOLD") or DEFAULT_THRESHOLD)
 
 
 @dag(
@@ -82,9 +101,17 @@ PARTITION_THRESHOLD = 50_000
             minimum=0,
             maximum=64,
             title="Partitions",
-            description="Key ranges a load that reads everything (a first run, a full refresh) of a document "
-            "entity is split into, each a task on its own SAP session. 0: one per session when the entity "
-            f"holds {PARTITION_THRESHOLD:,} records or more; 1: never split.",
+            description="Ranges a load that reads much of an entity (a first run, a full refresh, a window) is "
+            "split into, each a task on its own SAP session. 0: one per session when the entity (its window) "
+            "holds Partition threshold records or more; 1: never split.",
+        ),
+        "partition_threshold": Param(
+            PARTITION_THRESHOLD,
+            type="integer",
+            minimum=1,
+            title="Partition threshold",
+            description="Records from which a load that reads much of an entity is split into one range per "
+            "SAP session (when Partitions is 0).",
         ),
     },
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
@@ -93,8 +120,8 @@ PARTITION_THRESHOLD = 50_000
 )
 def sap_b1_to_warehouse():
     # Each group's task marks its Asset updated (the operator's outlet), which refreshes Looker. A
-    # group holding documents may have its first load split: plan, ranges (mapped), then the load,
-    # which also runs when the plan is empty and the ranges are skipped.
+    # group holding stamped entities may have a large load split: plan, ranges (mapped), then the
+    # load, which also runs when the plan is empty and the ranges are skipped.
     loads = {}
     plans = {}
     for group, entities in WAREHOUSE_GROUPS.items():
@@ -106,8 +133,7 @@ def sap_b1_to_warehouse():
             group=group,
             load_task_id=f"load_{group}",
             partitions="{{ params.partitions }}",
-            sessions=SAP_SESSIONS,
-            threshold=PARTITION_THRESHOLD,
+            threshold="{{ params.partition_threshold }}",
         )
         ranges = SapB1WarehouseRangeOperator.partial(
             task_id=f"load_{group}_ranges", max_active_tis_per_dagrun=SAP_SESSIONS

@@ -8,10 +8,13 @@ order, a read cannot resume in the middle: the position it reached arrives with 
 page once every record is read, and the engine moves the cursor only when every page before it
 is committed. Entities without an update stamp are read in full every run.
 
-A first load of a large entity with integer keys (documents) can be split into key ranges
-(:mod:`airflow_provider_b1.sync.partitions`): :meth:`SapB1Source.key_bounds` counts it and finds its
-lowest and highest key (``$count``, then ``$top=1`` ordered each way, keys only), and
-:meth:`SapB1Source.read_range` reads one range in key order, each page resumable after its last key.
+A load that reads much of a large entity can be split into ranges
+(:mod:`airflow_provider_b1.sync.partitions`): by key where keys are integers in creation order
+(documents; :meth:`SapB1Source.key_bounds` counts and finds the lowest and highest key with
+``$count`` and ``$top=1`` each way), by ``UpdateDate`` where keys are codes (partners, items;
+:meth:`SapB1Source.stamp_bounds` and :meth:`SapB1Source.count_before` size day ranges from
+filtered ``$count`` answers). :meth:`SapB1Source.read_range` reads one range in key order, each
+page resumable after its last key; a window run's ranges read only its window.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from typing import Any
 import msgspec
 
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook, SapCursor, entity_spec
-from airflow_provider_b1.hooks.sap_b1.literals import odata_literal
+from airflow_provider_b1.hooks.sap_b1.literals import odata_literal, update_stamp_filter
 from airflow_provider_b1.hooks.sap_b1.reads import SETTLE_SECONDS
 from airflow_provider_b1.sync.engine import Page, Source
 from airflow_provider_b1.sync.flows import Stream
-from airflow_provider_b1.sync.partitions import KeyBounds, RangeCursor
+from airflow_provider_b1.sync.partitions import KEY, STAMP, KeyBounds, KeyRange, RangeCursor
+from airflow_provider_b1.utils.params import parse_datetime
 
 #: At most this many keys per ``$filter`` when records are re-read by key (replay); fewer when
 #: the keys are long (see :meth:`SapB1Hook.iter_any_of`).
@@ -79,35 +83,111 @@ class SapB1Source(Source):
         if read.cursor is not None:
             yield Page((), reached=read.cursor)
 
-    def key_bounds(self, stream: Stream) -> KeyBounds:
-        """The stream's record count and lowest and highest key (three small GETs), and the
-        server's clock when the first was answered (its ``Date`` header; this machine's if absent)
-        less the seconds a write stamped just before may still take to commit."""
-        key = entity_spec(stream.name).key
-        response = self.hook.request("GET", f"{stream.name}/$count")
+    def splits_by(self, stream: Stream) -> str | None:
+        """How a load of the stream splits into ranges: by ``DocEntry``-like integer keys (documents,
+        journal entries), by ``UpdateDate`` where keys are codes in no useful order (business
+        partners, items), not at all without an update stamp (the cursor that follows needs one)."""
+        spec = entity_spec(stream.name)
+        if not spec.cursor:
+            return None
+        return KEY if spec.key_type is int else STAMP
+
+    def _window(self, stream: Stream, since: dt.datetime | None, until: dt.datetime | None) -> str | None:
+        """The ``UpdateDate`` filter of a window's days (a superset: the time of day is not filtered)."""
+        tz = self.hook.server_tz
+        return update_stamp_filter(
+            stream.name,
+            None if since is None else since.astimezone(tz).date(),
+            None if until is None else until.astimezone(tz).date(),
+        )
+
+    def _count(self, stream: Stream, clauses: Sequence[str | None]) -> tuple[int, dt.datetime]:
+        """Records matching every clause, and the server's clock when it answered (its ``Date``
+        header; this machine's if absent) less the seconds a write stamped just before may still
+        take to commit."""
+        wanted = [c for c in clauses if c]
+        params = {"$filter": " and ".join(f"({c})" for c in wanted)} if wanted else None
+        response = self.hook.request("GET", f"{stream.name}/$count", params=params)
         observed = _server_clock(response.headers.get("Date")) - dt.timedelta(seconds=SETTLE_SECONDS)
         text = response.content.decode("utf-8-sig").strip()
-        count = int(text) if text.isdigit() else self.hook.count(stream.name)
-        ends = []
-        for order in (key, f"{key} desc"):
-            first = next(iter(self.hook.iter_pages(stream.name, select=[key], orderby=order, top=1)), [])
-            ends.append(first[0].get(key) if first else None)
+        if text.isdigit():
+            return int(text), observed
+        return self.hook.count(stream.name, params["$filter"] if params else None), observed
+
+    def _first(self, stream: Stream, field: str, order: str, clauses: Sequence[str | None]) -> Any:
+        wanted = [c for c in clauses if c]
+        key = entity_spec(stream.name).key
+        pages = self.hook.iter_pages(
+            stream.name,
+            filter=" and ".join(f"({c})" for c in wanted) or None,
+            select=list(dict.fromkeys([key, field])),
+            orderby=order,
+            top=1,
+        )
+        first = next(iter(pages), [])
+        return first[0].get(field) if first else None
+
+    def key_bounds(
+        self, stream: Stream, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> KeyBounds:
+        """The stream's record count (in the window's days, when given) and lowest and highest key
+        (three small GETs), and the server's clock when the first was answered."""
+        key = entity_spec(stream.name).key
+        window = self._window(stream, since, until)
+        count, observed = self._count(stream, [window])
+        ends = [self._first(stream, key, order, [window]) for order in (key, f"{key} desc")]
         return KeyBounds(count, ends[0], ends[1], observed)
 
-    def read_range(self, stream: Stream, low: Any, high: Any, *, after: Any = None) -> Iterator[Page]:
-        """Every record with ``low <= key < high`` (a bound ``None``: open), strictly after ``after``
-        when given, in key order; each page resumable after its last key."""
+    def stamp_bounds(
+        self, stream: Stream, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> KeyBounds:
+        """The stream's record count (in the window's days, when given) and its earliest and latest
+        ``UpdateDate`` (``YYYY-MM-DD``; three small GETs), and the server's clock when the first
+        was answered."""
+        window = self._window(stream, since, until)
+        count, observed = self._count(stream, [window])
+        dated = [window, "UpdateDate ne null"]
+        ends = [
+            self._first(stream, "UpdateDate", order, dated) for order in ("UpdateDate", "UpdateDate desc")
+        ]
+        days = [None if day is None else str(day)[:10] for day in ends]
+        return KeyBounds(count, days[0], days[1], observed)
+
+    def count_before(
+        self, stream: Stream, day: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> int:
+        """Records updated before ``day`` (``YYYY-MM-DD``), in the window's days when given."""
+        return self._count(
+            stream, [self._window(stream, since, until), f"UpdateDate lt {odata_literal(day)}"]
+        )[0]
+
+    def read_range(self, stream: Stream, key_range: KeyRange, *, after: Any = None) -> Iterator[Page]:
+        """Every record of a range (``low <= key < high``, or updated on a day in ``[low, high)``;
+        a bound ``None``: open), strictly after key ``after`` when given, in key order; each page
+        resumable after its last key. A range of a window run reads only the window, as an unsplit
+        window read would (the records of its days, less those outside its times)."""
         key = entity_spec(stream.name).key
         clauses = []
+        field = key if key_range.by == KEY else "UpdateDate"
+        if key_range.low is not None:
+            clauses.append(f"{field} ge {odata_literal(key_range.low)}")
+        if key_range.high is not None:
+            below = f"{field} lt {odata_literal(key_range.high)}"
+            # The first range of days also takes records never stamped: no other range would.
+            clauses.append(
+                below if key_range.by == KEY or key_range.low else f"({below} or UpdateDate eq null)"
+            )
         if after is not None:
             clauses.append(f"{key} gt {odata_literal(after)}")
-        elif low is not None:
-            clauses.append(f"{key} ge {odata_literal(low)}")
-        if high is not None:
-            clauses.append(f"{key} lt {odata_literal(high)}")
+        start = until = None
+        if key_range.windowed:
+            since = parse_datetime(key_range.since, name="since")
+            until = parse_datetime(key_range.until, name="until")
+            start = None if since is None else self.cursor_at(stream, since)
         read = self.hook.read_incremental(
             stream.name,
-            None,
+            start,
+            until=until,
             select=self.select.get(stream.name),
             extra_filter=" and ".join(clauses) or None,
             page_size=self.page_size,

@@ -19,7 +19,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_b1.utils.sql import dialect_of, mark_of, query, transaction, validate_identifier
@@ -126,6 +126,23 @@ class CheckpointStore:
                 now.isoformat() if mark == "?" else now,
             ),
         )
+
+    def delete(self, cursor: Any, flow: str, streams: Sequence[str]) -> int:
+        """Delete the checkpoints of ``streams`` through ``cursor`` (inside the caller's transaction),
+        e.g. the range checkpoints of a partitioned load that has ended; returns how many there were."""
+        names = list(dict.fromkeys(streams))
+        if not names:
+            return 0
+        mark = mark_of(cursor)
+        deleted = 0
+        for begin in range(0, len(names), 100):
+            chunk = names[begin : begin + 100]
+            cursor.execute(
+                f"DELETE FROM {self._table(cursor)} WHERE flow = {mark} AND stream IN ({', '.join([mark] * len(chunk))})",
+                (flow, *chunk),
+            )
+            deleted += max(cursor.rowcount or 0, 0)
+        return deleted
 
     def save(self, conn: Any, *args: Any, **kwargs: Any) -> None:
         """:meth:`write` in a transaction of its own on ``conn`` (same arguments after the cursor)."""

@@ -1,29 +1,48 @@
-"""Partitioned loads: a load that reads everything, split into key ranges that run side by side.
+"""Partitioned loads: a load that reads much of an entity, split into ranges that run side by side.
 
-A first load (or a full refresh) of a large entity read one page at a time on one session takes
-hours. Split by key into ranges, it runs as one task per range (Airflow's dynamic task mapping: a
-planner returns the ranges, a load task is expanded over them), spread over the workers, each
-range on its own session of the source.
+A first load, a full refresh or a large window (since/until, a backfill) of a large entity read one
+page at a time on one session takes hours. Split into ranges, it runs as one task per range
+(Airflow's dynamic task mapping: a planner returns the ranges, a load task is expanded over them),
+spread over the workers, each range on its own session of the source.
 
-* **Planning** (:func:`plan_ranges`): the source counts the entity and finds its lowest and highest
-  key (:meth:`RangeReader.key_bounds`); the key space is cut into ``parts`` ranges of equal width.
-  The first range has no lower bound and the last no upper bound, so the ranges cover every key
-  whatever was created or renumbered meanwhile. Below ``threshold`` records nothing is split.
-* **Each range** (:func:`sync_range`) is read in key order (``key ge low and key lt high``) through
-  the engine's one run loop (:func:`~airflow_provider_b1.sync.engine.sync_stream`): pages,
-  writers, the audit trail with each page. Its position (the last key committed, a
-  :class:`RangeCursor`) is checkpointed with every page under the range's own name
-  (``Invoices@[1000,2000)``), so a failed or killed range's next try resumes after its
-  last committed page, alone; the other ranges are untouched. The sink upserts by key with a
-  payload hash, so re-reading a range rewrites nothing: its records come back ``unchanged``.
+* **Planning** (:func:`plan_ranges`). Entities whose keys are integers handed out in order
+  (documents: ``DocEntry``) split by key: the source counts the entity and finds its lowest and
+  highest key (:meth:`RangeReader.key_bounds`), and the key space is cut into ``parts`` ranges of
+  equal width. Entities whose keys are codes in no useful order (business partners ``CardCode``,
+  items ``ItemCode``) split by update day: the source counts them and finds the earliest and latest
+  ``UpdateDate`` (:meth:`RangeReader.stamp_bounds`), and each cut is the first day before which its
+  share of the records was updated, found by bisecting the days with filtered counts
+  (:meth:`RangeReader.count_before`, :func:`split_days`). Either way the first range has no lower
+  bound and the last no upper bound, so the ranges cover every record whatever was created or
+  renumbered meanwhile (the first range of days also takes records that carry no update day).
+  Below ``threshold`` records nothing is split. A window run counts and splits only its window,
+  and each of its ranges reads only the window.
+* **Each range** (:func:`sync_range`) is read in key order (``key ge low and key lt high``, or
+  ``UpdateDate ge low and UpdateDate lt high`` ordered by key) through the engine's one run loop
+  (:func:`~airflow_provider_b1.sync.engine.sync_stream`): pages, writers, the audit trail with each
+  page. Its position (the last key committed, a :class:`RangeCursor`) is checkpointed with every
+  page under the range's own name (``Invoices@[1000,2000)``, ``Items@UpdateDate[2024-03-01,)``), so
+  a failed or killed range's next try resumes after its last committed page, alone; the other
+  ranges are untouched. The sink upserts by key with a payload hash, so re-reading a range rewrites
+  nothing: its records come back ``unchanged``. When the load ends, its ranges' checkpoints are
+  deleted (:func:`prune_checkpoints`), with the entity's cursor where the target allows.
 * **The cursor.** When every range has finished, the entity's incremental cursor is the source's
-  position *at planning time* (:attr:`RangePlan.cursor`), observed before the first range started
+  position *at planning time* (:attr:`KeyRange.cursor`), observed before the first range started
   reading. Ranges run at different speeds and read each record in whatever state it has when its
   page is fetched; a record changed after planning is newer than that cursor whichever range
   read it (or missed it), so the next incremental read, starting there, finds it. A cursor taken
   at the end (the newest stamp any range saw) could lie ahead of a record another, slower range
   had already passed; the planning-time position is behind every range, never ahead of any. The
   cost is re-reading what changed during the load once, and upserts make that harmless.
+
+  Ranges of update days need that guarantee most: a record changed during the load moves to
+  today's day, out of the range that was to read it (which may not have reached it) and perhaps
+  into the last range after that one has passed its key. It is then read by no range, or by two,
+  but it is changed after planning, so the read that ends the load finds it. A record not changed
+  after planning keeps its day and is read by exactly the one range holding that day.
+* **Window runs** keep their rule: they never move the incremental cursor (see
+  :mod:`~airflow_provider_b1.sync.window`), so what changed during a split window run is read
+  by the next incremental run, from the older cursor it still starts at.
 """
 
 from __future__ import annotations
@@ -33,7 +52,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from airflow_provider_b1.sync.checkpoints import Checkpoint
@@ -58,6 +77,14 @@ DEFAULT_THRESHOLD = 50_000
 DEFAULT_SESSIONS = 4
 #: The most ranges one load is split into.
 MAX_PARTS = 64
+
+
+#: A split by key: ranges of ordered (integer) keys.
+KEY = "key"
+#: A split by update stamp: ranges of update days, for keys in no useful order (codes).
+STAMP = "stamp"
+#: The source field a split by stamp bounds, as range names show it.
+STAMP_FIELD = "UpdateDate"
 
 
 class RangeCursor(KeysetCursor):
@@ -85,15 +112,33 @@ class KeyBounds:
 
 @runtime_checkable
 class RangeReader(Protocol):
-    """What a source offers to be read in key ranges."""
+    """What a source offers to be read in ranges.
 
-    def key_bounds(self, stream: Stream) -> KeyBounds:
+    ``since``/``until`` (aware datetimes, ``None``: open) restrict every answer to a run's window.
+    """
+
+    def splits_by(self, stream: Stream) -> str | None:
+        """How the stream splits: :data:`KEY` (ordered integer keys), :data:`STAMP` (update days) or
+        ``None`` (it does not)."""
+
+    def key_bounds(
+        self, stream: Stream, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> KeyBounds:
         """Count the stream's records and find its lowest and highest key."""
 
-    def read_range(self, stream: Stream, low: Any, high: Any, *, after: Any = None) -> Iterable[Page]:
-        """Pages of the records with ``low <= key < high`` (a bound ``None``: open), in key order,
-        strictly after key ``after`` when given; each page resumable at its last key
-        (:class:`RangeCursor`)."""
+    def stamp_bounds(
+        self, stream: Stream, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> KeyBounds:
+        """Count the stream's records and find its earliest and latest update day (``YYYY-MM-DD``)."""
+
+    def count_before(
+        self, stream: Stream, day: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> int:
+        """Count the records updated before ``day`` (``YYYY-MM-DD``)."""
+
+    def read_range(self, stream: Stream, key_range: KeyRange, *, after: Any = None) -> Iterable[Page]:
+        """Pages of the records in ``key_range`` (and its window), in key order, strictly after key
+        ``after`` when given; each page resumable at its last key (:class:`RangeCursor`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +152,11 @@ class KeyRange:
     :param high: exclusive upper key bound (``None``: none).
     :param slot: the source session it reads on (1 and up; 0 is the worker's shared one).
     :param cursor: the entity's cursor at planning time (XCom form), for the task that ends the load.
-    :param planned: records the source held when the load was planned.
+    :param planned: records the source held when the load was planned (in the window, if any).
+    :param by: what the bounds bound: ``"key"`` (ordered integer keys) or ``"stamp"`` (update
+        days, ``YYYY-MM-DD``, for entities whose keys say nothing of their age).
+    :param since: the run's window start (RFC 3339), when the plan split a window run.
+    :param until: the run's window end (RFC 3339; ``None``: up to the time each page is read).
     """
 
     entity: str
@@ -118,21 +167,38 @@ class KeyRange:
     slot: int = 1
     cursor: dict[str, Any] | None = None
     planned: int = 0
+    by: str = KEY
+    since: str | None = None
+    until: str | None = None
+
+    @property
+    def windowed(self) -> bool:
+        """Whether the range belongs to a window run (since/until, a backfill)."""
+        return self.since is not None or self.until is not None
 
     @property
     def name(self) -> str:
-        """The range's own name, under which its checkpoint is kept: ``Invoices@[1000,2000)``."""
+        """The range's own name, under which its checkpoint is kept: ``Invoices@[1000,2000)``,
+        ``Items@UpdateDate[2024-03-01,2024-06-01)``, with the window after a second ``@`` in a window run."""
         low = "" if self.low is None else self.low
         high = "" if self.high is None else self.high
-        return f"{self.entity}@[{low},{high})"
+        what = "" if self.by == KEY else STAMP_FIELD
+        name = f"{self.entity}@{what}[{low},{high})"
+        if self.windowed:
+            name += f"@{self.since or ''}..{self.until or ''}"
+        return name
 
     def describe(self, key: str = "key") -> str:
+        field = key if self.by == KEY else STAMP_FIELD
         bounds = []
         if self.low is not None:
-            bounds.append(f"{key} >= {self.low}")
+            bounds.append(f"{field} >= {self.low}")
         if self.high is not None:
-            bounds.append(f"{key} < {self.high}")
-        return f"range {self.index + 1} of {self.parts} ({' and '.join(bounds) or 'every key'})"
+            bounds.append(f"{field} < {self.high}")
+        text = f"range {self.index + 1} of {self.parts} ({' and '.join(bounds) or 'every record'})"
+        if self.windowed:
+            text += f" of the window {self.since or 'the beginning'} .. {self.until or 'now'}"
+        return text
 
     def to_xcom(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,6 +225,51 @@ def split_keys(low: int, high: int, parts: int) -> list[tuple[int | None, int | 
     return [(bounds[i], bounds[i + 1]) for i in range(parts)]
 
 
+def split_days(
+    first: str, last: str, count: int, parts: int, before: Callable[[str], int]
+) -> list[tuple[str | None, str | None]]:
+    """Ranges of update days ``[low, high)`` holding about ``count / parts`` records each, the first
+    open below (it also takes records with no update day) and the last open above.
+
+    Each cut is the first day before which at least its share of the records was updated, or the day
+    before that one when it comes nearer the share, found by bisecting the days between ``first``
+    and ``last`` (both ``YYYY-MM-DD``) with ``before(day)`` (records updated before ``day``; asked
+    at most once per day). Records of one day stay in one range, so a day holding more than a
+    share gives fewer, larger ranges.
+    """
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, not {parts}")
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    span = (end - start).days
+    known: dict[int, int] = {0: 0}
+
+    def counted(offset: int) -> int:
+        if offset not in known:
+            known[offset] = before((start + dt.timedelta(days=offset)).isoformat())
+        return known[offset]
+
+    cuts: list[int] = []
+    for share in range(1, parts):
+        target = math.ceil(count * share / parts)
+        lo, hi = max(cuts[-1] if cuts else 0, 1), span  # a cut on the first day would leave a range empty
+        if lo > hi:
+            break
+        floor = lo
+        while lo < hi:  # the first offset with at least `target` records before it
+            middle = (lo + hi) // 2
+            if counted(middle) >= target:
+                hi = middle
+            else:
+                lo = middle + 1
+        # or the day before it, when that leaves the share nearer its size (a crowded day)
+        if lo > floor and target - counted(lo - 1) < counted(lo) - target:
+            lo -= 1
+        if not cuts or lo > cuts[-1]:
+            cuts.append(lo)
+    days: list[str | None] = [None, *((start + dt.timedelta(days=c)).isoformat() for c in cuts), None]
+    return [(days[i], days[i + 1]) for i in range(len(days) - 1)]
+
+
 def plan_ranges(
     source: Source,
     stream: Stream,
@@ -166,35 +277,47 @@ def plan_ranges(
     parts: int | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     sessions: int = DEFAULT_SESSIONS,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
 ) -> list[KeyRange]:
-    """Split a stream's load into key ranges, or into none when it is small.
+    """Split a stream's load into ranges, or into none when it is small.
 
-    :param source: an open source that reads key ranges (:class:`RangeReader`) with integer keys.
+    :param source: an open source that reads ranges (:class:`RangeReader`).
     :param stream: the stream.
-    :param parts: ranges wanted; ``None``: one per session when the stream holds at least
-        ``threshold`` records, none below. ``1`` (or fewer): none.
+    :param parts: ranges wanted; ``None``: one per session when the stream (its window) holds at
+        least ``threshold`` records, none below. ``1`` (or fewer): none.
     :param threshold: the size from which an automatic plan splits.
     :param sessions: source sessions the ranges share (range ``i`` reads on session
         ``1 + i % sessions``).
+    :param since: a window run's start (aware; ``None``: none): only its records are counted and
+        split, and each range reads within it.
+    :param until: a window run's end, likewise.
     :return: the ranges (empty: load the stream unsplit), each carrying the stream's cursor at
         planning time (see the module documentation for why that one).
     """
     if not isinstance(source, RangeReader):
-        raise TypeError(f"{type(source).__name__} cannot read {stream.name} in key ranges")
+        raise TypeError(f"{type(source).__name__} cannot read {stream.name} in ranges")
     if sessions < 1:
         raise ValueError(f"sessions must be at least 1, not {sessions}")
     if parts is not None and parts <= 1:
         return []
-    bounds = source.key_bounds(stream)
+    by = source.splits_by(stream)
+    if by not in (KEY, STAMP):
+        log.info("%s: its reads cannot be split into ranges", stream.name)
+        return []
+    window = {"since": since, "until": until}
+    bounds = (source.key_bounds if by == KEY else source.stamp_bounds)(stream, **window)
+    where = " in the window" if since is not None or until is not None else ""
     if bounds.count == 0 or bounds.low is None or bounds.high is None:
-        log.info("%s: nothing to split (%d records)", stream.name, bounds.count)
+        log.info("%s: nothing to split (%d records%s)", stream.name, bounds.count, where)
         return []
     if parts is None:
         if bounds.count < threshold:
             log.info(
-                "%s: %s records, fewer than the %s that split a load: one task reads them",
+                "%s: %s records%s, fewer than the %s that split a load: one task reads them",
                 stream.name,
                 f"{bounds.count:,}",
+                where,
                 f"{threshold:,}",
             )
             return []
@@ -202,24 +325,43 @@ def plan_ranges(
     parts = min(parts, MAX_PARTS)
     start = source.cursor_at(stream, bounds.observed_at)
     cursor = start.to_xcom() if start is not None else None
+    if by == KEY:
+        cuts = split_keys(int(bounds.low), int(bounds.high), parts)
+    else:
+        cuts = split_days(
+            str(bounds.low),
+            str(bounds.high),
+            bounds.count,
+            parts,
+            lambda day: source.count_before(stream, day, **window),
+        )
+    if len(cuts) < 2:
+        log.info(
+            "%s: %s records%s, all in one range: one task reads them", stream.name, f"{bounds.count:,}", where
+        )
+        return []
+    iso = {name: None if moment is None else moment.isoformat() for name, moment in window.items()}
     ranges = [
         KeyRange(
             stream.name,
             index,
-            0,
+            len(cuts),
             low,
             high,
             slot=1 + index % sessions,
             cursor=cursor,
             planned=bounds.count,
+            by=by,
+            **iso,
         )
-        for index, (low, high) in enumerate(split_keys(int(bounds.low), int(bounds.high), parts))
+        for index, (low, high) in enumerate(cuts)
     ]
-    ranges = [dataclasses.replace(r, parts=len(ranges)) for r in ranges]
     log.info(
-        "%s: %s records, keys %s..%s: %d ranges of about %s on %d sessions; the cursor after them: %s",
+        "%s: %s records%s, %s %s..%s: %d ranges of about %s on %d sessions; the cursor after them: %s",
         stream.name,
         f"{bounds.count:,}",
+        where,
+        "keys" if by == KEY else "updated",
         bounds.low,
         bounds.high,
         len(ranges),
@@ -245,7 +387,7 @@ class _RangeSource(Source):
 
     def read(self, stream: Stream, start: Cursor | None, *, until: dt.datetime | None) -> Iterable[Page]:
         after = start.position[0] if isinstance(start, KeysetCursor) else None
-        return self.inner.read_range(stream, self.range.low, self.range.high, after=after)
+        return self.inner.read_range(stream, self.range, after=after)
 
     def read_keys(self, stream: Stream, keys: Sequence[str]) -> Iterable[Page]:
         return self.inner.read_keys(stream, keys)
@@ -254,22 +396,18 @@ class _RangeSource(Source):
         return self.inner.key_of(stream, record)
 
 
-class _RangeSink(Sink):
-    """A database sink whose checkpoint and load lock are the range's own, not the stream's."""
+class _SinkProxy(Sink):
+    """A database sink seen through a wrapper that changes how its checkpoints are kept."""
 
-    def __init__(self, sink: Sink, key_range: KeyRange) -> None:
+    def __init__(self, sink: Sink) -> None:
         if sink.database is None or not hasattr(sink, "checkpoints"):
             raise TypeError(
                 f"{type(sink).__name__} keeps no checkpoints of its own: it cannot load key ranges"
             )
         self.inner = sink
-        self.range = key_range
         self.system = sink.system
         self.database = sink.database
         self.page_limit = sink.page_limit
-
-    def _own(self, stream: Stream) -> Stream:
-        return dataclasses.replace(stream, name=self.range.name)
 
     def prepare(self, stream: Stream, records: Sequence[Any]) -> list[Item | Outcome]:
         return self.inner.prepare(stream, records)
@@ -279,6 +417,49 @@ class _RangeSink(Sink):
 
     def target_entity(self, stream: Stream) -> str:
         return self.inner.target_entity(stream)
+
+    def fork(self) -> Sink | None:
+        return self.inner.fork()
+
+    def read_checkpoint(self, flow: str, stream: Stream) -> Checkpoint | None:
+        return self.inner.read_checkpoint(flow, stream)
+
+    def save_checkpoint(
+        self, flow: str, stream: Stream, position: Mapping[str, Any], run: Mapping, *, complete: bool = True
+    ) -> None:
+        self.inner.save_checkpoint(flow, stream, position, run, complete=complete)
+
+    def write_checkpoint(
+        self,
+        cursor: Any,
+        flow: str,
+        stream: Stream,
+        position: Mapping[str, Any],
+        run: Mapping,
+        *,
+        complete: bool = False,
+    ) -> None:
+        self.inner.write_checkpoint(cursor, flow, stream, position, run, complete=complete)
+
+    def hold(self, flow: str, stream: Stream) -> contextlib.AbstractContextManager[None]:
+        return self.inner.hold(flow, stream)
+
+    def finish(self, stream: Stream) -> str | None:
+        return self.inner.finish(stream)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _RangeSink(_SinkProxy):
+    """A database sink whose checkpoint and load lock are the range's own, not the stream's."""
+
+    def __init__(self, sink: Sink, key_range: KeyRange) -> None:
+        super().__init__(sink)
+        self.range = key_range
+
+    def _own(self, stream: Stream) -> Stream:
+        return dataclasses.replace(stream, name=self.range.name)
 
     def fork(self) -> Sink | None:
         another = self.inner.fork()
@@ -310,11 +491,49 @@ class _RangeSink(Sink):
     def hold(self, flow: str, stream: Stream) -> contextlib.AbstractContextManager[None]:
         return self.inner.hold(flow, self._own(stream))
 
-    def finish(self, stream: Stream) -> str | None:
-        return self.inner.finish(stream)
 
-    def close(self) -> None:
-        self.inner.close()
+class PruningSink(_SinkProxy):
+    """The sink of the read that ends a partitioned load: the entity's checkpoint, when the read
+    moves it, is written in one transaction with the deletion of the plan's range checkpoints.
+
+    :param sink: an open database sink.
+    :param names: the range checkpoints to delete (:attr:`KeyRange.name`).
+    """
+
+    def __init__(self, sink: Sink, names: Sequence[str]) -> None:
+        super().__init__(sink)
+        self.names = list(names)
+        #: Whether the range checkpoints are gone (the read moved the checkpoint).
+        self.pruned = False
+
+    def save_checkpoint(
+        self, flow: str, stream: Stream, position: Mapping[str, Any], run: Mapping, *, complete: bool = True
+    ) -> None:
+        from airflow_provider_b1.utils.sql import transaction
+
+        sink: Any = self.inner
+        with transaction(sink.conn) as cursor:
+            sink.checkpoints.write(cursor, flow, stream.name, position, run, complete=complete)
+            deleted = sink.checkpoints.delete(cursor, flow, self.names)
+        self.pruned = True
+        log.info(
+            "%s: the checkpoints of its %d ranges deleted with its own (%d found)",
+            stream.name,
+            len(self.names),
+            deleted,
+        )
+
+
+def prune_checkpoints(sink: Sink, flow: str, names: Sequence[str]) -> int:
+    """Delete range checkpoints in a transaction of their own (a load that ended without moving the
+    entity's checkpoint: a window run, a target already further on); returns how many there were."""
+    from airflow_provider_b1.utils.sql import transaction
+
+    target: Any = sink.inner if isinstance(sink, _SinkProxy) else sink
+    if target.database is None or not hasattr(target, "checkpoints"):
+        return 0
+    with transaction(target.conn) as cursor:
+        return target.checkpoints.delete(cursor, flow, names)
 
 
 def sync_range(

@@ -5,10 +5,11 @@
   (:mod:`airflow_provider_b1.warehouse.flow`) run by the engine's
   :class:`~airflow_provider_b1.operators.sync.SyncOperator`.
 * :class:`SapB1WarehousePlanOperator` and :class:`SapB1WarehouseRangeOperator` split a load that
-  reads everything (a first run, a full refresh) of a large document entity into key ranges run as
-  mapped tasks, each on its own SAP session (:mod:`airflow_provider_b1.sync.partitions`); the
-  group's :class:`SapB1ToWarehouseOperator` then ends the load: it reads what changed since the
-  ranges were planned and hands the next run that cursor.
+  reads much of a large entity (a first run, a full refresh, a large window) into ranges run as
+  mapped tasks, each on its own SAP session (:mod:`airflow_provider_b1.sync.partitions`): documents
+  by ``DocEntry``, partners and items by ``UpdateDate``. The group's
+  :class:`SapB1ToWarehouseOperator` then ends the load: it reads what changed since the ranges
+  were planned, hands the next run that cursor and deletes the ranges' checkpoints.
 * :class:`SapB1WarehouseDeletionCheckOperator` compares SAP's keys with the warehouse's live keys
   for the master data SAP deletes outright, and marks the rows of deleted records ``deleted_at``
   (never removing them), refusing when SAP returns far fewer keys than the warehouse holds.
@@ -33,7 +34,7 @@ from airflow_provider_b1.operators.sync import PermanentFailures, SyncOperator
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
 from airflow_provider_b1.sync.audit import AuditTrail
-from airflow_provider_b1.sync.partitions import DEFAULT_SESSIONS, DEFAULT_THRESHOLD
+from airflow_provider_b1.sync.partitions import DEFAULT_THRESHOLD
 from airflow_provider_b1.warehouse.entities import DELETABLE, ENTITIES
 from airflow_provider_b1.warehouse.flow import (
     DEFAULT_SAP_CONN_ID,
@@ -98,9 +99,11 @@ class SapB1ToWarehouseOperator(SyncOperator):
     :param writers: PostgreSQL connections writing pages side by side (pages still commit in the
         order they were read); 1 for a single connection. SQLite always takes one writer.
     :param plan_task_id: the :class:`SapB1WarehousePlanOperator` of the same run, when the group's
-        first loads may be split into ranges: an entity it split was loaded by the ranges, so this
-        task reads only what changed since they were planned (from the cursor the plan carries)
-        and returns that cursor moved on, never one ahead of any range.
+        loads may be split into ranges: an entity it split was loaded by the ranges, so this task
+        reads only what changed since they were planned (from the cursor the plan carries) and
+        returns that cursor moved on, never one ahead of any range, deleting the ranges'
+        checkpoints in the transaction that moves the entity's. In a window run the ranges read
+        the whole window: the entity is not read again, and its cursor stays where it was.
     """
 
     template_fields: Sequence[str] = ("entities", "extra_select", "page_size", "audit_conn_id")
@@ -157,7 +160,7 @@ class SapB1ToWarehouseOperator(SyncOperator):
         planned = plan_cursors(context["ti"].xcom_pull(task_ids=self.plan_task_id))
         for entity, cursor in planned.items():
             window = windows.get(entity)
-            if window is None or cursor is None:
+            if window is None or cursor is None or window.mode == "window":
                 continue
             windows[entity] = SyncWindow(
                 "incremental",
@@ -169,18 +172,85 @@ class SapB1ToWarehouseOperator(SyncOperator):
         return windows
 
     def run(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_b1.sync import AuditTrail, combine_summaries
+        from airflow_provider_b1.sync.engine import sync_stream
+        from airflow_provider_b1.sync.partitions import PruningSink, prune_checkpoints, ranges_of
+        from airflow_provider_b1.sync.summary import SyncSummary
+
         self.streams = list(self.entities)
         self.options = self.lineage_options()
-        return super().run(context)
+        split: dict[str, list[str]] = {}
+        if self.plan_task_id:
+            for key_range in ranges_of(context["ti"].xcom_pull(task_ids=self.plan_task_id)):
+                split.setdefault(key_range.entity, []).append(key_range.name)
+        if not split:
+            return super().run(context)
+        flow = self.flow_declaration
+        windows = self.resolve_windows(context, self.streams)
+        summaries = []
+        with AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit:
+            audit.ensure_schema()
+            with flow.open(self.options) as (source, sink), audit.session_for(flow.name, context) as session:
+                for name in self.streams:
+                    window, names = windows[name], split.get(name)
+                    if names and window.mode == "window":
+                        # The ranges read the whole window; a window run moves no cursor.
+                        self.log.info(
+                            "%s: %s, read by its %d ranges (%s); the cursor stays where it was",
+                            name,
+                            window.describe(),
+                            len(names),
+                            self.plan_task_id,
+                        )
+                        prune_checkpoints(sink, flow.name, names)
+                        summaries.append(
+                            SyncSummary(
+                                flow=flow.name,
+                                entity=name,
+                                cursor=window.previous_cursor,
+                                mode=window.mode,
+                                since=window.since,
+                                until=window.until,
+                            )
+                        )
+                        continue
+                    target = PruningSink(sink, names) if names else sink
+                    summaries.append(
+                        sync_stream(
+                            flow,
+                            flow.stream(name),
+                            source,
+                            target,
+                            session,
+                            window,
+                            writers=self.writers,
+                            progress_every=self.progress_every,
+                        )
+                    )
+                    if names and not target.pruned:  # the read moved no checkpoint
+                        prune_checkpoints(sink, flow.name, names)
+        return combine_summaries(summaries)
 
 
 def partitionable(entity: str) -> bool:
-    """Whether a first load of ``entity`` can be split into key ranges: integer keys (documents,
-    journal entries) and an update stamp for the cursor that follows."""
+    """Whether a load of ``entity`` can be split into ranges: an update stamp for the cursor that
+    follows; integer keys (documents, journal entries) split by key, codes (partners, items) by
+    update day."""
     from airflow_provider_b1.hooks.sap_b1 import entity_spec
 
-    spec = entity_spec(entity)
-    return spec.key_type is int and spec.cursor is not None
+    return entity_spec(entity).cursor is not None
+
+
+def _whole(value: Any, name: str, minimum: int) -> int:
+    from airflow_provider_b1.utils.params import ParamError
+
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ParamError(f"Param {name!r} must be a whole number, not {value!r}.") from None
+    if number < minimum:
+        raise ParamError(f"Param {name!r} must be {minimum} or more, not {number}.")
+    return number
 
 
 def _parts(value: Any) -> int | None:
@@ -199,14 +269,17 @@ def _parts(value: Any) -> int | None:
 
 
 class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
-    """Plan the key ranges of a group's first loads; return them for a mapped range task to expand over.
+    """Plan the ranges of a group's large loads; return them for a mapped range task to expand over.
 
-    Only an entity with integer keys (documents, journal entries) whose load in this run reads
-    everything is split: a first run (the load task has returned no cursor yet) or a full refresh.
-    It is counted, its lowest and highest key read (three small GETs), and cut into ``partitions``
-    ranges, or, by default, into one range per session once it holds ``threshold`` records. An
-    incremental run asks SAP nothing: the plan is empty, the range task is skipped, and the load
-    task reads as it always does.
+    An entity with an update stamp is split when its load in this run reads much of it: a first
+    run (the load task has returned no cursor yet), a full refresh, or a window run (since/until
+    params, a backfill), whose window alone is counted and split. Documents and journal entries
+    are split by key (``DocEntry``: a count, the lowest and highest key, three small GETs),
+    partners and items by ``UpdateDate`` (a count, the first and last day, then a filtered count
+    per bisection step). The cut is into ``partitions`` ranges, or, by default, into one range per
+    session once the entity (its window) holds ``threshold`` records. An incremental run asks SAP
+    nothing: the plan is empty, the range task is skipped, and the load task reads as it always
+    does.
 
     :param group: the warehouse table group; or
     :param entities: the SAP entities.
@@ -214,13 +287,14 @@ class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
         cursor says whether this is a first run).
     :param partitions: ranges per split entity (templated): 0 or ``None`` by size, 1 never split.
     :param sessions: SAP sessions the ranges use at once (each holds a licence): range ``i``
-        reads on session slot ``1 + i % sessions``; the range task should run at most that many at
-        once (``max_active_tis_per_dagrun``).
-    :param threshold: the entity size from which a load is split by default.
+        reads on session slot ``1 + i % sessions``, so a load never holds more, however many of
+        its range tasks run at once. ``None``: the SAP connection's ``max_sessions`` extra, else
+        :data:`~airflow_provider_b1.sync.partitions.DEFAULT_SESSIONS`.
+    :param threshold: the entity size from which a load is split by default (templated).
     :param sap_b1_conn_id: the SAP Business One connection.
     """
 
-    template_fields: Sequence[str] = ("partitions",)
+    template_fields: Sequence[str] = ("partitions", "threshold")
     ui_color = "#e3ecf7"
 
     def __init__(
@@ -230,14 +304,14 @@ class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
         entities: Sequence[str] | None = None,
         load_task_id: str,
         partitions: int | str | None = None,
-        sessions: int = DEFAULT_SESSIONS,
-        threshold: int = DEFAULT_THRESHOLD,
+        sessions: int | None = None,
+        threshold: int | str = DEFAULT_THRESHOLD,
         sap_b1_conn_id: str = DEFAULT_SAP_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.entities = [name for name in _entities(entities, group) if partitionable(name)]
-        if sessions < 1:
+        if sessions is not None and sessions < 1:
             raise ValueError(f"sessions must be at least 1, not {sessions}")
         self.load_task_id = load_task_id
         self.partitions = partitions
@@ -252,12 +326,15 @@ class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
         parts = _parts(self.partitions)
         if parts == 1:
             return []
+        threshold = _whole(self.threshold, "partition_threshold", 1)
         previous = previous_summary(context, task_id=self.load_task_id)
-        wanted = []
+        wanted = {}
         for entity in self.entities:
             window = resolve_window(context, task_id=self.load_task_id, entity=entity, previous=previous)
             if window.mode == "full" or (window.mode == "incremental" and window.cursor is None):
-                wanted.append(entity)
+                wanted[entity] = {}
+            elif window.mode == "window":
+                wanted[entity] = {"since": window.since, "until": window.until}
             else:
                 self.log.info("%s: %s; not split", entity, window.describe())
         if not wanted:
@@ -267,13 +344,15 @@ class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
             WAREHOUSE_FLOW.merged_options({"sap_b1_conn_id": self.sap_b1_conn_id})
         )
         try:
-            for entity in wanted:
+            sessions = self.sessions or source.hook.max_sessions
+            for entity, window in wanted.items():
                 ranges = plan_ranges(
                     source,
                     WAREHOUSE_FLOW.stream(entity),
                     parts=parts,
-                    threshold=self.threshold,
-                    sessions=self.sessions,
+                    threshold=threshold,
+                    sessions=sessions,
+                    **window,
                 )
                 plan += [r.to_xcom() for r in ranges]
         finally:
@@ -282,12 +361,12 @@ class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
 
 
 class SapB1WarehouseRangeOperator(SyncOperator):
-    """Load one key range of a partitioned first load (a mapped task: ``.expand(key_range=plan.output)``).
+    """Load one range of a partitioned load (a mapped task: ``.expand(key_range=plan.output)``).
 
-    Reads every record of the range in key order on its own SAP session (the range's slot) and
-    loads it as the group's load would, with the audit trail and a checkpoint of the range's own
-    in every page's transaction: a failed try's next try resumes after its last committed page,
-    and re-reading a loaded range changes nothing. It updates no Asset and moves no cursor: the
+    Reads every record of the range (of its window, in a window run) in key order on its own SAP
+    session (the range's slot) and loads it as the group's load would, with the audit trail and a
+    checkpoint of the range's own in every page's transaction: a failed try's next try resumes
+    after its last committed page, and re-reading a loaded range changes nothing. It updates no Asset and moves no cursor: the
     group's load task does both once every range has finished.
 
     :param key_range: the range, as the planner returned it.

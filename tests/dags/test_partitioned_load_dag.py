@@ -32,6 +32,7 @@ def _dag(dag_of):
     """The DAG with only Invoices split: every other entity's first load runs as usual."""
     dag = dag_of(DAG_ID, retries=0)
     dag.get_task("plan_sales").entities = ["Invoices"]
+    dag.get_task("plan_master").partitions = "1"
     dag.get_task("plan_purchasing").partitions = "1"
     dag.get_task("plan_finance").partitions = "1"
     return dag
@@ -108,13 +109,17 @@ def test_a_first_load_split_into_ranges_equals_sap_reruns_change_nothing_and_the
     summary = values["load_sales:return_value"]["entities"]["Invoices"]
     assert (summary["mode"], summary["read"]) == ("incremental", 0)
     assert SapCursor.from_xcom(summary["cursor"]).compare(planned) == 0
+    # the ranges' checkpoints were deleted with the moving of the entity's own
+    assert _range_checkpoints(flow) == []
     before = flow.digest()
 
     # the finished ranges and the sales load run again: every invoice read again, nothing changes
     for index in range(PARTS):
         assert _rerun(dag, first, "load_sales_ranges", index) == "success"
+    assert len(_range_checkpoints(flow)) == PARTS
     assert _rerun(dag, first, "load_sales") == "success"
     assert flow.digest() == before
+    assert _range_checkpoints(flow) == []
     again = flow.audit_rows("run_id = %s AND source_entity = 'Invoices' AND try_number = 2", (first.run_id,))
     assert len(again) == INVOICES
     assert {r["action"] for r in again} == {"unchanged"}
@@ -150,14 +155,14 @@ class TaskInstance:
         return None
 
 
-def run(run_id, try_number, key_range):
-    operator = SapB1WarehouseRangeOperator(task_id="load_sales_ranges", key_range=key_range, page_size=100)
+def run(run_id, try_number, key_range, page_size=100):
+    operator = SapB1WarehouseRangeOperator(task_id="load_sales_ranges", key_range=key_range, page_size=page_size)
     ti = TaskInstance(run_id, try_number, key_range["index"])
     return operator.execute({"ti": ti, "params": {}, "dag_run": None})
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]))))
+    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), *map(int, sys.argv[4:]))))
 """
 
 
@@ -232,3 +237,146 @@ def test_a_range_killed_mid_way_resumes_alone_and_the_warehouse_ends_equal_to_sa
         )
     )
     assert tries == {1: partial, 2: size - partial}
+
+
+# --- partners and items split by update day; window runs split too --------------------------------
+
+
+def _range_checkpoints(flow) -> list[str]:
+    return [s for (s,) in flow.query("SELECT stream FROM sap_b1.sync_checkpoint WHERE stream LIKE '%@%'")]
+
+
+def _only(dag, *groups: str):
+    """The DAG with only these groups' plans splitting (the others never split)."""
+    for task in dag.tasks:
+        if task.task_id.startswith("plan_") and task.task_id.removeprefix("plan_") not in groups:
+            task.partitions = "1"
+    return dag
+
+
+def test_partners_and_items_split_by_update_day_equal_sap_and_the_cursor_finds_a_later_change(flow, dag_of):
+    # a threshold under the small company's 81 partners and 60 items: each splits into one range per session
+    first = _only(dag_of(DAG_ID, retries=0), "master").test(
+        logical_date=_now() - dt.timedelta(minutes=5), run_conf={"partition_threshold": 50}
+    )
+    states = task_states(first)
+    assert first.state == "success", states
+    values = xcoms(DAG_ID, first.run_id)["values"]
+    plan = values["plan_master:return_value"]
+    assert {r["entity"] for r in plan} == {"BusinessPartners", "Items"}
+    for entity in ("BusinessPartners", "Items"):
+        ranges = [r for r in plan if r["entity"] == entity]
+        assert len(ranges) == 4
+        assert {r["by"] for r in ranges} == {"stamp"}
+        assert [r["slot"] for r in ranges] == [1, 2, 3, 4]
+        assert ranges[0]["low"] is None
+        assert ranges[-1]["high"] is None
+        assert all(a["high"] == b["low"] for a, b in itertools.pairwise(ranges))
+        assert all(len(r["high"]) == 10 for r in ranges[:-1])  # days, YYYY-MM-DD
+    assert [k for k, v in states.items() if k.startswith("load_master_ranges")] == [
+        f"load_master_ranges[{i}]" for i in range(len(plan))
+    ]
+    assert {v for k, v in states.items() if k.startswith("load_master")} == {"success"}
+    assert states["reconcile"] == "success"
+
+    # every partner and item loaded once, by the ranges, and the warehouse equals SAP
+    assert flow.differences() == {}
+    for entity in ("BusinessPartners", "Items"):
+        rows = flow.audit_rows("run_id = %s AND source_entity = %s", (first.run_id, entity))
+        assert len(rows) == len({r["key"] for r in rows}) == flow.sap.truth(entity)["count"]
+        assert {r["action"] for r in rows} == {"created"}
+        assert {r["task_id"] for r in rows} <= {f"load_master_ranges[{i}]" for i in range(len(plan))}
+    # the ranges' checkpoints went with the moving of the entities' own
+    assert _range_checkpoints(flow) == []
+    kept = {s for (s,) in flow.query("SELECT stream FROM sap_b1.sync_checkpoint")}
+    assert {"BusinessPartners", "Items"} <= kept
+    planned = SapCursor.from_xcom(next(r for r in plan if r["entity"] == "Items")["cursor"])
+    summary = values["load_master:return_value"]["entities"]["Items"]
+    assert summary["mode"] == "incremental"
+    assert SapCursor.from_xcom(summary["cursor"]).compare(planned) == 0
+
+    # a partner changed after the load: the next run splits nothing and finds it from the cursor
+    code = flow.query("SELECT card_code FROM sap_b1.dim_business_partner ORDER BY card_code LIMIT 1")[0][0]
+    SapB1Hook("sap_b1_default").update("BusinessPartners", code, {"CardName": "Changed after the split load"})
+    nxt = _only(dag_of(DAG_ID, retries=0), "master").test(
+        logical_date=_now(), run_conf={"partition_threshold": 50}
+    )
+    states = task_states(nxt)
+    assert nxt.state == "success", states
+    assert states["load_master_ranges"] == "skipped"
+    summary = xcoms(DAG_ID, nxt.run_id)["values"]["load_master:return_value"]["entities"]["BusinessPartners"]
+    assert (summary["updated"], summary["created"]) == (1, 0)
+    assert flow.differences() == {}
+
+
+def test_a_window_run_splits_its_window_reads_exactly_it_and_moves_no_cursor(flow, dag_of):
+    # a window holding about a third of the invoices (dates from SAP itself)
+    days = sorted(
+        r["UpdateDate"][:10]
+        for page in SapB1Hook("sap_b1_default").iter_pages("Invoices", select=["DocEntry", "UpdateDate"])
+        for r in page
+    )
+    since, until = days[len(days) // 3], days[2 * len(days) // 3]
+    run = _only(dag_of(DAG_ID, retries=0), "master", "sales").test(
+        logical_date=_now() - dt.timedelta(minutes=5),
+        run_conf={"since": since, "until": until, "partition_threshold": 20},
+    )
+    states = task_states(run)
+    assert run.state == "success", states
+    values = xcoms(DAG_ID, run.run_id)["values"]
+    invoices = [r for r in values["plan_sales:return_value"] if r["entity"] == "Invoices"]
+    assert len(invoices) == 4
+    assert {(r["by"], r["since"][:10], r["until"][:10]) for r in invoices} == {("key", since, until)}
+    assert all(r["planned"] < INVOICES // 2 for r in invoices)  # the window's records, not the entity's
+    assert {v for k, v in states.items() if "_ranges[" in k} == {"success"}
+
+    # reconcile compares the window: SAP and the warehouse hold the same records in it
+    results = {r["entity"]: r for r in values["reconcile:return_value"]}
+    assert all(r["ok"] for r in results.values()), results
+    window_count = results["Invoices"]["sap_count"]
+    assert 0 < window_count == results["Invoices"]["warehouse_count"] < INVOICES
+    rows = flow.audit_rows("run_id = %s AND source_entity = 'Invoices'", (run.run_id,))
+    assert len(rows) == len({r["key"] for r in rows}) == flow.figures("Invoices")[0]
+    assert {r["task_id"] for r in rows} <= {f"load_sales_ranges[{i}]" for i in range(8)}
+
+    # the load after the ranges read nothing again and moved no cursor; no checkpoint is left behind
+    summary = values["load_sales:return_value"]["entities"]["Invoices"]
+    assert (summary["mode"], summary["read"], summary["cursor"]) == ("window", 0, None)
+    assert _range_checkpoints(flow) == []
+    assert flow.query("SELECT stream FROM sap_b1.sync_checkpoint WHERE stream = 'Invoices'") == []
+
+
+def test_a_range_of_update_days_killed_mid_way_resumes_after_its_last_page(flow, tmp_path):
+    from airflow_provider_b1.transfers.sap_b1_to_warehouse import SapB1WarehousePlanOperator
+
+    plan = SapB1WarehousePlanOperator(
+        task_id="plan_master", entities=["BusinessPartners"], load_task_id="load_master", partitions=2
+    ).execute(_context(_TaskInstance("plan_master")))
+    assert [(r["by"], r["low"] is None, r["high"] is None) for r in plan] == [
+        ("stamp", True, False),
+        ("stamp", False, True),
+    ]
+    hook = SapB1Hook("sap_b1_default")
+    size = hook.count("BusinessPartners", f"UpdateDate lt '{plan[0]['high']}' or UpdateDate eq null")
+
+    def loaded() -> int:
+        try:
+            return flow.query("SELECT count(*) FROM sap_b1.dim_business_partner")[0][0]
+        except Exception:  # the schema is not created yet
+            return 0
+
+    flow.sap.faults(slow_rate=1.0, slow_seconds=0.5)  # every reply late: a wide window to kill in
+    script = tmp_path / "load_range.py"
+    script.write_text(CHILD)
+    kill_mid_load(script, RUN_ID, loaded, at_least=5, args=(json.dumps(plan[0]), "5"))
+    flow.sap.faults()
+    partial = loaded()
+    assert 5 <= partial < size
+
+    namespace: dict = {}
+    exec(compile(CHILD, str(script), "exec"), namespace)
+    summary = namespace["run"](RUN_ID, 2, plan[0], 5)
+    assert (summary["created"], summary["unchanged"], summary["failed"]) == (size - partial, 0, 0)
+    summary = namespace["run"](RUN_ID, 1, plan[1], 5)
+    assert (summary["created"], summary["failed"]) == (flow.sap.truth("BusinessPartners")["count"] - size, 0)
+    assert flow.differences(["BusinessPartners"]) == {}

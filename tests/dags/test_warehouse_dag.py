@@ -20,9 +20,9 @@ from airflow_provider_b1.warehouse.entities import ENTITIES
 
 DAG_ID = "sap_b1_to_warehouse"
 LOADS = [f"load_{group}" for group in WAREHOUSE_GROUPS]
-# Groups holding documents plan key ranges for a large first load; small ones split nothing.
-PLANS = [f"plan_{group}" for group in WAREHOUSE_GROUPS if group != "master"]
-RANGES = [f"load_{group}_ranges" for group in WAREHOUSE_GROUPS if group != "master"]
+# Every group holding stamped entities plans ranges for a large load; small ones split nothing.
+PLANS = [f"plan_{group}" for group in WAREHOUSE_GROUPS]
+RANGES = [f"load_{group}_ranges" for group in WAREHOUSE_GROUPS]
 
 
 def _now() -> dt.datetime:
