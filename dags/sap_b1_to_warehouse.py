@@ -23,13 +23,16 @@ run plans nothing: the range task is skipped.
 Settings a deployer changes without editing this file:
 
 * the SAP connection's **Sessions for partitioned loads** (extra ``max_sessions``, default 4): the
-  SAP sessions, each holding a licence, one split load holds at once. Ranges share that many
-  session slots whatever the number of ranges, so it caps the licences even when more range tasks
-  run at once;
-* the environment variable ``B1_SAP_SESSIONS`` (default 4), read when the DAG is parsed: how many
-  range tasks of one run may run at once (``max_active_tis_per_dagrun`` is fixed at parse time).
-  Keep it equal to ``max_sessions``: more only makes tasks wait on a busy session; fewer leaves
-  sessions idle;
+  session slots a split load's ranges read on (range ``i`` on slot ``1 + i % max_sessions``; each
+  session holds a licence). Sessions are cached per worker, so on one worker a load's ranges never
+  hold more than that many, however many range tasks run;
+* the environment variable ``B1_WAREHOUSE_RANGE_TASKS`` (default 4), read when the DAG is parsed:
+  how many range tasks of one run may run at once (``max_active_tis_per_dagrun`` is fixed at parse
+  time). Keep it equal to ``max_sessions``: more only makes tasks wait on a busy session; fewer
+  leaves sessions idle. (``B1_SAP_SESSIONS`` is another setting: the ServiceTitan flow's writers.)
+* ``B1_SAP_POOL``, read when the DAG is parsed: an Airflow pool the range tasks run in. Create it
+  with as many slots as the licences loads may take: unlike the two settings above it holds across
+  workers, groups and runs, and its size changes in the UI without a new parse;
 * ``B1_PARTITION_THRESHOLD`` (default 50,000), read when the DAG is parsed: the default of the
   **Partition threshold** param, which a run can override from the trigger form.
 
@@ -67,7 +70,9 @@ from airflow_provider_b1.webhooks.assets import sap_b1_asset
 
 #: Range tasks of one run that may run at once (fixed at parse time); match the SAP connection's
 #: ``max_sessions``, which caps the sessions (licences) the ranges hold.
-SAP_SESSIONS = int(os.environ.get("B1_SAP_SESSIONS") or DEFAULT_SESSIONS)
+SAP_SESSIONS = int(os.environ.get("B1_WAREHOUSE_RANGE_TASKS") or DEFAULT_SESSIONS)
+#: The Airflow pool of the range tasks, when the deployment caps SAP sessions across workers.
+SAP_POOL = os.environ.get("B1_SAP_POOL") or None
 #: Default of the ``partition_threshold`` param: records from which a load is split into ranges.
 PARTITION_THRESHOLD = int(os.environ.get("B1_PARTITION_THRESHOLD") or DEFAULT_THRESHOLD)
 
@@ -135,8 +140,9 @@ def sap_b1_to_warehouse():
             partitions="{{ params.partitions }}",
             threshold="{{ params.partition_threshold }}",
         )
+        pool = {"pool": SAP_POOL} if SAP_POOL else {}
         ranges = SapB1WarehouseRangeOperator.partial(
-            task_id=f"load_{group}_ranges", max_active_tis_per_dagrun=SAP_SESSIONS
+            task_id=f"load_{group}_ranges", max_active_tis_per_dagrun=SAP_SESSIONS, **pool
         ).expand(key_range=plan.output)
         loads[group] = SapB1ToWarehouseOperator(
             task_id=f"load_{group}", group=group, plan_task_id=plan.task_id, trigger_rule="none_failed"

@@ -287,9 +287,10 @@ class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
         cursor says whether this is a first run).
     :param partitions: ranges per split entity (templated): 0 or ``None`` by size, 1 never split.
     :param sessions: SAP sessions the ranges use at once (each holds a licence): range ``i``
-        reads on session slot ``1 + i % sessions``, so a load never holds more, however many of
-        its range tasks run at once. ``None``: the SAP connection's ``max_sessions`` extra, else
-        :data:`~airflow_provider_b1.sync.partitions.DEFAULT_SESSIONS`.
+        reads on session slot ``1 + i % sessions``, so on one worker (sessions are cached per
+        worker) a load never holds more, however many of its range tasks run at once. ``None``: the
+        SAP connection's ``max_sessions`` extra (default 4). A cap across workers is an Airflow
+        pool on the range task.
     :param threshold: the entity size from which a load is split by default (templated).
     :param sap_b1_conn_id: the SAP Business One connection.
     """

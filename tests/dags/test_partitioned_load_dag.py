@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 
-from dag_helpers import INVOICES, kill_mid_load, task_states, xcoms
+from dag_helpers import INVOICES, kill_mid_load, load_dag, task_states, xcoms
 
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook, SapCursor
 
@@ -380,3 +380,21 @@ def test_a_range_of_update_days_killed_mid_way_resumes_after_its_last_page(flow,
     summary = namespace["run"](RUN_ID, 1, plan[1], 5)
     assert (summary["created"], summary["failed"]) == (flow.sap.truth("BusinessPartners")["count"] - size, 0)
     assert flow.differences(["BusinessPartners"]) == {}
+
+
+def test_the_range_tasks_concurrency_pool_and_threshold_are_deployment_settings(monkeypatch):
+    monkeypatch.setenv("B1_WAREHOUSE_RANGE_TASKS", "2")
+    monkeypatch.setenv("B1_SAP_POOL", "sap_licences")
+    monkeypatch.setenv("B1_PARTITION_THRESHOLD", "1000")
+    dag = load_dag(DAG_ID)
+    for group in ("master", "sales", "purchasing", "finance"):
+        ranges = dag.get_task(f"load_{group}_ranges")
+        assert (ranges.max_active_tis_per_dagrun, ranges.pool) == (2, "sap_licences")
+        assert dag.get_task(f"plan_{group}").threshold == "{{ params.partition_threshold }}"
+    assert dag.params["partition_threshold"] == 1000
+    for name in ("B1_WAREHOUSE_RANGE_TASKS", "B1_SAP_POOL", "B1_PARTITION_THRESHOLD"):
+        monkeypatch.delenv(name)
+    dag = load_dag(DAG_ID)
+    assert dag.get_task("load_sales_ranges").max_active_tis_per_dagrun == 4
+    assert dag.get_task("load_sales_ranges").pool == "default_pool"
+    assert dag.params["partition_threshold"] == 50_000
