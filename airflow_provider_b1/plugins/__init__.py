@@ -1,0 +1,1 @@
+"""Airflow plugins the provider registers (entry point group ``airflow.plugins``)."""
