@@ -5,10 +5,16 @@ Debian's Chromium driven by Playwright against the session's live Airflow (``liv
 the sandboxes. Each connection is added through the form, as a user would type it, and its Test
 button pressed; the message Airflow shows is asserted on the page. Each step stores a screenshot
 in ``test-artifacts/browser/`` (its path is printed at the end of the session).
+
+Most connections are saved with the port left empty, as a user leaves it: Airflow 3.3.2's Test
+button then sends port 0, which the provider's api-server plugin reads as the stored null
+(``airflow_provider_b1.plugins.connection_test_port``); without it every such test answered
+"Bad Request".
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -25,6 +31,7 @@ expect.set_options(timeout=30_000)  # a page's first paint (and its translations
 HOOK_NAMES = {c["connection-type"]: c["hook-name"] for c in CONNECTION_TYPES}
 TEST_SECONDS = 60_000
 """Milliseconds a Test button may take (a login, a few reads) on a busy machine."""
+TEST_ROUTE = re.compile(r"/api/v2/connections/test$")
 RUN_SECONDS = 240
 """Seconds a task of the warehouse DAG may take to run in the live Airflow on a busy machine."""
 
@@ -35,10 +42,16 @@ def _connections_page(page: Any, airflow: Any) -> None:
 
 
 def _add_connection(
-    page: Any, conn_id: str, connection: dict[str, Any], *, port: int | str, type_name: str | None = None
+    page: Any,
+    conn_id: str,
+    connection: dict[str, Any],
+    *,
+    port: int | str | None = None,
+    type_name: str | None = None,
 ) -> None:
     """Fill the Add Connection form as a user would: the type by its name, the standard fields
-    the form shows (the port included, see ``connections.py``), the extras one by one; save."""
+    the form shows (the port only when given: left empty, it is stored as null), the extras one by
+    one; save."""
     page.get_by_role("button", name="Add Connection").click()
     dialog = page.get_by_role("dialog")
     dialog.locator("input[name=connection_id]").fill(conn_id)
@@ -78,7 +91,7 @@ def _row(page: Any, conn_id: str) -> Any:
 
 def _press_test(page: Any, conn_id: str) -> dict[str, Any]:
     """Press the row's Test button; return the API's answer once the page shows its message."""
-    with page.expect_response(re.compile(r"/api/v2/connections/test$"), timeout=TEST_SECONDS) as answer:
+    with page.expect_response(TEST_ROUTE, timeout=TEST_SECONDS) as answer:
         _row(page, conn_id).get_by_role("button", name="Test Connection").click()
     reply = answer.value
     assert reply.status == 200, f"Test of {conn_id}: {reply.status} {reply.text()}"
@@ -100,7 +113,11 @@ def connections_page(browser, live_airflow):
     return browser
 
 
-def test_sap_connection_through_the_form_lists_its_readable_data_areas(connections_page, live_sap):
+def test_sap_connection_through_the_form_lists_its_readable_data_areas(
+    connections_page, live_airflow, live_sap
+):
+    """Saved with the port left empty (the URL names it), the connection's Test button sends port 0
+    for the stored null, and the test runs."""
     page, sap = connections_page, live_sap
     connection = {
         "conn_type": "sap_b1",
@@ -110,13 +127,43 @@ def test_sap_connection_through_the_form_lists_its_readable_data_areas(connectio
         "password": SAP_PASSWORD,
         "extra": {"ca_bundle": sap.ca_path, "timezone": "America/Chicago"},
     }
-    _add_connection(page, "sap_ui", connection, port=sap.base_url.rsplit(":", 1)[1])
-    answer = _press_test(page, "sap_ui")
+    _add_connection(page, "sap_ui", connection)
+    assert live_airflow.api("GET", "/connections/sap_ui")["port"] is None
+    with page.expect_request(TEST_ROUTE) as sent:
+        answer = _press_test(page, "sap_ui")
+    assert sent.value.post_data_json["port"] == 0
     assert answer["status"] is True, answer
     assert f"company {SAP_COMPANY} as {SAP_USER} (Service Layer v2)" in answer["message"]
     readable = answer["message"].split("Readable: ", 1)[1].split(".")[0].split(", ")
     assert set(readable) <= {area for area, _ in TEST_AREAS}, answer["message"]
     assert {"business partners", "items", "sales orders", "invoices"} <= set(readable), answer["message"]
+
+
+def test_a_test_of_another_host_than_the_stored_one_is_still_refused(connections_page):
+    """The stored password is reused for the stored host only. The connection list's Test button
+    always sends the stored host, so the request of ``sap_ui``'s button (port 0, password masked)
+    is sent with another host, as a changed form or a hand-written call would send it: Airflow
+    refuses it and the page says so."""
+    page = connections_page
+
+    def to_another_host(route: Any) -> None:
+        body = {**route.request.post_data_json, "host": "https://elsewhere.invalid/b1s/v2/"}
+        assert (body["port"], body["password"]) == (0, "***"), body
+        route.continue_(post_data=json.dumps(body))
+
+    page.route(TEST_ROUTE, to_another_host)
+    try:
+        with page.expect_response(TEST_ROUTE, timeout=TEST_SECONDS) as answer:
+            _row(page, "sap_ui").get_by_role("button", name="Test Connection").click()
+    finally:
+        page.unroute(TEST_ROUTE, to_another_host)
+    reply = answer.value
+    assert reply.status == 400, reply.text()
+    assert "The host or port to test differs from the stored connection" in reply.json()["detail"]
+    toast = page.locator("[data-scope=toast][data-part=root]").filter(has_text="Test Connection Failed")
+    expect(toast.last).to_contain_text("Bad Request")
+    page.wait_for_timeout(500)  # the toast slides in
+    page.shot("test-sap_ui-another-host")
 
 
 def test_every_other_connection_type_passes_its_test_button(
@@ -147,13 +194,14 @@ def test_every_other_connection_type_passes_its_test_button(
     }
     assert {c["conn_type"] for c in cases.values()} | {"sap_b1"} == set(HOOK_NAMES)
     for conn_id, connection in cases.items():
-        _add_connection(page, conn_id, connection, port=443)
+        _add_connection(page, conn_id, connection)
     for conn_id in cases:
         answer = _press_test(page, conn_id)
         assert answer["status"] is True, (conn_id, answer)
 
 
 def test_a_wrong_password_and_an_untrusted_certificate_say_how_to_fix_them(connections_page, live_sap):
+    """Saved with the port typed, which the Test button sends back as it is."""
     page, sap = connections_page, live_sap
     port = sap.base_url.rsplit(":", 1)[1]
     base = {
@@ -183,14 +231,11 @@ def test_a_wrong_password_and_an_untrusted_certificate_say_how_to_fix_them(conne
 
 def test_a_sqlite_connection_for_the_embedded_warehouse_through_the_form(connections_page, tmp_path):
     """The README's embedded warehouse and audit trail use ``sqlite`` connections: the type is
-    installed with the provider, its form saves one and its Test button reaches the file. (The
-    SQLite form has a port field too; one is typed so that Airflow 3.3.2's Test button runs.)"""
+    installed with the provider, its form saves one and its Test button reaches the file."""
     page = connections_page
     database = tmp_path / "warehouse.db"
     database.touch()
-    _add_connection(
-        page, "warehouse_ui", {"conn_type": "sqlite", "host": str(database)}, port=0, type_name="Sqlite"
-    )
+    _add_connection(page, "warehouse_ui", {"conn_type": "sqlite", "host": str(database)}, type_name="Sqlite")
     answer = _press_test(page, "warehouse_ui")
     assert answer["status"] is True, answer
 
