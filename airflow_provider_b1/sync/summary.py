@@ -134,12 +134,13 @@ def combine_summaries(summaries: Iterable[SyncSummary]) -> dict[str, Any]:
     :param summaries: one summary per entity the task synced.
     """
     entities: dict[str, Any] = {}
-    totals = dict.fromkeys((*COUNT_FIELDS, "written"), 0)
+    always = (*COUNT_FIELDS, "written")
+    totals = dict.fromkeys(always, 0)
     flow = None
     for summary in summaries:
         flow = flow or summary.flow
         entities[summary.entity] = summary.to_xcom()
-        for name in totals:
+        for name in always:
             totals[name] += entities[summary.entity][name]
         for name in RARE_COUNT_FIELDS:
             if getattr(summary, name):

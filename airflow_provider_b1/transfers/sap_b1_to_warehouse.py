@@ -452,8 +452,9 @@ class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
 
     Reads only the keys (``$select`` of the key) of the entities SAP deletes outright (business
     partners, items, G/L accounts, profit centres) and the warehouse's live keys; a key SAP no
-    longer holds gets ``deleted_at`` set (the row stays, logged in ``deletion_log``), and the load
-    that brings the key back clears it. Explores and reconciliation leave marked rows out.
+    longer holds gets ``deleted_at`` set (the row stays, logged in ``deletion_log`` and audited as
+    ``deleted`` in the flow's audit trail), and the load that brings the key back clears it
+    (audited as ``restored``). Explores and reconciliation leave marked rows out.
 
     If any entity would have more than ``max_share`` of its live rows marked, nothing is marked and
     the task fails at once (a wrong company or a missing permission looks like a mass deletion).
@@ -464,9 +465,12 @@ class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
     :param warehouse_schema: the PostgreSQL schema of the warehouse tables.
     :param max_share: the largest share of an entity's live rows one check may mark (0-1; 1 turns
         the guard off); templated, e.g. ``"{{ params.deletion_max_share }}"``.
+    :param audit_conn_id: the audit trail's connection (the warehouse's own writes each marking
+        and its audit row in one transaction).
+    :param audit_schema: its PostgreSQL schema.
     """
 
-    template_fields: Sequence[str] = ("entities", "max_share")
+    template_fields: Sequence[str] = ("entities", "max_share", "audit_conn_id")
     ui_color = "#f6e0e0"
 
     def __init__(
@@ -477,9 +481,13 @@ class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
         warehouse_conn_id: str = DEFAULT_WAREHOUSE_CONN_ID,
         warehouse_schema: str = DEFAULT_SCHEMA,
         max_share: float | str = DEFAULT_MAX_SHARE,
+        audit_conn_id: str = DEFAULT_AUDIT_CONN_ID,
+        audit_schema: str = DEFAULT_AUDIT_SCHEMA,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.audit_conn_id = audit_conn_id
+        self.audit_schema = audit_schema
         names = _entities(list(entities) if entities is not None else list(DELETABLE), None)
         refused = [name for name in names if name not in DELETABLE]
         if refused:
@@ -505,13 +513,16 @@ class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
             ) from None
         if not 0 < max_share <= 1:
             raise PermanentError(f"max_share must be above 0 and at most 1, not {max_share}")
-        ti = context["ti"]
-        run = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id}
-        with open_loader(self.warehouse_conn_id, schema=self.warehouse_schema) as loader:
+        with (
+            open_loader(self.warehouse_conn_id, schema=self.warehouse_schema) as loader,
+            AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit,
+        ):
             loader.ensure_schema()
-            checks = check_deletions(
-                SapB1Hook(self.sap_b1_conn_id), loader, self.entities, max_share=max_share, run=run
-            )
+            audit.ensure_schema()
+            with audit.session_for(WAREHOUSE_FLOW.name, context) as session:
+                checks = check_deletions(
+                    SapB1Hook(self.sap_b1_conn_id), loader, self.entities, max_share=max_share, audit=session
+                )
         return [c.to_xcom() for c in checks]
 
 

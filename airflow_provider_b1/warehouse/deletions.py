@@ -11,6 +11,16 @@ out), and marks every live key SAP no longer holds with ``deleted_at`` (never a 
 each logged in ``deletion_log`` in the same transaction. A later load that brings a record with
 that key back clears the mark (see :mod:`.loader`).
 
+**Audit trail.** Given the check task's audit session, every marking is a row of the audit trail
+like any record a load handles: flow ``sap_b1_to_warehouse``, source system ``sap_b1``, the
+entity and key, action ``deleted``, the task's DAG, run, task and try, and the reason ("not among
+SAP's 1,234 keys at 2026-05-01 02:00:00 UTC", the time SAP's keys were read). When the audit
+trail and the warehouse share a database, the rows are written in the marking's own transaction;
+otherwise right after its commit (see :meth:`.WarehouseLoader.mark_deleted`). A record that comes
+back is audited ``restored`` by the load that brings it. So ``history()`` of a key reads
+*created, ..., deleted, restored*, and a record whose last attempt failed before SAP deleted it is
+no longer offered to replay.
+
 **Guard.** A key set read from the wrong company, or by a user who may not see the entity, looks
 like a mass deletion. Before marking anything, every entity is compared; if any would have more
 than ``max_share`` of its live rows marked (default half), nothing is marked and
@@ -19,14 +29,18 @@ than ``max_share`` of its live rows marked (default half), nothing is marked and
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.warehouse.entities import DELETABLE, EntitySpec, entity_spec
 from airflow_provider_b1.warehouse.loader import WarehouseLoader
+
+if TYPE_CHECKING:
+    from airflow_provider_b1.sync.audit import AuditSession
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +66,7 @@ class DeletionCheck:
     :param missing: live keys SAP no longer holds.
     :param marked: the keys this check marked deleted (``missing`` unless another writer marked
         or restored some meanwhile).
+    :param read_at: when SAP's keys were read (UTC): a missing key was not among them then.
     """
 
     entity: str
@@ -59,6 +74,7 @@ class DeletionCheck:
     live_keys: int
     missing: list[Any] = field(default_factory=list)
     marked: list[Any] = field(default_factory=list)
+    read_at: dt.datetime | None = None
 
     @property
     def share(self) -> float:
@@ -70,7 +86,16 @@ class DeletionCheck:
             return text + "; none deleted"
         shown = ", ".join(map(str, self.missing[:LOG_KEYS]))
         more = f" and {len(self.missing) - LOG_KEYS} more" if len(self.missing) > LOG_KEYS else ""
-        return f"{text}; {len(self.missing)} deleted in SAP ({self.share:.0%}): {shown}{more}"
+        text += f"; {len(self.missing)} deleted in SAP ({self.share:.0%})"
+        if self.marked:
+            text += f", {len(self.marked)} marked deleted"
+        return f"{text}: {shown}{more}"
+
+    @property
+    def reason(self) -> str:
+        """Why the missing keys are marked, for their audit rows."""
+        when = (self.read_at or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M:%S")
+        return f"not among SAP's {self.sap_keys:,} keys at {when} UTC"
 
     def to_xcom(self) -> dict[str, Any]:
         return {
@@ -104,8 +129,9 @@ def compare(hook: Any, loader: WarehouseLoader, spec: EntitySpec) -> DeletionChe
     # which the check ignores, never only in the warehouse.
     live = list(loader.keys(spec))
     in_sap = sap_keys(hook, spec)
+    read_at = dt.datetime.now(dt.timezone.utc)
     missing = [key for key in live if str(key) not in in_sap]
-    return DeletionCheck(spec.entity, len(in_sap), len(live), missing)
+    return DeletionCheck(spec.entity, len(in_sap), len(live), missing, read_at=read_at)
 
 
 def check_deletions(
@@ -115,6 +141,7 @@ def check_deletions(
     *,
     max_share: float = DEFAULT_MAX_SHARE,
     run: Mapping[str, Any] | None = None,
+    audit: AuditSession | None = None,
 ) -> list[DeletionCheck]:
     """Mark the warehouse rows of records deleted in SAP, after checking every entity against the guard.
 
@@ -123,7 +150,11 @@ def check_deletions(
     :param entities: SAP entities to check; each must be one SAP deletes (``EntitySpec.deletable``).
     :param max_share: refuse (and mark nothing at all) when any entity would have more than this
         share of its live rows marked; ``1.0`` turns the guard off.
-    :param run: ``dag_id``, ``run_id`` and ``task_id``, logged with each marking.
+    :param run: ``dag_id``, ``run_id`` and ``task_id``, logged with each marking; the audit
+        session's when not given.
+    :param audit: the task's audit session of the ``sap_b1_to_warehouse`` flow: each marking
+        becomes a ``deleted`` row of the audit trail, in the marking's transaction when the trail
+        shares the warehouse's database, else right after it. ``None`` audits nothing.
     """
     specs = [entity_spec(entity) for entity in entities]
     refused = [spec.entity for spec in specs if not spec.deletable]
@@ -134,6 +165,14 @@ def check_deletions(
         )
     if not 0 < max_share <= 1:
         raise ValueError(f"max_share must be above 0 and at most 1, not {max_share!r}")
+    if audit is not None:
+        from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
+
+        if audit.flow != WAREHOUSE_FLOW.name:
+            raise ValueError(
+                f"The deletion check audits into the {WAREHOUSE_FLOW.name} flow; open its session with that "
+                f"flow name, not {audit.flow!r}"
+            )
     checks = [compare(hook, loader, spec) for spec in specs]
     too_many = [c for c in checks if c.missing and c.share > max_share]
     if too_many:
@@ -149,6 +188,6 @@ def check_deletions(
         )
     for check, spec in zip(checks, specs):
         if check.missing:
-            check.marked = loader.mark_deleted(spec, check.missing, run)
+            check.marked = loader.mark_deleted(spec, check.missing, run, audit=audit, reason=check.reason)
         log.info("%s", check.describe())
     return checks

@@ -25,11 +25,15 @@ partner reconciliation and easy to list (``WHERE is_inferred``).
 
 Records SAP deletes outright (master data: see ``EntitySpec.deletable``) are never removed here.
 The deletion check (:mod:`.deletions`) sets ``deleted_at`` on the rows whose keys SAP no longer
-holds (:meth:`WarehouseLoader.mark_deleted`); a later load that brings a record with such a key
-back clears it in the merge and reports the record ``created`` (it is new to the warehouse's live
-rows again), whether or not its payload changed. Both are written to ``deletion_log`` in the
-transaction that makes them. Counts, sums and keys (:meth:`WarehouseLoader.stats`,
-:meth:`WarehouseLoader.keys`) leave deleted rows out, as they leave inferred partners out.
+holds (:meth:`WarehouseLoader.mark_deleted`), each a ``deleted`` row of the audit trail; a later
+load that brings a record with such a key back clears it in the merge, whether or not its payload
+changed, and reports the record ``restored``, with a note saying when it was marked deleted. An
+ops person asking the audit trail "what happened to partner C001?" then reads *created, deleted,
+restored* instead of a second *created* that hides the deletion, and ``WHERE action IN ('deleted',
+'restored')`` lists every change of a record's existence. A restored record counts as written,
+like a created one. Both are also written to ``deletion_log`` in the transaction that makes them.
+Counts, sums and keys (:meth:`WarehouseLoader.stats`, :meth:`WarehouseLoader.keys`) leave deleted
+rows out, as they leave inferred partners out.
 
 PostgreSQL, per page: one indexed look-up asks whether any of the page's keys is already
 loaded. If none is (a first load, or a page of new records), the rows and their child rows are
@@ -46,6 +50,7 @@ whatever its size.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sqlite3
@@ -55,7 +60,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -80,6 +85,9 @@ from airflow_provider_b1.warehouse.schema import (
     ensure_schema_sqlite,
     validate_schema_name,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_b1.sync.audit import AuditRecord, AuditSession
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +178,11 @@ class WarehouseLoader(DatabaseSink):
         """Create or upgrade the schema; return its version."""
 
     @abstractmethod
-    def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
-        """Write one batch's rows in the open transaction; return ``{key: created|updated|unchanged}``."""
+    def _merge(
+        self, spec: EntitySpec, mapped: Sequence[MappedRecord]
+    ) -> tuple[dict[Any, str], dict[Any, str]]:
+        """Write one batch's rows in the open transaction; return ``{key: created|updated|unchanged|restored}``
+        and the notes of the restored records (``{key: "SAP holds it again; it was marked deleted at ..."}``)."""
 
     @abstractmethod
     def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
@@ -217,14 +228,32 @@ class WarehouseLoader(DatabaseSink):
         return [key for (key,) in rows]
 
     def mark_deleted(
-        self, spec: EntitySpec, keys: Iterable[Any], run: Mapping[str, Any] | None = None
+        self,
+        spec: EntitySpec,
+        keys: Iterable[Any],
+        run: Mapping[str, Any] | None = None,
+        *,
+        audit: AuditSession | None = None,
+        reason: str | None = None,
     ) -> list[Any]:
         """Mark the live rows of these keys deleted in SAP (``deleted_at`` now) and log each in
         ``deletion_log``, in one transaction; return the keys marked. Rows are never removed.
 
+        With an audit session each marking is also a ``deleted`` row of the audit trail (the
+        session's flow, source system ``sap_b1``, the entity, the key, ``reason``). When the trail
+        lives in this very database (the warehouse opened from a connection that reaches the
+        trail's database) those rows are written in the marking's own transaction: marking and
+        trail commit together or not at all. Otherwise they are written right after the marking's
+        commit, in a transaction of the trail's own, as the sync engine writes a page's trail; if
+        that write fails the task fails, and the markings keep their ``deletion_log`` rows.
+
         :param spec: an entity SAP can delete (:attr:`EntitySpec.deletable`).
         :param keys: keys as the warehouse holds them (e.g. from :meth:`keys`).
-        :param run: ``dag_id``, ``run_id`` and ``task_id`` of the check, for the log.
+        :param run: ``dag_id``, ``run_id`` and ``task_id`` of the check, for the log; the audit
+            session's when not given.
+        :param audit: the check's audit session (see :meth:`AuditTrail.session_for
+            <airflow_provider_b1.sync.audit.AuditTrail.session_for>`); ``None`` audits nothing.
+        :param reason: why the rows were marked, one short sentence for the audit rows.
         """
         if not spec.deletable:
             raise ValueError(f"SAP does not delete {spec.entity}; the warehouse has no deleted_at for it")
@@ -232,6 +261,12 @@ class WarehouseLoader(DatabaseSink):
         marked: list[Any] = []
         if not keys:
             return marked
+        if run is None and audit is not None:
+            run = audit.run
+        shared = (
+            audit is not None and self.database is not None and self.database.same_as(audit.trail.database)
+        )
+        records: list[AuditRecord] = []
         mark = "%s" if self.dialect == "postgres" else "?"
         now = "now()" if self.dialect == "postgres" else "CURRENT_TIMESTAMP"
         self.begin()
@@ -247,11 +282,47 @@ class WarehouseLoader(DatabaseSink):
                 )
                 marked += [key for (key,) in rows]
             self._log(spec, marked, "deleted", run)
+            if audit is not None:
+                records = self._deletion_records(spec, marked, reason)
+                if shared and records:
+                    cursor = self.conn.cursor()
+                    try:
+                        audit.write(records, cursor, counted=False)
+                    finally:
+                        cursor.close()
             self.commit()
         except BaseException:
             self.rollback()
             raise
+        if records:
+            if shared:
+                audit.count(records)
+            else:
+                audit.write(records)
         return marked
+
+    def _deletion_records(
+        self, spec: EntitySpec, keys: Sequence[Any], reason: str | None
+    ) -> list[AuditRecord]:
+        """The ``deleted`` audit rows of these marked keys."""
+        from airflow_provider_b1.sync.audit import AuditRecord
+        from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
+
+        target = self.table_name(spec)
+        reason = reason or "no longer in SAP"
+        return [
+            AuditRecord(
+                WAREHOUSE_FLOW.source_system,
+                spec.entity,
+                str(key),
+                Action.DELETED,
+                target_system=self.system,
+                target_entity=target,
+                target_key=str(key),
+                error=reason,
+            )
+            for key in keys
+        ]
 
     def _log(self, spec: EntitySpec, keys: Sequence[Any], action: str, run: Mapping[str, Any] | None) -> None:
         """``deletion_log`` rows for these keys, in the open transaction."""
@@ -315,7 +386,12 @@ class WarehouseLoader(DatabaseSink):
     def write_rows(self, stream: Stream, items: Sequence[Item]) -> dict[Hashable, Outcome]:
         """The page's rows and child rows (a changed record's children replaced whole)."""
         mapped = [item.data for item in items]
-        actions = self._merge(entity_spec(stream.name), mapped)
+        actions, notes = self._merge(entity_spec(stream.name), mapped)
+        if notes:
+            return {
+                m.key: Outcome(m.key, _ACTIONS[actions[m.key]], notes.get(m.key), m.payload_hash)
+                for m in mapped
+            }
         return {m.key: Outcome(m.key, _ACTIONS[actions[m.key]], None, m.payload_hash) for m in mapped}
 
     def after_turn(self, stream: Stream, items: Sequence[Item], outcomes: Mapping[Hashable, Outcome]) -> None:
@@ -340,6 +416,15 @@ class WarehouseLoader(DatabaseSink):
         before = dict(self._inferred.by_entity)
         outcomes = write_alone(self, Stream(entity), list(records))
         return PageResult(outcomes, self._inferred.by_entity.get(entity, 0) - before.get(entity, 0))
+
+
+def _restored_note(deleted_at: Any) -> str:
+    """The audit note of a restored record: when the deletion check had marked it deleted."""
+    if isinstance(deleted_at, datetime.datetime):
+        if deleted_at.tzinfo is not None:
+            deleted_at = deleted_at.astimezone(datetime.timezone.utc)
+        deleted_at = deleted_at.strftime("%Y-%m-%d %H:%M:%S")
+    return f"SAP holds it again; it was marked deleted at {str(deleted_at)[:19]} UTC"
 
 
 def _key_as_sent(spec: EntitySpec, record: Any) -> Any:
@@ -459,10 +544,13 @@ class PostgresLoader(WarehouseLoader):
             actions = dict.fromkeys((m.key for m in mapped), UNCHANGED)
             updated = []
             restored = []
+            notes = {}
             for row in cur.fetchall():
                 key, inserted = row[0], row[1]
                 actions[key] = CREATED if inserted else UPDATED
-                if len(row) > 2 and row[2]:
+                if len(row) > 2 and row[2] is not None:
+                    actions[key] = RESTORED
+                    notes[key] = _restored_note(row[2])
                     restored.append(key)
                     updated.append(key)
                 elif not inserted:
@@ -473,7 +561,7 @@ class PostgresLoader(WarehouseLoader):
                     cur.execute(delete, (updated,))
             self._copy_children(cur, spec, changed)
         self._log(spec, restored, "restored", None)
-        return actions
+        return actions, notes
 
     def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
         sql = _postgres_sql(spec, self.schema)
@@ -498,14 +586,14 @@ class PostgresLoader(WarehouseLoader):
 
     def _insert_new(
         self, cur: Any, spec: EntitySpec, sql: _PostgresSql, mapped: Sequence[MappedRecord]
-    ) -> dict[Any, str]:
+    ) -> tuple[dict[Any, str], dict[Any, str]]:
         # None of the page's keys is in the table (a first load, or new records): COPY straight
         # into it, children too, with no staging table and no merge. A concurrent writer adding
         # one of these keys meanwhile makes the COPY fail on the primary key; the page is then
         # retried record by record, and those records take the merge path.
         self._copy(cur, sql.table, spec.column_names, spec.column_kinds, [m.row for m in mapped])
         self._copy_children(cur, spec, mapped)
-        return dict.fromkeys((m.key for m in mapped), CREATED)
+        return dict.fromkeys((m.key for m in mapped), CREATED), {}
 
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
         amount = f"sum({spec.amount_column})" if spec.amount_column else "NULL"
@@ -554,8 +642,8 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
         + f" RETURNING t.{key}, (t.xmax = 0) AS inserted"
     )
     if spec.inferred_flag or spec.deletable:
-        # A real record replacing an inferred placeholder, or one coming back after its deletion in
-        # SAP, is new to the warehouse's live rows: say "created" (and, for the latter, "restored").
+        # A real record replacing an inferred placeholder is new to the warehouse's live rows: say
+        # "created". One coming back after its deletion in SAP says when it was marked: "restored".
         ctes, joins, created = [], "", "up.inserted"
         if spec.inferred_flag:
             ctes.append(
@@ -564,15 +652,16 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
             )
             joins += f" LEFT JOIN old USING ({key})"
             created += f" OR old.{key} IS NOT NULL"
-        restored = "false"
+        restored = "NULL"
         if spec.deletable:
+            # The CTE reads the rows as they were before the statement: deleted_at not yet cleared.
             ctes.append(
-                f"gone AS (SELECT t.{key} FROM {table} AS t JOIN {stage} AS s USING ({key}) "
+                f"gone AS (SELECT t.{key}, t.deleted_at FROM {table} AS t JOIN {stage} AS s USING ({key}) "
                 "WHERE t.deleted_at IS NOT NULL)"
             )
             joins += f" LEFT JOIN gone USING ({key})"
             created += f" OR gone.{key} IS NOT NULL"
-            restored = f"gone.{key} IS NOT NULL"
+            restored = "gone.deleted_at"
         merge = (
             f"WITH {', '.join(ctes)}, up AS ({insert}) SELECT up.{key}, {created}, {restored} FROM up{joins}"
         )
@@ -682,10 +771,10 @@ class SqliteLoader(WarehouseLoader):
     def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
         key = spec.key_column
         flag = spec.inferred_flag
-        existing: dict[Any, tuple[str | None, bool, bool]] = {}
+        existing: dict[Any, tuple[str | None, bool, Any]] = {}
         keys = [m.key for m in mapped]
         flag_sql = flag if flag else "0"
-        gone_sql = "deleted_at IS NOT NULL" if spec.deletable else "0"
+        gone_sql = "deleted_at" if spec.deletable else "NULL"
         for start in range(0, len(keys), _SQLITE_VARIABLES):
             chunk = keys[start : start + _SQLITE_VARIABLES]
             marks = ", ".join("?" * len(chunk))
@@ -693,16 +782,18 @@ class SqliteLoader(WarehouseLoader):
                 f"SELECT {key}, payload_hash, {flag_sql}, {gone_sql} FROM {spec.table} WHERE {key} IN ({marks})",
                 chunk,
             ):
-                existing[found] = (digest, bool(inferred), bool(gone))
+                existing[found] = (digest, bool(inferred), gone)
         actions: dict[Any, str] = {}
+        notes: dict[Any, str] = {}
         changed: list[MappedRecord] = []
         updated: list[Any] = []
         restored: list[Any] = []
         for m in mapped:
             before = existing.get(m.key)
-            if before is not None and before[2]:
-                # Back after its deletion in SAP: new to the live rows, whatever its payload.
-                actions[m.key] = CREATED
+            if before is not None and before[2] is not None:
+                # Back after its deletion in SAP: written again, whatever its payload.
+                actions[m.key] = RESTORED
+                notes[m.key] = _restored_note(before[2])
                 restored.append(m.key)
                 updated.append(m.key)
             elif before is None or before[1]:
@@ -724,7 +815,7 @@ class SqliteLoader(WarehouseLoader):
                 if rows:
                     self.conn.executemany(sql.insert_children[index], rows)
         self._log(spec, restored, "restored", None)
-        return actions
+        return actions, notes
 
     def _infer_partners(self, spec: EntitySpec, changed: Sequence[MappedRecord]) -> int:
         inferred = 0

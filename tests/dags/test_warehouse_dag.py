@@ -167,6 +167,13 @@ def test_a_partner_and_an_item_deleted_in_sap_are_marked_by_the_next_run_and_res
     assert checked["Items"]["first_marked"] == ["IGONE-1"]
     log = flow.query("SELECT record_key, action, run_id FROM sap_b1.deletion_log ORDER BY id")
     assert log == [("CGONE-1", "deleted", second.run_id), ("IGONE-1", "deleted", second.run_id)]
+    # and in the audit trail (the warehouse's own database: in the marking's transaction)
+    deleted = flow.audit_rows("run_id = %s AND action = 'deleted'", (second.run_id,))
+    assert {(r["entity"], r["key"], r["task_id"]) for r in deleted} == {
+        ("BusinessPartners", "CGONE-1", "check_deletions"),
+        ("Items", "IGONE-1", "check_deletions"),
+    }
+    assert all(r["error"].startswith("not among SAP's ") for r in deleted), deleted
 
     # re-created with the same keys: the next run's incremental load restores them
     sap.create("BusinessPartners", dict(partner))
@@ -181,7 +188,11 @@ def test_a_partner_and_an_item_deleted_in_sap_are_marked_by_the_next_run_and_res
         ("IGONE-1", "restored"),
     ]
     restored = flow.audit_rows("run_id = %s AND source_key IN ('CGONE-1', 'IGONE-1')", (third.run_id,))
-    assert {(r["key"], r["action"]) for r in restored} == {("CGONE-1", "created"), ("IGONE-1", "created")}
+    assert {(r["key"], r["action"]) for r in restored} == {("CGONE-1", "restored"), ("IGONE-1", "restored")}
+    history = flow.audit_rows("source_key = 'IGONE-1'")
+    assert [r["action"] for r in history] == ["created", "deleted", "restored"]
+    master = xcoms(DAG_ID, third.run_id)["values"]["load_master:return_value"]
+    assert (master["restored"], master["entities"]["Items"]["restored"]) == (2, 1)
     assert flow.differences() == {}
 
 

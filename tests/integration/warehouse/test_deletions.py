@@ -2,26 +2,34 @@
 
 Against the HTTPS SAP sandbox, on PostgreSQL and on SQLite: a partner and an item are created,
 loaded, then deleted through the Service Layer (``DELETE``) as a user would; the check marks both
-(never removing a row), logs them, and reconciliation still passes; a second check changes
-nothing; re-created with the same keys, they are restored by the next incremental load. The
-guard refuses to mark anything against an SAP that returns far fewer keys than the warehouse holds.
+(never removing a row), logs them, audits them as ``deleted`` (in an audit trail of its own
+database: written right after the marking), and reconciliation still passes; a second check
+changes nothing; re-created with the same keys, they are restored by the next incremental load,
+audited as ``restored``. The guard refuses to mark anything against an SAP that returns far fewer
+keys than the warehouse holds. Where the audit trail shares the warehouse's database, a marking
+and its audit row commit together or not at all.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from wh_records import partner
 
 from airflow_provider_b1.hooks.sap_b1.literals import entity_path
 from airflow_provider_b1.sources.sap_b1 import SapB1Source
 from airflow_provider_b1.sync import SyncWindow, sync_stream
 from airflow_provider_b1.utils.retry import RetryPolicy
+from airflow_provider_b1.utils.sql import transaction
 from airflow_provider_b1.warehouse.deletions import DeletionGuardError, check_deletions
 from airflow_provider_b1.warehouse.entities import DELETABLE, ENTITIES
 from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
+from airflow_provider_b1.warehouse.loader import open_loader
 from airflow_provider_b1.warehouse.reconcile import reconcile
 
 FAST_RETRIES = RetryPolicy(max_attempts=5, max_elapsed=30, initial_wait=0.02, max_wait=0.3)
@@ -117,8 +125,10 @@ def test_deleted_partner_and_item_are_marked_audited_reconciled_and_restored_by_
     hook.request("DELETE", entity_path("BusinessPartners", "CDEL-01"))
     hook.request("DELETE", entity_path("Items", "IDEL-01"))
 
-    run = {"dag_id": "sap_b1_to_warehouse", "run_id": "check-1", "task_id": "check_deletions"}
-    checks = {c.entity: c for c in check_deletions(hook, loader, run=run)}
+    trail = session.trail
+    with trail.session(WAREHOUSE_FLOW.name, "sap_b1_to_warehouse", "check-1", "check_deletions", 1) as check:
+        checks = {c.entity: c for c in check_deletions(hook, loader, audit=check)}
+    assert check.counts == {"deleted": 2}
     assert set(checks) == set(DELETABLE)
     assert checks["BusinessPartners"].marked == ["CDEL-01"]
     assert checks["Items"].marked == ["IDEL-01"]
@@ -137,13 +147,29 @@ def test_deleted_partner_and_item_are_marked_audited_reconciled_and_restored_by_
         ("BusinessPartners", "CDEL-01", "deleted", "check-1"),
         ("Items", "IDEL-01", "deleted", "check-1"),
     ]
+    # the audit trail: one deleted row each, with the check's run and the reason
+    for entity, key in (("BusinessPartners", "CDEL-01"), ("Items", "IDEL-01")):
+        *_, deleted = trail.history(WAREHOUSE_FLOW.name, entity, key)
+        assert (deleted["action"], deleted["source_system"], deleted["run_id"], deleted["task_id"]) == (
+            "deleted",
+            "sap_b1",
+            "check-1",
+            "check_deletions",
+        )
+        assert (deleted["target_key"], deleted["target_entity"]) == (key, loader.table_name(ENTITIES[entity]))
+        n = checks[entity].sap_keys
+        assert re.fullmatch(
+            rf"not among SAP's {n:,} keys at \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC", deleted["error"]
+        )
     # reconciliation counts the warehouse's live rows: SAP and the warehouse agree again
     assert all(r.ok for r in reconcile(hook, loader, MASTER))
 
     # a second check finds nothing more to mark
-    again = check_deletions(hook, loader, run={**run, "run_id": "check-2"})
+    with trail.session(WAREHOUSE_FLOW.name, "sap_b1_to_warehouse", "check-2", "check_deletions", 1) as check:
+        again = check_deletions(hook, loader, audit=check)
     assert [c.marked for c in again] == [[], [], [], []]
     assert len(_log(loader)) == 2
+    assert trail.counts_for_run("sap_b1_to_warehouse", "check-2")["deleted"] == 0
 
     # re-created in SAP with the same keys: the next incremental load brings them back
     hook.create("BusinessPartners", {**PARTNER, "CardName": "Deleted Partner Ltd (again)"})
@@ -160,7 +186,10 @@ def test_deleted_partner_and_item_are_marked_audited_reconciled_and_restored_by_
         )
         for entity in MASTER
     }
-    assert (restored["BusinessPartners"].created, restored["Items"].created) == (1, 1)
+    assert (restored["BusinessPartners"].restored, restored["Items"].restored) == (1, 1)
+    assert (restored["BusinessPartners"].created, restored["Items"].created) == (0, 0)
+    assert (restored["Items"].to_xcom()["restored"], restored["Items"].written) == (1, 1)
+    assert "deleted" not in restored["Items"].to_xcom()
     assert _deleted_at(loader, "BusinessPartners", "CDEL-01") is None
     assert _deleted_at(loader, "Items", "IDEL-01") is None
     assert loader.deleted_keys(ENTITIES["BusinessPartners"]) == []
@@ -169,6 +198,17 @@ def test_deleted_partner_and_item_are_marked_audited_reconciled_and_restored_by_
         ("Items", "IDEL-01", "restored"),
     ]
     assert all(r.ok for r in reconcile(hook, loader, MASTER))
+    # the trail of each: created by the first load, deleted by the check, restored by the load
+    for entity, key in (("BusinessPartners", "CDEL-01"), ("Items", "IDEL-01")):
+        history = trail.history(WAREHOUSE_FLOW.name, entity, key)
+        assert [r["action"] for r in history] == ["created", "deleted", "restored"]
+        assert [r["attempt"] for r in history] == [1, 2, 3]
+        assert re.fullmatch(
+            r"SAP holds it again; it was marked deleted at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+            history[-1]["error"],
+        )
+    # neither is offered to replay, nor waits for anything
+    assert trail.records_for_replay(WAREHOUSE_FLOW.name) == []
 
     # a marked row whose record comes back exactly as stored (same payload hash) is restored too
     item = ENTITIES["Items"]
@@ -176,13 +216,10 @@ def test_deleted_partner_and_item_are_marked_audited_reconciled_and_restored_by_
     loader.load_page(item, [record])  # the row now holds exactly this record
     assert loader.load_page(item, [record]).counts["unchanged"] == 1
     assert loader.mark_deleted(item, ["IDEL-01"]) == ["IDEL-01"]
-    assert loader.load_page(item, [record]).counts["created"] == 1
+    assert loader.load_page(item, [record]).counts["restored"] == 1
     assert _deleted_at(loader, "Items", "IDEL-01") is None
     assert [r[2] for r in _log(loader)[4:]] == ["deleted", "restored"]
 
-    # the audit trail of the load says created for the restored records
-    latest = session.trail.latest(WAREHOUSE_FLOW.name, "Items", ["IDEL-01"])
-    assert latest["IDEL-01"][0] == "created"
     assert [c.marked for c in check_deletions(hook, loader)] == [[], [], [], []]
 
 
@@ -216,3 +253,86 @@ def test_the_guard_refuses_to_mark_when_sap_returns_far_fewer_keys(hook, loader,
 def test_entities_sap_cannot_delete_are_refused(hook, loader):
     with pytest.raises(ValueError, match="SAP does not delete Invoices"):
         check_deletions(hook, loader, ["Invoices"])
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def shared(request, tmp_path, monkeypatch) -> Iterator[tuple[Any, Any]]:
+    """A warehouse and an audit trail in one database, both opened from one Airflow connection."""
+    from airflow_provider_b1.sync import AuditTrail
+
+    conn_id = f"b1_shared_{secrets.token_hex(3)}"
+    warehouse_schema, audit_schema = "sap_b1", "b1_audit"
+    if request.param == "postgres":
+        pg = request.getfixturevalue("pg_database")
+        conn = {"conn_type": "postgres", "host": pg["host"], "port": pg["port"], "login": pg["user"]}
+        conn["schema"] = pg["dbname"]
+        warehouse_schema = request.getfixturevalue("pg_schema")
+        audit_schema = f"audit_{secrets.token_hex(4)}"
+    else:
+        conn = {"conn_type": "sqlite", "host": str(tmp_path / "shared.db")}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    loader = open_loader(conn_id, schema=warehouse_schema)
+    loader.ensure_schema()
+    trail = AuditTrail(conn_id, schema=audit_schema)
+    trail.ensure_schema()
+    try:
+        yield loader, trail
+    finally:
+        if trail.dialect == "postgres":
+            with transaction(trail.connection()) as cursor:
+                cursor.execute(f"DROP SCHEMA IF EXISTS {audit_schema} CASCADE")
+        trail.close()
+        loader.close()
+
+
+def _refuse_deleted_audit_rows(trail, refuse: bool) -> None:
+    """A trigger that makes the audit trail refuse ``deleted`` rows: the database itself fails the write."""
+    with transaction(trail.connection()) as cursor:
+        if trail.dialect == "sqlite":
+            cursor.execute(
+                "CREATE TRIGGER refuse_deleted BEFORE INSERT ON audit_record WHEN NEW.action = 'deleted' "
+                "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+                if refuse
+                else "DROP TRIGGER refuse_deleted"
+            )
+        elif refuse:
+            cursor.execute(
+                f"CREATE FUNCTION {trail.schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'audit refused'; END $$"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_deleted BEFORE INSERT ON {trail.table} FOR EACH ROW "
+                f"WHEN (NEW.action = 'deleted') EXECUTE FUNCTION {trail.schema}.refuse()"
+            )
+        else:
+            cursor.execute(f"DROP TRIGGER refuse_deleted ON {trail.table}")
+
+
+def test_where_the_trail_shares_the_warehouse_database_a_marking_and_its_audit_row_commit_together(shared):
+    loader, trail = shared
+    spec = ENTITIES["BusinessPartners"]
+    loader.load_page(spec, [partner("CSH-1"), partner("CSH-2")])
+    reason = "not among SAP's 1 keys at 2026-01-01 00:00:00 UTC"
+
+    # the audit row cannot be written: the marking is rolled back with it
+    _refuse_deleted_audit_rows(trail, True)
+    with (
+        trail.session(WAREHOUSE_FLOW.name, "dag", "check-1", "check_deletions", 1) as session,
+        pytest.raises(Exception, match="audit refused"),
+    ):
+        loader.mark_deleted(spec, ["CSH-1"], audit=session, reason=reason)
+    assert loader.deleted_keys(spec) == []
+    assert _log(loader) == []
+    assert session.counts == {}
+
+    _refuse_deleted_audit_rows(trail, False)
+    with trail.session(WAREHOUSE_FLOW.name, "dag", "check-2", "check_deletions", 1) as session:
+        assert loader.mark_deleted(spec, ["CSH-1"], audit=session, reason=reason) == ["CSH-1"]
+    assert session.counts == {"deleted": 1}
+    assert loader.deleted_keys(spec) == ["CSH-1"]
+    assert _log(loader) == [("BusinessPartners", "CSH-1", "deleted", "check-2")]
+    ((action, run_id, error),) = [
+        (r["action"], r["run_id"], r["error"])
+        for r in trail.history(WAREHOUSE_FLOW.name, "BusinessPartners", "CSH-1")
+    ]
+    assert (action, run_id, error) == ("deleted", "check-2", reason)
