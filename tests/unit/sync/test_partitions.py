@@ -71,3 +71,24 @@ def test_a_plan_written_before_stamp_ranges_existed_still_reads_as_key_ranges():
     key_range = KeyRange.from_xcom(old)
     assert (key_range.by, key_range.windowed) == ("key", False)
     assert KeyRange.from_xcom(key_range.to_xcom()) == key_range
+
+
+def test_the_checkpoints_of_a_finished_plan_are_deleted_and_no_other(tmp_path):
+    import sqlite3
+
+    from airflow_provider_b1.sync.checkpoints import CHECKPOINT_TABLE, CheckpointStore
+    from airflow_provider_b1.utils.migrations import render
+    from airflow_provider_b1.utils.sql import transaction
+
+    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    conn.execute(render(CHECKPOINT_TABLE, "sqlite", None))
+    store = CheckpointStore()
+    plan = [KeyRange("Invoices", i, 3, low, high).name for i, (low, high) in enumerate(split_keys(1, 300, 3))]
+    with transaction(conn) as cursor:
+        for stream in [*plan, "Invoices", "Items@UpdateDate[,2024-03-01)"]:
+            store.write(cursor, "wh", stream, {"position": [1]})
+        store.write(cursor, "other flow", plan[0], {"position": [1]})
+    with transaction(conn) as cursor:
+        assert store.delete(cursor, "wh", [*plan, "Invoices@[999,)"]) == 3
+    left = sorted(conn.execute("SELECT flow, stream FROM sync_checkpoint").fetchall())
+    assert left == [("other flow", plan[0]), ("wh", "Invoices"), ("wh", "Items@UpdateDate[,2024-03-01)")]
