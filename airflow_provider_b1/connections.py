@@ -6,21 +6,16 @@ hooks can turn the same data into the legacy ``get_connection_form_widgets()`` /
 ``get_ui_field_behaviour()`` answers that Airflow 3.1 reads. Custom fields are stored in
 ``Connection.extra`` under their plain names.
 
-Every form shows the port. Airflow 3.3.2's Test button sends a saved connection's port as a
-number (0 when none is stored) and refuses the test with "Bad Request" when that differs from the
-stored null (fixed upstream in apache/airflow PR #73298, not yet released). A port typed in the
-form is stored, sent back unchanged, and the test runs. Where the hook uses the port (SAP, Looker)
-the field says what for; elsewhere it is only asked for the Test button (:data:`TEST_BUTTON_PORT`).
+A form shows the port only where the hook uses it (SAP and Looker, when their URL names none).
+Airflow 3.3.2's Test button sends an empty port as 0, which its api-server refuses as another
+port than the stored null (apache/airflow PR #73298, not in a release yet); the provider's
+api-server plugin, :mod:`airflow_provider_b1.plugins.connection_test_port`, reads that 0 as the
+stored null, so the button works with the port left empty or hidden.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-TEST_BUTTON_PORT = "Port (only for the Test button)"
-"""The port's label on a form whose hook needs no port (see the module's docstring)."""
-
-TEST_BUTTON_PORT_PLACEHOLDER = "443 (any number: the hook does not use it)"
 
 
 def tls_fields(
@@ -136,9 +131,9 @@ SERVICETITAN: dict[str, Any] = {
     "connection-type": "servicetitan",
     "ui-field-behaviour": {
         # The URLs follow from the environment.
-        "hidden-fields": ["host", "schema", "extra"],
-        "relabeling": {"port": TEST_BUTTON_PORT, "login": "Client ID", "password": "Client secret"},
-        "placeholders": {"port": TEST_BUTTON_PORT_PLACEHOLDER, "login": "cid.xxxxxxxxxxxxxxxxxxxxxxxxx"},
+        "hidden-fields": ["host", "port", "schema", "extra"],
+        "relabeling": {"login": "Client ID", "password": "Client secret"},
+        "placeholders": {"login": "cid.xxxxxxxxxxxxxxxxxxxxxxxxx"},
     },
     "conn-fields": {
         "environment": {
@@ -190,16 +185,10 @@ SALESFORCE: dict[str, Any] = {
     "connection-type": "b1_salesforce",
     "ui-field-behaviour": {
         # The instance URL comes with the token.
-        "hidden-fields": ["schema", "extra"],
-        "relabeling": {
-            "host": "My Domain URL",
-            "port": TEST_BUTTON_PORT,
-            "login": "Consumer key",
-            "password": "Consumer secret",
-        },
+        "hidden-fields": ["port", "schema", "extra"],
+        "relabeling": {"host": "My Domain URL", "login": "Consumer key", "password": "Consumer secret"},
         "placeholders": {
             "host": "https://acme.my.salesforce.com",
-            "port": TEST_BUTTON_PORT_PLACEHOLDER,
             "login": "3MVG9...",
             "pubsub_endpoint": "api.pubsub.salesforce.com:7443",
             "pubsub_ca_bundle": "/etc/ssl/certs/ca-certificates.crt",
@@ -252,15 +241,10 @@ TEAMS_WEBHOOK: dict[str, Any] = {
     "connection-type": "b1_teams_webhook",
     "ui-field-behaviour": {
         # The URL is a secret (its sig= signs every post): it goes in the password, masked.
-        "hidden-fields": ["schema", "login", "extra"],
-        "relabeling": {
-            "host": "Channel (label, optional)",
-            "port": TEST_BUTTON_PORT,
-            "password": "Workflows webhook URL",
-        },
+        "hidden-fields": ["port", "schema", "login", "extra"],
+        "relabeling": {"host": "Channel (label, optional)", "password": "Workflows webhook URL"},
         "placeholders": {
             "host": "Finance / Approvals",
-            "port": TEST_BUTTON_PORT_PLACEHOLDER,
             "password": "https://....logic.azure.com:443/workflows/.../triggers/manual/paths/invoke?...&sig=...",
         },
     },
@@ -274,12 +258,9 @@ TEAMS_BOT: dict[str, Any] = {
     "hook-name": "Microsoft Teams (bot)",
     "connection-type": "b1_teams_bot",
     "ui-field-behaviour": {
-        "hidden-fields": ["host", "schema", "extra"],
-        "relabeling": {"port": TEST_BUTTON_PORT, "login": "Bot app ID", "password": "Bot app secret"},
-        "placeholders": {
-            "port": TEST_BUTTON_PORT_PLACEHOLDER,
-            "login": "00000000-0000-0000-0000-000000000000",
-        },
+        "hidden-fields": ["host", "port", "schema", "extra"],
+        "relabeling": {"login": "Bot app ID", "password": "Bot app secret"},
+        "placeholders": {"login": "00000000-0000-0000-0000-000000000000"},
     },
     "conn-fields": {
         "tenant_id": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sf_unit_helpers import CONSUMER_KEY, CONSUMER_SECRET
 
-from airflow_provider_b1.connections import CONNECTION_TYPES, TEST_BUTTON_PORT
+from airflow_provider_b1.connections import CONNECTION_TYPES
 from airflow_provider_b1.get_provider_info import get_provider_info
 from airflow_provider_b1.hooks.salesforce import SalesforceHook
 from airflow_provider_b1.utils.params import ParamError
@@ -15,10 +15,9 @@ def test_the_connection_type_is_declared_once_with_its_form_and_registered():
     (declaration,) = [c for c in CONNECTION_TYPES if c["connection-type"] == "b1_salesforce"]
     assert declaration["hook-class-name"] == "airflow_provider_b1.hooks.salesforce.SalesforceHook"
     behaviour = declaration["ui-field-behaviour"]
-    assert "port" not in behaviour["hidden-fields"]
+    assert "port" in behaviour["hidden-fields"]
     assert behaviour["relabeling"] == {
         "host": "My Domain URL",
-        "port": TEST_BUTTON_PORT,
         "login": "Consumer key",
         "password": "Consumer secret",
     }

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from st_unit_helpers import APP_KEY, CLIENT_SECRET, TENANT
 
-from airflow_provider_b1.connections import CONNECTION_TYPES, TEST_BUTTON_PORT, ui_field_behaviour
+from airflow_provider_b1.connections import CONNECTION_TYPES, ui_field_behaviour
 from airflow_provider_b1.get_provider_info import get_provider_info
 from airflow_provider_b1.hooks.servicetitan import ServiceTitanHook
 from airflow_provider_b1.hooks.servicetitan.hook import ServiceTitanHook as DirectHook
@@ -158,15 +158,11 @@ def test_servicetitan_is_a_registered_connection_type_with_its_form():
     assert any(h["python-modules"] == ["airflow_provider_b1.hooks.servicetitan"] for h in info["hooks"])
 
 
-def test_form_shows_the_port_for_the_test_button_and_relabels_the_credentials():
+def test_form_hides_the_port_it_does_not_use_and_relabels_the_credentials():
     servicetitan = next(c for c in CONNECTION_TYPES if c["connection-type"] == "servicetitan")
     behaviour = ui_field_behaviour(servicetitan)
-    assert "port" not in behaviour["hidden-fields"]
-    assert behaviour["relabeling"] == {
-        "port": TEST_BUTTON_PORT,
-        "login": "Client ID",
-        "password": "Client secret",
-    }
+    assert "port" in behaviour["hidden-fields"]
+    assert behaviour["relabeling"] == {"login": "Client ID", "password": "Client secret"}
     assert set(servicetitan["conn-fields"]) == {
         "environment",
         "tenant_id",
