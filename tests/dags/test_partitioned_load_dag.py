@@ -11,12 +11,13 @@ committed page, alone, and the warehouse ends equal to SAP.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import itertools
 import json
 
-from dag_helpers import INVOICES, kill_mid_load, load_dag, task_states, xcoms
+from dag_helpers import INVOICES, backfill_test, kill_mid_load, load_dag, task_states, xcoms
 
 from airflow_provider_b1.hooks.sap_b1 import SapB1Hook, SapCursor
 
@@ -344,6 +345,35 @@ def test_a_window_run_splits_its_window_reads_exactly_it_and_moves_no_cursor(flo
     assert (summary["mode"], summary["read"], summary["cursor"]) == ("window", 0, None)
     assert _range_checkpoints(flow) == []
     assert flow.query("SELECT stream FROM sap_b1.sync_checkpoint WHERE stream = 'Invoices'") == []
+
+
+def test_a_backfill_run_splits_its_data_interval(flow, dag_of):
+    # the day most invoices were last updated on (the server's day, Chicago): the run of the next day
+    # at 02:00 UTC reads [that day 02:00 UTC, the next 02:00 UTC), its working hours in Chicago
+    days = collections.Counter(
+        r["UpdateDate"][:10]
+        for page in SapB1Hook("sap_b1_default").iter_pages("Invoices", select=["DocEntry", "UpdateDate"])
+        for r in page
+    )
+    start = dt.datetime.combine(
+        dt.date.fromisoformat(days.most_common(1)[0][0]), dt.time(2), tzinfo=dt.timezone.utc
+    )
+    end = start + dt.timedelta(days=1)
+    dag = _only(dag_of(DAG_ID, retries=0), "sales")
+    dag.get_task("plan_sales").threshold = "5"
+    run = backfill_test(dag, end)
+    states = task_states(run)
+    assert run.state == "success", states
+    values = xcoms(DAG_ID, run.run_id)["values"]
+    invoices = [r for r in values["plan_sales:return_value"] if r["entity"] == "Invoices"]
+    assert len(invoices) > 1
+    assert {(r["since"], r["until"]) for r in invoices} == {(start.isoformat(), end.isoformat())}
+    assert {v for k, v in states.items() if k.startswith("load_sales_ranges")} == {"success"}
+    results = {r["entity"]: r for r in values["reconcile:return_value"]}
+    assert results["Invoices"]["ok"], results["Invoices"]
+    assert 5 <= results["Invoices"]["sap_count"] == flow.figures("Invoices")[0]
+    summary = values["load_sales:return_value"]["entities"]["Invoices"]
+    assert (summary["mode"], summary["read"], summary["cursor"]) == ("window", 0, None)
 
 
 def test_a_range_of_update_days_killed_mid_way_resumes_after_its_last_page(flow, tmp_path):
