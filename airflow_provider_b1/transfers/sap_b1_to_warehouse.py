@@ -76,8 +76,9 @@ class SapB1ToWarehouseOperator(SyncOperator):
 
     Each entity is read with ``$select`` of the fields the schema needs (plus ``extra_select``),
     one page ahead, and loaded page by page (COPY + merge on PostgreSQL). Every record read ends
-    in the audit trail as created, updated, unchanged, skipped or failed, written with the page
-    that holds it. The schema is created or upgraded first, under a lock.
+    in the audit trail as created, updated, unchanged, skipped or failed (or restored: back in SAP
+    after the deletion check marked it deleted), written with the page that holds it. The schema
+    is created or upgraded first, under a lock.
 
     Which records are read (see :func:`~airflow_provider_b1.sync.resolve_window`): the params
     ``full_refresh`` or ``since``/``until``, a backfill's data interval, or else everything
