@@ -25,11 +25,14 @@ from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
 from airflow_provider_b1.sync.engine import PROGRESS_EVERY_PAGES
-from airflow_provider_b1.sync.flows import Flow, get_flow
+from airflow_provider_b1.sync.flows import Flow, Stream, get_flow
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_b1.sync.audit import AuditSession
+    from airflow_provider_b1.sync.engine import Sink, Source
+    from airflow_provider_b1.sync.summary import SyncSummary
     from airflow_provider_b1.sync.window import SyncWindow
 
 log = logging.getLogger(__name__)
@@ -136,7 +139,6 @@ class SyncOperator(PermanentFailures, BaseOperator):
 
     def run(self, context: Context) -> dict[str, Any]:
         from airflow_provider_b1.sync import AuditTrail, combine_summaries
-        from airflow_provider_b1.sync.engine import sync_stream
 
         flow = self.flow_declaration
         streams = [flow.stream(name) for name in (self.streams or [s.name for s in flow.streams])]
@@ -147,18 +149,32 @@ class SyncOperator(PermanentFailures, BaseOperator):
             with flow.open(self.options) as (source, sink), audit.session_for(flow.name, context) as session:
                 for stream in streams:
                     summaries.append(
-                        sync_stream(
-                            flow,
-                            stream,
-                            source,
-                            sink,
-                            session,
-                            windows[stream.name],
-                            writers=self.writers,
-                            progress_every=self.progress_every,
-                        )
+                        self.sync_stream(flow, stream, source, sink, session, windows[stream.name])
                     )
         return combine_summaries(summaries)
+
+    def sync_stream(
+        self,
+        flow: Flow,
+        stream: Stream,
+        source: Source,
+        sink: Sink,
+        session: AuditSession,
+        window: SyncWindow,
+    ) -> SyncSummary:
+        """Run one stream through the engine; a subclass changes how one stream is read here."""
+        from airflow_provider_b1.sync.engine import sync_stream
+
+        return sync_stream(
+            flow,
+            stream,
+            source,
+            sink,
+            session,
+            window,
+            writers=self.writers,
+            progress_every=self.progress_every,
+        )
 
 
 class ReplayFailedOperator(PermanentFailures, BaseOperator):

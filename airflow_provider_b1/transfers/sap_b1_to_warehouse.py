@@ -50,6 +50,10 @@ DEFAULT_MAX_SHARE = 0.5
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_b1.sync.audit import AuditSession
+    from airflow_provider_b1.sync.engine import Sink, Source
+    from airflow_provider_b1.sync.flows import Flow, Stream
+    from airflow_provider_b1.sync.summary import SyncSummary
     from airflow_provider_b1.sync.window import SyncWindow
 
 #: Warehouse connections writing pages side by side, when the warehouse takes several (PostgreSQL).
@@ -173,64 +177,56 @@ class SapB1ToWarehouseOperator(SyncOperator):
         return windows
 
     def run(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_b1.sync import AuditTrail, combine_summaries
-        from airflow_provider_b1.sync.engine import sync_stream
-        from airflow_provider_b1.sync.partitions import PruningSink, prune_checkpoints, ranges_of
-        from airflow_provider_b1.sync.summary import SyncSummary
+        from airflow_provider_b1.sync.partitions import ranges_of
 
         self.streams = list(self.entities)
         self.options = self.lineage_options()
-        split: dict[str, list[str]] = {}
+        self._split: dict[str, list[str]] = {}
         if self.plan_task_id:
             for key_range in ranges_of(context["ti"].xcom_pull(task_ids=self.plan_task_id)):
-                split.setdefault(key_range.entity, []).append(key_range.name)
-        if not split:
-            return super().run(context)
-        flow = self.flow_declaration
-        windows = self.resolve_windows(context, self.streams)
-        summaries = []
-        with AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit:
-            audit.ensure_schema()
-            with flow.open(self.options) as (source, sink), audit.session_for(flow.name, context) as session:
-                for name in self.streams:
-                    window, names = windows[name], split.get(name)
-                    if names and window.mode == "window":
-                        # The ranges read the whole window; a window run moves no cursor.
-                        self.log.info(
-                            "%s: %s, read by its %d ranges (%s); the cursor stays where it was",
-                            name,
-                            window.describe(),
-                            len(names),
-                            self.plan_task_id,
-                        )
-                        prune_checkpoints(sink, flow.name, names)
-                        summaries.append(
-                            SyncSummary(
-                                flow=flow.name,
-                                entity=name,
-                                cursor=window.previous_cursor,
-                                mode=window.mode,
-                                since=window.since,
-                                until=window.until,
-                            )
-                        )
-                        continue
-                    target = PruningSink(sink, names) if names else sink
-                    summaries.append(
-                        sync_stream(
-                            flow,
-                            flow.stream(name),
-                            source,
-                            target,
-                            session,
-                            window,
-                            writers=self.writers,
-                            progress_every=self.progress_every,
-                        )
-                    )
-                    if names and not target.pruned:  # the read moved no checkpoint
-                        prune_checkpoints(sink, flow.name, names)
-        return combine_summaries(summaries)
+                self._split.setdefault(key_range.entity, []).append(key_range.name)
+        return super().run(context)
+
+    def sync_stream(
+        self,
+        flow: Flow,
+        stream: Stream,
+        source: Source,
+        sink: Sink,
+        session: AuditSession,
+        window: SyncWindow,
+    ) -> SyncSummary:
+        """An entity its plan split: a window run's ranges read the window; otherwise read what
+        changed since the plan. Either way the ranges' checkpoints go."""
+        from airflow_provider_b1.sync.partitions import PruningSink, prune_checkpoints
+        from airflow_provider_b1.sync.summary import SyncSummary
+
+        names = self._split.get(stream.name)
+        if not names:
+            return super().sync_stream(flow, stream, source, sink, session, window)
+        if window.mode == "window":
+            # The ranges read the whole window; a window run moves no cursor.
+            self.log.info(
+                "%s: %s, read by its %d ranges (%s); the cursor stays where it was",
+                stream.name,
+                window.describe(),
+                len(names),
+                self.plan_task_id,
+            )
+            prune_checkpoints(sink, flow.name, names)
+            return SyncSummary(
+                flow=flow.name,
+                entity=stream.name,
+                cursor=window.previous_cursor,
+                mode=window.mode,
+                since=window.since,
+                until=window.until,
+            )
+        target = PruningSink(sink, names)
+        summary = super().sync_stream(flow, stream, source, target, session, window)
+        if not target.pruned:  # the read moved no checkpoint
+            prune_checkpoints(sink, flow.name, names)
+        return summary
 
 
 def partitionable(entity: str) -> bool:
