@@ -1,7 +1,7 @@
 """A load task killed with SIGKILL in the middle of a load, then run again, leaves the warehouse equal to SAP.
 
 The sales group's task (``load_sales`` of sap_b1_to_warehouse: Invoices, then IncomingPayments)
-runs in a child process, as a worker would run it, against 20,000 invoices served slowly, so
+runs in a child process, as a worker would run it, against 6,000 invoices served slowly (twelve pages of 500), so
 that the kill lands while pages are being committed. Its next try then runs in this process
 with the same operator; Airflow would start it the same way after the worker died (a killed try
 returned no cursor, so the next one reads from the same place).
@@ -15,7 +15,7 @@ from dag_helpers import kill_mid_load
 
 from airflow_provider_b1.sync import Action
 
-INVOICES = 20_000
+INVOICES = 6_000
 SALES = ("Invoices", "IncomingPayments")
 RUN_ID = "manual__killed_load"
 
