@@ -112,8 +112,11 @@ class SyncOperator(PermanentFailures, BaseOperator):
 
     @property
     def flow_declaration(self) -> Flow:
-        """The flow object (looked up by name when a name was given)."""
-        return get_flow(self.flow) if isinstance(self.flow, str) else self.flow
+        """The flow object (looked up by name when a name was given), scoped by the task's options
+        (:meth:`~airflow_provider_b1.sync.flows.Flow.scoped`: one SAP company's own audit rows and
+        checkpoints)."""
+        flow = get_flow(self.flow) if isinstance(self.flow, str) else self.flow
+        return flow.scoped(self.lineage_options())
 
     def lineage_options(self) -> Mapping[str, Any]:
         """The options the task runs its flow with (overrides of the flow's), for its lineage."""

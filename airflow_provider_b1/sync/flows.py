@@ -14,6 +14,15 @@ declared in another package is found by entry point (group ``airflow_provider_b1
         open_sink=lambda options: SapInvoiceSink(options["sap_b1_conn_id"]),
         options={"shop_conn_id": "shop_default", "sap_b1_conn_id": "sap_b1_default"},
     )
+
+**Scopes.** A flow that runs once per SAP company (or per tenant, per org) names the option that
+tells them apart: ``scope_option="sap_b1_conn_id"``. Run with another value than the default, it
+is the *scoped* flow ``"<name>@<value>"`` (:meth:`Flow.scoped`): the same streams, source and
+sink, under a name of its own. Everything the engine keys by the flow's name is then per scope
+without knowing it: the audit rows (counts, the latest attempt of a record, replay), the
+checkpoints, the summaries. Replaying ``"sap_b1_to_warehouse@sap_b1_eu"`` reopens the
+``sap_b1_eu`` connection (:func:`get_flow`). The default scope keeps the plain name, so a flow
+run for one company is exactly what it was before scopes existed.
 """
 
 from __future__ import annotations
@@ -123,6 +132,8 @@ class Flow:
     :param lineage: where its streams come from and land, reported to OpenLineage by the tasks
         that run them; ``None`` reports nothing.
     :param register: add the flow to the registry (the default), so replay finds it by name.
+    :param scope_option: the option whose value tells the flow's scopes apart (a SAP connection id:
+        one scope per company); see :meth:`scoped`.
     """
 
     name: str
@@ -136,6 +147,7 @@ class Flow:
     assets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     lineage: Lineage | None = None
     register: dataclasses.InitVar[bool] = True
+    scope_option: str | None = None
 
     def __post_init__(self, register: bool) -> None:
         object.__setattr__(self, "streams", tuple(self.streams))
@@ -176,6 +188,20 @@ class Flow:
                 found.append(asset)
         return found
 
+    def scoped(self, options: Mapping[str, Any] | None) -> Flow:
+        """This flow for the scope ``options`` name: itself for the default scope (or a flow without
+        scopes), else ``"<name>@<value>"`` with the value as its default option, so that its audit
+        rows, checkpoints and replay are the scope's own.
+
+        :param options: the options a task runs the flow with (overrides of the defaults).
+        """
+        if self.scope_option is None or "@" in self.name:
+            return self
+        value = (options or {}).get(self.scope_option)
+        if value is None or value == self.options.get(self.scope_option):
+            return self
+        return _scoped(self, str(value))
+
     def merged_options(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The flow's options with ``overrides`` on top."""
         return {**self.options, **(overrides or {})}
@@ -196,6 +222,20 @@ class Flow:
 
 
 _FLOWS: dict[str, Flow] = {}
+_SCOPED: dict[tuple[int, str], Flow] = {}
+
+
+def _scoped(flow: Flow, value: str) -> Flow:
+    """The scoped flow, made once per flow and value (a flow is compared by identity)."""
+    key = (id(flow), value)
+    if key not in _SCOPED:
+        _SCOPED[key] = dataclasses.replace(
+            flow,
+            name=f"{flow.name}@{value}",
+            options={**flow.options, flow.scope_option: value},
+            register=False,
+        )
+    return _SCOPED[key]
 
 
 def register_flow(flow: Flow) -> None:
@@ -218,12 +258,19 @@ def known_flows() -> list[str]:
 
 
 def get_flow(name: str) -> Flow:
-    """Find a flow by its name, its entry point, or ``"package.module:attribute"``.
+    """Find a flow by its name, its entry point, or ``"package.module:attribute"``; a scoped flow by
+    ``"<name>@<scope value>"`` (see :meth:`Flow.scoped`).
 
     :raises UnknownFlowError: naming the known flows.
     """
     if name in _FLOWS:
         return _FLOWS[name]
+    base, at, scope = name.partition("@")
+    if at and scope and ":" not in scope:
+        flow = get_flow(base)
+        if flow.scope_option is None:
+            raise UnknownFlowError(f"Flow {base!r} runs in one scope only; name it without {'@' + scope!r}.")
+        return flow.scoped({flow.scope_option: scope})
     found = _entry_points().get(name)
     if found is not None:
         flow = found.load()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,10 @@ TYPES: dict[str, dict[str, str]] = {
 }
 
 
+#: A migration step: a dialect-neutral statement, or a callable run with the open connection.
+Step = str | Callable[[Any, str | None], None]
+
+
 def render(statement: str, dialect: str, schema: str | None) -> str:
     """Render one dialect-neutral statement for ``dialect`` (``postgres`` or ``sqlite``)."""
     prefix = f"{validate_identifier(schema)}." if dialect == "postgres" and schema else ""
@@ -69,16 +74,18 @@ def render(statement: str, dialect: str, schema: str | None) -> str:
 class Migration:
     """One frozen step: a version number, a description and its statements.
 
-    ``postgres_only`` statements run after the others, on PostgreSQL only; ``sqlite_only`` ones
-    on SQLite only (where a change needs another way there, such as rebuilding a table whose
-    CHECK constraint changes: SQLite cannot alter one).
+    ``postgres_only`` statements run after the others, on PostgreSQL only; ``sqlite_only`` ones on
+    SQLite only (where a change needs another way there, such as rebuilding a table whose CHECK
+    constraint or primary key changes: SQLite cannot alter either). A step may also be a callable
+    ``step(cursor, schema)`` (on SQLite the connection and ``None``), for what SQL alone cannot say:
+    a rebuild from the table's own definition.
     """
 
     version: int
     description: str
     statements: tuple[str, ...]
-    postgres_only: tuple[str, ...] = ()
-    sqlite_only: tuple[str, ...] = ()
+    postgres_only: tuple[Step, ...] = ()
+    sqlite_only: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,10 @@ class MigrationSet:
                     if current < migration.version <= target:
                         self._log(migration, schema)
                         for statement in (*migration.statements, *migration.postgres_only):
-                            cur.execute(render(statement, "postgres", schema))
+                            if callable(statement):
+                                statement(cur, schema)
+                            else:
+                                cur.execute(render(statement, "postgres", schema))
                         cur.execute(
                             f"INSERT INTO {table} (version, description) VALUES (%s, %s)",
                             (migration.version, migration.description),
@@ -160,7 +170,10 @@ class MigrationSet:
                 if current < migration.version <= target:
                     self._log(migration, None)
                     for statement in (*migration.statements, *migration.sqlite_only):
-                        conn.execute(render(statement, "sqlite", None))
+                        if callable(statement):
+                            statement(conn, None)
+                        else:
+                            conn.execute(render(statement, "sqlite", None))
                     conn.execute(
                         f"INSERT INTO {self.version_table} (version, description) VALUES (?, ?)",
                         (migration.version, migration.description),
