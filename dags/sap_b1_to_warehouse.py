@@ -45,6 +45,19 @@ permission), it marks nothing and fails. Documents are never deleted in SAP, onl
 
 The last task compares SAP and the warehouse (counts, and DocTotal sums for documents; rows
 marked deleted left out) and fails with a report on any difference.
+
+**Several SAP companies.** Set ``B1_SAP_COMPANIES`` to their SAP connection ids, separated by
+commas (``sap_b1_us,sap_b1_eu``); unset, the DAG loads ``sap_b1_default`` alone, with the tasks
+above. With several, each company gets the same tasks in a task group named after its connection:
+its own dependencies (a company whose SAP is down fails only its own tasks; the others load and
+reconcile), its own cursors (each task's own XCom, so reordering the list hands no company
+another's cursor), its own audit rows, checkpoints and replay (flow
+``sap_b1_to_warehouse@<conn id>``), and its own rows: every warehouse table has a ``company``
+column holding the connection id, and ``dim_company`` names its CompanyDB. The list is read when
+the file is parsed, so the UI shows every company. The groups are built from the list rather than
+mapped over it at run time: Airflow does not map a task (the key ranges of a split load) inside a
+mapped task group, and ranges shared by every company would let one company's failure stop the
+others' loads.
 """
 
 from __future__ import annotations
@@ -52,7 +65,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag
+from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, TaskGroup, dag
 
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
 from airflow_provider_b1.sync import sync_params
@@ -66,6 +79,7 @@ from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
     SapB1WarehouseReconcileOperator,
     partitionable,
 )
+from airflow_provider_b1.warehouse.flow import declared_companies
 from airflow_provider_b1.webhooks.assets import sap_b1_asset
 
 #: Range tasks of one run that may run at once (fixed at parse time); match the SAP connection's
@@ -124,6 +138,17 @@ PARTITION_THRESHOLD = int(os.environ.get("B1_PARTITION_THRESHOLD") or DEFAULT_TH
     doc_md=__doc__,
 )
 def sap_b1_to_warehouse():
+    companies = declared_companies()
+    if len(companies) == 1:
+        load_company(companies[0], prefix="")
+        return
+    for company in companies:
+        with TaskGroup(group_id=company, tooltip=f"SAP company of connection {company}"):
+            load_company(company, prefix=f"{company}.")
+
+
+def load_company(company: str, prefix: str) -> None:
+    """One SAP company's tasks (``prefix``: its task group's, for the ids tasks name each other by)."""
     # Each group's task marks its Asset updated (the operator's outlet), which refreshes Looker. A
     # group holding stamped entities may have a large load split: plan, ranges (mapped), then the
     # load, which also runs when the plan is empty and the ranges are skipped.
@@ -131,28 +156,38 @@ def sap_b1_to_warehouse():
     plans = {}
     for group, entities in WAREHOUSE_GROUPS.items():
         if not any(partitionable(entity) for entity in entities):
-            loads[group] = SapB1ToWarehouseOperator(task_id=f"load_{group}", group=group)
+            loads[group] = SapB1ToWarehouseOperator(
+                task_id=f"load_{group}", group=group, sap_b1_conn_id=company
+            )
             continue
         plan = SapB1WarehousePlanOperator(
             task_id=f"plan_{group}",
             group=group,
-            load_task_id=f"load_{group}",
+            sap_b1_conn_id=company,
+            load_task_id=f"{prefix}load_{group}",
             partitions="{{ params.partitions }}",
             threshold="{{ params.partition_threshold }}",
         )
         pool = {"pool": SAP_POOL} if SAP_POOL else {}
         ranges = SapB1WarehouseRangeOperator.partial(
-            task_id=f"load_{group}_ranges", max_active_tis_per_dagrun=SAP_SESSIONS, **pool
+            task_id=f"load_{group}_ranges",
+            sap_b1_conn_id=company,
+            max_active_tis_per_dagrun=SAP_SESSIONS,
+            **pool,
         ).expand(key_range=plan.output)
         loads[group] = SapB1ToWarehouseOperator(
-            task_id=f"load_{group}", group=group, plan_task_id=plan.task_id, trigger_rule="none_failed"
+            task_id=f"load_{group}",
+            group=group,
+            sap_b1_conn_id=company,
+            plan_task_id=plan.task_id,
+            trigger_rule="none_failed",
         )
         plans[group] = plan
         ranges >> loads[group]
     check_deletions = SapB1WarehouseDeletionCheckOperator(
-        task_id="check_deletions", max_share="{{ params.deletion_max_share }}"
+        task_id="check_deletions", sap_b1_conn_id=company, max_share="{{ params.deletion_max_share }}"
     )
-    reconcile = SapB1WarehouseReconcileOperator(task_id="reconcile")
+    reconcile = SapB1WarehouseReconcileOperator(task_id="reconcile", sap_b1_conn_id=company)
     # Partners and items first, so documents rarely meet a partner the warehouse does not know.
     for group, load in loads.items():
         if group != "master":

@@ -510,13 +510,17 @@ class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
             ) from None
         if not 0 < max_share <= 1:
             raise PermanentError(f"max_share must be above 0 and at most 1, not {max_share}")
+        # The company's own scope of the flow: its markings are its audit rows.
+        flow = WAREHOUSE_FLOW.scoped({"sap_b1_conn_id": self.sap_b1_conn_id})
         with (
-            open_loader(self.warehouse_conn_id, schema=self.warehouse_schema) as loader,
+            open_loader(
+                self.warehouse_conn_id, schema=self.warehouse_schema, company=self.sap_b1_conn_id
+            ) as loader,
             AuditTrail(self.audit_conn_id, schema=self.audit_schema) as audit,
         ):
             loader.ensure_schema()
             audit.ensure_schema()
-            with audit.session_for(WAREHOUSE_FLOW.name, context) as session:
+            with audit.session_for(flow.name, context) as session:
                 checks = check_deletions(
                     SapB1Hook(self.sap_b1_conn_id), loader, self.entities, max_share=max_share, audit=session
                 )
@@ -583,9 +587,13 @@ class SapB1WarehouseReconcileOperator(PermanentFailures, BaseOperator):
         window = resolve_window(context)
         stamps = stamp_window(window.since, window.until, hook.server_tz) if window.mode == "window" else None
         with contextlib.ExitStack() as stack:
-            loader = stack.enter_context(open_loader(self.warehouse_conn_id, schema=self.warehouse_schema))
+            loader = stack.enter_context(
+                open_loader(self.warehouse_conn_id, schema=self.warehouse_schema, company=self.sap_b1_conn_id)
+            )
             audit = None
             if self.audit_conn_id:
                 audit = stack.enter_context(AuditTrail(self.audit_conn_id, schema=self.audit_schema))
-            results = reconcile(hook, loader, self.entities, stamps, audit=audit)
+            # The company's own audit rows explain its differences (its scope of the flow).
+            flow = WAREHOUSE_FLOW.scoped({"sap_b1_conn_id": self.sap_b1_conn_id}).name
+            results = reconcile(hook, loader, self.entities, stamps, audit=audit, flow=flow)
         return [r.to_xcom() for r in results]

@@ -168,10 +168,11 @@ def check_deletions(
     if audit is not None:
         from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
 
-        if audit.flow != WAREHOUSE_FLOW.name:
+        # A company's scope of the flow (sap_b1_to_warehouse@<conn id>) is the flow too.
+        if audit.flow.partition("@")[0] != WAREHOUSE_FLOW.name:
             raise ValueError(
-                f"The deletion check audits into the {WAREHOUSE_FLOW.name} flow; open its session with that "
-                f"flow name, not {audit.flow!r}"
+                f"The deletion check audits into the {WAREHOUSE_FLOW.name} flow (or a company's scope of it); "
+                f"open its session with that flow name, not {audit.flow!r}"
             )
     checks = [compare(hook, loader, spec) for spec in specs]
     too_many = [c for c in checks if c.missing and c.share > max_share]

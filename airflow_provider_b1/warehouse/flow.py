@@ -5,6 +5,16 @@ each read with ``$select`` of the fields the warehouse maps. Sink: the warehouse
 (:mod:`.loader`), which keeps the flow's checkpoints in the warehouse itself. Streams: one per
 entity declared in :mod:`.entities`. Everything else (windows, cursors, audit, replay, summaries,
 progress lines) is the engine's.
+
+Several SAP companies load into one warehouse. A company is named by the id of the Airflow
+connection it is read through (``sap_b1_conn_id``), and that id is the ``company`` column of every
+warehouse table (keys are ``(company, key)``): it is what the DAG maps over, stable however the
+company is renamed in SAP, and unique in the deployment, whereas two servers may both hold a
+``SBODEMOUS``. The CompanyDB people know a company by is kept beside it in ``dim_company``, which
+the explores join. The connection id is also the flow's scope (:meth:`~airflow_provider_b1.sync.flows.Flow.scoped`):
+a company other than ``sap_b1_default`` runs as ``sap_b1_to_warehouse@<conn id>``, with its own
+audit rows, checkpoints and replay; the default company keeps the plain name, as a warehouse of one
+company always had.
 """
 
 from __future__ import annotations
@@ -58,16 +68,59 @@ def _open_source(options: Mapping[str, Any]) -> Any:
 def _open_sink(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.warehouse.loader import open_loader
 
+    company = options["sap_b1_conn_id"]
     loader = open_loader(
-        options["warehouse_conn_id"], schema=validate_schema_name(options["warehouse_schema"])
+        options["warehouse_conn_id"],
+        schema=validate_schema_name(options["warehouse_schema"]),
+        company=company,
     )
     try:
         version = loader.ensure_schema()
+        loader.record_company(company_db(company))
     except BaseException:
         loader.close()
         raise
     log.info("Warehouse schema at version %d (%s)", version, loader.dialect)
     return loader
+
+
+#: The environment variable naming the SAP companies the warehouse DAG loads.
+COMPANIES_ENV = "B1_SAP_COMPANIES"
+
+
+def declared_companies(value: str | None = None) -> list[str]:
+    """The SAP companies a deployment loads: the SAP connection ids in ``B1_SAP_COMPANIES``
+    (comma-separated, in the order given), or only ``sap_b1_default`` when it is unset or empty.
+
+    Read when the DAG file is parsed, so each company shows as its own tasks in the UI.
+
+    :param value: the list as text; the environment variable's when ``None``.
+    :raises ValueError: for a name that is not a plain connection id, or a name given twice.
+    """
+    import os
+
+    text = os.environ.get(COMPANIES_ENV, "") if value is None else value
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(
+                f"{COMPANIES_ENV} holds {name!r}, which is not a SAP connection id of letters, digits, "
+                "'_' and '-'; list the connection ids separated by commas."
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"{COMPANIES_ENV} names a connection twice ({text!r}); list each company once.")
+    return names or [DEFAULT_SAP_CONN_ID]
+
+
+def company_db(sap_b1_conn_id: str) -> str | None:
+    """The SAP company database (CompanyDB) a SAP connection logs into, from the connection alone;
+    ``None`` when it cannot be read (the load then fails on the connection itself, more clearly)."""
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    try:
+        return SapB1Hook(sap_b1_conn_id).settings.company
+    except Exception:  # a missing or incomplete connection: reported by the source, not here
+        return None
 
 
 def tables_of(spec: EntitySpec) -> tuple[str, ...]:
@@ -98,6 +151,8 @@ WAREHOUSE_FLOW = Flow(
         "session_slot": 0,
     },
     description="SAP Business One into the Postgres (or SQLite) warehouse star schema.",
+    # One scope per SAP company: its own audit rows, checkpoints and replay.
+    scope_option="sap_b1_conn_id",
     # Each table group's Asset: Looker refreshes once a task that loads any of its entities succeeds.
     assets={
         entity: WAREHOUSE_ASSETS[group] for group, entities in WAREHOUSE_GROUPS.items() for entity in entities

@@ -80,6 +80,7 @@ from airflow_provider_b1.warehouse.entities import (
     nul_fields,
 )
 from airflow_provider_b1.warehouse.schema import (
+    DEFAULT_COMPANY,
     DEFAULT_SCHEMA,
     ensure_schema_postgres,
     ensure_schema_sqlite,
@@ -169,9 +170,19 @@ class WarehouseLoader(DatabaseSink):
 
     system = "warehouse"
 
-    def __init__(self, conn: Any, schema: str | None, *, database: Database | None = None) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        schema: str | None,
+        *,
+        database: Database | None = None,
+        company: str = DEFAULT_COMPANY,
+    ) -> None:
         super().__init__(conn, schema, database=database)
         self._inferred = _Inferred()
+        #: The SAP company (its connection id) whose rows this loader reads and writes; every
+        #: statement is limited to its rows, so companies share the tables without meeting.
+        self.company = company
 
     @abstractmethod
     def ensure_schema(self) -> int:
@@ -199,7 +210,7 @@ class WarehouseLoader(DatabaseSink):
         """``(key, amount)`` of each loaded record (inferred partners excluded; the amount ``None``
         for entities without one), for reconciliation reports."""
         mark = "%s" if self.dialect == "postgres" else "?"
-        where, params = _window_sql(spec, window, mark)
+        where, params = _window_sql(spec, window, mark, self.company)
         amount = spec.amount_column or "NULL"
         cursor = self.conn.cursor()
         try:
@@ -221,8 +232,10 @@ class WarehouseLoader(DatabaseSink):
         """Keys of the rows marked deleted in SAP (none for an entity SAP cannot delete)."""
         if not spec.deletable:
             return []
+        mark = "%s" if self.dialect == "postgres" else "?"
         rows = self.execute(
-            f"SELECT {spec.key_column} FROM {self.table_name(spec)} WHERE deleted_at IS NOT NULL"
+            f"SELECT {spec.key_column} FROM {self.table_name(spec)} WHERE company = {mark} AND deleted_at IS NOT NULL",
+            (self.company,),
         )
         self.rollback()
         return [key for (key,) in rows]
@@ -275,10 +288,11 @@ class WarehouseLoader(DatabaseSink):
                 chunk = keys[start : start + _SQLITE_VARIABLES]
                 rows = self.execute(
                     f"UPDATE {self.table_name(spec)} SET deleted_at = {now} "
-                    f"WHERE {spec.key_column} IN ({', '.join([mark] * len(chunk))}) AND deleted_at IS NULL"
+                    f"WHERE company = {mark} AND {spec.key_column} IN ({', '.join([mark] * len(chunk))}) "
+                    "AND deleted_at IS NULL"
                     + (f" AND NOT {spec.inferred_flag}" if spec.inferred_flag else "")
                     + f" RETURNING {spec.key_column}",
-                    chunk,
+                    [self.company, *chunk],
                 )
                 marked += [key for (key,) in rows]
             self._log(spec, marked, "deleted", run)
@@ -334,10 +348,11 @@ class WarehouseLoader(DatabaseSink):
         cursor = self.conn.cursor()
         try:
             cursor.executemany(
-                f"INSERT INTO {table} (entity, table_name, record_key, action, dag_id, run_id, task_id) "
-                f"VALUES ({', '.join([mark] * 7)})",
+                f"INSERT INTO {table} (company, entity, table_name, record_key, action, dag_id, run_id, task_id) "
+                f"VALUES ({', '.join([mark] * 8)})",
                 [
                     (
+                        self.company,
                         spec.entity,
                         spec.table,
                         str(key),
@@ -352,6 +367,24 @@ class WarehouseLoader(DatabaseSink):
         finally:
             cursor.close()
 
+    def record_company(self, company_db: str | None) -> None:
+        """Name this loader's company in ``dim_company``: its SAP database (CompanyDB), which is what
+        people know a company by, next to the connection id the rows carry; in a transaction of its own."""
+        mark = "%s" if self.dialect == "postgres" else "?"
+        table = f"{self.schema}.dim_company" if self.dialect == "postgres" else "dim_company"
+        now = "now()" if self.dialect == "postgres" else "CURRENT_TIMESTAMP"
+        self.begin()
+        try:
+            self.execute(
+                f"INSERT INTO {table} (company, company_db) VALUES ({mark}, {mark}) ON CONFLICT (company) "
+                f"DO UPDATE SET company_db = excluded.company_db, loaded_at = {now}",
+                (self.company, company_db),
+            )
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
     @abstractmethod
     def table_name(self, spec: EntitySpec) -> str:
         """The table's name as written in SQL (schema-qualified on PostgreSQL)."""
@@ -363,8 +396,14 @@ class WarehouseLoader(DatabaseSink):
 
     def holds_data(self, stream: Stream) -> bool:
         spec = entity_spec(stream.name)
-        where = f" WHERE NOT {spec.inferred_flag}" if spec.inferred_flag else ""
-        found = bool(self.execute(f"SELECT 1 FROM {self.table_name(spec)}{where} LIMIT 1"))
+        mark = "%s" if self.dialect == "postgres" else "?"
+        where = f" AND NOT {spec.inferred_flag}" if spec.inferred_flag else ""
+        found = bool(
+            self.execute(
+                f"SELECT 1 FROM {self.table_name(spec)} WHERE company = {mark}{where} LIMIT 1",
+                (self.company,),
+            )
+        )
         self.rollback()
         return found
 
@@ -466,9 +505,10 @@ class PostgresLoader(WarehouseLoader):
         *,
         connect: Callable[[], Any] | None = None,
         database: Database | None = None,
+        company: str = DEFAULT_COMPANY,
     ) -> None:
         self.schema = validate_schema_name(schema)
-        super().__init__(conn, self.schema, database=database)
+        super().__init__(conn, self.schema, database=database, company=company)
         self._connect = connect
         if type(conn).__module__.split(".")[0] == "psycopg":
             from psycopg.rows import tuple_row
@@ -487,7 +527,9 @@ class PostgresLoader(WarehouseLoader):
         """Another writer on its own connection (pages are then written side by side)."""
         if self._connect is None:
             return None
-        another = PostgresLoader(self._connect(), self.schema, connect=self._connect, database=self.database)
+        another = PostgresLoader(
+            self._connect(), self.schema, connect=self._connect, database=self.database, company=self.company
+        )
         another._inferred = self._inferred
         return another
 
@@ -530,12 +572,16 @@ class PostgresLoader(WarehouseLoader):
         kinds: tuple[str, ...],
         rows: Iterable[Sequence[Any]],
     ) -> None:
-        copy_into(cur, table, columns, copy_encoder(kinds)(rows))
+        """COPY rows into a table, each with this loader's company as its last column."""
+        company = (self.company,)
+        copy_into(
+            cur, table, (*columns, "company"), copy_encoder((*kinds, "text"))(row + company for row in rows)
+        )
 
     def _merge(self, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> dict[Any, str]:
         sql = _postgres_sql(spec, self.schema)
         with self.conn.cursor() as cur:
-            cur.execute(sql.any_exists, ([m.key for m in mapped],))
+            cur.execute(sql.any_exists, (self.company, [m.key for m in mapped]))
             if cur.fetchone() is None:
                 return self._insert_new(cur, spec, sql, mapped)
             self._ensure_stage(spec)
@@ -558,7 +604,7 @@ class PostgresLoader(WarehouseLoader):
             changed = [m for m in mapped if actions[m.key] != UNCHANGED]
             if updated:
                 for delete in sql.delete_children:
-                    cur.execute(delete, (updated,))
+                    cur.execute(delete, (self.company, updated))
             self._copy_children(cur, spec, changed)
         self._log(spec, restored, "restored", None)
         return actions, notes
@@ -568,7 +614,7 @@ class PostgresLoader(WarehouseLoader):
         if not sql.infer_partners or not changed:
             return 0
         with self.conn.cursor() as cur:
-            cur.execute(sql.infer_partners, ([m.key for m in changed],))
+            cur.execute(sql.infer_partners, (self.company, [m.key for m in changed]))
             return max(cur.rowcount, 0)
 
     def _copy_children(self, cur: Any, spec: EntitySpec, mapped: Sequence[MappedRecord]) -> None:
@@ -597,7 +643,7 @@ class PostgresLoader(WarehouseLoader):
 
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
         amount = f"sum({spec.amount_column})" if spec.amount_column else "NULL"
-        where, params = _window_sql(spec, window, "%s")
+        where, params = _window_sql(spec, window, "%s", self.company)
         with self.conn.cursor() as cur:
             cur.execute(f"SELECT count(*), {amount} FROM {self.schema}.{spec.table} {where}", params)
             count, total = cur.fetchone()
@@ -632,10 +678,11 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
     # written even when its payload is the same: the record is back, and deleted_at is cleared.
     revived = " OR o.deleted_at IS NOT NULL" if spec.deletable else ""
     insert = (
-        f"INSERT INTO {table} AS t ({column_list}) "
-        f"SELECT {selected} FROM {stage} AS s LEFT JOIN {table} AS o ON o.{key} = s.{key} "
+        f"INSERT INTO {table} AS t ({column_list}, company) "
+        f"SELECT {selected}, s.company FROM {stage} AS s "
+        f"LEFT JOIN {table} AS o ON o.company = s.company AND o.{key} = s.{key} "
         f"WHERE o.payload_hash IS DISTINCT FROM s.payload_hash{revived} "
-        f"ON CONFLICT ({key}) DO UPDATE SET {assignments}, loaded_at = now()"
+        f"ON CONFLICT (company, {key}) DO UPDATE SET {assignments}, loaded_at = now()"
         + (", deleted_at = NULL" if spec.deletable else "")
         + " WHERE t.payload_hash IS DISTINCT FROM EXCLUDED.payload_hash"
         + (" OR t.deleted_at IS NOT NULL" if spec.deletable else "")
@@ -647,7 +694,7 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
         ctes, joins, created = [], "", "up.inserted"
         if spec.inferred_flag:
             ctes.append(
-                f"old AS (SELECT t.{key} FROM {table} AS t JOIN {stage} AS s USING ({key}) "
+                f"old AS (SELECT t.{key} FROM {table} AS t JOIN {stage} AS s USING (company, {key}) "
                 f"WHERE t.{spec.inferred_flag})"
             )
             joins += f" LEFT JOIN old USING ({key})"
@@ -656,7 +703,7 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
         if spec.deletable:
             # The CTE reads the rows as they were before the statement: deleted_at not yet cleared.
             ctes.append(
-                f"gone AS (SELECT t.{key}, t.deleted_at FROM {table} AS t JOIN {stage} AS s USING ({key}) "
+                f"gone AS (SELECT t.{key}, t.deleted_at FROM {table} AS t JOIN {stage} AS s USING (company, {key}) "
                 "WHERE t.deleted_at IS NOT NULL)"
             )
             joins += f" LEFT JOIN gone USING ({key})"
@@ -668,7 +715,7 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
     else:
         merge = insert
     delete_children = tuple(
-        f"DELETE FROM {schema}.{child.table} WHERE {child.parent_key_column} = ANY(%s)"
+        f"DELETE FROM {schema}.{child.table} WHERE company = %s AND {child.parent_key_column} = ANY(%s)"
         for child in spec.children
     )
     infer = None
@@ -677,14 +724,14 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
         # The changed records are in the table by now, whichever path wrote them. DISTINCT ON
         # takes the partners in code order, so two writers never lock them in opposite orders.
         infer = (
-            f"INSERT INTO {schema}.{partner.table} ({partner.key_column}, card_name, {partner.inferred_flag}) "
-            f"SELECT DISTINCT ON ({spec.partner_column}) {spec.partner_column}, card_name, true FROM {table} "
-            f"WHERE {key} = ANY(%s) AND {spec.partner_column} IS NOT NULL AND {spec.partner_column} <> '' "
-            f"ON CONFLICT ({partner.key_column}) DO NOTHING"
+            f"INSERT INTO {schema}.{partner.table} (company, {partner.key_column}, card_name, {partner.inferred_flag}) "
+            f"SELECT DISTINCT ON ({spec.partner_column}) company, {spec.partner_column}, card_name, true FROM {table} "
+            f"WHERE company = %s AND {key} = ANY(%s) AND {spec.partner_column} IS NOT NULL "
+            f"AND {spec.partner_column} <> '' ON CONFLICT (company, {partner.key_column}) DO NOTHING"
         )
     return _PostgresSql(
         table=table,
-        any_exists=f"SELECT 1 FROM {table} WHERE {key} = ANY(%s) LIMIT 1",
+        any_exists=f"SELECT 1 FROM {table} WHERE company = %s AND {key} = ANY(%s) LIMIT 1",
         stage=stage,
         # ON COMMIT DELETE ROWS empties the stage at every commit: no TRUNCATE round trip. The raw
         # JSON waits there as plain, uncompressed text: only changed records are parsed to jsonb.
@@ -699,9 +746,9 @@ def _postgres_sql(spec: EntitySpec, schema: str) -> _PostgresSql:
     )
 
 
-def _window_sql(spec: EntitySpec, window: StampWindow | None, mark: str) -> tuple[str, list]:
-    clauses: list[str] = []
-    params: list = []
+def _window_sql(spec: EntitySpec, window: StampWindow | None, mark: str, company: str) -> tuple[str, list]:
+    clauses: list[str] = [f"company = {mark}"]
+    params: list = [company]
     if spec.inferred_flag:
         clauses.append(f"NOT {spec.inferred_flag}")
     if spec.deletable:
@@ -723,8 +770,6 @@ def _window_sql(spec: EntitySpec, window: StampWindow | None, mark: str) -> tupl
             if window.until:
                 clauses.append(f"{stamp} < ({mark}, {mark})")
                 params.extend(window.until)
-    if not clauses:
-        return "", params
     return "WHERE " + " AND ".join(clauses), params
 
 
@@ -741,13 +786,15 @@ class SqliteLoader(WarehouseLoader):
 
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, *, database: Database | None = None) -> None:
-        super().__init__(conn, None, database=database)
+    def __init__(
+        self, conn: sqlite3.Connection, *, database: Database | None = None, company: str = DEFAULT_COMPANY
+    ) -> None:
+        super().__init__(conn, None, database=database, company=company)
 
     @classmethod
-    def open(cls, path: str) -> SqliteLoader:
+    def open(cls, path: str, *, company: str = DEFAULT_COMPANY) -> SqliteLoader:
         """Open (or create) the SQLite database at ``path``."""
-        return cls(connect_sqlite(path))
+        return cls(connect_sqlite(path), company=company)
 
     def ensure_schema(self) -> int:
         return ensure_schema_sqlite(self.conn)
@@ -779,8 +826,9 @@ class SqliteLoader(WarehouseLoader):
             chunk = keys[start : start + _SQLITE_VARIABLES]
             marks = ", ".join("?" * len(chunk))
             for found, digest, inferred, gone in self.conn.execute(
-                f"SELECT {key}, payload_hash, {flag_sql}, {gone_sql} FROM {spec.table} WHERE {key} IN ({marks})",
-                chunk,
+                f"SELECT {key}, payload_hash, {flag_sql}, {gone_sql} FROM {spec.table} "
+                f"WHERE company = ? AND {key} IN ({marks})",
+                [self.company, *chunk],
             ):
                 existing[found] = (digest, bool(inferred), gone)
         actions: dict[Any, str] = {}
@@ -807,11 +855,12 @@ class SqliteLoader(WarehouseLoader):
             changed.append(m)
         if changed:
             sql = _sqlite_sql(spec)
-            self.conn.executemany(sql.upsert, [m.row for m in changed])
+            company = (self.company,)
+            self.conn.executemany(sql.upsert, [m.row + company for m in changed])
             for index, _child in enumerate(spec.children):
                 if updated:
-                    self.conn.executemany(sql.delete_children[index], [(k,) for k in updated])
-                rows = [row for m in changed for row in m.children[index]]
+                    self.conn.executemany(sql.delete_children[index], [(self.company, k) for k in updated])
+                rows = [row + company for m in changed for row in m.children[index]]
                 if rows:
                     self.conn.executemany(sql.insert_children[index], rows)
         self._log(spec, restored, "restored", None)
@@ -826,9 +875,9 @@ class SqliteLoader(WarehouseLoader):
             partner = ENTITIES[PARTNER_ENTITY]
             before = self.conn.total_changes
             self.conn.executemany(
-                f"INSERT INTO {partner.table} ({partner.key_column}, card_name, {partner.inferred_flag}) "
-                f"VALUES (?, ?, 1) ON CONFLICT ({partner.key_column}) DO NOTHING",
-                list(partners.items()),
+                f"INSERT INTO {partner.table} (company, {partner.key_column}, card_name, {partner.inferred_flag}) "
+                f"VALUES (?, ?, ?, 1) ON CONFLICT (company, {partner.key_column}) DO NOTHING",
+                [(self.company, code, name) for code, name in partners.items()],
             )
             inferred = self.conn.total_changes - before
         return inferred
@@ -836,7 +885,7 @@ class SqliteLoader(WarehouseLoader):
     def stats(self, spec: EntitySpec, window: StampWindow | None = None) -> tuple[int, Decimal | None]:
         # Summed here as exact decimals: SQLite's sum() of REALs drifts, and of integer millionths
         # overflows past about 9.2e12.
-        where, params = _window_sql(spec, window, "?")
+        where, params = _window_sql(spec, window, "?", self.company)
         if not spec.amount_column:
             (count,) = self.conn.execute(f"SELECT count(*) FROM {spec.table} {where}", params).fetchone()
             return count, None
@@ -890,21 +939,22 @@ class _SqliteSql:
 
 @cache
 def _sqlite_sql(spec: EntitySpec) -> _SqliteSql:
-    columns = spec.column_names
+    columns = (*spec.column_names, "company")
     marks = ", ".join("?" * len(columns))
-    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != spec.key_column)
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in spec.column_names if c != spec.key_column)
     upsert = (
         f"INSERT INTO {spec.table} ({', '.join(columns)}) VALUES ({marks}) "
-        f"ON CONFLICT ({spec.key_column}) DO UPDATE SET {assignments}, loaded_at = CURRENT_TIMESTAMP"
+        f"ON CONFLICT (company, {spec.key_column}) DO UPDATE SET {assignments}, loaded_at = CURRENT_TIMESTAMP"
         + (", deleted_at = NULL" if spec.deletable else "")
     )
     return _SqliteSql(
         upsert=upsert,
         delete_children=tuple(
-            f"DELETE FROM {c.table} WHERE {c.parent_key_column} = ?" for c in spec.children
+            f"DELETE FROM {c.table} WHERE company = ? AND {c.parent_key_column} = ?" for c in spec.children
         ),
         insert_children=tuple(
-            f"INSERT INTO {c.table} ({', '.join(c.column_names)}) VALUES ({', '.join('?' * len(c.column_names))})"
+            f"INSERT INTO {c.table} ({', '.join(c.column_names)}, company) "
+            f"VALUES ({', '.join('?' * (len(c.column_names) + 1))})"
             for c in spec.children
         ),
     )
@@ -913,13 +963,19 @@ def _sqlite_sql(spec: EntitySpec) -> _SqliteSql:
 # --- Opening a loader from an Airflow connection ---------------------------------------------
 
 
-def open_loader(conn_id: str, *, schema: str = DEFAULT_SCHEMA) -> WarehouseLoader:
+def open_loader(
+    conn_id: str, *, schema: str = DEFAULT_SCHEMA, company: str = DEFAULT_COMPANY
+) -> WarehouseLoader:
     """Open the warehouse named by an Airflow connection: ``postgres`` or ``sqlite`` (file in ``host``).
 
     :param conn_id: the Airflow connection id of the warehouse.
     :param schema: the PostgreSQL schema of the warehouse tables (ignored for SQLite).
+    :param company: the SAP company whose rows the loader reads and writes: the id of the SAP
+        connection they are read through.
     """
     database = open_database(conn_id, purpose="the warehouse")
     if database.dialect == "postgres":
-        return PostgresLoader(database.connect(), schema, connect=database.connect, database=database)
-    return SqliteLoader(database.connect(), database=database)
+        return PostgresLoader(
+            database.connect(), schema, connect=database.connect, database=database, company=company
+        )
+    return SqliteLoader(database.connect(), database=database, company=company)

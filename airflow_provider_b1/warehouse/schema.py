@@ -335,6 +335,138 @@ FROM {s}dim_gl_account AS a
 JOIN tree ON tree.account_code = a.account_code""",
 ]
 
+#: The company of rows loaded before the warehouse held several: the flow's default SAP connection.
+DEFAULT_COMPANY = "sap_b1_default"
+
+#: Every table of loaded records and its key, which becomes ``(company, key)``.
+COMPANY_TABLES: dict[str, tuple[str, ...]] = {
+    "dim_business_partner": ("card_code",),
+    "dim_item": ("item_code",),
+    "dim_gl_account": ("account_code",),
+    "dim_dimension": ("dimension_code",),
+    "dim_profit_center": ("center_code",),
+    **{
+        table: key
+        for header in ("fact_sales_invoice", "fact_purchase_invoice", "fact_purchase_order")
+        for table, key in ((header, ("doc_entry",)), (f"{header}_line", ("doc_entry", "line_num")))
+    },
+    "fact_journal_entry": ("jdt_num",),
+    "fact_journal_entry_line": ("jdt_num", "line_id"),
+    **{
+        table: key
+        for header in ("fact_incoming_payment", "fact_vendor_payment")
+        for table, key in ((header, ("doc_entry",)), (f"{header}_invoice", ("doc_entry", "line_num")))
+    },
+}
+
+# Several SAP companies in one warehouse: every table gets ``company`` (the SAP connection id the
+# rows were read through; existing rows belong to the default one) and keys become (company, key).
+# The account hierarchy and the deletion trail are per company too; ``dim_company`` names each
+# company's SAP database (CompanyDB) for people.
+_V5_HIERARCHY = """
+CREATE VIEW {s}dim_gl_account_hierarchy AS
+WITH RECURSIVE tree (company, account_code, root_account_code, depth, path) AS (
+    SELECT company, account_code, account_code, 1, CAST(account_code AS {text})
+    FROM {s}dim_gl_account
+    WHERE (father_account_code IS NULL OR father_account_code = '') AND deleted_at IS NULL
+    UNION ALL
+    SELECT child.company, child.account_code, tree.root_account_code, tree.depth + 1,
+           CAST(tree.path || ' > ' || child.account_code AS {text})
+    FROM {s}dim_gl_account AS child
+    JOIN tree ON child.company = tree.company AND child.father_account_code = tree.account_code
+    WHERE tree.depth < 32 AND child.deleted_at IS NULL
+)
+SELECT a.company, a.account_code, a.account_name, a.father_account_code, a.is_postable, a.account_type,
+       tree.root_account_code, tree.depth, tree.path
+FROM {s}dim_gl_account AS a
+JOIN tree ON tree.company = a.company AND tree.account_code = a.account_code"""
+
+_V5_COMPANY_TABLE = """
+CREATE TABLE {s}dim_company (
+    company {text} PRIMARY KEY,
+    company_db {text},
+    loaded_at {ts} NOT NULL DEFAULT {now}
+)"""
+
+_V5_POSTGRES: list[str] = [
+    "DROP VIEW {s}dim_gl_account_hierarchy",
+    *(
+        f"ALTER TABLE {{s}}{table} ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}', "
+        f"DROP CONSTRAINT {table}_pkey, ADD PRIMARY KEY (company, {', '.join(key)})"
+        for table, key in COMPANY_TABLES.items()
+    ),
+    f"ALTER TABLE {{s}}deletion_log ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}'",
+    "DROP INDEX {s}ix_deletion_log_entity_key",
+    "CREATE INDEX ix_deletion_log_entity_key ON {s}deletion_log (company, entity, record_key)",
+    _V5_HIERARCHY,
+    _V5_COMPANY_TABLE,
+]
+
+
+def _sqlite_company_key(table: str, key: tuple[str, ...]) -> Any:
+    """A step rebuilding one SQLite table with ``company`` first and the key ``(company, key)``:
+    SQLite cannot change a primary key in place. The rows, the other columns and the indexes are
+    kept, from the table's own definition."""
+
+    def rebuild(conn: sqlite3.Connection, _schema: str | None) -> None:
+        (create,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        indexes = [
+            sql
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+                (table,),
+            )
+        ]
+        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+        body = create[create.index("(") + 1 : create.rindex(")")]
+        definitions = [part.strip() for part in _split_top_level(body)]
+        kept = []
+        for definition in definitions:
+            if definition.upper().startswith("PRIMARY KEY"):
+                continue
+            kept.append(definition.replace(" PRIMARY KEY", " NOT NULL"))
+        new = f"{table}__company"
+        conn.execute(
+            f"CREATE TABLE {new} (company TEXT NOT NULL DEFAULT '{DEFAULT_COMPANY}', {', '.join(kept)}, "
+            f"PRIMARY KEY (company, {', '.join(key)}))"
+        )
+        listed = ", ".join(columns)
+        conn.execute(f"INSERT INTO {new} ({listed}) SELECT {listed} FROM {table}")
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"ALTER TABLE {new} RENAME TO {table}")
+        for sql in indexes:
+            conn.execute(sql)
+
+    return rebuild
+
+
+def _split_top_level(body: str) -> list[str]:
+    """A table definition's parts, split at the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(body):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(body[start:index])
+            start = index + 1
+    parts.append(body[start:])
+    return parts
+
+
+_V5_SQLITE: list[Any] = [
+    "DROP VIEW {s}dim_gl_account_hierarchy",
+    *(_sqlite_company_key(table, key) for table, key in COMPANY_TABLES.items()),
+    f"ALTER TABLE {{s}}deletion_log ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}'",
+    "DROP INDEX {s}ix_deletion_log_entity_key",
+    "CREATE INDEX ix_deletion_log_entity_key ON {s}deletion_log (company, entity, record_key)",
+    _V5_HIERARCHY,
+    _V5_COMPANY_TABLE,
+]
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "star schema: dimensions, document facts at line grain, payments", tuple(_V1_TABLES)),
     Migration(
@@ -347,12 +479,21 @@ MIGRATIONS: tuple[Migration, ...] = (
     # warehouse's own word on what it holds, checked against the cursor before every run.
     Migration(3, "sync checkpoints kept with the data they describe", (CHECKPOINT_TABLE,)),
     Migration(4, "records deleted in SAP marked with deleted_at, and their trail", tuple(_V4_STATEMENTS)),
+    Migration(
+        5,
+        "several SAP companies: a company column in every table, keys (company, key)",
+        (),
+        postgres_only=tuple(_V5_POSTGRES),
+        sqlite_only=tuple(_V5_SQLITE),
+    ),
 )
 
 WAREHOUSE_MIGRATIONS = MigrationSet("warehouse", "schema_version", MIGRATIONS)
 LATEST_VERSION = WAREHOUSE_MIGRATIONS.latest
 
 __all__ = [
+    "COMPANY_TABLES",
+    "DEFAULT_COMPANY",
     "DEFAULT_SCHEMA",
     "DELETABLE_TABLES",
     "LATEST_VERSION",

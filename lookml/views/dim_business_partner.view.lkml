@@ -2,7 +2,13 @@
 view: dim_business_partner {
   sql_table_name: sap_b1.dim_business_partner ;;
 
-  dimension: card_code { primary_key: yes label: "Code" sql: ${TABLE}.card_code ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '-' || ${TABLE}.card_code ;; }
+  dimension: company {
+    label: "Company"
+    description: "The SAP company the row was read from: its Airflow connection id (dim_company names its CompanyDB)."
+    sql: ${TABLE}.company ;;
+  }
+  dimension: card_code { label: "Code" sql: ${TABLE}.card_code ;; }
   dimension: card_name { label: "Name" sql: ${TABLE}.card_name ;; }
   dimension: card_type { label: "Type" sql: ${TABLE}.card_type ;; }
   dimension: group_code { type: number sql: ${TABLE}.group_code ;; }

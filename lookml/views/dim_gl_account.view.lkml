@@ -3,14 +3,20 @@
 view: dim_gl_account {
   derived_table: {
     sql:
-      SELECT a.account_code, a.account_name, a.father_account_code, a.account_level, a.account_type,
+      SELECT a.company, a.account_code, a.account_name, a.father_account_code, a.account_level, a.account_type,
              a.is_postable, a.currency, a.balance,
              a.deleted_at, h.root_account_code, h.depth, h.path
       FROM sap_b1.dim_gl_account AS a
-      LEFT JOIN sap_b1.dim_gl_account_hierarchy AS h ON h.account_code = a.account_code ;;
+      LEFT JOIN sap_b1.dim_gl_account_hierarchy AS h ON h.company = a.company AND h.account_code = a.account_code ;;
   }
 
-  dimension: account_code { primary_key: yes label: "GL account code" sql: ${TABLE}.account_code ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '-' || ${TABLE}.account_code ;; }
+  dimension: company {
+    label: "Company"
+    description: "The SAP company the row was read from: its Airflow connection id (dim_company names its CompanyDB)."
+    sql: ${TABLE}.company ;;
+  }
+  dimension: account_code { label: "GL account code" sql: ${TABLE}.account_code ;; }
   dimension: account_name { label: "GL account" sql: ${TABLE}.account_name ;; }
   dimension: father_account_code { label: "Parent account code" sql: ${TABLE}.father_account_code ;; }
   dimension: account_level { label: "Level" type: number sql: COALESCE(${TABLE}.account_level, ${TABLE}.depth) ;; }

@@ -2,7 +2,13 @@
 view: dim_item {
   sql_table_name: sap_b1.dim_item ;;
 
-  dimension: item_code { primary_key: yes sql: ${TABLE}.item_code ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '-' || ${TABLE}.item_code ;; }
+  dimension: company {
+    label: "Company"
+    description: "The SAP company the row was read from: its Airflow connection id (dim_company names its CompanyDB)."
+    sql: ${TABLE}.company ;;
+  }
+  dimension: item_code { sql: ${TABLE}.item_code ;; }
   dimension: item_name { sql: ${TABLE}.item_name ;; }
   dimension: items_group_code { type: number sql: ${TABLE}.items_group_code ;; }
   dimension: is_inventory_item { type: yesno sql: ${TABLE}.is_inventory_item ;; }

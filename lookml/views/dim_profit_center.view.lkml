@@ -3,7 +3,13 @@
 view: dim_profit_center {
   sql_table_name: sap_b1.dim_profit_center ;;
 
-  dimension: center_code { primary_key: yes label: "Profit centre code" sql: ${TABLE}.center_code ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '-' || ${TABLE}.center_code ;; }
+  dimension: company {
+    label: "Company"
+    description: "The SAP company the row was read from: its Airflow connection id (dim_company names its CompanyDB)."
+    sql: ${TABLE}.company ;;
+  }
+  dimension: center_code { label: "Profit centre code" sql: ${TABLE}.center_code ;; }
   dimension: center_name { label: "Profit centre" sql: ${TABLE}.center_name ;; }
   dimension: dimension_code { label: "Dimension" type: number sql: ${TABLE}.dimension_code ;; }
   dimension: is_active { type: yesno sql: ${TABLE}.is_active ;; }

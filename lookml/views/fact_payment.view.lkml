@@ -3,7 +3,13 @@
 view: fact_payment {
   sql_table_name: sap_b1.fact_incoming_payment ;;
 
-  dimension: doc_entry { primary_key: yes type: number sql: ${TABLE}.doc_entry ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '-' || ${TABLE}.doc_entry ;; }
+  dimension: company {
+    label: "Company"
+    description: "The SAP company the row was read from: its Airflow connection id (dim_company names its CompanyDB)."
+    sql: ${TABLE}.company ;;
+  }
+  dimension: doc_entry { type: number sql: ${TABLE}.doc_entry ;; }
   dimension: doc_num { type: number sql: ${TABLE}.doc_num ;; }
   dimension_group: doc { type: time timeframes: [date, week, month, quarter, year] datatype: date sql: ${TABLE}.doc_date ;; }
   dimension: doc_type { sql: ${TABLE}.doc_type ;; }

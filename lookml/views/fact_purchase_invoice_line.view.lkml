@@ -5,7 +5,12 @@ view: fact_purchase_invoice_line {
   dimension: pk {
     primary_key: yes
     hidden: yes
-    sql: ${TABLE}.doc_entry || '-' || ${TABLE}.line_num ;;
+    sql: ${TABLE}.company || '-' || ${TABLE}.doc_entry || '-' || ${TABLE}.line_num ;;
+  }
+  dimension: company {
+    label: "Company"
+    description: "The SAP company the row was read from: its Airflow connection id (dim_company names its CompanyDB)."
+    sql: ${TABLE}.company ;;
   }
   dimension: doc_entry { type: number sql: ${TABLE}.doc_entry ;; }
   dimension: line_num { type: number sql: ${TABLE}.line_num ;; }
@@ -34,7 +39,7 @@ view: fact_purchase_invoice_line {
   # Cancellation is recorded on the document header.
   dimension: is_cancelled {
     type: yesno
-    sql: COALESCE((SELECT h.is_cancelled FROM sap_b1.fact_purchase_invoice AS h WHERE h.doc_entry = ${TABLE}.doc_entry), false) ;;
+    sql: COALESCE((SELECT h.is_cancelled FROM sap_b1.fact_purchase_invoice AS h WHERE h.company = ${TABLE}.company AND h.doc_entry = ${TABLE}.doc_entry), false) ;;
   }
 
   measure: line_count { type: count }

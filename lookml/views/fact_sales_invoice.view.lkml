@@ -2,7 +2,13 @@
 view: fact_sales_invoice {
   sql_table_name: sap_b1.fact_sales_invoice ;;
 
-  dimension: doc_entry { primary_key: yes type: number sql: ${TABLE}.doc_entry ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '-' || ${TABLE}.doc_entry ;; }
+  dimension: company {
+    label: "Company"
+    description: "The SAP company the row was read from: its Airflow connection id (dim_company names its CompanyDB)."
+    sql: ${TABLE}.company ;;
+  }
+  dimension: doc_entry { type: number sql: ${TABLE}.doc_entry ;; }
   dimension: doc_num { type: number sql: ${TABLE}.doc_num ;; }
   dimension_group: due { type: time timeframes: [date, month] datatype: date sql: ${TABLE}.doc_due_date ;; }
   dimension: doc_currency { sql: ${TABLE}.doc_currency ;; }

@@ -3,18 +3,19 @@
 view: gl_account_monthly {
   derived_table: {
     datagroup_trigger: b1_finance_datagroup
-    indexes: ["account_code", "profit_center_code"]
+    indexes: ["company", "account_code", "profit_center_code"]
     sql:
-      SELECT date_trunc('month', l.reference_date)::date AS month,
+      SELECT l.company, date_trunc('month', l.reference_date)::date AS month,
              l.account_code,
              l.costing_code AS profit_center_code,
              SUM(COALESCE(l.debit, 0)) AS debit,
              SUM(COALESCE(l.credit, 0)) AS credit
       FROM sap_b1.fact_journal_entry_line AS l
-      GROUP BY 1, 2, 3 ;;
+      GROUP BY 1, 2, 3, 4 ;;
   }
 
-  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.month || ${TABLE}.account_code || COALESCE(${TABLE}.profit_center_code, '') ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || ${TABLE}.month || ${TABLE}.account_code || COALESCE(${TABLE}.profit_center_code, '') ;; }
+  dimension: company { label: "Company" sql: ${TABLE}.company ;; }
   dimension_group: period { type: time timeframes: [month, quarter, year] datatype: date sql: ${TABLE}.month ;; }
   dimension: account_code { sql: ${TABLE}.account_code ;; }
   dimension: profit_center_code { sql: ${TABLE}.profit_center_code ;; }

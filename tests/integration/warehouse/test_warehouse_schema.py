@@ -43,7 +43,7 @@ def test_postgres_schema_is_created_once_and_matches_the_declarations(pg_databas
         for table, columns in _declared_tables().items():
             actual = _pg_columns(conn, pg_schema, table)
             assert set(columns) <= set(actual), table
-            assert set(actual) - set(columns) <= {"loaded_at", "deleted_at"}, table
+            assert set(actual) - set(columns) <= {"loaded_at", "deleted_at", "company"}, table
         conn.execute(f"SELECT * FROM {pg_schema}.dim_gl_account_hierarchy").fetchall()
         conn.rollback()
     finally:
@@ -110,7 +110,7 @@ def test_sqlite_schema_is_created_once_and_upgrades(tmp_path):
         assert ensure_schema_sqlite(conn) == LATEST_VERSION
         for table, columns in _declared_tables().items():
             actual = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
-            assert set(actual) - set(columns) <= {"loaded_at", "deleted_at"}, table
+            assert set(actual) - set(columns) <= {"loaded_at", "deleted_at", "company"}, table
             assert set(columns) <= set(actual), table
         assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == LATEST_VERSION
         conn.execute("SELECT * FROM dim_gl_account_hierarchy").fetchall()

@@ -1,0 +1,144 @@
+"""sap_b1_to_warehouse over two SAP companies (``B1_SAP_COMPANIES``) into one PostgreSQL warehouse.
+
+The second company is a second SAP sandbox (another server, another CompanyDB, other data). One
+run loads both, each equal to its own SAP; with the second company's Service Layer unreachable,
+only its tasks fail, and the first company's next run continues from its own cursors.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from dag_helpers import WAREHOUSE_SCHEMA, task_states, xcoms
+
+from airflow_provider_b1.warehouse.entities import ENTITIES, entity_spec
+
+DAG_ID = "sap_b1_to_warehouse"
+HOME, EU = "sap_b1_default", "sap_b1_eu"
+EU_COMPANY_DB = "SBODEMOEU"
+HOME_INVOICES, EU_INVOICES = 300, 150
+
+
+@pytest.fixture(scope="module")
+def eu_sandbox(sap_sandbox) -> Iterator[Any]:
+    """A second, smaller SAP company on a Service Layer of its own (same user as the first)."""
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    app = create_app(
+        SapSandboxConfig(
+            seed=7,
+            invoices=EU_INVOICES,
+            company_db=EU_COMPANY_DB,
+            users={sap_sandbox.connection()["login"]: sap_sandbox.connection()["password"]},
+            timezone="Europe/Berlin",
+        )
+    )
+    served = serve_in_thread(app, tls=True)
+    try:
+        yield type(sap_sandbox)(served.base_url, str(served.ca_path), served.cert_sha256, app)
+    finally:
+        gc.collect()
+        served.stop()
+
+
+def _eu_connection(eu_sandbox: Any) -> dict[str, Any]:
+    connection = eu_sandbox.connection(schema=EU_COMPANY_DB)
+    connection["extra"] = {**connection["extra"], "timezone": "Europe/Berlin"}
+    return connection
+
+
+def _differences(flow: Any, sap: Any, company: str) -> dict[str, Any]:
+    """Entities whose warehouse count or DocTotal sum for ``company`` differs from its SAP's truth."""
+    import psycopg
+
+    from airflow_provider_b1.warehouse.loader import PostgresLoader
+
+    loader = PostgresLoader(psycopg.connect(flow.pg["dsn"]), WAREHOUSE_SCHEMA, company=company)
+    diffs = {}
+    try:
+        for entity in ENTITIES:
+            truth = sap.truth(entity)
+            count, total = loader.stats(entity_spec(entity))
+            mine = {"count": count, "doc_total_sum": None}
+            if truth["doc_total_sum"] is not None:
+                mine["doc_total_sum"] = str((total or Decimal(0)).quantize(Decimal("0.01")))
+            theirs = {"count": truth["count"], "doc_total_sum": truth["doc_total_sum"]}
+            if mine != theirs:
+                diffs[entity] = (theirs, mine)
+    finally:
+        loader.close()
+    return diffs
+
+
+def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own_tasks(
+    flow, dag_of, eu_sandbox, set_connection, monkeypatch
+):
+    flow.sap.restore(invoices=HOME_INVOICES)
+    eu_sandbox.restore(invoices=EU_INVOICES)
+    set_connection(EU, _eu_connection(eu_sandbox))
+    monkeypatch.setenv("B1_SAP_COMPANIES", f"{HOME},{EU}")
+
+    dag = dag_of(DAG_ID, retries=0)
+    assert {t.task_id.split(".")[0] for t in dag.tasks} == {HOME, EU}
+    first = dag.test()
+    states = task_states(first)
+    assert first.state == "success", states
+    assert {s for t, s in states.items() if "_ranges" not in t} == {"success"}
+
+    # one warehouse, two companies, each equal to its own SAP (counts and DocTotal sums)
+    assert _differences(flow, flow.sap, HOME) == {}
+    assert _differences(flow, eu_sandbox, EU) == {}
+    invoices = dict(
+        flow.query(f"SELECT company, count(*) FROM {WAREHOUSE_SCHEMA}.fact_sales_invoice GROUP BY 1")
+    )
+    assert invoices == {HOME: HOME_INVOICES, EU: EU_INVOICES}
+    assert dict(flow.query(f"SELECT company, company_db FROM {WAREHOUSE_SCHEMA}.dim_company")) == {
+        HOME: "SBODEMOUS",
+        EU: EU_COMPANY_DB,
+    }
+    # a key both companies use is two rows, one per company
+    shared = flow.query(
+        f"SELECT count(*) FROM {WAREHOUSE_SCHEMA}.fact_sales_invoice a "
+        f"JOIN {WAREHOUSE_SCHEMA}.fact_sales_invoice b ON a.doc_entry = b.doc_entry AND a.company < b.company"
+    )[0][0]
+    assert shared == EU_INVOICES
+
+    # audit rows and checkpoints per company: the second company is its own scope of the flow
+    created = dict(
+        flow.query(
+            "SELECT flow, count(*) FROM b1_audit.audit_record WHERE run_id = %s AND action = 'created' GROUP BY 1",
+            (first.run_id,),
+        )
+    )
+    assert created == {
+        "sap_b1_to_warehouse": sum(flow.sap.truth(e)["count"] for e in ENTITIES),
+        f"sap_b1_to_warehouse@{EU}": sum(eu_sandbox.truth(e)["count"] for e in ENTITIES),
+    }
+    scopes = {row[0] for row in flow.query(f"SELECT flow FROM {WAREHOUSE_SCHEMA}.sync_checkpoint")}
+    assert scopes == {"sap_b1_to_warehouse", f"sap_b1_to_warehouse@{EU}"}
+    reconciled = xcoms(DAG_ID, first.run_id)["values"]
+    assert all(r["ok"] for r in reconciled[f"{EU}.reconcile:return_value"])
+
+    # the second company's Service Layer down: only its tasks fail, the first company loads on
+    set_connection(EU, {**_eu_connection(eu_sandbox), "host": "https://127.0.0.1:9/b1s/v2/"})
+    flow.sap.control("POST", "mutate", {"entity": "Invoices", "keys": [1]})
+    second = dag_of(DAG_ID, retries=0).test()
+    states = task_states(second)
+    assert second.state == "failed"
+    failed = {t for t, s in states.items() if s in ("failed", "upstream_failed")}
+    assert failed, states
+    assert all(t.startswith(f"{EU}.") for t in failed), states
+    assert {s for t, s in states.items() if t.startswith(f"{HOME}.") and "_ranges" not in t} == {"success"}
+
+    # ...reading incrementally from its own cursors: only the record changed since its first run
+    sales = xcoms(DAG_ID, second.run_id)["values"][f"{HOME}.load_sales:return_value"]
+    invoices = sales["entities"]["Invoices"]
+    assert invoices["mode"] == "incremental", invoices
+    assert invoices["read"] == 1, invoices
+    assert _differences(flow, flow.sap, HOME) == {}
+    assert _differences(flow, eu_sandbox, EU) == {}  # the second company's rows untouched
