@@ -18,6 +18,11 @@
   the same difference).
 
 Failed records are replayed by ``b1_replay_failed`` through the flow's own source and sink.
+
+Each operator works on one SAP company, the one its ``sap_b1_conn_id`` reads: that connection id
+is the ``company`` of the warehouse rows it writes, counts, checks and compares, and a company
+other than ``sap_b1_default`` runs its own scope of the flow (``sap_b1_to_warehouse@<conn id>``:
+its own audit rows, checkpoints and replay). See :mod:`airflow_provider_b1.warehouse.flow`.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ class SapB1ToWarehouseOperator(SyncOperator):
     :param entities: SAP entities to load, e.g. ``["Invoices"]``; or
     :param group: a table group of :data:`~airflow_provider_b1.assets.WAREHOUSE_GROUPS`. The Assets
         of the groups loaded become the task's outlets unless ``outlets`` is given.
-    :param sap_b1_conn_id: the SAP Business One connection.
+    :param sap_b1_conn_id: the SAP Business One connection: the company whose rows the task handles.
     :param warehouse_conn_id: the warehouse: conn type ``postgres``, or ``sqlite`` with the
         database file in the host field.
     :param audit_conn_id: the audit trail's connection (the warehouse's own, for page and trail
@@ -289,7 +294,7 @@ class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
         SAP connection's ``max_sessions`` extra (default 4). A cap across workers is an Airflow
         pool on the range task.
     :param threshold: the entity size from which a load is split by default (templated).
-    :param sap_b1_conn_id: the SAP Business One connection.
+    :param sap_b1_conn_id: the SAP Business One connection: the company whose rows the task handles.
     """
 
     template_fields: Sequence[str] = ("partitions", "threshold")
@@ -368,7 +373,7 @@ class SapB1WarehouseRangeOperator(SyncOperator):
     group's load task does both once every range has finished.
 
     :param key_range: the range, as the planner returned it.
-    :param sap_b1_conn_id: the SAP Business One connection.
+    :param sap_b1_conn_id: the SAP Business One connection: the company whose rows the task handles.
     :param warehouse_conn_id: the warehouse connection.
     :param audit_conn_id: the audit trail's connection.
     :param extra_select: as for :class:`SapB1ToWarehouseOperator`.
@@ -457,7 +462,7 @@ class SapB1WarehouseDeletionCheckOperator(PermanentFailures, BaseOperator):
     the task fails at once (a wrong company or a missing permission looks like a mass deletion).
 
     :param entities: SAP entities to check; every entity SAP deletes when ``None``.
-    :param sap_b1_conn_id: the SAP Business One connection.
+    :param sap_b1_conn_id: the SAP Business One connection: the company whose rows the task handles.
     :param warehouse_conn_id: the warehouse connection.
     :param warehouse_schema: the PostgreSQL schema of the warehouse tables.
     :param max_share: the largest share of an entity's live rows one check may mark (0-1; 1 turns
@@ -540,7 +545,7 @@ class SapB1WarehouseReconcileOperator(PermanentFailures, BaseOperator):
     :param entities: SAP entities to compare; every loaded entity when neither this nor
         ``groups`` is given.
     :param groups: warehouse table groups to compare.
-    :param sap_b1_conn_id: the SAP Business One connection.
+    :param sap_b1_conn_id: the SAP Business One connection: the company whose rows the task handles.
     :param warehouse_conn_id: the warehouse connection.
     :param warehouse_schema: the PostgreSQL schema of the warehouse tables.
     :param audit_conn_id: the audit trail the loads wrote: it tells records the flow recorded as

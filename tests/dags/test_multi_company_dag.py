@@ -20,7 +20,7 @@ from airflow_provider_b1.warehouse.entities import ENTITIES, entity_spec
 DAG_ID = "sap_b1_to_warehouse"
 HOME, EU = "sap_b1_default", "sap_b1_eu"
 EU_COMPANY_DB = "SBODEMOEU"
-HOME_INVOICES, EU_INVOICES = 300, 150
+HOME_INVOICES, EU_INVOICES = 200, 100
 
 
 @pytest.fixture(scope="module")
