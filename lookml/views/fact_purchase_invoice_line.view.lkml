@@ -1,4 +1,4 @@
-# One row per cost document line (SAP fact_purchase_invoice DocumentLines); key doc_entry + line_num.
+# One row per cost document line (SAP fact_purchase_invoice DocumentLines); key company + doc_entry + line_num.
 view: fact_purchase_invoice_line {
   sql_table_name: sap_b1.fact_purchase_invoice_line ;;
 

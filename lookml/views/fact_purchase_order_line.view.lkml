@@ -1,4 +1,4 @@
-# One row per ordered document line (SAP fact_purchase_order DocumentLines); key doc_entry + line_num.
+# One row per ordered document line (SAP fact_purchase_order DocumentLines); key company + doc_entry + line_num.
 view: fact_purchase_order_line {
   sql_table_name: sap_b1.fact_purchase_order_line ;;
 

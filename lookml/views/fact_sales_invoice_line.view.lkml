@@ -1,4 +1,4 @@
-# One row per revenue document line (SAP fact_sales_invoice DocumentLines); key doc_entry + line_num.
+# One row per revenue document line (SAP fact_sales_invoice DocumentLines); key company + doc_entry + line_num.
 view: fact_sales_invoice_line {
   sql_table_name: sap_b1.fact_sales_invoice_line ;;
 
