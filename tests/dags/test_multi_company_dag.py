@@ -2,7 +2,8 @@
 
 The second company is a second SAP sandbox (another server, another CompanyDB, other data). One
 run loads both, each equal to its own SAP; with the second company's Service Layer unreachable,
-only its tasks fail, and the first company's next run continues from its own cursors.
+only its tasks fail, and the first company's next run continues from its own cursors. A record
+the second company failed is replayed through its own connection into its own rows.
 """
 
 from __future__ import annotations
@@ -82,13 +83,28 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     eu_sandbox.restore(invoices=EU_INVOICES)
     set_connection(EU, _eu_connection(eu_sandbox))
     monkeypatch.setenv("B1_SAP_COMPANIES", f"{HOME},{EU}")
+    # one record the second company cannot load yet (no DocTotal): its own failure, replayed later
+    eu_sandbox.control("POST", "corrupt", {"entity": "Invoices", "keys": [3], "kind": "null_amount"})
 
     dag = dag_of(DAG_ID, retries=0)
     assert {t.task_id.split(".")[0] for t in dag.tasks} == {HOME, EU}
     first = dag.test()
     states = task_states(first)
-    assert first.state == "success", states
-    assert {s for t, s in states.items() if "_ranges" not in t} == {"success"}
+    # only the second company's reconciliation fails, on the record it recorded as failed
+    assert {t: s for t, s in states.items() if s != "success" and "_ranges" not in t} == {
+        f"{EU}.reconcile": "failed"
+    }
+    assert _differences(flow, flow.sap, HOME) == {}
+    assert set(_differences(flow, eu_sandbox, EU)) == {"Invoices"}
+    failed = flow.query("SELECT flow, source_key FROM b1_audit.audit_record WHERE action = 'failed'")
+    assert failed == [(f"sap_b1_to_warehouse@{EU}", "3")]
+
+    # fixed in SAP, replayed by the company's scoped flow name: its own connection, its own rows
+    eu_sandbox.control("POST", "repair", {"entity": "Invoices", "keys": [3]})
+    from airflow_provider_b1.sync import replay_failed
+
+    replayed = replay_failed(flow.audit(), f"sap_b1_to_warehouse@{EU}").to_xcom()
+    assert replayed["created"] == 1, replayed
 
     # one warehouse, two companies, each equal to its own SAP (counts and DocTotal sums)
     assert _differences(flow, flow.sap, HOME) == {}
@@ -117,12 +133,11 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     )
     assert created == {
         "sap_b1_to_warehouse": sum(flow.sap.truth(e)["count"] for e in ENTITIES),
-        f"sap_b1_to_warehouse@{EU}": sum(eu_sandbox.truth(e)["count"] for e in ENTITIES),
+        f"sap_b1_to_warehouse@{EU}": sum(eu_sandbox.truth(e)["count"] for e in ENTITIES) - 1,
     }
     scopes = {row[0] for row in flow.query(f"SELECT flow FROM {WAREHOUSE_SCHEMA}.sync_checkpoint")}
     assert scopes == {"sap_b1_to_warehouse", f"sap_b1_to_warehouse@{EU}"}
-    reconciled = xcoms(DAG_ID, first.run_id)["values"]
-    assert all(r["ok"] for r in reconciled[f"{EU}.reconcile:return_value"])
+    assert all(r["ok"] for r in xcoms(DAG_ID, first.run_id)["values"][f"{HOME}.reconcile:return_value"])
 
     # the second company's Service Layer down: only its tasks fail, the first company loads on
     set_connection(EU, {**_eu_connection(eu_sandbox), "host": "https://127.0.0.1:9/b1s/v2/"})
