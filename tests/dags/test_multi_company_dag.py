@@ -157,3 +157,20 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     assert invoices["read"] == 1, invoices
     assert _differences(flow, flow.sap, HOME) == {}
     assert _differences(flow, eu_sandbox, EU) == {}  # the second company's rows untouched
+
+
+def test_each_company_is_a_task_group_of_its_own_whatever_the_order_of_the_list(dag_of, monkeypatch):
+    def companies_of(order: str) -> dict[str, set[str]]:
+        monkeypatch.setenv("B1_SAP_COMPANIES", order)
+        dag = dag_of(DAG_ID)
+        found: dict[str, set[str]] = {}
+        for task in dag.tasks:
+            group = task.task_id.split(".")[0]
+            conn_id = getattr(task, "sap_b1_conn_id", None) or task.partial_kwargs.get("sap_b1_conn_id")
+            found.setdefault(group, set()).add(conn_id)
+        return found
+
+    # a task's cursor is its own XCom: the same task ids, on the same connection, in any order
+    assert companies_of(f"{HOME},{EU}") == companies_of(f"{EU},{HOME}") == {HOME: {HOME}, EU: {EU}}
+    monkeypatch.delenv("B1_SAP_COMPANIES")
+    assert "load_master" in dag_of(DAG_ID).task_dict  # one company: the tasks as they always were
