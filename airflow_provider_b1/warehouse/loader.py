@@ -373,6 +373,19 @@ class WarehouseLoader(DatabaseSink):
         mark = "%s" if self.dialect == "postgres" else "?"
         table = f"{self.schema}.dim_company" if self.dialect == "postgres" else "dim_company"
         now = "now()" if self.dialect == "postgres" else "CURRENT_TIMESTAMP"
+        if self.company != DEFAULT_COMPANY and not self.execute(f"SELECT 1 FROM {table} LIMIT 1"):
+            # The first company named here: rows loaded before the warehouse kept companies (now the
+            # default company's) may have been read through this very connection.
+            partners = self.table_name(ENTITIES[PARTNER_ENTITY])
+            if self.execute(f"SELECT 1 FROM {partners} WHERE company = {mark} LIMIT 1", (DEFAULT_COMPANY,)):
+                log.warning(
+                    "The warehouse holds rows loaded before it kept companies, now those of %s; if they were "
+                    "read through %s, set their company to %r (UPDATE each table) before this load, or it "
+                    "loads that company again beside them.",
+                    DEFAULT_COMPANY,
+                    self.company,
+                    self.company,
+                )
         self.begin()
         try:
             self.execute(

@@ -156,3 +156,17 @@ def test_a_sqlite_warehouse_of_one_company_is_rebuilt_in_place(tmp_path):
             assert primary == ["company", *key], table
     finally:
         loader.close()
+
+
+def test_the_first_other_company_is_warned_of_rows_loaded_before_companies(loader, second_company, caplog):
+    loader.load_page(PARTNERS, [partner("C1")])
+    second_company.record_company("SBODEMOEU")
+    assert "set their company to 'sap_b1_eu'" in caplog.text
+    caplog.clear()
+    second_company.record_company("SBODEMOEU")  # named before: nothing to say
+    loader.record_company("SBODEMOUS")
+    assert "set their company" not in caplog.text
+    assert sorted(rows(loader, "SELECT company, company_db FROM {s}dim_company")) == [
+        (DEFAULT_COMPANY, "SBODEMOUS"),
+        (EU, "SBODEMOEU"),
+    ]
