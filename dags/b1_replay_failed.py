@@ -6,7 +6,8 @@ Records are read again from the flow's own source and written through its own si
 replaying twice is harmless. Give the flow's options (connection ids, extra fields) where its tasks
 run with other values than its defaults. Each replayed record gets a new row in the audit trail with the
 next attempt number. Any flow declared on the sync engine can be replayed; no replayer is
-written by hand.
+written by hand. A flow run per SAP company is replayed per company: name it
+``sap_b1_to_warehouse@<conn id>`` (as in the audit trail), and that company's connection is used.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ FLOWS = known_flows()
             type="string",
             minLength=1,
             title="Flow",
-            description="The flow whose failed records to replay, as named in the audit trail.",
+            description="The flow whose failed records to replay, as named in the audit trail; a company "
+            "other than sap_b1_default is its own flow, e.g. sap_b1_to_warehouse@sap_b1_eu.",
             examples=FLOWS,
         ),
         "since": window_param("Failed since", "Only records that failed at or after this time."),
