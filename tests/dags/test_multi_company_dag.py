@@ -8,6 +8,7 @@ the second company failed is replayed through its own connection into its own ro
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Iterator
 from decimal import Decimal
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from dag_helpers import WAREHOUSE_SCHEMA, task_states, xcoms
 
+from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.warehouse.entities import ENTITIES, entity_spec
 
 DAG_ID = "sap_b1_to_warehouse"
@@ -79,6 +81,12 @@ def _differences(flow: Any, sap: Any, company: str) -> dict[str, Any]:
 def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own_tasks(
     flow, dag_of, eu_sandbox, set_connection, monkeypatch
 ):
+    # The hook's real policy (same attempts), with millisecond backoffs: the closed port of the
+    # second run costs no waiting.
+    monkeypatch.setattr(
+        "airflow_provider_b1.hooks.sap_b1.hook.RetryPolicy",
+        functools.partial(RetryPolicy, initial_wait=0.01, max_wait=0.05),
+    )
     flow.sap.restore(invoices=HOME_INVOICES)
     eu_sandbox.restore(invoices=EU_INVOICES)
     set_connection(EU, _eu_connection(eu_sandbox))
