@@ -5,7 +5,7 @@ credentials must not try again, neither through Airflow's retries nor inside the
 its first try after exactly one login attempt, and says that a retry would count towards the
 lock-out. Each test gives the task retries, so a retry would show.
 
-The tasks that log in to SAP: the warehouse loads and the reconciliation of ``sap_b1_to_warehouse``
+The tasks that log in to SAP: the warehouse plans, loads and the reconciliation of ``sap_b1_to_warehouse``
 and the replay of ``b1_replay_failed`` (the Looker tasks do not talk to SAP; no ``@task`` of the
 DAG files uses the SAP hook).
 """
@@ -51,12 +51,12 @@ def _assert_one_refused_login_and_no_retry(flow, run, task_id, before, output):
 def test_wrong_sap_credentials_fail_a_warehouse_load_once_after_a_single_login_attempt(
     flow, dag_of, wrong_password, capsys
 ):
+    # A first run plans the master data's ranges first: the plan is the task that logs in first.
     run = dag_of("sap_b1_to_warehouse", **RETRIES).test()
-    _assert_one_refused_login_and_no_retry(flow, run, "load_master", wrong_password, capsys.readouterr().out)
+    _assert_one_refused_login_and_no_retry(flow, run, "plan_master", wrong_password, capsys.readouterr().out)
     states = task_states(run)
-    assert {states[t] for t in ("load_sales", "load_purchasing", "load_finance", "reconcile")} == {
-        "upstream_failed"
-    }
+    downstream = ("load_master", "load_sales", "load_purchasing", "load_finance", "reconcile")
+    assert {states[t] for t in downstream} == {"upstream_failed"}
 
 
 def test_wrong_sap_credentials_fail_the_reconciliation_once_after_a_single_login_attempt(
