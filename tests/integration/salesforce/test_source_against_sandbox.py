@@ -113,12 +113,19 @@ def test_a_read_resumes_right_after_any_page(org, source):
 def test_records_sharing_the_cursor_s_stamp_are_neither_lost_nor_read_twice(org, salesforce, source):
     accounts = in_order(org.truth("Account"))
     before, batch, after = accounts[0], accounts[1:21], accounts[21]
-    early_in_a_second()
-    org.edit("Account", before, Description="edited alone, first")
-    results = salesforce.update_many("Account", [{"Id": i, "Description": "edited together"} for i in batch])
-    assert all(r.success for r in results)
-    org.edit("Account", after, Description="edited alone, last")
-    stamps = {i: stamp(org, "Account", i) for i in [before, *batch, after]}
+    # The three writes must fall in one second; a pause of the machine between them (a busy CI
+    # runner) can push the last into the next, so the writes are made again, at most three times.
+    for attempt in range(3):
+        early_in_a_second()
+        org.edit("Account", before, Description=f"edited alone, first ({attempt})")
+        results = salesforce.update_many(
+            "Account", [{"Id": i, "Description": f"edited together ({attempt})"} for i in batch]
+        )
+        assert all(r.success for r in results)
+        org.edit("Account", after, Description=f"edited alone, last ({attempt})")
+        stamps = {i: stamp(org, "Account", i) for i in [before, *batch, after]}
+        if stamps[before][:19] == stamps[after][:19]:
+            break
     shared = stamps[batch[0]]
     # One call, one stamp; the three writes fall in one second, each in a millisecond of its own.
     assert {stamps[i] for i in batch} == {shared}
