@@ -173,19 +173,7 @@ class Flow:
 
     def differences(self, entities: Any = None) -> dict[str, Any]:
         """Entities whose warehouse count or DocTotal sum differs from ``/_sandbox/truth``: ``{entity: (truth, warehouse)}``."""
-        from airflow_provider_b1.warehouse.entities import ENTITIES
-
-        diffs = {}
-        for entity in entities or ENTITIES:
-            truth = self.sap.truth(entity)
-            count, total = self.figures(entity)
-            mine = {"count": count, "doc_total_sum": None}
-            if truth["doc_total_sum"] is not None:
-                mine["doc_total_sum"] = str((total or Decimal(0)).quantize(Decimal("0.01")))
-            theirs = {"count": truth["count"], "doc_total_sum": truth["doc_total_sum"]}
-            if mine != theirs:
-                diffs[entity] = (theirs, mine)
-        return diffs
+        return sap_differences(self.sap, self.figures, entities)
 
     # -- audit trail -----------------------------------------------------------------------
 
@@ -218,6 +206,26 @@ class Flow:
     def close(self) -> None:
         for trail in self._conns:
             trail.close()
+
+
+def sap_differences(
+    sap: Any, figures: Callable[[str], tuple[int, Decimal | None]], entities: Any = None
+) -> dict[str, Any]:
+    """``{entity: (SAP's, the warehouse's)}`` where the count or the DocTotal sum differ; ``figures``
+    gives the warehouse's ``(count, DocTotal sum)`` of an entity."""
+    from airflow_provider_b1.warehouse.entities import ENTITIES
+
+    diffs = {}
+    for entity in entities or ENTITIES:
+        truth = sap.truth(entity)
+        count, total = figures(entity)
+        mine = {"count": count, "doc_total_sum": None}
+        if truth["doc_total_sum"] is not None:
+            mine["doc_total_sum"] = str((total or Decimal(0)).quantize(Decimal("0.01")))
+        theirs = {"count": truth["count"], "doc_total_sum": truth["doc_total_sum"]}
+        if mine != theirs:
+            diffs[entity] = (theirs, mine)
+    return diffs
 
 
 def _pg_connect(pg: dict) -> Any:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import functools
 import gc
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from dag_helpers import WAREHOUSE_SCHEMA, task_states, xcoms
+from dag_helpers import WAREHOUSE_SCHEMA, sap_differences, task_states, xcoms
 
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.warehouse.entities import ENTITIES, entity_spec
@@ -62,20 +61,10 @@ def _differences(flow: Any, sap: Any, company: str) -> dict[str, Any]:
     from airflow_provider_b1.warehouse.loader import PostgresLoader
 
     loader = PostgresLoader(psycopg.connect(flow.pg["dsn"]), WAREHOUSE_SCHEMA, company=company)
-    diffs = {}
     try:
-        for entity in ENTITIES:
-            truth = sap.truth(entity)
-            count, total = loader.stats(entity_spec(entity))
-            mine = {"count": count, "doc_total_sum": None}
-            if truth["doc_total_sum"] is not None:
-                mine["doc_total_sum"] = str((total or Decimal(0)).quantize(Decimal("0.01")))
-            theirs = {"count": truth["count"], "doc_total_sum": truth["doc_total_sum"]}
-            if mine != theirs:
-                diffs[entity] = (theirs, mine)
+        return sap_differences(sap, lambda entity: loader.stats(entity_spec(entity)))
     finally:
         loader.close()
-    return diffs
 
 
 def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own_tasks(

@@ -17,7 +17,8 @@ from airflow_provider_b1.sync import AuditTrail
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
-def audit_trail(request, tmp_path, monkeypatch) -> Iterator[AuditTrail]:
+def trail_connection(request, tmp_path, monkeypatch) -> tuple[str, str]:
+    """``(conn_id, schema)`` of an empty audit trail's place: a schema of its own on PostgreSQL, a file on SQLite."""
     conn_id = f"b1_audit_test_{secrets.token_hex(3)}"
     schema = "b1_audit"
     if request.param == "postgres":
@@ -33,6 +34,12 @@ def audit_trail(request, tmp_path, monkeypatch) -> Iterator[AuditTrail]:
     else:
         conn = {"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return conn_id, schema
+
+
+@pytest.fixture
+def audit_trail(trail_connection: tuple[str, str]) -> Iterator[AuditTrail]:
+    conn_id, schema = trail_connection
     trail = AuditTrail(conn_id, schema=schema, flush_every=100)
     trail.ensure_schema()
     try:

@@ -7,8 +7,6 @@ anything else is still refused, the indexes are back, and new ids follow the old
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -20,24 +18,10 @@ FLOW = "sap_b1_to_warehouse"
 INDEXES = {f"{TABLE}_key_idx", f"{TABLE}_failed_idx", f"{TABLE}_run_idx", f"{TABLE}_waiting_idx"}
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def old_trail(request, tmp_path, monkeypatch) -> Iterator[AuditTrail]:
+@pytest.fixture
+def old_trail(trail_connection: tuple[str, str]) -> Iterator[AuditTrail]:
     """An audit trail migrated only to version 3, as a deployment of the previous release left it."""
-    conn_id = f"b1_audit_old_{secrets.token_hex(3)}"
-    schema = "b1_audit"
-    if request.param == "postgres":
-        pg = request.getfixturevalue("pg_database")
-        conn = {
-            "conn_type": "postgres",
-            "host": pg["host"],
-            "port": pg["port"],
-            "login": pg["user"],
-            "schema": pg["dbname"],
-        }
-        schema = f"audit_{secrets.token_hex(4)}"
-    else:
-        conn = {"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    conn_id, schema = trail_connection
     trail = AuditTrail(conn_id, schema=schema)
     assert AUDIT_MIGRATIONS.apply(trail.connection(), trail.schema, target=3) == 3
     try:
