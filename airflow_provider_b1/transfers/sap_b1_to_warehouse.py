@@ -80,7 +80,28 @@ def _entities(entities: Sequence[str] | str | None, group: str | None) -> list[s
     return names
 
 
-class SapB1ToWarehouseOperator(SyncOperator):
+class _WarehouseOptions:
+    """The warehouse flow's options from a load or range task's arguments."""
+
+    sap_b1_conn_id: str
+    warehouse_conn_id: str
+    warehouse_schema: str
+    extra_select: dict[str, Sequence[str]]
+    page_size: int | None
+
+    def lineage_options(self) -> dict[str, Any]:
+        """The flow's options from this operator's arguments: the run's, and its lineage's (the SAP
+        company read, the warehouse tables written)."""
+        return {
+            "sap_b1_conn_id": self.sap_b1_conn_id,
+            "warehouse_conn_id": self.warehouse_conn_id,
+            "warehouse_schema": self.warehouse_schema,
+            "extra_select": self.extra_select,
+            "page_size": self.page_size,
+        }
+
+
+class SapB1ToWarehouseOperator(_WarehouseOptions, SyncOperator):
     """Load SAP Business One entities into the warehouse star schema.
 
     Each entity is read with ``$select`` of the fields the schema needs (plus ``extra_select``),
@@ -147,17 +168,6 @@ class SapB1ToWarehouseOperator(SyncOperator):
         self.page_size = page_size
         self.warehouse_schema = validate_schema_name(warehouse_schema)
         self.plan_task_id = plan_task_id
-
-    def lineage_options(self) -> dict[str, Any]:
-        """The flow's options from this operator's arguments: the run's, and its lineage's (the SAP
-        company read, the warehouse tables written)."""
-        return {
-            "sap_b1_conn_id": self.sap_b1_conn_id,
-            "warehouse_conn_id": self.warehouse_conn_id,
-            "warehouse_schema": self.warehouse_schema,
-            "extra_select": self.extra_select,
-            "page_size": self.page_size,
-        }
 
     def resolve_windows(self, context: Context, streams: Sequence[str]) -> dict[str, SyncWindow]:
         """The run's windows; an entity the plan split into ranges reads from the plan's cursor."""
@@ -363,7 +373,7 @@ class SapB1WarehousePlanOperator(PermanentFailures, BaseOperator):
         return plan
 
 
-class SapB1WarehouseRangeOperator(SyncOperator):
+class SapB1WarehouseRangeOperator(_WarehouseOptions, SyncOperator):
     """Load one range of a partitioned load (a mapped task: ``.expand(key_range=plan.output)``).
 
     Reads every record of the range (of its window, in a window run) in key order on its own SAP
@@ -409,15 +419,6 @@ class SapB1WarehouseRangeOperator(SyncOperator):
         self.extra_select = dict(extra_select or {})
         self.page_size = page_size
         self.warehouse_schema = validate_schema_name(warehouse_schema)
-
-    def lineage_options(self) -> dict[str, Any]:
-        return {
-            "sap_b1_conn_id": self.sap_b1_conn_id,
-            "warehouse_conn_id": self.warehouse_conn_id,
-            "warehouse_schema": self.warehouse_schema,
-            "extra_select": self.extra_select,
-            "page_size": self.page_size,
-        }
 
     def run(self, context: Context) -> dict[str, Any]:
         from airflow_provider_b1.sync.partitions import KeyRange, sync_range
