@@ -102,17 +102,11 @@ class SapB1Source(Source):
         )
 
     def _count(self, stream: Stream, clauses: Sequence[str | None]) -> tuple[int, dt.datetime]:
-        """Records matching every clause, and the server's clock when it answered (its ``Date``
-        header; this machine's if absent) less the seconds a write stamped just before may still
-        take to commit."""
+        """Records matching every clause, and the server's clock when it answered less the
+        seconds a write stamped just before may still take to commit."""
         wanted = [c for c in clauses if c]
-        params = {"$filter": " and ".join(f"({c})" for c in wanted)} if wanted else None
-        response = self.hook.request("GET", f"{stream.name}/$count", params=params)
-        observed = _server_clock(response.headers.get("Date")) - dt.timedelta(seconds=SETTLE_SECONDS)
-        text = response.content.decode("utf-8-sig").strip()
-        if text.isdigit():
-            return int(text), observed
-        return self.hook.count(stream.name, params["$filter"] if params else None), observed
+        count, clock = self.hook.count_at(stream.name, " and ".join(f"({c})" for c in wanted) or None)
+        return count, clock - dt.timedelta(seconds=SETTLE_SECONDS)
 
     def _first(self, stream: Stream, field: str, order: str, clauses: Sequence[str | None]) -> Any:
         wanted = [c for c in clauses if c]
@@ -239,15 +233,3 @@ class SapB1Source(Source):
 
     def close(self) -> None:
         self.hook.close()
-
-
-def _server_clock(header: str | None) -> dt.datetime:
-    """The time in an HTTP ``Date`` header (aware), or this machine's clock without one."""
-    from email.utils import parsedate_to_datetime
-
-    if header:
-        try:
-            return parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            pass
-    return dt.datetime.now(dt.timezone.utc)

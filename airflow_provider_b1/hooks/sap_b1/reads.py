@@ -12,7 +12,6 @@ and drops what the cursor has already seen by ``(UpdateDate, UpdateTime)`` and k
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -467,9 +466,7 @@ class IncrementalRead:
     _server_now: dt.datetime | None = None
 
     def _note_server_clock(self, response: requests.Response) -> None:
-        header = response.headers.get("Date")
-        with contextlib.suppress(TypeError, ValueError):
-            self._server_now = parsedate_to_datetime(header) if header else None
+        self._server_now = server_clock(response)
 
     def _horizon(self) -> tuple[str, str]:
         """The latest stamp the cursor may take: the server clock minus :data:`SETTLE_SECONDS`.
@@ -481,6 +478,17 @@ class IncrementalRead:
         if self.spec.has_update_time:
             return (local.date().isoformat(), local.strftime("%H:%M:%S"))
         return ((local.date() - dt.timedelta(days=1)).isoformat(), "")
+
+
+def server_clock(response: requests.Response) -> dt.datetime | None:
+    """The server's clock when it sent ``response`` (its ``Date`` header, aware), or ``None``."""
+    header = response.headers.get("Date")
+    if not header:
+        return None
+    try:
+        return parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
 
 
 # -- the hook's reads ---------------------------------------------------------------------------
@@ -617,15 +625,21 @@ class SapB1Reads:
         :param entity: entity set.
         :param filter: OData ``$filter``.
         """
+        return self.count_at(entity, filter)[0]
+
+    def count_at(self, entity: str, filter: str | None = None) -> tuple[int, dt.datetime]:
+        """:meth:`count`, and the server's clock when it answered (its ``Date`` header; this
+        machine's without one), for a reader that must know when the count was true."""
         params = {"$filter": filter} if filter else None
         entity_set(entity)
         response = self._call("GET", f"{entity}/$count", params=params, what=f"{entity}/$count")
         text = response.content.decode("utf-8-sig").strip()
         try:
-            return int(text)
+            counted = int(text)
         except ValueError:
             document = json.loads(text)
-            return int(document["value"] if isinstance(document, dict) else document)
+            counted = int(document["value"] if isinstance(document, dict) else document)
+        return counted, server_clock(response) or dt.datetime.now(dt.timezone.utc)
 
     # -- lookups by many values ---------------------------------------------------------------
 
