@@ -65,9 +65,10 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, TaskGroup, dag
+from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag
 
 from airflow_provider_b1.assets import WAREHOUSE_GROUPS
+from airflow_provider_b1.companies import Company, declared_companies, per_company
 from airflow_provider_b1.sync import sync_params
 from airflow_provider_b1.sync.partitions import DEFAULT_SESSIONS, DEFAULT_THRESHOLD
 from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
@@ -79,7 +80,6 @@ from airflow_provider_b1.transfers.sap_b1_to_warehouse import (
     SapB1WarehouseReconcileOperator,
     partitionable,
 )
-from airflow_provider_b1.warehouse.flow import declared_companies
 from airflow_provider_b1.webhooks.assets import sap_b1_asset
 
 #: Range tasks of one run that may run at once (fixed at parse time); match the SAP connection's
@@ -138,17 +138,12 @@ PARTITION_THRESHOLD = int(os.environ.get("B1_PARTITION_THRESHOLD") or DEFAULT_TH
     doc_md=__doc__,
 )
 def sap_b1_to_warehouse():
-    companies = declared_companies()
-    if len(companies) == 1:
-        load_company(companies[0], prefix="")
-        return
-    for company in companies:
-        with TaskGroup(group_id=company, tooltip=f"SAP company of connection {company}"):
-            load_company(company, prefix=f"{company}.")
+    per_company(declared_companies("B1_SAP_COMPANIES"), load_company)
 
 
-def load_company(company: str, prefix: str) -> None:
+def load_company(sap: Company, prefix: str) -> None:
     """One SAP company's tasks (``prefix``: its task group's, for the ids tasks name each other by)."""
+    company = sap.sap_b1_conn_id
     # Each group's task marks its Asset updated (the operator's outlet), which refreshes Looker. A
     # group holding stamped entities may have a large load split: plan, ranges (mapped), then the
     # load, which also runs when the plan is empty and the ranges are skipped.

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_b1.assets import WAREHOUSE_ASSETS, WAREHOUSE_GROUPS
+from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID, company_db
 from airflow_provider_b1.hooks.sap_b1 import SapCursor
 from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
 from airflow_provider_b1.utils.sql import DatabaseConfigError
@@ -33,7 +34,6 @@ from airflow_provider_b1.warehouse.schema import DEFAULT_SCHEMA, validate_schema
 log = logging.getLogger(__name__)
 
 NAME = "sap_b1_to_warehouse"
-DEFAULT_SAP_CONN_ID = "sap_b1_default"
 DEFAULT_WAREHOUSE_CONN_ID = "b1_warehouse_default"
 
 
@@ -82,45 +82,6 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
         raise
     log.info("Warehouse schema at version %d (%s)", version, loader.dialect)
     return loader
-
-
-#: The environment variable naming the SAP companies the warehouse DAG loads.
-COMPANIES_ENV = "B1_SAP_COMPANIES"
-
-
-def declared_companies(value: str | None = None) -> list[str]:
-    """The SAP companies a deployment loads: the SAP connection ids in ``B1_SAP_COMPANIES``
-    (comma-separated, in the order given), or only ``sap_b1_default`` when it is unset or empty.
-
-    Read when the DAG file is parsed, so each company shows as its own tasks in the UI.
-
-    :param value: the list as text; the environment variable's when ``None``.
-    :raises ValueError: for a name that is not a plain connection id, or a name given twice.
-    """
-    import os
-
-    text = os.environ.get(COMPANIES_ENV, "") if value is None else value
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    for name in names:
-        if not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(
-                f"{COMPANIES_ENV} holds {name!r}, which is not a SAP connection id of letters, digits, "
-                "'_' and '-'; list the connection ids separated by commas."
-            )
-    if len(set(names)) != len(names):
-        raise ValueError(f"{COMPANIES_ENV} names a connection twice ({text!r}); list each company once.")
-    return names or [DEFAULT_SAP_CONN_ID]
-
-
-def company_db(sap_b1_conn_id: str) -> str | None:
-    """The SAP company database (CompanyDB) a SAP connection logs into, from the connection alone;
-    ``None`` when it cannot be read (the load then fails on the connection itself, more clearly)."""
-    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
-
-    try:
-        return SapB1Hook(sap_b1_conn_id).settings.company
-    except Exception:  # a missing or incomplete connection: reported by the source, not here
-        return None
 
 
 def tables_of(spec: EntitySpec) -> tuple[str, ...]:

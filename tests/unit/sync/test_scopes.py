@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_b1.companies import Company, declared_companies
 from airflow_provider_b1.sync.flows import UnknownFlowError, get_flow
-from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW, declared_companies
+from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
 
 
 def test_the_default_company_keeps_the_plain_flow():
@@ -35,9 +36,33 @@ def test_a_flow_without_scopes_refuses_a_scoped_name():
 
 
 def test_the_company_list_is_the_default_connection_unless_declared():
-    assert declared_companies("") == ["sap_b1_default"]
-    assert declared_companies(" sap_b1_us , sap_b1_eu,") == ["sap_b1_us", "sap_b1_eu"]
+    assert declared_companies(value="") == [Company("sap_b1_default")]
+    assert [c.sap_b1_conn_id for c in declared_companies(value=" sap_b1_us , sap_b1_eu,")] == [
+        "sap_b1_us",
+        "sap_b1_eu",
+    ]
     with pytest.raises(ValueError, match="twice"):
-        declared_companies("a,a")
-    with pytest.raises(ValueError, match="not a SAP connection id"):
-        declared_companies("sap b1")
+        declared_companies(value="a,a")
+    with pytest.raises(ValueError, match="not a connection id"):
+        declared_companies(value="sap b1")
+    with pytest.raises(ValueError, match="takes only SAP connection ids"):
+        declared_companies(value="sap_b1_us=servicetitan_us")
+
+
+def test_a_flow_with_a_connection_per_company_reads_pairs():
+    companies = declared_companies(
+        "B1_X", " sap_b1_us = servicetitan_us , sap_b1_eu=servicetitan_eu", peer="ServiceTitan connection"
+    )
+    assert companies == [Company("sap_b1_us", "servicetitan_us"), Company("sap_b1_eu", "servicetitan_eu")]
+    assert declared_companies("B1_X", "sap_b1_us", peer="x") == [Company("sap_b1_us")]
+    with pytest.raises(ValueError, match="gives one ServiceTitan connection to two companies"):
+        declared_companies("B1_X", "a=t,b=t", peer="ServiceTitan connection")
+    with pytest.raises(ValueError, match="B1_X holds ''"):
+        declared_companies("B1_X", "a=", peer="x")
+
+
+def test_the_list_is_read_from_the_flow_s_own_variable(monkeypatch):
+    monkeypatch.setenv("B1_TEAMS_COMPANIES", "sap_b1_us,sap_b1_eu")
+    monkeypatch.delenv("B1_SAP_COMPANIES", raising=False)
+    assert len(declared_companies("B1_TEAMS_COMPANIES")) == 2
+    assert declared_companies() == [Company("sap_b1_default")]

@@ -1,0 +1,120 @@
+"""Several SAP Business One companies: how a deployment declares them and how a DAG runs per company.
+
+A company is named by the id of the Airflow connection it is read and written through
+(``sap_b1_us``): stable however the company is renamed in SAP, and unique in the deployment,
+whereas two servers may both hold a ``SBODEMOUS``. That id is what every flow's scope
+(:meth:`~airflow_provider_b1.sync.flows.Flow.scoped`) and the warehouse's ``company`` column hold;
+the CompanyDB people know a company by is read from the connection (:func:`company_db`).
+
+Each DAG reads its list from an environment variable of its own when its file is parsed (so the
+UI shows every company's tasks): ``B1_SAP_COMPANIES`` for the warehouse, ``B1_SERVICETITAN_COMPANIES``,
+``B1_SALESFORCE_COMPANIES``, ``B1_TEAMS_COMPANIES`` for the others. The value is the SAP connection
+ids separated by commas; where a flow pairs each company with a connection of its own on the other
+side (a ServiceTitan tenant per company), an entry is ``<SAP conn id>=<other conn id>``. Unset or
+empty, the DAG runs ``sap_b1_default`` alone, with the tasks it always had.
+
+:func:`per_company` builds the DAG's tasks once per company, each company in a task group named
+after its connection: its own dependencies (a company whose SAP is down fails only its own tasks),
+its own task ids (so its cursors, kept in its tasks' XComs, stay its own whatever the list's order).
+The groups are built from the list rather than mapped over it at run time because Airflow does not
+map a task inside a mapped task group (the warehouse's key ranges are mapped), and one set of tasks
+mapped over every company would let one company's failure stop the others downstream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+
+#: The SAP connection a flow uses when no company is declared.
+DEFAULT_SAP_CONN_ID = "sap_b1_default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Company:
+    """One declared company.
+
+    :param sap_b1_conn_id: its SAP connection id: the company's name everywhere.
+    :param peer_conn_id: the connection of the other system for this company, when the declaration
+        pairs one (``sap_b1_eu=servicetitan_eu``); ``None`` otherwise.
+    """
+
+    sap_b1_conn_id: str
+    peer_conn_id: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.sap_b1_conn_id == DEFAULT_SAP_CONN_ID
+
+
+def _check_conn_id(env: str, name: str) -> str:
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(
+            f"{env} holds {name!r}, which is not a connection id of letters, digits, '_' and '-'; "
+            "list the SAP connection ids separated by commas."
+        )
+    return name
+
+
+def declared_companies(
+    env: str = "B1_SAP_COMPANIES", value: str | None = None, *, peer: str | None = None
+) -> list[Company]:
+    """The companies a DAG runs for, in the order given; only ``sap_b1_default`` when none is declared.
+
+    :param env: the environment variable holding the list.
+    :param value: the list as text; the environment variable's when ``None``.
+    :param peer: what the connection after ``=`` is (``"ServiceTitan connection"``) for a flow that
+        pairs each company with one; ``None`` refuses ``=``.
+    :raises ValueError: for a name that is not a plain connection id, a company given twice, a pair
+        where the flow takes none, or a peer connection given to two companies.
+    """
+    text = os.environ.get(env, "") if value is None else value
+    companies = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        sap, eq, other = (piece.strip() for piece in entry.partition("="))
+        if eq and peer is None:
+            raise ValueError(
+                f"{env} pairs {entry!r}, but this flow takes only SAP connection ids; list them "
+                "separated by commas."
+            )
+        companies.append(Company(_check_conn_id(env, sap), _check_conn_id(env, other) if eq else None))
+    names = [company.sap_b1_conn_id for company in companies]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{env} names a SAP connection twice ({text!r}); list each company once.")
+    peers = [company.peer_conn_id for company in companies if company.peer_conn_id]
+    if len(set(peers)) != len(peers):
+        raise ValueError(f"{env} gives one {peer} to two companies ({text!r}); each needs its own.")
+    return companies or [Company(DEFAULT_SAP_CONN_ID)]
+
+
+def per_company(companies: Sequence[Company], build: Callable[[Company, str], object]) -> None:
+    """Build a DAG's tasks for each company: one company's directly in the DAG (the DAG it always
+    was), several each in a task group named after the SAP connection.
+
+    Call inside the DAG's definition. ``build(company, prefix)`` makes one company's tasks;
+    ``prefix`` is its group's (``"sap_b1_eu."``, empty without groups), for the task ids that tasks
+    name each other by (an upstream XCom's ``task_ids``).
+    """
+    if len(companies) == 1:
+        build(companies[0], "")
+        return
+    from airflow.sdk import TaskGroup
+
+    for company in companies:
+        name = company.sap_b1_conn_id
+        with TaskGroup(group_id=name, tooltip=f"SAP company of connection {name}"):
+            build(company, f"{name}.")
+
+
+def company_db(sap_b1_conn_id: str) -> str | None:
+    """The SAP company database (CompanyDB) a SAP connection logs into, from the connection alone;
+    ``None`` when it cannot be read (whatever uses the connection then fails on it, more clearly)."""
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    try:
+        return SapB1Hook(sap_b1_conn_id).settings.company
+    except Exception:  # a missing or incomplete connection: reported by its user, not here
+        return None
