@@ -29,6 +29,13 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflo
 os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "")
 os.environ["B1_SESSION_CACHE_DIR"] = str(_HOME / "b1-sessions")
 
+# Under pytest-xdist (``./run tests`` runs two workers) each worker has its own Redis database, so
+# the cross-worker rate limiters and the Celery broker of one worker's tests never meet the other's.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw") and "B1_TEST_REDIS_URL" not in os.environ:
+    os.environ["B1_TEST_REDIS_URL"] = (
+        f"redis://127.0.0.1:6379/{1 + int(os.environ['PYTEST_XDIST_WORKER'][2:])}"
+    )
+
 PG_HOST = os.environ.get("B1_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("B1_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("B1_TEST_PG_USER", "postgres")
@@ -528,3 +535,26 @@ def teams_sandbox() -> Iterator[TeamsSandbox]:
     finally:
         gc.collect()
         served.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Two workers (``./run tests`` passes ``-n 2 --dist loadgroup --no-loadscope-reorder``): a test module runs whole on one
+# worker, so its module fixtures (sandboxes, DAG runs shared by its tests) are made once; the
+# tests against a live Airflow run together on one worker (one Airflow, stopped after the last),
+# and first, being the longest group, so that the other worker's modules fill the time beside it.
+
+_LIVE = Path(__file__).resolve().parent / "integration" / "live"
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    path = Path(str(item.path)).resolve()
+    return "live" if _LIVE in path.parents else str(path.relative_to(Path(__file__).resolve().parent))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not getattr(config.option, "loadgroup", False):  # set in each worker by pytest-xdist
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+    items.sort(key=lambda item: _xdist_group(item) != "live")  # stable: otherwise as collected

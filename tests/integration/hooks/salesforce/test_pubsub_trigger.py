@@ -82,7 +82,9 @@ def _when_subscribed(pubsub_server, count: int, action) -> threading.Thread:
     wanted = stats.get("Subscribe", 0) + count
 
     def wait_then_act() -> None:
-        deadline = time.monotonic() + 10
+        # A DAG run parses, runs and defers its sensor before the trigger subscribes: seconds on a
+        # busy machine.
+        deadline = time.monotonic() + 60
         while stats.get("Subscribe", 0) < wanted:
             assert time.monotonic() < deadline, "the trigger never subscribed"
             time.sleep(0.01)
