@@ -1,14 +1,13 @@
-# General ledger lines (SAP JournalEntries JournalEntryLines); key jdt_num + line_id.
+# General ledger lines (SAP JournalEntries JournalEntryLines); key company + jdt_num + line_id.
 view: fact_journal_entry_line {
   sql_table_name: sap_b1.fact_journal_entry_line ;;
 
-  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '-' || ${TABLE}.pk ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '-' || ${TABLE}.jdt_num || '-' || ${TABLE}.line_id ;; }
   dimension: company {
     label: "Company"
     description: "The SAP company the row was read from: its Airflow connection id (dim_company names its CompanyDB)."
     sql: ${TABLE}.company ;;
   }
-  dimension: pk { hidden: yes sql: ${TABLE}.jdt_num || '-' || ${TABLE}.line_id ;; }
   dimension: jdt_num { label: "Journal entry" type: number sql: ${TABLE}.jdt_num ;; }
   dimension: line_id { type: number sql: ${TABLE}.line_id ;; }
   dimension_group: reference {

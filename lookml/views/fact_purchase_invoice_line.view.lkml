@@ -43,7 +43,8 @@ view: fact_purchase_invoice_line {
   }
 
   measure: line_count { type: count }
-  measure: document_count { type: count_distinct sql: ${doc_entry} ;; }
+  # A document is its company's: DocEntry 1 of one company is not DocEntry 1 of another.
+  measure: document_count { type: count_distinct sql: ${company} || '-' || ${doc_entry} ;; }
   measure: total_quantity { type: sum sql: ${quantity} ;; }
   measure: total_cost {
     label: "Total cost (net, document currency)"
