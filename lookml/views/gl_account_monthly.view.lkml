@@ -14,7 +14,7 @@ view: gl_account_monthly {
       GROUP BY 1, 2, 3, 4 ;;
   }
 
-  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || ${TABLE}.month || ${TABLE}.account_code || COALESCE(${TABLE}.profit_center_code, '') ;; }
+  dimension: pk { primary_key: yes hidden: yes sql: ${TABLE}.company || '|' || ${TABLE}.month || '|' || ${TABLE}.account_code || '|' || COALESCE(${TABLE}.profit_center_code, '') ;; }
   dimension: company { label: "Company" sql: ${TABLE}.company ;; }
   dimension_group: period { type: time timeframes: [month, quarter, year] datatype: date sql: ${TABLE}.month ;; }
   dimension: account_code { sql: ${TABLE}.account_code ;; }
