@@ -5,6 +5,10 @@ its ``CardCode``, how it was linked (``created`` by the flow, ``link_field`` fou
 ``seed`` from a CSV, ``merged`` into another customer) and, for a merged customer, the customer it
 was merged into. A merged customer's invoices and payments go to the surviving customer's
 partner: merging never creates a second partner.
+
+A row is one SAP company's (its SAP connection id, ``sap_b1_default`` for a deployment of one
+company): a CardCode names a partner in one company, so two companies, even fed by one tenant,
+never share a link. Rows from before companies existed (version 1) are ``sap_b1_default``'s.
 """
 
 from __future__ import annotations
@@ -16,6 +20,31 @@ from airflow_provider_b1.utils.migrations import Migration, MigrationSet
 from airflow_provider_b1.utils.sql import Database, dialect_of, mark_of, query, transaction
 
 TABLE = "st_customer_map"
+#: The company of a mapping table holding one SAP company's links (and of rows older than companies).
+DEFAULT_COMPANY = "sap_b1_default"
+
+# Version 2 puts the company first in the key. SQLite cannot change a primary key in place: the
+# table is rebuilt (version 1's columns are known, so the copy names them).
+_COLUMNS = "tenant, customer_id, card_code, linked_by, merged_into, updated_at"
+_V2_POSTGRES = (
+    f"ALTER TABLE {{s}}{TABLE} ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}', "
+    f"DROP CONSTRAINT {TABLE}_pkey, ADD PRIMARY KEY (company, tenant, customer_id)",
+)
+_V2_SQLITE = (
+    f"""CREATE TABLE {TABLE}__company (
+    company TEXT NOT NULL DEFAULT '{DEFAULT_COMPANY}',
+    tenant TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    card_code TEXT NOT NULL,
+    linked_by TEXT NOT NULL,
+    merged_into TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (company, tenant, customer_id)
+)""",
+    f"INSERT INTO {TABLE}__company ({_COLUMNS}) SELECT {_COLUMNS} FROM {TABLE}",
+    f"DROP TABLE {TABLE}",
+    f"ALTER TABLE {TABLE}__company RENAME TO {TABLE}",
+)
 
 MIGRATIONS = MigrationSet(
     "servicetitan_customers",
@@ -37,27 +66,45 @@ MIGRATIONS = MigrationSet(
                 f"CREATE INDEX IF NOT EXISTS {TABLE}_card_code ON {{s}}{TABLE} (tenant, card_code)",
             ),
         ),
+        Migration(
+            2,
+            "several SAP companies: the key (company, tenant, customer_id)",
+            (),
+            postgres_only=(
+                *_V2_POSTGRES,
+                f"DROP INDEX {{s}}{TABLE}_card_code",
+                f"CREATE INDEX {TABLE}_card_code ON {{s}}{TABLE} (company, tenant, card_code)",
+            ),
+            sqlite_only=(
+                *_V2_SQLITE,
+                f"CREATE INDEX {TABLE}_card_code ON {TABLE} (company, tenant, card_code)",
+            ),
+        ),
     ),
 )
 
 
 class CustomerMap:
-    """The mapping table of one ServiceTitan tenant.
+    """The mapping table of one ServiceTitan tenant in one SAP company.
 
     :param database: the audit trail's database.
     :param schema: its PostgreSQL schema (ignored by SQLite).
     :param tenant: the ServiceTitan tenant id.
+    :param company: the SAP company's connection id.
     """
 
-    def __init__(self, database: Database, schema: str | None, tenant: str) -> None:
+    def __init__(
+        self, database: Database, schema: str | None, tenant: str, *, company: str = DEFAULT_COMPANY
+    ) -> None:
         self.database = database
         self.schema = schema if database.dialect == "postgres" else None
         self.tenant = str(tenant)
+        self.company = str(company)
         self._conn: Any = None
 
     def fork(self) -> CustomerMap:
         """The same table on a connection of its own, for a writer in another thread."""
-        return CustomerMap(self.database, self.schema, self.tenant)
+        return CustomerMap(self.database, self.schema, self.tenant, company=self.company)
 
     @property
     def table(self) -> str:
@@ -80,8 +127,8 @@ class CustomerMap:
             for customer_id, card_code, merged in query(
                 conn,
                 f"SELECT customer_id, card_code, merged_into FROM {self.table} "
-                f"WHERE tenant = {{p}} AND customer_id IN ({marks})",
-                [self.tenant, *chunk],
+                f"WHERE company = {{p}} AND tenant = {{p}} AND customer_id IN ({marks})",
+                [self.company, self.tenant, *chunk],
             ):
                 found[customer_id] = (card_code, merged)
         return found
@@ -94,14 +141,19 @@ class CustomerMap:
         mark = mark_of(conn)
         now = "now()" if dialect_of(conn) == "postgres" else "CURRENT_TIMESTAMP"
         sql = (
-            f"INSERT INTO {self.table} (tenant, customer_id, card_code, linked_by, merged_into, updated_at) "
-            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {now}) ON CONFLICT (tenant, customer_id) DO UPDATE SET "
+            f"INSERT INTO {self.table} (company, tenant, customer_id, card_code, linked_by, merged_into, "
+            f"updated_at) VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {now}) "
+            "ON CONFLICT (company, tenant, customer_id) DO UPDATE SET "
             "card_code = excluded.card_code, linked_by = excluded.linked_by, merged_into = excluded.merged_into, "
             "updated_at = excluded.updated_at"
         )
         with transaction(conn) as cursor:
             cursor.executemany(
-                sql, [(self.tenant, str(k), code, how, merged) for k, (code, how, merged) in links.items()]
+                sql,
+                [
+                    (self.company, self.tenant, str(k), code, how, merged)
+                    for k, (code, how, merged) in links.items()
+                ],
             )
 
     def close(self) -> None:
