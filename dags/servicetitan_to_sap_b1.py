@@ -25,6 +25,21 @@ Reload a period: trigger with **Since**/**Until** or run a backfill (each run re
 interval from the export feed). Re-runs change nothing. Where ServiceTitan's webhooks reach the
 ``b1-webhooks`` receiver, an invoice, payment or customer event also starts a run at once
 (polling stays the default).
+
+**Several SAP companies.** Set ``B1_SERVICETITAN_COMPANIES`` to the SAP connection ids, each with
+the ServiceTitan connection of the tenant that feeds it, separated by commas
+(``sap_b1_us=servicetitan_us,sap_b1_eu=servicetitan_eu``); unset, the DAG posts from
+``servicetitan_default`` into ``sap_b1_default``, with the tasks above. One entry may leave out its
+ServiceTitan connection (``servicetitan_default``); with several, each must name its own, and no
+two the same (two companies reading one tenant would each post its invoices). Each company gets
+the same tasks in a task group named after its SAP connection: its own dependencies (a company
+whose SAP or ServiceTitan is down fails only its own tasks; the others post and reconcile), its own
+cursors (each task's own XCom), its own audit rows and replay (flow
+``servicetitan_to_sap_b1@<SAP conn id>``; replayed with no options, it reads the tenant this
+variable pairs with the company, so set it alike on the workers), its own rows of the customer
+mapping table (keyed by company and tenant), and its own reconciliation of its SAP company with its
+tenant. The mapping file (GL accounts, business units, tax, payment types) is shared by all
+companies. The list is read when the file is parsed, so the UI shows every company.
 """
 
 from __future__ import annotations
@@ -35,9 +50,10 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag
 
+from airflow_provider_b1.companies import Company, per_company
 from airflow_provider_b1.operators.servicetitan import ServiceTitanReconcileOperator
 from airflow_provider_b1.operators.sync import SyncOperator
-from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW
+from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW, servicetitan_companies
 from airflow_provider_b1.servicetitan.mappings import load_mappings
 from airflow_provider_b1.sync import sync_params
 from airflow_provider_b1.webhooks.assets import servicetitan_asset
@@ -70,7 +86,16 @@ if not MAPPINGS.startswith("var:"):
     doc_md=__doc__,
 )
 def servicetitan_to_sap_b1():
-    options = {"mappings": MAPPINGS}
+    per_company(servicetitan_companies(), post_company)
+
+
+def post_company(company: Company, prefix: str) -> None:
+    """One SAP company's tasks, fed by its own ServiceTitan tenant (``company.peer_conn_id``)."""
+    options = {
+        "sap_b1_conn_id": company.sap_b1_conn_id,
+        "servicetitan_conn_id": company.peer_conn_id,
+        "mappings": MAPPINGS,
+    }
     tasks = [
         SyncOperator(
             task_id=stream.name,

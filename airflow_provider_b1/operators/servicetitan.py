@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_b1.operators.sync import PermanentFailures
-from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW
+from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW, servicetitan_conn_id
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
 
 if TYPE_CHECKING:
@@ -25,7 +25,9 @@ class ServiceTitanReconcileOperator(PermanentFailures, BaseOperator):
     compare the same data.
 
     :param options: the flow's options where they differ from its defaults (connection ids,
-        ``mappings``), as the flow's load tasks are given them.
+        ``mappings``), as the flow's load tasks are given them: ``sap_b1_conn_id`` names the SAP
+        company compared, with its own ServiceTitan tenant, mapping-table rows and audit rows (its
+        scope of the flow, ``servicetitan_to_sap_b1@<conn id>``).
     :param audit_schema: the PostgreSQL schema of the audit trail (and the mapping table).
     """
 
@@ -52,18 +54,26 @@ class ServiceTitanReconcileOperator(PermanentFailures, BaseOperator):
         from airflow_provider_b1.sync.audit import AuditTrail
         from airflow_provider_b1.utils.sql import open_database
 
-        options = SERVICETITAN_FLOW.merged_options(self.options)
+        flow = SERVICETITAN_FLOW.scoped(self.options)
+        options = flow.merged_options(self.options)
         mappings = load_mappings(options["mappings"])
         with contextlib.ExitStack() as stack:
-            servicetitan = ServiceTitanHook(options["servicetitan_conn_id"])
+            servicetitan = ServiceTitanHook(servicetitan_conn_id(options))
             stack.callback(servicetitan.close)
             sap = SapB1Hook(options["sap_b1_conn_id"])
             stack.callback(sap.close)
             database = open_database(options["mapping_conn_id"], purpose="the customer mapping table")
-            customers = CustomerMap(database, options["mapping_schema"], servicetitan.tenant_id)
+            customers = CustomerMap(
+                database, options["mapping_schema"], servicetitan.tenant_id, company=options["sap_b1_conn_id"]
+            )
             stack.callback(customers.close)
             audit = stack.enter_context(AuditTrail(options["mapping_conn_id"], schema=self.audit_schema))
             report = reconcile_receivables(
-                servicetitan, sap, customers, audit=audit, invoice_id_field=mappings.invoice_id_field
+                servicetitan,
+                sap,
+                customers,
+                audit=audit,
+                flow=flow.name,
+                invoice_id_field=mappings.invoice_id_field,
             )
         return reconcile_or_raise(report)

@@ -1,10 +1,24 @@
-"""The ``servicetitan_to_sap_b1`` flow: its streams, source, sink and default options."""
+"""The ``servicetitan_to_sap_b1`` flow: its streams, source, sink and default options.
+
+Several SAP companies, each fed by a ServiceTitan tenant of its own, are declared in
+``B1_SERVICETITAN_COMPANIES`` (:func:`servicetitan_companies`): ``sap_b1_us=servicetitan_us,
+sap_b1_eu=servicetitan_eu``. The SAP connection id is the flow's scope
+(:meth:`~airflow_provider_b1.sync.flows.Flow.scoped`): a company other than ``sap_b1_default`` runs
+as ``servicetitan_to_sap_b1@<conn id>``, with its own audit rows, cursors and replay, and its own
+rows of the customer mapping table (keyed by company and tenant). A scoped flow only sets its SAP
+connection; the ServiceTitan connection it opens is the one its options name, and where they name
+the default (``servicetitan_default``, as a replay of ``servicetitan_to_sap_b1@sap_b1_eu`` given no
+options does), the one the same declaration pairs with the SAP connection
+(:func:`servicetitan_conn_id`). So a replay reopens the company's own tenant with no options given;
+the variable must then be the same where the replay runs as where the DAG is parsed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_b1.companies import Company, declared_companies
 from airflow_provider_b1.sync.cursors import TokenCursor
 from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
 
@@ -12,6 +26,54 @@ NAME = "servicetitan_to_sap_b1"
 DEFAULT_SERVICETITAN_CONN_ID = "servicetitan_default"
 DEFAULT_SAP_CONN_ID = "sap_b1_default"
 DEFAULT_MAPPING_CONN_ID = "b1_audit_default"
+#: The environment variable declaring the SAP companies and the ServiceTitan connection of each.
+COMPANIES_ENV = "B1_SERVICETITAN_COMPANIES"
+
+
+def servicetitan_companies(value: str | None = None) -> list[Company]:
+    """The SAP companies the flow posts into, each with its ServiceTitan connection (``peer_conn_id``).
+
+    Read from ``B1_SERVICETITAN_COMPANIES`` (or ``value``): ``<SAP conn id>=<ServiceTitan conn id>``
+    entries separated by commas. A single entry may leave out ``=...``: it reads
+    ``servicetitan_default``. Unset or empty: ``sap_b1_default`` with ``servicetitan_default``.
+
+    :raises ValueError: for what :func:`~airflow_provider_b1.companies.declared_companies` refuses,
+        and for several companies where one names no ServiceTitan connection: they would all read
+        ``servicetitan_default``, posting each of its invoices into every company.
+    """
+    companies = declared_companies(COMPANIES_ENV, value, peer="ServiceTitan connection")
+    unpaired = [company.sap_b1_conn_id for company in companies if company.peer_conn_id is None]
+    if len(companies) > 1 and unpaired:
+        raise ValueError(
+            f"{COMPANIES_ENV} declares {len(companies)} SAP companies but names no ServiceTitan connection "
+            f"for {', '.join(unpaired)}; with several companies every entry must be "
+            "<SAP conn id>=<ServiceTitan conn id> (two companies reading one tenant would each post "
+            "its invoices)."
+        )
+    return [
+        Company(company.sap_b1_conn_id, company.peer_conn_id or DEFAULT_SERVICETITAN_CONN_ID)
+        for company in companies
+    ]
+
+
+def servicetitan_conn_id(options: Mapping[str, Any]) -> str:
+    """The ServiceTitan connection of the SAP company the (merged) options name: the options' own,
+    unless it is the default and ``B1_SERVICETITAN_COMPANIES`` pairs the SAP connection with
+    another (a replay of a scoped flow, which sets only its SAP connection).
+
+    :raises MappingError: when the declaration cannot be read (not retried).
+    """
+    given = options.get("servicetitan_conn_id") or DEFAULT_SERVICETITAN_CONN_ID
+    if given != DEFAULT_SERVICETITAN_CONN_ID:
+        return given
+    try:
+        companies = servicetitan_companies()
+    except ValueError as exc:
+        from airflow_provider_b1.servicetitan.mappings import MappingError
+
+        raise MappingError(str(exc)) from None
+    sap = options.get("sap_b1_conn_id") or DEFAULT_SAP_CONN_ID
+    return next((c.peer_conn_id for c in companies if c.sap_b1_conn_id == sap), None) or given
 
 
 def _tenant(conn_id: str) -> str:
@@ -29,7 +91,7 @@ def _open_source(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.hooks.servicetitan import ServiceTitanHook
     from airflow_provider_b1.sources.servicetitan import ServiceTitanSource
 
-    return ServiceTitanSource(ServiceTitanHook(options["servicetitan_conn_id"]))
+    return ServiceTitanSource(ServiceTitanHook(servicetitan_conn_id(options)))
 
 
 def _open_sink(options: Mapping[str, Any]) -> Any:
@@ -40,7 +102,12 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.utils.sql import open_database
 
     database = open_database(options["mapping_conn_id"], purpose="the customer mapping table")
-    customers = CustomerMap(database, options["mapping_schema"], _tenant(options["servicetitan_conn_id"]))
+    customers = CustomerMap(
+        database,
+        options["mapping_schema"],
+        _tenant(servicetitan_conn_id(options)),
+        company=options["sap_b1_conn_id"],
+    )
     return SapReceivablesSink(
         SapB1Hook(options["sap_b1_conn_id"]), load_mappings(options["mappings"]), customers
     )
@@ -65,6 +132,8 @@ SERVICETITAN_FLOW = Flow(
         "mappings": None,
     },
     description="ServiceTitan customers, invoices and payments into SAP Business One receivables.",
+    # One scope per SAP company: its own audit rows, cursors, mapping-table rows and replay.
+    scope_option="sap_b1_conn_id",
     # Each stream reads its kind's export feed (hooks.servicetitan.reads.KINDS: module, then export).
     lineage=Lineage(
         source=System("servicetitan", "servicetitan_conn_id"),
