@@ -1,0 +1,208 @@
+"""servicetitan_to_sap_b1 over two SAP companies (``B1_SERVICETITAN_COMPANIES``), each fed by its own
+ServiceTitan tenant.
+
+Two SAP sandboxes (the session's ``SBODEMOUS`` and a ``SBODEMOEU`` on a server of its own) and two
+ServiceTitan tenants, each a sandbox of its own, small. One run posts each tenant's customers,
+invoices and payments into its own company only, and each company's reconciliation passes; with
+the second company's Service Layer unreachable, only its tasks fail, and the first company posts
+on from its own cursors. A replay of the second company's scoped flow reopens its own tenant.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from dag_helpers import task_states, xcoms
+
+from airflow_provider_b1.utils.retry import RetryPolicy
+
+DAG_ID = "servicetitan_to_sap_b1"
+FLOW = "servicetitan_to_sap_b1"
+HOME, EU = "sap_b1_default", "sap_b1_eu"
+ST_HOME, ST_EU = "servicetitan_us", "servicetitan_eu"
+EU_COMPANY_DB = "SBODEMOEU"
+
+
+@pytest.fixture(scope="module")
+def eu_sap(sap_sandbox) -> Iterator[Any]:
+    """A second SAP company on a Service Layer of its own (same user as the first), few documents."""
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    login, password = sap_sandbox.connection()["login"], sap_sandbox.connection()["password"]
+    app = create_app(SapSandboxConfig(seed=7, invoices=20, company_db=EU_COMPANY_DB, users={login: password}))
+    served = serve_in_thread(app, tls=True)
+    try:
+        yield type(sap_sandbox)(served.base_url, str(served.ca_path), served.cert_sha256, app)
+    finally:
+        gc.collect()
+        served.stop()
+
+
+@pytest.fixture(scope="module")
+def tenants(servicetitan_sandbox) -> Iterator[dict[str, Any]]:
+    """Two small ServiceTitan tenants, each on a sandbox of its own, with other data and tenant ids."""
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+    from airflow_provider_b1.sandbox.servicetitan import ServiceTitanSandboxConfig, create_app
+
+    found, served = {}, []
+    for conn_id, seed, tenant, invoices in ((ST_HOME, 11, "2000001", 40), (ST_EU, 12, "2000002", 30)):
+        config = ServiceTitanSandboxConfig(seed=seed, customers=12, invoices=invoices, tenant_id=tenant)
+        served.append(serve_in_thread(create_app(config), tls=True))
+        found[conn_id] = type(servicetitan_sandbox)(served[-1].base_url, str(served[-1].ca_path), config)
+    try:
+        yield found
+    finally:
+        gc.collect()
+        for server in served:
+            server.stop()
+
+
+def _sap(eu_sap: Any, **overrides: Any) -> dict[str, Any]:
+    connection = eu_sap.connection(schema=EU_COMPANY_DB)
+    return {**connection, **overrides}
+
+
+def _sap_by_partner(conn_id: str) -> dict[str, tuple[int, Decimal]]:
+    """``{CardCode: (invoices, DocTotal sum)}`` of the ServiceTitan partners in one SAP company."""
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    hook = SapB1Hook(conn_id)
+    totals: dict[str, list] = defaultdict(lambda: [0, Decimal(0)])
+    try:
+        for page in hook.iter_pages(
+            "Invoices", filter="startswith(CardCode, 'ST')", select=["CardCode", "DocTotal"]
+        ):
+            for record in page:
+                totals[record["CardCode"]][0] += 1
+                totals[record["CardCode"]][1] += Decimal(repr(record["DocTotal"]))
+    finally:
+        hook.close()
+    return {code: (n, total) for code, (n, total) in totals.items()}
+
+
+def _expected_by_partner(tenant: Any, company: str) -> dict[str, tuple[int, Decimal]]:
+    """The same figures from the tenant's truth, through the company's rows of the mapping table."""
+    from airflow_provider_b1.servicetitan.customers import CustomerMap
+    from airflow_provider_b1.utils.sql import open_database
+
+    truth = tenant.truth()["customers"]
+    links = CustomerMap(
+        open_database("b1_audit_default"), "b1_audit", tenant.config.tenant_id, company=company
+    )
+    try:
+        linked = links.get(truth)
+    finally:
+        links.close()
+    expected: dict[str, list] = defaultdict(lambda: [0, Decimal(0)])
+    for customer_id, figures in truth.items():
+        if figures["invoice_count"]:
+            assert customer_id in linked, (company, customer_id)
+            code = linked[customer_id][0]
+            expected[code][0] += figures["invoice_count"]
+            expected[code][1] += Decimal(figures["invoice_total"])
+    assert sum(n for n, _ in expected.values()) == tenant.config.invoices
+    return {code: (n, total) for code, (n, total) in expected.items()}
+
+
+def _new_invoice(conn_id: str, tenant: Any) -> None:
+    """A new invoice in a tenant (a copy of its first, nothing paid), past the export feed's lag."""
+    from airflow_provider_b1.hooks.servicetitan import ServiceTitanHook
+
+    hook = ServiceTitanHook(conn_id)
+    try:
+        invoice = next(
+            iter(hook.iter_list("accounting/invoices", {"pageSize": 1}, page_size=1, max_pages=1))
+        )[0]
+    finally:
+        hook.close()
+    new = {**invoice, "id": 990001, "balance": invoice["total"]}
+    tenant.control("POST", "seed", {"entity": "invoices", "records": [new]})
+    tenant.control("POST", "clock", {"advance_seconds": 960})  # the export feed's lag is 15 minutes
+
+
+def test_two_companies_post_their_own_tenants_and_one_company_down_fails_only_its_own_tasks(
+    flow, dag_of, eu_sap, tenants, set_connection, tmp_path, monkeypatch
+):
+    # The hooks' real policy (same attempts), with millisecond backoffs: the closed port costs no waiting.
+    monkeypatch.setattr(
+        "airflow_provider_b1.hooks.sap_b1.hook.RetryPolicy",
+        functools.partial(RetryPolicy, initial_wait=0.01, max_wait=0.05),
+    )
+    monkeypatch.setenv("B1_SERVICETITAN_CACHE_DIR", str(tmp_path / "st-tokens"))
+    eu_sap.restore(invoices=20)
+    for conn_id, tenant in tenants.items():
+        tenant.restore()
+        set_connection(conn_id, tenant.connection())
+    set_connection(EU, _sap(eu_sap))
+    monkeypatch.setenv("B1_SERVICETITAN_COMPANIES", f"{HOME}={ST_HOME},{EU}={ST_EU}")
+
+    dag = dag_of(DAG_ID, retries=0)
+    assert set(dag.task_dict) == {
+        f"{company}.{task}"
+        for company in (HOME, EU)
+        for task in ("customers", "invoices", "payments", "reconcile")
+    }
+    first = dag.test()
+    assert set(task_states(first).values()) == {"success"}, task_states(first)
+    values = xcoms(DAG_ID, first.run_id)["values"]
+    assert values[f"{HOME}.reconcile:return_value"]["ok"]
+    assert values[f"{EU}.reconcile:return_value"]["ok"]
+
+    # each SAP company holds its own tenant's invoices, partner by partner, and no other's
+    home, eu = _sap_by_partner(HOME), _sap_by_partner(EU)
+    assert home == _expected_by_partner(tenants[ST_HOME], HOME)
+    assert eu == _expected_by_partner(tenants[ST_EU], EU)
+    assert (sum(n for n, _ in home.values()), sum(n for n, _ in eu.values())) == (40, 30)
+    # audit rows under each company's scope of the flow, nothing failed
+    created = dict(
+        flow.query(
+            "SELECT flow || ':' || source_entity, count(*) FROM b1_audit.audit_record "
+            "WHERE action = 'created' GROUP BY 1"
+        )
+    )
+    assert (created[f"{FLOW}:invoices"], created[f"{FLOW}@{EU}:invoices"]) == (40, 30)
+    assert created[f"{FLOW}:payments"] > 0
+    assert created[f"{FLOW}@{EU}:payments"] > 0
+    assert {key.split(":")[0] for key in created} == {FLOW, f"{FLOW}@{EU}"}
+    assert flow.audit_rows("action = 'failed'") == []
+    # the mapping table: each company its own tenant's rows
+    rows = dict(
+        flow.query("SELECT company || ':' || tenant, count(*) FROM b1_audit.st_customer_map GROUP BY 1")
+    )
+    assert set(rows) == {f"{HOME}:2000001", f"{EU}:2000002"}
+
+    # a replay of the second company's scoped flow, given no options, reopens its own SAP and tenant
+    from airflow_provider_b1.sync.flows import get_flow
+
+    with get_flow(f"{FLOW}@{EU}").open() as (source, sink):
+        assert source.hook.tenant_id == "2000002"
+        assert sink.hook.sap_b1_conn_id == EU
+        assert (sink.customers.company, sink.customers.tenant) == (EU, "2000002")
+
+    # the second company's Service Layer down, a new invoice in each tenant: only the second
+    # company's tasks fail; the first posts its invoice, from its own cursors
+    for conn_id in (ST_HOME, ST_EU):
+        _new_invoice(conn_id, tenants[conn_id])
+    set_connection(EU, _sap(eu_sap, host="https://127.0.0.1:9/b1s/v2/"))
+    second = dag_of(DAG_ID, retries=0).test()
+    states = task_states(second)
+    assert second.state == "failed"
+    assert {t: s for t, s in states.items() if s != "success"} == {
+        f"{EU}.invoices": "failed",  # it writes to SAP (customers read nothing new: nothing to write)
+        f"{EU}.payments": "upstream_failed",
+        f"{EU}.reconcile": "upstream_failed",
+    }
+    invoices = xcoms(DAG_ID, second.run_id)["values"][f"{HOME}.invoices:return_value"]
+    assert invoices["entities"]["invoices"]["mode"] == "incremental", invoices
+    assert flow.audit_counts(second.run_id)["created"] == 1
+    set_connection(EU, _sap(eu_sap))
+    assert _sap_by_partner(EU) == eu  # the second company untouched
+    home_now = _sap_by_partner(HOME)
+    assert sum(n for n, _ in home_now.values()) == 41
