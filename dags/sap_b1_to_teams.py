@@ -28,6 +28,16 @@ key>``) in ``B1_TEAMS_ROUTING``; they are checked when the DAG is parsed, every 
 once. Connection ids are in the rules (defaults ``b1_teams_webhook_default`` and
 ``b1_teams_bot_default``); SAP's is ``B1_TEAMS_SAP_CONN_ID`` (default ``sap_b1_default``). Reload
 a period: trigger with **Since**/**Until**, or backfill: documents already announced stay silent.
+
+**Several SAP companies.** List their SAP connection ids in ``B1_TEAMS_COMPANIES``
+(``sap_b1_us,sap_b1_eu``; read when the DAG is parsed, ``B1_TEAMS_SAP_CONN_ID`` is then ignored):
+each company gets a task group of its own, named after its connection, with the four tasks.
+Each company keeps its own cursors, audit rows (the flow ``sap_b1_to_teams@<conn id>`` for every
+company but ``sap_b1_default``: replay it by that name) and sent-ledger rows, so ``DocEntry`` 17
+of two companies is two documents with a card each; a company whose SAP is down fails only its
+own tasks. Every card then names its company's CompanyDB, and a routing rule may send one
+company's documents elsewhere (``companies: [sap_b1_eu]``, by connection id or CompanyDB).
+Unset, the DAG runs one company, with the tasks, flow name and ledger rows it always had.
 """
 
 from __future__ import annotations
@@ -38,13 +48,13 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import dag
 
+from airflow_provider_b1.companies import Company, per_company
 from airflow_provider_b1.operators.sync import SyncOperator
 from airflow_provider_b1.sync import sync_params
-from airflow_provider_b1.teams.flow import STREAMS, TEAMS_FLOW
+from airflow_provider_b1.teams.flow import STREAMS, TEAMS_FLOW, teams_companies
 from airflow_provider_b1.teams.routing import load_routing
 
 ROUTING = os.environ.get("B1_TEAMS_ROUTING") or str(Path(__file__).with_name("teams_routing.yaml"))
-SAP_CONN_ID = os.environ.get("B1_TEAMS_SAP_CONN_ID") or "sap_b1_default"
 if not ROUTING.startswith("var:"):
     load_routing(ROUTING)  # checked at parse time: wrong rules are an import error naming each problem
 
@@ -62,7 +72,12 @@ if not ROUTING.startswith("var:"):
     doc_md=__doc__,
 )
 def sap_b1_to_teams():
-    options = {"routing": ROUTING, "sap_b1_conn_id": SAP_CONN_ID}
+    per_company(teams_companies(), send_company)
+
+
+def send_company(company: Company, prefix: str) -> None:
+    """One SAP company's tasks: one per document type, each with its own cursor."""
+    options = {"routing": ROUTING, "sap_b1_conn_id": company.sap_b1_conn_id}
     for stream in STREAMS:
         SyncOperator(task_id=stream, flow=TEAMS_FLOW, streams=[stream], options=options)
 

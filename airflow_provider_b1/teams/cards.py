@@ -276,11 +276,13 @@ def _document_card(
     max_bytes: int,
     url: str | None,
     invoice_numbers: Mapping[Any, Any] | None = None,
+    company: str | None = None,
 ) -> dict[str, Any]:
     payment = kind in ("IncomingPayments", "VendorPayments")
     currency = document.get("DocCurrency")
     amount = payment_total(document) if payment else document_total(document)
-    facts = [("Partner", _partner(document)), ("Amount", format_amount(amount, currency))]
+    facts = [("Company", escape(company, limit=100))] if company else []
+    facts += [("Partner", _partner(document)), ("Amount", format_amount(amount, currency))]
     facts.append(("Date", format_date(document.get("DocDate"))))
     if not payment or document.get("DocDueDate") or document.get("DueDate"):
         facts.append(("Due", format_date(document.get("DocDueDate") or document.get("DueDate"))))
@@ -330,10 +332,14 @@ def purchase_order_card(
     max_lines: int = DEFAULT_MAX_LINES,
     max_bytes: int = MAX_CARD_BYTES,
     url: str | None = None,
+    company: str | None = None,
 ) -> dict[str, Any]:
     """A purchase order: number, vendor, total, dates, status and up to ``max_lines`` lines (item,
-    description, quantity, line total), then "and K more lines"; ``url`` adds an Open button."""
-    return _document_card("PurchaseOrders", order, max_lines=max_lines, max_bytes=max_bytes, url=url)
+    description, quantity, line total), then "and K more lines"; ``url`` adds an Open button;
+    ``company`` (a CompanyDB) is shown first, where several SAP companies send cards."""
+    return _document_card(
+        "PurchaseOrders", order, max_lines=max_lines, max_bytes=max_bytes, url=url, company=company
+    )
 
 
 def purchase_invoice_card(
@@ -342,9 +348,12 @@ def purchase_invoice_card(
     max_lines: int = DEFAULT_MAX_LINES,
     max_bytes: int = MAX_CARD_BYTES,
     url: str | None = None,
+    company: str | None = None,
 ) -> dict[str, Any]:
     """A purchase invoice, shown like a purchase order (its due date is when it must be paid)."""
-    return _document_card("PurchaseInvoices", invoice, max_lines=max_lines, max_bytes=max_bytes, url=url)
+    return _document_card(
+        "PurchaseInvoices", invoice, max_lines=max_lines, max_bytes=max_bytes, url=url, company=company
+    )
 
 
 def incoming_payment_card(
@@ -354,6 +363,7 @@ def incoming_payment_card(
     max_bytes: int = MAX_CARD_BYTES,
     url: str | None = None,
     invoice_numbers: Mapping[Any, Any] | None = None,
+    company: str | None = None,
 ) -> dict[str, Any]:
     """An incoming payment: number, customer, amount (``DocTotal``, else cash + transfer + checks
     + cards), date, status and the invoices it pays with the sum applied to each.
@@ -368,6 +378,7 @@ def incoming_payment_card(
         max_bytes=max_bytes,
         url=url,
         invoice_numbers=invoice_numbers,
+        company=company,
     )
 
 
@@ -378,6 +389,7 @@ def vendor_payment_card(
     max_bytes: int = MAX_CARD_BYTES,
     url: str | None = None,
     invoice_numbers: Mapping[Any, Any] | None = None,
+    company: str | None = None,
 ) -> dict[str, Any]:
     """A vendor payment, shown like an incoming payment (the purchase invoices it pays)."""
     return _document_card(
@@ -387,6 +399,7 @@ def vendor_payment_card(
         max_bytes=max_bytes,
         url=url,
         invoice_numbers=invoice_numbers,
+        company=company,
     )
 
 
@@ -415,10 +428,12 @@ def digest_card(
     max_entries: int = DEFAULT_MAX_ENTRIES,
     max_bytes: int = MAX_CARD_BYTES,
     url: str | None = None,
+    company: str | None = None,
 ) -> dict[str, Any]:
     """One card listing many documents for one destination: a title, the count and totals per
     currency, then one row per document (kind and number, partner, amount, status) up to
-    ``max_entries`` and what fits, then "and K more documents".
+    ``max_entries`` and what fits, then "and K more documents". ``company`` (a CompanyDB) names
+    the SAP company the documents are in, where several send cards.
 
     :param entries: ``(kind, document)`` pairs, ``kind`` a Service Layer entity
         (``PurchaseOrders``, ``PurchaseInvoices``, ``IncomingPayments``, ``VendorPayments``).
@@ -446,6 +461,8 @@ def digest_card(
     if subtitle:
         header.append(_text(escape(subtitle, limit=200), isSubtle=True, spacing="None"))
     header.append(_text(summary, spacing="Small"))
+    if company:
+        header.append(_facts([("Company", escape(company, limit=100))]))
     action = _open_url("Open", url)
 
     def render(shown: int) -> dict[str, Any]:

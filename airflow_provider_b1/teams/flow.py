@@ -12,14 +12,22 @@ SAP ``VendorPayments``            UpdateDate + UpdateTime the same
 Where each card goes is the routing document's (:mod:`.routing`, option ``routing``: a path or
 ``var:<Variable key>``); what was sent is the sent-ledger's (:mod:`.ledger`, in the audit
 database); how a card is sent exactly once is the sink's (:mod:`.sink`).
+
+**Several SAP companies.** The flow runs once per company (``scope_option="sap_b1_conn_id"``): a
+company other than the default one is the flow ``sap_b1_to_teams@<its SAP conn id>``, with its
+own audit rows, cursors and replay, and its own rows in the sent-ledger. The companies are
+``B1_TEAMS_COMPANIES`` (:func:`teams_companies`); without it, the one company is
+``B1_TEAMS_SAP_CONN_ID`` (default ``sap_b1_default``), run exactly as before companies.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID, Company, declared_companies
 from airflow_provider_b1.hooks.sap_b1 import SapCursor
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as AUDIT_CONN_ID
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as AUDIT_SCHEMA
@@ -32,8 +40,35 @@ DEFAULT_ROUTING = str(Path(__file__).resolve().parents[2] / "dags" / "teams_rout
 #: Bot Connector calls a second, across the worker's processes: under the about 30 Teams allows.
 BOT_REQUESTS_PER_SECOND = 25
 
+#: The SAP companies the DAG sends cards for: their SAP connection ids, separated by commas.
+COMPANIES_ENV = "B1_TEAMS_COMPANIES"
+#: The one SAP connection of a deployment that declares no companies (ignored when it does).
+SAP_CONN_ENV = "B1_TEAMS_SAP_CONN_ID"
+
+
+def teams_companies(value: str | None = None) -> list[Company]:
+    """The SAP companies whose documents become cards: ``B1_TEAMS_COMPANIES`` (``value``, when
+    given, instead); without it, the one company of ``B1_TEAMS_SAP_CONN_ID`` or ``sap_b1_default``.
+
+    :raises ValueError: for a list :func:`~airflow_provider_b1.companies.declared_companies` refuses.
+    """
+    text = os.environ.get(COMPANIES_ENV, "") if value is None else value
+    if text.strip():
+        return declared_companies(COMPANIES_ENV, text)
+    return [Company(os.environ.get(SAP_CONN_ENV) or DEFAULT_SAP_CONN_ID)]
+
+
+def _default_sap_conn_id() -> str:
+    """The default company's SAP connection: the flow under its plain name, the ledger rows of
+    ``sap_b1_default``. A deployment without a list keeps its ``B1_TEAMS_SAP_CONN_ID`` there, so
+    its flow name, audit rows and ledger rows stay what they were."""
+    if os.environ.get(COMPANIES_ENV, "").strip():
+        return DEFAULT_SAP_CONN_ID
+    return os.environ.get(SAP_CONN_ENV) or DEFAULT_SAP_CONN_ID
+
+
 OPTIONS = {
-    "sap_b1_conn_id": "sap_b1_default",
+    "sap_b1_conn_id": _default_sap_conn_id(),
     "ledger_conn_id": AUDIT_CONN_ID,
     "ledger_schema": AUDIT_SCHEMA,
     "routing": None,
@@ -41,6 +76,8 @@ OPTIONS = {
     "bot_requests_per_second": BOT_REQUESTS_PER_SECOND,
     # count the bot's calls in this Redis, shared by every worker (one worker: a local file)
     "rate_limit_redis_url": None,
+    # cards name their SAP company (its CompanyDB): None = when B1_TEAMS_COMPANIES lists several
+    "name_company": None,
 }
 
 
@@ -84,8 +121,11 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.utils.sql import open_database
 
     routing = routing_of(options)
+    conn_id = options["sap_b1_conn_id"]
+    # the default company's rows are sap_b1_default's whatever its connection (see above)
+    company = DEFAULT_SAP_CONN_ID if conn_id == OPTIONS["sap_b1_conn_id"] else conn_id
     database = open_database(options["ledger_conn_id"], purpose="the Teams sent-ledger")
-    ledger = SentLedger(database, options["ledger_schema"], _run_id())
+    ledger = SentLedger(database, options["ledger_schema"], _run_id(), company)
     per_second = int(options["bot_requests_per_second"])
 
     def open_hook(transport: str, conn_id: str) -> Any:
@@ -95,7 +135,11 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
             conn_id, requests_per_second=per_second, redis_url=options.get("rate_limit_redis_url")
         )
 
-    sap = SapB1Hook(options["sap_b1_conn_id"])
+    sap = SapB1Hook(conn_id)
+    company_db = sap.settings.company
+    name_company = options.get("name_company")
+    if name_company is None:
+        name_company = len(teams_companies()) > 1
 
     def groups(codes: Sequence[str]) -> dict[str, int | None]:
         found: dict[str, int | None] = {}
@@ -122,6 +166,8 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
         groups if routing.needs_partner_groups else None,
         sap.close,
         invoice_numbers=numbers,
+        company=(conn_id, company_db),
+        shown_company=(company_db or conn_id) if name_company else None,
     )
 
 
@@ -133,6 +179,7 @@ TEAMS_FLOW = Flow(
     open_source=_open_source,
     open_sink=_open_sink,
     options=OPTIONS,
+    scope_option="sap_b1_conn_id",
     description="SAP purchase orders, purchase invoices and payments as Microsoft Teams cards, once each.",
     lineage=Lineage(
         source=System("sap_b1", "sap_b1_conn_id"),

@@ -1,6 +1,9 @@
 """The sent-ledger: which card went where for which SAP document and event, kept in the audit database.
 
-One row per (destination, document type, ``DocEntry``, event), PostgreSQL or SQLite. A row is
+One row per (SAP company, destination, document type, ``DocEntry``, event), PostgreSQL or SQLite:
+``DocEntry`` 17 of two companies is two documents, each with its own cards. The company is its
+SAP connection id (``sap_b1_default`` for the flow's default company, and for every row written
+before the ledger knew companies). A row is
 written ``pending`` (with the conversation and a marker the card carries) in its own committed
 transaction **before** the card is sent, and ``sent`` with the returned activity id **after**.
 So a row still ``pending`` when a later run reads it is a card that *may* have been sent: the
@@ -18,6 +21,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID
 from airflow_provider_b1.utils.migrations import Migration, MigrationSet
 from airflow_provider_b1.utils.sql import Database, dialect_of, mark_of, query, transaction
 
@@ -25,6 +29,22 @@ TABLE = "b1_teams_sent"
 
 PENDING = "pending"
 SENT = "sent"
+
+#: The columns of version 1 (before companies), copied as they are when SQLite rebuilds the table.
+_V1_COLUMNS = (
+    "destination",
+    "doc_type",
+    "doc_entry",
+    "event",
+    "state",
+    "card",
+    "conversation_id",
+    "activity_id",
+    "marker",
+    "attempts",
+    "run_id",
+    "updated_at",
+)
 
 MIGRATIONS = MigrationSet(
     "teams_sent_ledger",
@@ -50,6 +70,39 @@ MIGRATIONS = MigrationSet(
                 PRIMARY KEY (destination, doc_type, doc_entry, event)
             )""",
                 f"CREATE INDEX IF NOT EXISTS {TABLE}_state ON {{s}}{TABLE} (state, destination)",
+            ),
+        ),
+        # The key leads with what a page's look-up names (company, document type, DocEntries), so
+        # the look-up reads the key's index; existing rows become the default company's.
+        Migration(
+            2,
+            "several SAP companies: the company in every row and first in the key",
+            (),
+            postgres_only=(
+                f"ALTER TABLE {{s}}{TABLE} ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_SAP_CONN_ID}', "
+                f"DROP CONSTRAINT {TABLE}_pkey, ADD PRIMARY KEY (company, doc_type, doc_entry, destination, event)",
+            ),
+            sqlite_only=(
+                f"""CREATE TABLE {TABLE}__v2 (
+                company {{text}} NOT NULL DEFAULT '{DEFAULT_SAP_CONN_ID}',
+                destination {{text}} NOT NULL,
+                doc_type {{text}} NOT NULL,
+                doc_entry {{text}} NOT NULL,
+                event {{text}} NOT NULL,
+                state {{text}} NOT NULL,
+                card {{text}} NOT NULL,
+                conversation_id {{text}},
+                activity_id {{text}},
+                marker {{text}} NOT NULL,
+                attempts {{int}} NOT NULL,
+                run_id {{text}},
+                updated_at {{ts}} NOT NULL,
+                PRIMARY KEY (company, doc_type, doc_entry, destination, event)
+            )""",
+                f"INSERT INTO {TABLE}__v2 ({', '.join(_V1_COLUMNS)}) SELECT {', '.join(_V1_COLUMNS)} FROM {TABLE}",
+                f"DROP TABLE {TABLE}",
+                f"ALTER TABLE {TABLE}__v2 RENAME TO {TABLE}",
+                f"CREATE INDEX IF NOT EXISTS {TABLE}_state ON {TABLE} (state, destination)",
             ),
         ),
     ),
@@ -102,12 +155,21 @@ class SentLedger:
     :param database: the audit trail's database.
     :param schema: its PostgreSQL schema (ignored by SQLite).
     :param run_id: the Airflow run writing (kept on each row, for people).
+    :param company: the SAP company whose documents these are (its SAP connection id): every row
+        this ledger reads and writes is that company's.
     """
 
-    def __init__(self, database: Database, schema: str | None, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        schema: str | None,
+        run_id: str | None = None,
+        company: str = DEFAULT_SAP_CONN_ID,
+    ) -> None:
         self.database = database
         self.schema = schema if database.dialect == "postgres" else None
         self.run_id = run_id
+        self.company = company
         self._conn: Any = None
 
     @property
@@ -115,7 +177,7 @@ class SentLedger:
         return f"{self.schema}.{TABLE}" if self.schema else TABLE
 
     def fork(self) -> SentLedger:
-        return SentLedger(self.database, self.schema, self.run_id)
+        return SentLedger(self.database, self.schema, self.run_id, self.company)
 
     def connection(self) -> Any:
         if self._conn is None:
@@ -142,8 +204,9 @@ class SentLedger:
             marks = ", ".join(["{p}"] * len(chunk))
             for row in query(
                 conn,
-                f"SELECT {', '.join(_COLUMNS)} FROM {self.table} WHERE doc_type = {{p}} AND doc_entry IN ({marks})",
-                [doc_type, *chunk],
+                f"SELECT {', '.join(_COLUMNS)} FROM {self.table} "
+                f"WHERE company = {{p}} AND doc_type = {{p}} AND doc_entry IN ({marks})",
+                [self.company, doc_type, *chunk],
             ):
                 entry = Entry(**dict(zip(_COLUMNS, row)))
                 found.setdefault(entry.doc_entry, []).append(entry)
@@ -156,14 +219,15 @@ class SentLedger:
         conn = self.connection()
         mark = mark_of(conn)
         now = "now()" if dialect_of(conn) == "postgres" else "CURRENT_TIMESTAMP"
-        columns = (*_COLUMNS, "run_id")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[4:])
+        columns = ("company", *_COLUMNS, "run_id")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[5:])
         sql = (
             f"INSERT INTO {self.table} ({', '.join(columns)}, updated_at) "
             f"VALUES ({', '.join([mark] * len(columns))}, {now}) "
-            f"ON CONFLICT (destination, doc_type, doc_entry, event) DO UPDATE SET {updates}, updated_at = excluded.updated_at"
+            "ON CONFLICT (company, doc_type, doc_entry, destination, event) "
+            f"DO UPDATE SET {updates}, updated_at = excluded.updated_at"
         )
-        rows = [(*(getattr(e, c) for c in _COLUMNS), self.run_id) for e in entries]
+        rows = [(self.company, *(getattr(e, c) for c in _COLUMNS), self.run_id) for e in entries]
         with transaction(conn) as cursor:
             cursor.executemany(sql, rows)
 
@@ -175,11 +239,11 @@ class SentLedger:
         conn = self.connection()
         mark = mark_of(conn)
         sql = (
-            f"DELETE FROM {self.table} WHERE destination = {mark} AND doc_type = {mark} "
+            f"DELETE FROM {self.table} WHERE company = {mark} AND destination = {mark} AND doc_type = {mark} "
             f"AND doc_entry = {mark} AND event = {mark} AND state = {mark}"
         )
         with transaction(conn) as cursor:
-            cursor.executemany(sql, [(*e.key, PENDING) for e in entries])
+            cursor.executemany(sql, [(self.company, *e.key, PENDING) for e in entries])
 
     def close(self) -> None:
         if self._conn is not None:

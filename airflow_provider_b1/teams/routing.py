@@ -14,6 +14,7 @@ The rules are a document (YAML or JSON, in a file beside the DAG or an Airflow V
         partner_groups: [101]                         # the partner's GroupCode
         branches: [1]                                 # BPLID (BPL_IDAssignedToInvoice on documents)
         profit_centres: [CC01]                        # any line's CostingCode
+        companies: [sap_b1_eu]                        # the SAP company: connection id or CompanyDB
         to:
           - webhook: b1_teams_webhook_default         # the channel of a Workflows webhook
           - channel: "19:...@thread.tacv2"            # a channel, through the bot (team: its team id)
@@ -21,6 +22,11 @@ The rules are a document (YAML or JSON, in a file beside the DAG or an Airflow V
 
 A rule without a condition matches every document of its kinds; ``documents`` omitted means all
 four kinds. A document goes to the union of the destinations of every rule it matches, each once.
+
+``companies`` matters where the DAG runs for several SAP companies (``B1_TEAMS_COMPANIES``): a
+rule naming them matches only documents of those companies, each named by its SAP connection id
+(``sap_b1_eu``) or its CompanyDB (``SBODEMOEU``; either way without regard to case). A rule
+without ``companies`` matches the documents of every company.
 
 A **digest**: when a page a run reads (up to the flow's ``page_size`` documents, 200 by default)
 holds more than ``digest_over`` new documents for one destination, they go there as one digest
@@ -45,7 +51,7 @@ DEFAULT_DIGEST_OVER = 20
 PAYMENTS = ("IncomingPayments", "VendorPayments")
 
 _TOP = {"digest_over", "connections", "rules"}
-_RULE = {"name", "documents", "amount", "partner_groups", "branches", "profit_centres", "to"}
+_RULE = {"name", "documents", "amount", "partner_groups", "branches", "profit_centres", "companies", "to"}
 _AMOUNT = {"min", "max", "in"}
 _DESTINATION = {"webhook", "channel", "user", "bot", "team"}
 
@@ -101,10 +107,20 @@ class Rule:
     partner_groups: frozenset[int] | None = None
     branches: frozenset[int] | None = None
     profit_centres: frozenset[str] | None = None
+    companies: frozenset[str] | None = None  # case-folded connection ids and CompanyDBs
 
-    def matches(self, kind: str, document: Mapping[str, Any], group_code: int | None) -> bool:
-        """Whether a ``kind`` document (its partner in group ``group_code``) is for this rule."""
+    def matches(
+        self,
+        kind: str,
+        document: Mapping[str, Any],
+        group_code: int | None,
+        company: Iterable[str | None] = (),
+    ) -> bool:
+        """Whether a ``kind`` document (its partner in group ``group_code``, of the SAP company
+        named by ``company``: its connection id and CompanyDB) is for this rule."""
         if kind not in self.documents:
+            return False
+        if self.companies is not None and not self.companies & {str(n).casefold() for n in company if n}:
             return False
         if self.min_amount is not None or self.max_amount is not None:
             amount = amount_of(kind, document, self.amount_in)
@@ -134,12 +150,20 @@ class Routing:
     where: str = "routing rules"
 
     def route(
-        self, kind: str, document: Mapping[str, Any], group_code: int | None = None
+        self,
+        kind: str,
+        document: Mapping[str, Any],
+        group_code: int | None = None,
+        company: Iterable[str | None] = (),
     ) -> list[Destination]:
-        """The destinations of one document, each once, in rule order."""
+        """The destinations of one document, each once, in rule order.
+
+        :param company: the names of the document's SAP company (its connection id, its
+            CompanyDB), for rules naming ``companies``.
+        """
         found: dict[str, Destination] = {}
         for rule in self.rules:
-            if rule.matches(kind, document, group_code):
+            if rule.matches(kind, document, group_code, company):
                 for destination in rule.destinations:
                     found.setdefault(destination.key, destination)
         return list(found.values())
@@ -314,6 +338,7 @@ def _rule(raw: Any, index: int, defaults: Mapping[str, str], problems: list[str]
     groups = _numbers(raw.get("partner_groups"), f"{where}.partner_groups", problems)
     branches = _numbers(raw.get("branches"), f"{where}.branches", problems)
     centres = _texts(raw.get("profit_centres"), f"{where}.profit_centres", problems)
+    companies = _companies(raw.get("companies"), f"{where}.companies", problems)
     destinations = _destinations(raw.get("to"), where, defaults, problems)
     if len(problems) > before:
         return None
@@ -327,6 +352,7 @@ def _rule(raw: Any, index: int, defaults: Mapping[str, str], problems: list[str]
         partner_groups=groups,
         branches=branches,
         profit_centres=centres,
+        companies=companies,
     )
 
 
@@ -396,6 +422,27 @@ def _texts(value: Any, where: str, problems: list[str]) -> frozenset[str] | None
     if len(texts) != len(items) or not texts:
         problems.append(f"{where} must be a list of codes")
     return frozenset(texts)
+
+
+def _companies(value: Any, where: str, problems: list[str]) -> frozenset[str] | None:
+    """SAP companies, each a connection id or a CompanyDB: names of letters, digits, ``_``, ``-``
+    and ``.`` (what both are made of), compared without regard to case."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    names = []
+    for item in items:
+        name = item.strip() if isinstance(item, str) else ""
+        if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            problems.append(
+                f"{where}: {item!r} is not a SAP company; name it by its SAP connection id (sap_b1_eu) "
+                "or its CompanyDB (SBODEMOEU)"
+            )
+            continue
+        names.append(name.casefold())
+    if not items:
+        problems.append(f"{where} is empty (leave it out to match every company)")
+    return frozenset(names)
 
 
 def _destinations(

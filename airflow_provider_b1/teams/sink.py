@@ -28,6 +28,12 @@ the call failed without an answer, between the two writes):
 * **webhook**: a webhook answers nothing to look up, so that one card is sent again; it may
   then show twice. The task log says so and the sink's closing line counts it.
 
+**Several SAP companies.** A sink sends one company's documents (the flow runs once per company):
+its ledger rows are that company's, so ``DocEntry`` 17 of two companies is two documents with a
+card each; its markers name the company (a card of one company is never taken for another's in a
+conversation); rules naming ``companies`` are matched against the company's connection id and
+CompanyDB; and where several companies send cards, each card names its company's CompanyDB.
+
 Failures of one card (a user Graph does not know, a user without the bot, a 400) fail its
 document alone, with the reason, in the audit trail; rows of a refused card are removed so that
 replay sends it once the cause is fixed. A failure that stops the load (Teams down after its
@@ -42,6 +48,7 @@ import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
+from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID
 from airflow_provider_b1.exceptions import PermanentError, RetryableError
 from airflow_provider_b1.hooks.teams.errors import (
     TeamsBadRequestError,
@@ -108,11 +115,16 @@ def _marked(card: dict[str, Any], marker: str) -> dict[str, Any]:
     return {**card, "body": body}
 
 
-def followup_card(kind: str, document: Mapping[str, Any], event: str) -> dict[str, Any]:
-    """A short card about a later event of a document whose first card cannot be updated."""
+def followup_card(
+    kind: str, document: Mapping[str, Any], event: str, company: str | None = None
+) -> dict[str, Any]:
+    """A short card about a later event of a document whose first card cannot be updated
+    (``company``: the CompanyDB to name, where several SAP companies send cards)."""
     label = cards.DOCUMENT_KINDS.get(kind, kind)
     number = cards.escape(document.get("DocNum", document.get("DocEntry")), limit=40)
     partner = cards.escape(document.get("CardName") or document.get("CardCode") or cards.MISSING)
+    if company:
+        partner = f"{partner} · {cards.escape(company, limit=100)}"
     return {
         "type": "AdaptiveCard",
         "$schema": cards.CARD_SCHEMA,
@@ -159,6 +171,10 @@ class TeamsSink(Sink):
     :param invoice_numbers: ``(entity, DocEntries) -> {DocEntry: DocNum}`` (one SAP call per page
         and kind of invoice), so that a payment's card names the invoices it pays by number.
     :param on_close: called when the sink closes (the SAP hook of the look-ups).
+    :param company: the names of the documents' SAP company (its connection id, its CompanyDB),
+        for rules naming ``companies``.
+    :param shown_company: the CompanyDB each card names, where several companies send cards;
+        ``None``: cards name no company.
     """
 
     system = "teams"
@@ -171,8 +187,12 @@ class TeamsSink(Sink):
         partner_groups: Callable[[Sequence[str]], Mapping[str, int | None]] | None = None,
         on_close: Callable[[], None] | None = None,
         invoice_numbers: Callable[[str, Sequence[int]], Mapping[int, Any]] | None = None,
+        company: Sequence[str | None] = (),
+        shown_company: str | None = None,
     ) -> None:
         self.routing = routing
+        self.company = tuple(company)
+        self.shown_company = shown_company
         self.ledger = ledger
         self.open_hook = open_hook
         self.partner_groups = partner_groups
@@ -222,7 +242,7 @@ class TeamsSink(Sink):
         self._where = {}
         for key, document in documents.items():
             group = groups.get(str(document.get("CardCode")))
-            destinations = self.routing.route(kind, document, group)
+            destinations = self.routing.route(kind, document, group, self.company)
             if not destinations:
                 outcomes[key] = Outcome(key, Action.SKIPPED, "no routing rule matches", hashes[key])
                 continue
@@ -298,7 +318,9 @@ class TeamsSink(Sink):
         entry = str(key)
         first = rows.get(CREATED)
         if first is None or first.state == PENDING:
-            marker = first.marker if first is not None else marker_of(destination.key, kind, entry, CREATED)
+            marker = (
+                first.marker if first is not None else self._marker(destination.key, kind, entry, CREATED)
+            )
             entries = [
                 Entry(destination.key, kind, entry, event, PENDING, "card", marker)
                 for event in events
@@ -327,11 +349,13 @@ class TeamsSink(Sink):
         changes = []
         for event in reached:
             row = rows.get(event)
-            marker = row.marker if row is not None else marker_of(destination.key, kind, entry, event)
+            marker = row.marker if row is not None else self._marker(destination.key, kind, entry, event)
             change = _Card(
                 destination,
                 [Entry(destination.key, kind, entry, event, PENDING, "followup", marker)],
-                lambda event=event, marker=marker: _marked(followup_card(kind, document, event), marker),
+                lambda event=event, marker=marker: _marked(
+                    followup_card(kind, document, event, self.shown_company), marker
+                ),
                 document,
             )
             if row is not None:
@@ -378,7 +402,7 @@ class TeamsSink(Sink):
         """One card listing these documents' first cards (``marker``: an interrupted digest's own)."""
         destination = planned[0][1].destination
         keys = [str(k) for k, _ in planned]
-        marker = marker or marker_of(destination.key, kind, "digest", *keys)
+        marker = marker or self._marker(destination.key, kind, "digest", *keys)
         entries: list[Entry] = []
         for _, card in planned:
             for entry in card.entries:
@@ -393,6 +417,7 @@ class TeamsSink(Sink):
                     f"{len(rows)} new {label.lower()}s",
                     [(kind, document) for document in rows],
                     subtitle="More documents than one card each would be useful for",
+                    company=self.shown_company,
                 ),
                 marker,
             )
@@ -547,17 +572,24 @@ class TeamsSink(Sink):
             return Outcome(key, Action.UPDATED, None, hashes.get(key))
         return Outcome(key, Action.UNCHANGED, None, hashes.get(key))
 
+    def _marker(self, *parts: str) -> str:
+        """The marker of a card of this sink's company: another company's card of the same
+        destination, document type and ``DocEntry`` carries another (the default company's are
+        what they always were)."""
+        company = self.ledger.company
+        return marker_of(*parts) if company == DEFAULT_SAP_CONN_ID else marker_of(company, *parts)
+
     def _card(self, kind: str, document: Mapping[str, Any]) -> dict[str, Any]:
         """A document's card; a payment's names the invoices it pays by their numbers when known."""
         if kind not in PAYMENTS:
-            return cards.document_card(kind, document)
+            return cards.document_card(kind, document, company=self.shown_company)
         numbers = {}
         for applied in document.get("PaymentInvoices") or ():
             entity = INVOICE_ENTITIES.get(applied.get("InvoiceType"))
             entry = applied.get("DocEntry")
             if entity and entry in self._numbers.get(entity, {}):
                 numbers[entry] = self._numbers[entity][entry]
-        return cards.document_card(kind, document, invoice_numbers=numbers)
+        return cards.document_card(kind, document, invoice_numbers=numbers, company=self.shown_company)
 
     def _numbers_of(self, payments: Any) -> None:
         wanted: dict[str, set[int]] = {}
