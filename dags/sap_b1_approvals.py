@@ -17,6 +17,16 @@ Runs stay open while their approvals wait, so several may run at once; the ledge
 Connections: ``sap_b1_default`` (reads, adding documents), ``sap_b1_approver`` (login and
 password of the SAP approver), ``b1_audit_default`` (the ledger), and the Teams connection named
 by the ``teams_conn_id`` param.
+
+**Several SAP companies.** List them in ``B1_APPROVALS_COMPANIES`` (read when the DAG is parsed),
+each with the connection of its own SAP approver: ``sap_b1_us=sap_b1_us_approver,
+sap_b1_eu=sap_b1_eu_approver`` (``sap_b1_default`` may leave its approver out: ``sap_b1_approver``;
+every other company of several must name its own). Each company gets a task group named after its
+SAP connection, with its own ``pending_requests`` and ``approve`` tasks: its requests are read
+through its SAP connection, its ledger rows are its own, each request and its card name the
+company (its CompanyDB), and the answer is written as that company's approver and the approved
+draft added through that company's SAP connection. A company whose SAP is down fails only its own
+tasks. Unset, the DAG runs ``sap_b1_default`` with ``sap_b1_approver``, with the tasks it always had.
 """
 
 from __future__ import annotations
@@ -27,13 +37,12 @@ import logging
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from airflow_provider_b1.companies import Company, company_db, per_company
 from airflow_provider_b1.notifications.teams import TeamsNotifier
-from airflow_provider_b1.teams.approvals import SapApprovalOperator
+from airflow_provider_b1.teams.approvals import SapApprovalOperator, approval_companies
 
 log = logging.getLogger(__name__)
 
-SAP_CONN_ID = "sap_b1_default"
-APPROVER_CONN_ID = "sap_b1_approver"
 AUDIT_CONN_ID = "b1_audit_default"
 AUDIT_SCHEMA = "b1_audit"
 RESPONSE_TIMEOUT = dt.timedelta(hours=48)
@@ -70,58 +79,76 @@ def build(
             ),
         },
         tags=["sap_b1", "teams", "approvals"],
+        doc_md=__doc__,
     )
     def sap_b1_approvals():
-        @task
-        def pending_requests(params=None) -> list[dict]:
-            """Withdraw what SAP decided meanwhile, then claim the pending requests never asked."""
-            from airflow.sdk import BaseHook
+        companies = approval_companies()
+        several = len(companies) > 1
 
-            from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
-            from airflow_provider_b1.teams import approvals
-            from airflow_provider_b1.utils.sql import open_database
+        def ask_company(company: Company, prefix: str) -> None:
+            """One company's tasks: its pending requests, then one approval per request."""
+            sap_conn_id, approver_conn_id = company.sap_b1_conn_id, company.peer_conn_id
 
-            context = get_current_context()
-            params = params or {}
-            ledger = approvals.ApprovalLedger(
-                open_database(AUDIT_CONN_ID, purpose="the approvals ledger"), AUDIT_SCHEMA, SAP_CONN_ID
-            )
-            hook = SapB1Hook(SAP_CONN_ID)
-            try:
-                notifier = TeamsNotifier(
-                    teams_conn_id=params["teams_conn_id"], to=params.get("teams_to") or None
+            @task(task_id="pending_requests")
+            def pending_requests(params=None) -> list[dict]:
+                """Withdraw what SAP decided meanwhile, then claim the pending requests never asked."""
+                from airflow.sdk import BaseHook
+
+                from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+                from airflow_provider_b1.teams import approvals
+                from airflow_provider_b1.utils.sql import open_database
+
+                context = get_current_context()
+                params = params or {}
+                ledger = approvals.ApprovalLedger(
+                    open_database(AUDIT_CONN_ID, purpose="the approvals ledger"), AUDIT_SCHEMA, sap_conn_id
                 )
-                approver = BaseHook.get_connection(APPROVER_CONN_ID).login or ""
-                withdrawn = approvals.withdraw_decided_in_sap(hook, ledger, notifier, approver=approver)
-                if withdrawn:
-                    log.info("Withdrawn, decided in SAP meanwhile: %s", withdrawn)
-                pending = approvals.pending_requests(hook, limit=int(params.get("max_requests") or 50))
-                asked = set(
-                    ledger.claim(
-                        [(int(r["Code"]), r.get("DraftEntry")) for r in pending],
-                        dag_id=context["dag"].dag_id,
-                        run_id=context["run_id"],
+                hook = SapB1Hook(sap_conn_id)
+                # where several companies ask, every request and card names its company's CompanyDB
+                named = (company_db(sap_conn_id) or sap_conn_id) if several else None
+                try:
+                    notifier = TeamsNotifier(
+                        teams_conn_id=params["teams_conn_id"], to=params.get("teams_to") or None
                     )
-                )
-                requests = [approvals.describe(hook, r) for r in pending if int(r["Code"]) in asked]
-                log.info("%d requests pending in SAP, %d asked by this run.", len(pending), len(requests))
-                return requests
-            finally:
-                hook.close()
-                ledger.close()
+                    approver = BaseHook.get_connection(approver_conn_id).login or ""
+                    withdrawn = approvals.withdraw_decided_in_sap(
+                        hook, ledger, notifier, approver=approver, company=named
+                    )
+                    if withdrawn:
+                        log.info("Withdrawn, decided in SAP meanwhile: %s", withdrawn)
+                    pending = approvals.pending_requests(hook, limit=int(params.get("max_requests") or 50))
+                    asked = set(
+                        ledger.claim(
+                            [(int(r["Code"]), r.get("DraftEntry")) for r in pending],
+                            dag_id=context["dag"].dag_id,
+                            run_id=context["run_id"],
+                        )
+                    )
+                    requests = [
+                        approvals.describe(hook, r, named) for r in pending if int(r["Code"]) in asked
+                    ]
+                    log.info("%d requests pending in SAP, %d asked by this run.", len(pending), len(requests))
+                    return requests
+                finally:
+                    hook.close()
+                    ledger.close()
 
-        SapApprovalOperator.partial(
-            task_id="approve",
-            sap_conn_id=SAP_CONN_ID,
-            approver_conn_id=APPROVER_CONN_ID,
-            audit_conn_id=AUDIT_CONN_ID,
-            audit_schema=AUDIT_SCHEMA,
-            response_timeout=response_timeout,
-            defaults=on_timeout,
-            notifiers=[TeamsNotifier(teams_conn_id="{{ params.teams_conn_id }}", to="{{ params.teams_to }}")],
-            map_index_template="{{ task.request.kind }} {{ task.request.doc_num }}",
-            retries=0,
-        ).expand(request=pending_requests())
+            SapApprovalOperator.partial(
+                task_id="approve",
+                sap_conn_id=sap_conn_id,
+                approver_conn_id=approver_conn_id,
+                audit_conn_id=AUDIT_CONN_ID,
+                audit_schema=AUDIT_SCHEMA,
+                response_timeout=response_timeout,
+                defaults=on_timeout,
+                notifiers=[
+                    TeamsNotifier(teams_conn_id="{{ params.teams_conn_id }}", to="{{ params.teams_to }}")
+                ],
+                map_index_template="{{ task.request.kind }} {{ task.request.doc_num }}",
+                retries=0,
+            ).expand(request=pending_requests())
+
+        per_company(companies, ask_company)
 
     return sap_b1_approvals()
 

@@ -19,6 +19,12 @@ Exactly once, across schedules, re-runs and decisions taken in SAP itself:
 
 The approver's SAP credentials come from an Airflow connection (login and password) and travel
 only in the decision's body to SAP; they are registered with the log masker.
+
+**Several SAP companies** (:func:`approval_companies`, ``B1_APPROVALS_COMPANIES``): each company's
+requests are read, claimed, decided and added through its own connections, its SAP connection and
+its approver's; the ledger's rows are already per company (its key is the SAP connection and the
+request's ``Code``, so request 1 of two companies is two rows), and a request described with its
+``company`` (a CompanyDB) says so in its subject, its body and its cards.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
+from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID, Company, declared_companies
 from airflow_provider_b1.hooks.sap_b1.errors import (
     SapB1AmbiguousWriteError,
     SapB1Error,
@@ -91,6 +98,45 @@ MIGRATIONS = MigrationSet(
         ),
     ),
 )
+
+#: The SAP companies whose requests are asked, each ``<SAP conn id>=<SAP approver conn id>``.
+COMPANIES_ENV = "B1_APPROVALS_COMPANIES"
+#: The approver connection of the default company, and of a deployment's only company.
+DEFAULT_APPROVER_CONN_ID = "sap_b1_approver"
+
+
+def approval_companies(value: str | None = None) -> list[Company]:
+    """The SAP companies whose approval requests are asked, each with its approver's connection
+    (:attr:`Company.peer_conn_id`): ``B1_APPROVALS_COMPANIES`` (``value``, when given, instead),
+    entries ``<SAP conn id>=<SAP approver conn id>`` separated by commas; unset, ``sap_b1_default``
+    with ``sap_b1_approver``, as before companies.
+
+    ``sap_b1_default``, or a company declared alone, may leave its approver out: ``sap_b1_approver``.
+
+    :raises ValueError: for another company without its approver (each of several companies'
+        approver is its own SAP user, in its own company), an approver connection given to two
+        companies, or what :func:`~airflow_provider_b1.companies.declared_companies` refuses.
+    """
+    declared = declared_companies(COMPANIES_ENV, value, peer="SAP approver connection")
+    companies = []
+    for company in declared:
+        approver = company.peer_conn_id
+        if approver is None:
+            if not company.is_default and len(declared) > 1:
+                raise ValueError(
+                    f"{COMPANIES_ENV} names {company.sap_b1_conn_id!r} without its approver; write "
+                    f"{company.sap_b1_conn_id}=<its SAP approver connection id>."
+                )
+            approver = DEFAULT_APPROVER_CONN_ID
+        companies.append(Company(company.sap_b1_conn_id, approver))
+    approvers = [company.peer_conn_id for company in companies]
+    if len(set(approvers)) != len(approvers):
+        raise ValueError(
+            f"{COMPANIES_ENV} gives {DEFAULT_APPROVER_CONN_ID!r} to two companies (one of them by "
+            "leaving its approver out); name each company's own approver connection."
+        )
+    return companies
+
 
 ASKED, APPROVED, REJECTED, GENERATED, WITHDRAWN = "asked", "approved", "rejected", "generated", "withdrawn"
 FINAL = frozenset((REJECTED, GENERATED, WITHDRAWN))
@@ -224,8 +270,11 @@ def pending_requests(hook: Any, *, limit: int = 100) -> list[dict[str, Any]]:
     return found
 
 
-def describe(hook: Any, request: Mapping[str, Any]) -> dict[str, Any]:
-    """What an approver needs to decide, from the request's draft: primitives only (XCom)."""
+def describe(hook: Any, request: Mapping[str, Any], company: str | None = None) -> dict[str, Any]:
+    """What an approver needs to decide, from the request's draft: primitives only (XCom).
+
+    :param company: the SAP company to name (its CompanyDB), where several companies ask.
+    """
     draft = hook.get(
         "Drafts",
         int(request["DraftEntry"]),
@@ -260,6 +309,7 @@ def describe(hook: Any, request: Mapping[str, Any]) -> dict[str, Any]:
         "lines": len(lines),
         "comments": draft.get("Comments"),
         "remarks": request.get("Remarks"),
+        **({"company": company} if company else {}),
     }
 
 
@@ -343,6 +393,8 @@ def outcome_card(
         ("Approval request", request.get("code")),
         ("Decided by", by),
     ]
+    if request.get("company"):
+        facts.insert(0, ("Company", request["company"]))
     return notice_card(heading, facts, text=note, color=color)
 
 
@@ -350,11 +402,13 @@ def outcome_card(
 
 
 def subject_of(request: Mapping[str, Any]) -> str:
-    return f"Approve {request.get('kind')} {request.get('doc_num')} ({request.get('amount')})?"
+    where = f" in {request['company']}" if request.get("company") else ""
+    return f"Approve {request.get('kind')} {request.get('doc_num')} ({request.get('amount')}){where}?"
 
 
 def body_of(request: Mapping[str, Any]) -> str:
-    rows = [
+    rows = [f"Company: {request['company']}"] if request.get("company") else []
+    rows += [
         f"Partner: {request.get('partner')}",
         f"Amount: {request.get('amount')}",
         f"Date: {request.get('doc_date')}, due {request.get('due_date')}",
@@ -387,8 +441,8 @@ class SapApprovalOperator(ApprovalOperator):
         self,
         *,
         request: Mapping[str, Any],
-        sap_conn_id: str = "sap_b1_default",
-        approver_conn_id: str = "sap_b1_approver",
+        sap_conn_id: str = DEFAULT_SAP_CONN_ID,
+        approver_conn_id: str = DEFAULT_APPROVER_CONN_ID,
         audit_conn_id: str = "b1_audit_default",
         audit_schema: str = "b1_audit",
         **kwargs: Any,
@@ -557,11 +611,17 @@ class SapApprovalOperator(ApprovalOperator):
 
 
 def withdraw_decided_in_sap(
-    hook: Any, ledger: ApprovalLedger, notifier: TeamsNotifier | None, *, approver: str
+    hook: Any,
+    ledger: ApprovalLedger,
+    notifier: TeamsNotifier | None,
+    *,
+    approver: str,
+    company: str | None = None,
 ) -> list[int]:
     """Withdraw open requests that SAP no longer holds as pending and this flow did not decide:
-    their cards say so, the ledger marks them withdrawn, and their still-open approvals in
-    Airflow write nothing when answered. Returns the codes withdrawn."""
+    their cards say so (naming ``company``, a CompanyDB, when given), the ledger marks them
+    withdrawn, and their still-open approvals in Airflow write nothing when answered. Returns
+    the codes withdrawn."""
     withdrawn = []
     for row in ledger.open_requests():
         sap = read_request(hook, row.code)
@@ -574,9 +634,12 @@ def withdraw_decided_in_sap(
         if notifier is None:
             continue
         status = (sap or {}).get("Status") or "request removed"
+        facts = [("Approval request", row.code), ("Draft", row.draft_entry), ("Status in SAP", status)]
+        if company:
+            facts.insert(0, ("Company", company))
         card = notice_card(
             f"Withdrawn: SAP approval request {row.code}",
-            [("Approval request", row.code), ("Draft", row.draft_entry), ("Status in SAP", status)],
+            facts,
             text="Decided in SAP meanwhile; the request in Airflow writes nothing when answered.",
             color="Warning",
         )
@@ -600,6 +663,7 @@ __all__ = [
     "ApprovalLedger",
     "SapApprovalOperator",
     "add_document",
+    "approval_companies",
     "describe",
     "pending_requests",
     "withdraw_decided_in_sap",
