@@ -110,3 +110,31 @@ def test_amounts_in_local_currency_use_doctotal_and_payments_their_total():
     payment = {"DocEntry": 5, "CashSum": 600, "TransferSum": 500}
     assert routing.route("VendorPayments", payment) == [Destination("webhook", "finance")]
     assert not routing.needs_partner_groups
+
+
+def test_a_rule_naming_companies_takes_only_their_documents_named_by_connection_or_companydb():
+    routing = parse_routing(
+        {
+            "rules": [
+                {"name": "all", "documents": ["PurchaseOrders"], "to": [{"webhook": "all"}]},
+                {"name": "eu", "companies": ["sbodemoeu", "sap_b1_uk"], "to": [{"webhook": "eu"}]},
+            ]
+        }
+    )
+    (rule,) = [r for r in routing.rules if r.name == "eu"]
+    assert rule.companies == frozenset({"sbodemoeu", "sap_b1_uk"})
+
+    def reached(*company):
+        return [d.conn_id for d in routing.route("PurchaseOrders", _order(), None, company)]
+
+    assert reached("sap_b1_eu", "SBODEMOEU") == ["all", "eu"]  # by CompanyDB, whatever its case
+    assert reached("sap_b1_uk", None) == ["all", "eu"]  # by connection id, CompanyDB unknown
+    assert reached("sap_b1_default", "SBODEMOUS") == ["all"]
+    assert reached() == ["all"]  # a caller naming no company: no rule on companies matches
+
+    with pytest.raises(RoutingError) as raised:
+        parse_routing({"rules": [{"companies": ["sap b1 eu", 7], "to": [{"webhook": "x"}]}]})
+    assert "'sap b1 eu' is not a SAP company" in str(raised.value)
+    assert "7 is not a SAP company" in str(raised.value)
+    with pytest.raises(RoutingError, match="companies is empty"):
+        parse_routing({"rules": [{"companies": [], "to": [{"webhook": "x"}]}]})
