@@ -1,11 +1,31 @@
-"""Which SAP companies the approvals DAG asks for, each with its own approver's connection."""
+"""Which SAP companies the Teams DAGs run for: the cards' (``B1_TEAMS_COMPANIES``, else the one of
+``B1_TEAMS_SAP_CONN_ID``) and the approvals' (each with its own approver's connection)."""
 
 from __future__ import annotations
 
 import pytest
 
 from airflow_provider_b1.companies import Company
+from airflow_provider_b1.teams import flow
 from airflow_provider_b1.teams.approvals import approval_companies
+
+
+def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always_read(monkeypatch):
+    monkeypatch.delenv("B1_TEAMS_COMPANIES", raising=False)
+    monkeypatch.delenv("B1_TEAMS_SAP_CONN_ID", raising=False)
+    assert flow.teams_companies() == [Company("sap_b1_default")]
+    assert flow._default_sap_conn_id() == "sap_b1_default"
+    # a deployment reading another SAP connection keeps it as its default company: its flow
+    # name, audit rows and ledger rows stay what they were
+    monkeypatch.setenv("B1_TEAMS_SAP_CONN_ID", "sap_b1_us")
+    assert flow.teams_companies() == [Company("sap_b1_us")]
+    assert flow._default_sap_conn_id() == "sap_b1_us"
+    # the list wins, and its default company is sap_b1_default
+    monkeypatch.setenv("B1_TEAMS_COMPANIES", "sap_b1_default, sap_b1_eu")
+    assert flow.teams_companies() == [Company("sap_b1_default"), Company("sap_b1_eu")]
+    assert flow._default_sap_conn_id() == "sap_b1_default"
+    with pytest.raises(ValueError, match="takes only SAP connection ids"):
+        flow.teams_companies("sap_b1_eu=other")
 
 
 def test_each_company_is_decided_through_its_own_approver_and_the_default_keeps_its_own(monkeypatch):
