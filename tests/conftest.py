@@ -538,23 +538,43 @@ def teams_sandbox() -> Iterator[TeamsSandbox]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Two workers (``./run tests`` passes ``-n 2 --dist loadgroup --no-loadscope-reorder``): a test module runs whole on one
-# worker, so its module fixtures (sandboxes, DAG runs shared by its tests) are made once; the
-# tests against a live Airflow run together on one worker (one Airflow, stopped after the last),
-# and first, being the longest group, so that the other worker's modules fill the time beside it.
+# Two workers (``./run tests`` passes ``-n 2 --dist loadscope --no-loadscope-reorder``): a test
+# module runs whole on one worker, so its module fixtures (sandboxes, DAG runs its tests share) are
+# made once; the tests against a live Airflow run together on one worker (one Airflow, stopped
+# after the last of them). The longest scopes go first, so that the other worker's modules fill the
+# time beside them instead of one long scope running alone at the end. (The scheduler is our own
+# because xdist's ``loadgroup`` marks no longer reach it: it renames node ids, which pytest 9 no
+# longer reads.)
 
-_LIVE = Path(__file__).resolve().parent / "integration" / "live"
+_TESTS = Path(__file__).resolve().parent
+#: Scopes known to take minutes, started first (in this order).
+_LONG_SCOPES = ("live", "tests/integration/test_demo.py", "tests/dags/test_salesforce_dag.py")
 
 
-def _xdist_group(item: pytest.Item) -> str:
-    path = Path(str(item.path)).resolve()
-    return "live" if _LIVE in path.parents else str(path.relative_to(Path(__file__).resolve().parent))
+def _scope(nodeid: str) -> str:
+    """The scope a test runs in: its module, or ``live`` for every test against the live Airflow."""
+    module = nodeid.split("::", 1)[0]
+    return "live" if module.startswith("tests/integration/live/") else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not getattr(config.option, "loadgroup", False):  # set in each worker by pytest-xdist
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
-    items.sort(key=lambda item: _xdist_group(item) != "live")  # stable: otherwise as collected
+    rank = {scope: i for i, scope in enumerate(_LONG_SCOPES)}
+    root = _TESTS.parent
+    items.sort(  # stable: otherwise as collected
+        key=lambda item: rank.get(
+            _scope(Path(str(item.path)).resolve().relative_to(root).as_posix()), len(rank)
+        )
+    )
