@@ -33,36 +33,50 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
     Cloud, no custom object) is named, as are its missing or mistyped fields, an external id field
     not marked External ID and fields the API user cannot write.
 
+    With several SAP companies (``companies``), each org they use is checked once; an org several
+    companies share needs the mapping's ``accounts.company_field``, and an ``account_number`` field
+    that is not unique (each company has its own C00001, for another account). The accounts of a
+    shared org that name no declared company (field empty or another value) are synced nowhere:
+    they are counted and logged, once a run, and returned as ``unrouted``; they fail nothing.
+
     Fails at once, without retries, naming every missing or mistyped field.
 
     :param options: the flow's options where they differ from its defaults (``mapping``,
         connection ids), as its sync tasks are given them.
+    :param companies: ``[[SAP connection id, Salesforce connection id], ...]`` of every company the
+        DAG runs for; ``None``: the one company of ``options``.
     """
 
     template_fields: Sequence[str] = ("options",)
     ui_color = "#e3f0fb"
 
-    def __init__(self, *, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        options: Mapping[str, Any] | None = None,
+        companies: Sequence[Sequence[str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.options = dict(options or {})
+        self.companies = [list(pair) for pair in companies] if companies else None
 
     def run(self, context: Context) -> Mapping[str, Any]:
-        from airflow_provider_b1.hooks.salesforce import SalesforceHook
-
         options = SALESFORCE_TO_SAP_FLOW.merged_options(self.options)
         mapping = mapping_of(options)
-        hook = SalesforceHook(options["salesforce_conn_id"])
-        try:
-            described = {}
-            for sobject in mapping.salesforce_fields():
-                try:
-                    described[sobject] = {f["name"]: f for f in hook.describe(sobject)["fields"]}
-                except Exception as exc:  # an object the org lacks: named below
-                    if getattr(exc, "status", None) not in (404,) and "NOT_FOUND" not in str(exc):
-                        raise
-            problems = mapping.check_against(described)
-        finally:
-            hook.close()
+        orgs: dict[str, list[str]] = {}
+        for sap_conn_id, salesforce_conn_id in self.companies or [
+            [options["sap_b1_conn_id"], options["salesforce_conn_id"]]
+        ]:
+            orgs.setdefault(salesforce_conn_id, []).append(sap_conn_id)
+        problems: list[str] = []
+        unrouted: dict[str, int] = {}
+        for salesforce_conn_id, sap_conn_ids in orgs.items():
+            found, count = self._check_org(mapping, salesforce_conn_id, sap_conn_ids)
+            where = f" (org of {salesforce_conn_id})" if len(orgs) > 1 else ""
+            problems += [problem + where for problem in found]
+            if count is not None:
+                unrouted[salesforce_conn_id] = count
         if problems:
             raise SalesforceMappingMismatch(
                 "The mapping does not fit the org: "
@@ -73,7 +87,79 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
             "The mapping fits the org: %s",
             ", ".join(f"{o} ({len(f)} fields)" for o, f in mapping.salesforce_fields().items()),
         )
-        return {"checked": {o: sorted(f) for o, f in mapping.salesforce_fields().items()}}
+        found: dict[str, Any] = {"checked": {o: sorted(f) for o, f in mapping.salesforce_fields().items()}}
+        if unrouted:
+            found["unrouted"] = unrouted
+        return found
+
+    def _check_org(
+        self, mapping: Any, salesforce_conn_id: str, sap_conn_ids: Sequence[str]
+    ) -> tuple[list[str], int | None]:
+        """The problems of one org; and, when several companies share it, how many of its accounts
+        name none of them."""
+        from airflow_provider_b1.hooks.salesforce import SalesforceHook
+
+        hook = SalesforceHook(salesforce_conn_id)
+        try:
+            described = {}
+            for sobject in mapping.salesforce_fields():
+                try:
+                    described[sobject] = {f["name"]: f for f in hook.describe(sobject)["fields"]}
+                except Exception as exc:  # an object the org lacks: named below
+                    if getattr(exc, "status", None) not in (404,) and "NOT_FOUND" not in str(exc):
+                        raise
+            problems = mapping.check_against(described)
+            if len(sap_conn_ids) < 2:
+                return problems, None
+            shared = f"{len(sap_conn_ids)} SAP companies ({', '.join(sap_conn_ids)}) share this org"
+            if not mapping.company_field:
+                problems.append(
+                    f"{shared}: name in accounts.company_field the account field that says each "
+                    "account's company (its SAP connection id or CompanyDB)"
+                )
+                return problems, None
+            number = described.get("Account", {}).get(mapping.account_number) or {}
+            if number.get("unique"):
+                problems.append(
+                    f"{shared}, whose CardCodes repeat (each has its own C00001), but Account."
+                    f"{mapping.account_number} (accounts.account_number) is unique: use a field that is not"
+                )
+            if problems:
+                return problems, None
+            return problems, self._unrouted(hook, mapping, sap_conn_ids)
+        finally:
+            hook.close()
+
+    def _unrouted(self, hook: Any, mapping: Any, sap_conn_ids: Sequence[str]) -> int:
+        """Count and log the accounts (of the mapping's ``where``) naming no declared company."""
+        from airflow_provider_b1.companies import company_db
+        from airflow_provider_b1.salesforce.mapping import soql_list
+
+        values = [
+            value
+            for conn_id in sap_conn_ids
+            for value in dict.fromkeys((conn_id, company_db(conn_id)))
+            if value
+        ]
+        field = mapping.company_field
+        where = f"({field} = null OR {field} NOT IN ({soql_list(values)}))"
+        if mapping.account_where:
+            where = f"({mapping.account_where}) AND {where}"
+        ids = [
+            record["Id"]
+            for page in hook.query_pages(f"SELECT Id, {field} FROM Account WHERE {where}")
+            for record in page
+        ]
+        if ids:
+            self.log.warning(
+                "%d Salesforce account(s) name no declared SAP company in %s (empty, or not one of %s): "
+                "synced into no company until the field names one. First: %s",
+                len(ids),
+                field,
+                ", ".join(values),
+                ", ".join(ids[:10]),
+            )
+        return len(ids)
 
 
 class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
@@ -97,15 +183,23 @@ class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
     def run(self, context: Context) -> Mapping[str, Any]:
         from airflow_provider_b1.hooks.salesforce import SalesforceHook
         from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+        from airflow_provider_b1.salesforce.flow import company_of, company_values
         from airflow_provider_b1.salesforce.reconcile import reconcile
 
         options = SALESFORCE_TO_SAP_FLOW.merged_options(self.options)
+        mapping = mapping_of(options)
         with contextlib.ExitStack() as stack:
             salesforce = SalesforceHook(options["salesforce_conn_id"])
             stack.callback(salesforce.close)
             sap = SapB1Hook(options["sap_b1_conn_id"])
             stack.callback(sap.close)
-            report = reconcile(salesforce, sap, mapping_of(options))
+            report = reconcile(
+                salesforce,
+                sap,
+                mapping,
+                companies=company_values(options, mapping),
+                company=company_of(options),
+            )
         if not report.ok:
             raise SalesforceDifference(report.summary())
         self.log.info(report.summary())
@@ -155,7 +249,7 @@ class SalesforceOverdueOperator(PermanentFailures, BaseOperator):
         from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
         from airflow_provider_b1.hooks.sap_b1.literals import odata_literal
         from airflow_provider_b1.salesforce import values
-        from airflow_provider_b1.salesforce.flow import SAP_TO_SALESFORCE_FLOW as flow
+        from airflow_provider_b1.salesforce.flow import SAP_TO_SALESFORCE_FLOW
         from airflow_provider_b1.sync import AuditTrail, previous_summary
         from airflow_provider_b1.sync.engine import replay_keys
 
@@ -165,6 +259,7 @@ class SalesforceOverdueOperator(PermanentFailures, BaseOperator):
         if isinstance(previous, Mapping) and previous.get("through"):
             since = dt.date.fromisoformat(str(previous["through"]))
         since = since or today - dt.timedelta(days=self.lookback_days)
+        flow = SAP_TO_SALESFORCE_FLOW.scoped(self.options)  # a company's own audit rows
         options = flow.merged_options(self.options)
         sap = SapB1Hook(options["sap_b1_conn_id"])
         try:

@@ -17,11 +17,20 @@ SAP ``IncomingPayments``          UpdateDate + UpdateTime balances on accounts, 
 
 With the mapping's ``invoices`` section, the two SAP document streams also upsert each invoice
 into the org's invoice object (by external id), the payments re-sending the invoices they paid.
+
+Both flows run per SAP company (``scope_option="sap_b1_conn_id"``): a company other than
+``sap_b1_default`` runs as ``<flow>@<conn id>``, with its own audit rows, checkpoints and replay.
+Its links and agreed values are a namespace of their own (``salesforce:<org id>@<conn id>``; the
+default company keeps ``salesforce:<org id>``), and the external ids it writes that carry SAP keys
+carry the company too (the invoice object's ``sap_b1_eu:17``; the default company's stay ``17``),
+so a CardCode or DocEntry every company has never leads one company's writes to another's
+records. With the mapping's ``accounts.company_field`` (one org, several companies), a company
+reads only the accounts naming it (:func:`company_values`) and the won opportunities of those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_b1.hooks.sap_b1 import SapCursor
@@ -66,24 +75,85 @@ def _salesforce(options: Mapping[str, Any]) -> Any:
     return SalesforceHook(options["salesforce_conn_id"])
 
 
+def company_of(options: Mapping[str, Any]) -> str | None:
+    """The SAP connection id of the company the options run for; ``None`` for ``sap_b1_default``,
+    whose namespace and external ids are the ones a flow of one company always had."""
+    conn_id = str(options["sap_b1_conn_id"])
+    return None if conn_id == DEFAULT_SAP_CONN_ID else conn_id
+
+
+def company_values(options: Mapping[str, Any], mapping: Any) -> tuple[str, ...] | None:
+    """The values of the mapping's ``accounts.company_field`` that name the options' company (its
+    SAP connection id and its CompanyDB); ``None`` without a company field (the org serves one
+    company: every account is its)."""
+    if not mapping.company_field:
+        return None
+    from airflow_provider_b1.companies import company_db
+
+    conn_id = str(options["sap_b1_conn_id"])
+    return tuple(dict.fromkeys(value for value in (conn_id, company_db(conn_id)) if value))
+
+
+def company_options(company: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The flows' options of one declared :class:`~airflow_provider_b1.companies.Company`: its
+    SAP connection (when not the default) and its own Salesforce connection (when it names one)
+    added to ``options``; the default company's are ``options`` themselves, as they always were."""
+    found = dict(options)
+    if not company.is_default:
+        found["sap_b1_conn_id"] = company.sap_b1_conn_id
+    if company.peer_conn_id:
+        found["salesforce_conn_id"] = company.peer_conn_id
+    return found
+
+
+def orgs_of(companies: Sequence[Any]) -> dict[str, list[str]]:
+    """``{Salesforce connection id: [SAP connection ids]}``: which companies share which org."""
+    orgs: dict[str, list[str]] = {}
+    for company in companies:
+        orgs.setdefault(company.peer_conn_id or DEFAULT_SALESFORCE_CONN_ID, []).append(company.sap_b1_conn_id)
+    return orgs
+
+
+def check_companies(companies: Sequence[Any], mapping: Any, env: str = "B1_SALESFORCE_COMPANIES") -> None:
+    """Refuse, when a DAG is parsed, an org shared by several companies without the mapping's
+    ``accounts.company_field`` (nothing would tell their accounts apart).
+
+    :raises SalesforceMappingError: naming the companies and the key.
+    """
+    from airflow_provider_b1.salesforce.mapping import SalesforceMappingError
+
+    for org, sap_conn_ids in orgs_of(companies).items():
+        if len(sap_conn_ids) > 1 and not mapping.company_field:
+            raise SalesforceMappingError(
+                f"{env} has {', '.join(sap_conn_ids)} share the Salesforce org of {org}, and the mapping "
+                "names no accounts.company_field: name the account field that says each account's "
+                "company (its SAP connection id or CompanyDB), or give each company its own org "
+                "(<SAP conn id>=<Salesforce conn id>)."
+            )
+
+
 def _ledger(options: Mapping[str, Any], salesforce: Any) -> Any:
-    """The org's links and agreed values: one namespace per org (its id), so two orgs linked to
-    one company never mix."""
+    """The links and agreed values of the org and company: one namespace per org (its id), so two
+    orgs linked to one company never mix, and per company within an org (``@<conn id>``, the
+    default company keeping the plain one), so a CardCode two companies have is two links."""
     from airflow_provider_b1.sync.pairs import PairLedger
     from airflow_provider_b1.utils.sql import open_database
 
     database = open_database(options["ledger_conn_id"], purpose="the Salesforce links and agreed values")
-    return PairLedger(database, options["ledger_schema"], f"salesforce:{salesforce.org_id}")
+    company = company_of(options)
+    namespace = f"salesforce:{salesforce.org_id}" + (f"@{company}" if company else "")
+    return PairLedger(database, options["ledger_schema"], namespace)
 
 
-def reads(mapping: Any) -> dict[str, Any]:
-    """The SOQL of each Salesforce stream, from the mapping."""
+def reads(mapping: Any, companies: Any = None) -> dict[str, Any]:
+    """The SOQL of each Salesforce stream, from the mapping; with ``companies`` (the company
+    field's values naming one company, :func:`company_values`) only that company's records."""
     from airflow_provider_b1.sources.salesforce import SoqlRead
 
     number = mapping.account_number
     return {
         "Account": SoqlRead(
-            "Account", (number, *(f.salesforce for f in mapping.fields)), mapping.account_where
+            "Account", (number, *(f.salesforce for f in mapping.fields)), mapping.account_filter(companies)
         ),
         "Opportunity": SoqlRead(
             "Opportunity",
@@ -96,7 +166,7 @@ def reads(mapping: Any) -> dict[str, Any]:
                 "StageName",
                 "(SELECT Id, Quantity, UnitPrice, Product2.ProductCode FROM OpportunityLineItems)",
             ),
-            "IsWon = true",
+            mapping.opportunity_filter(companies),
         ),
     }
 
@@ -104,9 +174,10 @@ def reads(mapping: Any) -> dict[str, Any]:
 def _open_salesforce_source(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.sources.salesforce import SalesforceSource
 
+    mapping = mapping_of(options)
     return SalesforceSource(
         _salesforce(options),
-        reads(mapping_of(options)),
+        reads(mapping, company_values(options, mapping)),
         batch_size=BATCH,
         bulk_threshold=options["bulk_threshold"],
     )
@@ -153,11 +224,14 @@ def _open_salesforce_sink(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.salesforce.to_salesforce import SapToSalesforceSink
 
     salesforce = _salesforce(options)
+    mapping = mapping_of(options)
     return SapToSalesforceSink(
         salesforce,
         lambda: SapB1Hook(options["sap_b1_conn_id"]),
-        mapping_of(options),
+        mapping,
         _ledger(options, salesforce),
+        company=company_of(options),
+        companies=company_values(options, mapping),
     )
 
 
@@ -172,6 +246,7 @@ SALESFORCE_TO_SAP_FLOW = Flow(
     open_source=_open_salesforce_source,
     open_sink=_open_sap_sink,
     options=OPTIONS,
+    scope_option="sap_b1_conn_id",
     description="Salesforce accounts into SAP business partners, won opportunities into sales orders.",
     lineage=Lineage(
         source=System("salesforce", "salesforce_conn_id"),
@@ -194,6 +269,7 @@ SAP_TO_SALESFORCE_FLOW = Flow(
     open_source=_open_sap_source,
     open_sink=_open_salesforce_sink,
     options=OPTIONS,
+    scope_option="sap_b1_conn_id",
     description="SAP business partners' changes, balances and payment status into Salesforce.",
     lineage=Lineage(
         source=System("sap_b1", "sap_b1_conn_id"),

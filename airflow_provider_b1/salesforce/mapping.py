@@ -10,6 +10,7 @@ side is checked against the org itself (describe calls) when the DAG's first tas
 
     accounts:
       where: "Type = 'Customer'"      # optional: which accounts become business partners (SOQL)
+      company_field: SAP_Company__c    # one org, several SAP companies: the account's company
       account_number: AccountNumber    # the account's field that holds its CardCode
       link_field: U_SalesforceId       # the partner's field that holds the account id
       card_code: "SF{hash}"            # code of a partner made for an account without a number
@@ -56,11 +57,24 @@ derived from the account id: the same account always gets the same code, so a ru
 creating the partner finds it again) and ``{id}`` (the 15-character id; SAP codes take at most
 15 characters, so only on its own).
 
+``company_field`` is for an org that serves several SAP companies (``B1_SALESFORCE_COMPANIES``
+naming them without a Salesforce connection of their own): each account names its company in
+that field (text or picklist), by the company's SAP connection id (``sap_b1_eu``) or its
+CompanyDB (``SBODEMOEU``). A company's flows then read only its accounts, and only the won
+opportunities of its accounts (``Account.<field>``). An account whose field is empty or names no
+declared company is synced into no company: the mapping check counts and logs such accounts
+once a run, without failing it, and filling the field brings the account in at the next run (the
+edit moves its ``SystemModstamp``). Won opportunities without an account name no company either,
+so the walk-in partner is not used then. The check fails when several companies share an org
+and the mapping names no ``company_field``, and when ``account_number`` is a unique field (the
+same CardCode exists in each company, for different accounts).
+
 ``invoices`` is for an org that keeps invoices as records of their own: Salesforce's ``Invoice``
 object exists only with Revenue Cloud (or Order Management), so an org without it names a custom
 object. Without the section, SAP's invoices reach Salesforce only as the balances above. With it,
 every invoice of a partner linked to an account is upserted by ``external_id`` (a text field
-marked External ID, holding ``DocEntry``), with ``account`` pointing at that account and, where
+marked External ID, holding ``DocEntry``, or ``<SAP conn id>:<DocEntry>`` for a company other than
+``sap_b1_default``), with ``account`` pointing at that account and, where
 the invoice carries an opportunity id in ``orders.id_field``, ``opportunity`` at the opportunity
 (sent empty otherwise). ``fields`` may name ``DocNum``, ``DocDate``, ``DocDueDate``, ``TaxDate``,
 ``DocTotal``, ``VatSum``, ``PaidToDate``, ``DocCurrency``, ``DocumentStatus``, ``Cancelled``,
@@ -78,7 +92,7 @@ import base64
 import dataclasses
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +273,31 @@ class SalesforceMapping:
     account_balances: Mapping[str, str] = dataclasses.field(default_factory=dict)
     opportunity_balances: Mapping[str, str] = dataclasses.field(default_factory=dict)
     invoices: InvoiceObject | None = None
+    company_field: str | None = None
+
+    def account_filter(self, companies: Sequence[str] | None) -> str | None:
+        """The SOQL condition of the accounts a company's flows read: the mapping's ``where``, and
+        with ``companies`` (the values of :attr:`company_field` naming the company; ``None``: the
+        org serves one company) only the accounts naming it."""
+        if companies is None:
+            return self.account_where
+        routed = f"{self._company_field()} IN ({soql_list(companies)})"
+        return f"({self.account_where}) AND {routed}" if self.account_where else routed
+
+    def opportunity_filter(self, companies: Sequence[str] | None) -> str:
+        """The SOQL condition of the won opportunities a company's flows read: with ``companies``,
+        only those of its accounts."""
+        if companies is None:
+            return "IsWon = true"
+        return f"IsWon = true AND Account.{self._company_field()} IN ({soql_list(companies)})"
+
+    def _company_field(self) -> str:
+        if not self.company_field:
+            raise SalesforceMappingError(
+                "Several SAP companies share this Salesforce org, and the mapping names no "
+                "accounts.company_field: name the account field that says each account's company."
+            )
+        return self.company_field
 
     def card_code_for(self, account_id: str) -> str:
         """The ``CardCode`` of a partner made for an account without a number: the same for the
@@ -275,6 +314,8 @@ class SalesforceMapping:
     def salesforce_fields(self) -> dict[str, dict[str, str]]:
         """``{object: {field: kind}}``: every Salesforce field the mapping names, for a describe check."""
         account = {self.account_number: "text"}
+        if self.company_field:
+            account[self.company_field] = "text"
         account.update({f.salesforce: f.kind for f in self.fields})
         account.update({field: ACCOUNT_FIGURES[figure] for figure, field in self.account_balances.items()})
         opportunity = {field: WRITE_BACK[what] for what, field in self.write_back.items()}
@@ -354,7 +395,7 @@ def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mappi
         invoices = _invoice_object(section, problems) if section else None
     _unknown(
         accounts,
-        {"where", "account_number", "link_field", "card_code", "defaults", "fields"},
+        {"where", "account_number", "link_field", "card_code", "defaults", "fields", "company_field"},
         "accounts.",
         problems,
     )
@@ -403,6 +444,13 @@ def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mappi
     account_number = str(accounts.get("account_number") or "AccountNumber")
     if not _SF_NAME.match(account_number):
         problems.append(f"accounts.account_number: {account_number!r} is not a Salesforce field name")
+    company_field = accounts.get("company_field")
+    if company_field is not None and (
+        not isinstance(company_field, str) or not _SF_NAME.match(company_field)
+    ):
+        problems.append(f"accounts.company_field: {company_field!r} is not a Salesforce field name")
+    elif company_field and company_field == account_number:
+        problems.append("accounts.company_field must be another field than accounts.account_number")
     link_field = accounts.get("link_field", "U_SalesforceId")
     if link_field is not None and not _SAP_UDF.match(str(link_field)):
         problems.append(f"accounts.link_field must be a U_ field of SAP's partners, not {link_field!r}")
@@ -439,9 +487,15 @@ def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mappi
         account_balances=account_balances,
         opportunity_balances=opportunity_balances,
         invoices=invoices,
+        company_field=company_field or None,
     )
     mapping.card_code_for("001000000000001")  # a pattern that cannot give a valid code fails now
     return mapping
+
+
+def soql_list(values: Sequence[str]) -> str:
+    """SOQL text literals separated by commas (``'a', 'b'``), quotes and backslashes escaped."""
+    return ", ".join("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
 
 
 def load_mapping(source: str | Path | Mapping[str, Any] | None) -> SalesforceMapping:

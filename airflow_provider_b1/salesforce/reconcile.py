@@ -11,6 +11,11 @@ Checks, and names every difference:
 * with the mapping's ``invoices`` section, every SAP invoice of a linked partner has exactly one
   record in the invoice object, pointing at the partner's account (and the invoice's opportunity),
   with the values the mapping sends.
+
+Run for one SAP company of several (``companies``: the values of the mapping's
+``accounts.company_field`` naming it), it compares only that company's accounts and the won
+opportunities of its accounts with its SAP; ``company`` (a company other than the default) is
+what its invoice records' external ids carry.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from airflow_provider_b1.salesforce import values
 from airflow_provider_b1.salesforce.mapping import InvoiceObject, SalesforceMapping
-from airflow_provider_b1.salesforce.to_salesforce import SapFigures, invoice_values
+from airflow_provider_b1.salesforce.to_salesforce import SapFigures, invoice_external_id, invoice_values
 from airflow_provider_b1.salesforce.values import OPPORTUNITY_ID, number, salesforce_form
 from airflow_provider_b1.sources.salesforce import SoqlRead
 from airflow_provider_b1.sync.pairs import value_hash
@@ -67,7 +72,13 @@ def _query(salesforce: Any, read: SoqlRead) -> list[dict[str, Any]]:
 
 
 def reconcile(
-    salesforce: Any, sap: Any, mapping: SalesforceMapping, *, today: dt.date | None = None
+    salesforce: Any,
+    sap: Any,
+    mapping: SalesforceMapping,
+    *,
+    today: dt.date | None = None,
+    companies: Sequence[str] | None = None,
+    company: str | None = None,
 ) -> SalesforceReport:
     """Compare the org with the company (see the module documentation)."""
     report = SalesforceReport()
@@ -79,7 +90,7 @@ def reconcile(
         *(f.salesforce for f in mapping.fields),
         *mapping.account_balances.values(),
     )
-    accounts = _query(salesforce, SoqlRead("Account", account_fields, mapping.account_where))
+    accounts = _query(salesforce, SoqlRead("Account", account_fields, mapping.account_filter(companies)))
     report.accounts = len(accounts)
     codes = {a["Id"]: str(a.get(number_field) or "") for a in accounts}
     select = ["CardCode", *(f.sap for f in mapping.fields)] + (
@@ -126,10 +137,10 @@ def reconcile(
             _by_account(figures, codes, partners),
             mapping.account_balances,
         )
-    _reconcile_orders(report, salesforce, sap, mapping, figures)
+    _reconcile_orders(report, salesforce, sap, mapping, figures, companies)
     if mapping.invoices is not None:
         linked = {code: account_id for account_id, code in codes.items() if code in partners}
-        _reconcile_invoices(report, salesforce, mapping, mapping.invoices, figures, linked)
+        _reconcile_invoices(report, salesforce, mapping, mapping.invoices, figures, linked, company)
     return report
 
 
@@ -140,6 +151,7 @@ def _reconcile_invoices(
     invoices: InvoiceObject,
     figures: SapFigures,
     linked: Mapping[str, str],
+    company: str | None = None,
 ) -> None:
     """Every SAP invoice of a linked partner (``{CardCode: Account id}``) has one record with its
     values in the invoice object."""
@@ -157,7 +169,7 @@ def _reconcile_invoices(
     report.invoices = 0
     for doc in documents:
         entry = str(doc["DocEntry"])
-        found = held.get(entry, [])
+        found = held.get(invoice_external_id(entry, company), [])
         where = f"invoice {entry} (partner {doc.get('CardCode')})"
         if len(found) != 1:
             report.problems.append(
@@ -226,7 +238,12 @@ def _compare(
 
 
 def _reconcile_orders(
-    report: SalesforceReport, salesforce: Any, sap: Any, mapping: SalesforceMapping, figures: SapFigures
+    report: SalesforceReport,
+    salesforce: Any,
+    sap: Any,
+    mapping: SalesforceMapping,
+    figures: SapFigures,
+    companies: Sequence[str] | None = None,
 ) -> None:
     field = mapping.order_id_field
     back = mapping.write_back
@@ -241,7 +258,7 @@ def _reconcile_orders(
                 *mapping.opportunity_balances.values(),
                 "(SELECT Id, Quantity, UnitPrice, Product2.ProductCode FROM OpportunityLineItems)",
             ),
-            "IsWon = true",
+            mapping.opportunity_filter(companies),
         ),
     )
     report.opportunities = len(opportunities)

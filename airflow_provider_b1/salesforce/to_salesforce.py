@@ -6,7 +6,8 @@
   system of record (conflict logged and audited); an echo of the flow's own write changes
   nothing. The account's balances (below) go in the same call, so a newly linked account and a
   changed credit limit show at once. Partners no account is linked to are skipped: SAP-only
-  customers stay in SAP.
+  customers stay in SAP (the flow creates no account). When several companies share the org, an
+  account whose company field names another company is skipped too, with its reason.
 * **Invoices and IncomingPayments -> balances.** A changed invoice or payment recomputes, from
   SAP, what Salesforce shows of its partner (open balance: open invoices less open credit memos;
   overdue balance: open invoices past their due date; credit limit; last payment date) and of the
@@ -16,8 +17,9 @@
 
 * **Invoices and IncomingPayments -> the invoice object** (only with the mapping's ``invoices``
   section: Revenue Cloud's ``Invoice`` or a custom object). Each invoice of a linked partner is
-  upserted by its external id (``DocEntry``), pointing at its account and, when it carries one,
-  its opportunity; a payment re-sends the invoices it is applied to, whose paid amount and status
+  upserted by its external id (``DocEntry``; ``<conn id>:<DocEntry>`` for a SAP company other
+  than ``sap_b1_default``, as every company numbers its invoices from 1), pointing at its account
+  and, when it carries one, its opportunity; a payment re-sends the invoices it is applied to, whose paid amount and status
   it moved. An invoice is sent only when a value differs from the one last written (the agreed
   values, kept per invoice record), so a second run writes nothing. Credit notes are not sent:
   the flow reads no credit notes stream, and they lower the balances above instead.
@@ -64,6 +66,10 @@ class SapToSalesforceSink(Sink):
     :param mapping: the org's mapping.
     :param ledger: the links and agreed values of this org.
     :param today: the date "overdue" is judged on (default: today, UTC).
+    :param company: the SAP connection id of a company other than ``sap_b1_default``: the external
+        ids it writes carry it (:func:`invoice_external_id`); ``None`` for the default company.
+    :param companies: the values of the mapping's ``accounts.company_field`` naming this company,
+        when several companies share the org: an account naming another company is never written.
     """
 
     system = "salesforce"
@@ -76,8 +82,12 @@ class SapToSalesforceSink(Sink):
         ledger: PairLedger,
         *,
         today: Callable[[], dt.date] | None = None,
+        company: str | None = None,
+        companies: Sequence[str] | None = None,
     ) -> None:
         self.salesforce = salesforce
+        self.company = company
+        self.companies = None if companies is None else {str(v).lower() for v in companies}
         self.open_sap = open_sap
         self._sap: Any = None
         self.mapping = mapping
@@ -201,7 +211,10 @@ class SapToSalesforceSink(Sink):
                     item.key, Action.SKIPPED, "no Salesforce account is linked to it", item.payload_hash
                 )
         ids = [accounts[str(item.key)] for item in linked]
-        held = self.salesforce.get_many(ACCOUNT, ids, [f.salesforce for f in mapping.fields]) if ids else {}
+        read = [f.salesforce for f in mapping.fields]
+        if self.companies is not None and mapping.company_field:
+            read.append(mapping.company_field)
+        held = self.salesforce.get_many(ACCOUNT, ids, read) if ids else {}
         agreed = self.ledger.agreed(ids)
         # A partner's balances move with its credit limit, and a newly linked account shows them
         # at once: they go in the same call as the partner's fields.
@@ -219,6 +232,17 @@ class SapToSalesforceSink(Sink):
                     item.payload_hash,
                 )
                 continue
+            if self.companies is not None and mapping.company_field:
+                named = str(account.get(mapping.company_field) or "").strip()
+                if named.lower() not in self.companies:
+                    outcomes[item.key] = Outcome(
+                        item.key,
+                        Action.SKIPPED,
+                        f"its Salesforce account {account_id} names company {named or '(none)'} in "
+                        f"{mapping.company_field}, not this one: not written",
+                        item.payload_hash,
+                    )
+                    continue
             values, changes, hashes, conflicts = item.data["values"], {}, {}, []
             for field in mapping.fields:
                 current = salesforce_form(field, account.get(field.salesforce))
@@ -408,7 +432,13 @@ class SapToSalesforceSink(Sink):
                 done[entry] = (Action.UNCHANGED, None)
             else:
                 # The whole record goes: a record deleted in Salesforce comes back complete.
-                sends.append((entry, {invoices.external_id: str(entry), **record}, hashes))
+                sends.append(
+                    (
+                        entry,
+                        {invoices.external_id: invoice_external_id(entry, self.company), **record},
+                        hashes,
+                    )
+                )
         if not sends:
             return done
         results = self.salesforce.upsert_many(
@@ -433,6 +463,12 @@ class SapToSalesforceSink(Sink):
 def invoice_pair(invoices: InvoiceObject, entry: Any) -> str:
     """The key of an invoice's record in the agreed values (its object and ``DocEntry``)."""
     return f"{invoices.sobject}:{entry}"
+
+
+def invoice_external_id(entry: Any, company: str | None) -> str:
+    """The invoice object's external id of an SAP invoice: its ``DocEntry`` for the default company,
+    ``<conn id>:<DocEntry>`` for another (each company numbers its invoices from 1)."""
+    return f"{company}:{entry}" if company else str(entry)
 
 
 def invoice_values(invoices: InvoiceObject, doc: Mapping[str, Any]) -> dict[str, Any]:
