@@ -24,6 +24,22 @@ key>``) in ``B1_SALESFORCE_MAPPING``; it is checked when the DAG is parsed. Ever
 goes through sObject Collections (200 records a call); the Salesforce connection's
 ``api_limit_share`` (default 80%) stops a run, with its reason, before the org's daily API
 requests would pass that share. Reload a period: trigger with **Since**/**Until**, or backfill.
+
+**Several SAP companies.** Set ``B1_SALESFORCE_COMPANIES`` to their SAP connection ids, separated
+by commas (``sap_b1_us,sap_b1_eu``); an entry may give a company an org of its own
+(``sap_b1_eu=b1_salesforce_eu``), else it uses ``b1_salesforce_default``. Unset, the DAG links
+``sap_b1_default`` alone, with the tasks above. With several, the mapping is checked once (every
+org), then each company gets the accounts, orders, balances and reconcile tasks in a task group
+named after its connection: its own dependencies (a company whose SAP is down fails only its own
+tasks), cursors, audit rows and replay (flows ``salesforce_to_sap_b1@<conn id>`` and
+``sap_b1_to_salesforce@<conn id>``), its own links and agreed values, and external ids carrying
+the company (an invoice record of ``sap_b1_eu`` is ``sap_b1_eu:17``), so a CardCode or DocEntry
+every company has stays apart. When companies share an org, each account names its company in the
+mapping's ``accounts.company_field`` (its SAP connection id or CompanyDB): a company reads only its
+accounts, and only the won opportunities of its accounts. An account with the field empty or
+naming no declared company is synced nowhere: ``check_mapping`` counts and logs such accounts
+each run (``unrouted`` in its XCom) without failing, and filling the field brings the account in
+at the next run.
 """
 
 from __future__ import annotations
@@ -34,19 +50,29 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import TaskGroup, dag
 
+from airflow_provider_b1.companies import Company, declared_companies, per_company
 from airflow_provider_b1.operators.salesforce import (
     SalesforceMappingCheckOperator,
     SalesforceOverdueOperator,
     SalesforceReconcileOperator,
 )
 from airflow_provider_b1.operators.sync import SyncOperator
-from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW, SAP_TO_SALESFORCE_FLOW
+from airflow_provider_b1.salesforce.flow import (
+    SALESFORCE_TO_SAP_FLOW,
+    SAP_TO_SALESFORCE_FLOW,
+    check_companies,
+    company_options,
+    orgs_of,
+)
 from airflow_provider_b1.salesforce.mapping import load_mapping
 from airflow_provider_b1.sync import sync_params
 
 MAPPING = os.environ.get("B1_SALESFORCE_MAPPING") or str(Path(__file__).with_name("salesforce_mapping.yaml"))
+#: The SAP companies linked, each with its Salesforce org (read when the DAG is parsed).
+COMPANIES = declared_companies("B1_SALESFORCE_COMPANIES", peer="Salesforce connection")
 if not MAPPING.startswith("var:"):
-    load_mapping(MAPPING)  # checked at parse time: a wrong mapping is an import error naming the key
+    # checked at parse time: a wrong mapping is an import error naming the key
+    check_companies(COMPANIES, load_mapping(MAPPING))
 
 
 @dag(
@@ -63,25 +89,39 @@ if not MAPPING.startswith("var:"):
 )
 def sap_b1_salesforce():
     options = {"mapping": MAPPING}
-    check = SalesforceMappingCheckOperator(task_id="check_mapping", options=options)
+    several = len(COMPANIES) > 1
+    check = SalesforceMappingCheckOperator(
+        task_id="check_mapping",
+        options=company_options(COMPANIES[0], options),
+        # every org, and which companies share it (one company: the one of the options)
+        companies=[[sap, org] for org, saps in orgs_of(COMPANIES).items() for sap in saps]
+        if several
+        else None,
+    )
 
-    def sync(flow, stream: str) -> SyncOperator:
-        return SyncOperator(task_id=stream, flow=flow, streams=[stream], options=options)
+    def link_company(company: Company, prefix: str) -> None:
+        """One company's tasks (``prefix``: its task group's)."""
+        scoped = company_options(company, options)
 
-    with TaskGroup("accounts") as accounts:
-        sync(SALESFORCE_TO_SAP_FLOW, "Account") >> sync(SAP_TO_SALESFORCE_FLOW, "BusinessPartners")
-    with TaskGroup("orders") as orders:
-        sync(SALESFORCE_TO_SAP_FLOW, "Opportunity")
-    with TaskGroup("balances") as balances:
-        overdue = SalesforceOverdueOperator(task_id="overdue", options=options)
-        (
-            sync(SAP_TO_SALESFORCE_FLOW, "Invoices")
-            >> sync(SAP_TO_SALESFORCE_FLOW, "IncomingPayments")
-            >> overdue
-        )
-    reconcile = SalesforceReconcileOperator(task_id="reconcile", options=options)
-    # Orders need their accounts' partners; balances reach the opportunities through their orders.
-    check >> accounts >> orders >> balances >> reconcile
+        def sync(flow, stream: str) -> SyncOperator:
+            return SyncOperator(task_id=stream, flow=flow, streams=[stream], options=scoped)
+
+        with TaskGroup("accounts") as accounts:
+            sync(SALESFORCE_TO_SAP_FLOW, "Account") >> sync(SAP_TO_SALESFORCE_FLOW, "BusinessPartners")
+        with TaskGroup("orders") as orders:
+            sync(SALESFORCE_TO_SAP_FLOW, "Opportunity")
+        with TaskGroup("balances") as balances:
+            overdue = SalesforceOverdueOperator(task_id="overdue", options=scoped)
+            (
+                sync(SAP_TO_SALESFORCE_FLOW, "Invoices")
+                >> sync(SAP_TO_SALESFORCE_FLOW, "IncomingPayments")
+                >> overdue
+            )
+        reconcile = SalesforceReconcileOperator(task_id="reconcile", options=scoped)
+        # Orders need their accounts' partners; balances reach the opportunities through their orders.
+        check >> accounts >> orders >> balances >> reconcile
+
+    per_company(COMPANIES, link_company)
 
 
 sap_b1_salesforce()

@@ -31,6 +31,18 @@ The sensor's log says which fallback and why. The Salesforce connection's extras
 subscription at the Pub/Sub API; a triggerer must run. The mapping is the one
 ``sap_b1_salesforce`` uses: ``salesforce_mapping.yaml`` beside this DAG, or the path (or
 ``var:<Variable key>``) in ``B1_SALESFORCE_MAPPING``.
+
+**Several SAP companies.** ``B1_SALESFORCE_COMPANIES`` declares them as for ``sap_b1_salesforce``
+(SAP connection ids separated by commas, ``sap_b1_eu=b1_salesforce_eu`` for a company with an org
+of its own); unset, the DAG syncs into ``sap_b1_default`` alone, with the tasks above. With several,
+one sensor wakes every company: each gets its own ``accounts`` and ``opportunities`` tasks in a task
+group named after its connection, with its own cursors, audit rows (flow
+``salesforce_to_sap_b1@<conn id>``) and links, and a company whose SAP is down fails only its own
+tasks. Where companies share an org, each reads only the accounts naming it in the mapping's
+``accounts.company_field`` and the won opportunities of those accounts. The sensor listens to the
+org of the first company listed; the orgs of companies with one of their own are read at every
+run all the same (a quiet hour ends a run with a poll), so their edits arrive within the hour
+rather than within seconds.
 """
 
 from __future__ import annotations
@@ -43,15 +55,24 @@ import pendulum
 from airflow.providers.standard.sensors.time_delta import WaitSensor
 from airflow.sdk import dag, task
 
+from airflow_provider_b1.companies import Company, declared_companies, per_company
 from airflow_provider_b1.operators.sync import SyncOperator
-from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW
+from airflow_provider_b1.salesforce.flow import (
+    DEFAULT_SALESFORCE_CONN_ID,
+    SALESFORCE_TO_SAP_FLOW,
+    check_companies,
+    company_options,
+)
 from airflow_provider_b1.salesforce.mapping import load_mapping
 from airflow_provider_b1.sensors.salesforce import SalesforceChangeSensor
 from airflow_provider_b1.triggers.salesforce import CDC_NOT_ENABLED, STREAM_FAILED
 
 MAPPING = os.environ.get("B1_SALESFORCE_MAPPING") or str(Path(__file__).with_name("salesforce_mapping.yaml"))
+#: The SAP companies synced, each with its Salesforce org (read when the DAG is parsed).
+COMPANIES = declared_companies("B1_SALESFORCE_COMPANIES", peer="Salesforce connection")
 if not MAPPING.startswith("var:"):
-    load_mapping(MAPPING)  # checked at parse time: a wrong mapping is an import error naming the key
+    # checked at parse time: a wrong mapping is an import error naming the key
+    check_companies(COMPANIES, load_mapping(MAPPING))
 
 TOPICS = ["/data/AccountChangeEvent", "/data/OpportunityChangeEvent"]
 COOL_DOWN = pendulum.duration(minutes=10)
@@ -76,14 +97,24 @@ def sap_b1_salesforce_changes():
         topics=TOPICS,
         wait_seconds=3600,
         return_when_idle=True,
+        salesforce_conn_id=COMPANIES[0].peer_conn_id or DEFAULT_SALESFORCE_CONN_ID,
     )
-    accounts = SyncOperator(
-        task_id="accounts", flow=SALESFORCE_TO_SAP_FLOW, streams=["Account"], options=options
-    )
-    # Orders need their accounts' partners: the opportunities follow the accounts.
-    opportunities = SyncOperator(
-        task_id="opportunities", flow=SALESFORCE_TO_SAP_FLOW, streams=["Opportunity"], options=options
-    )
+    synced = []
+
+    def sync_company(company: Company, prefix: str) -> None:
+        """One company's syncs (``prefix``: its task group's)."""
+        scoped = company_options(company, options)
+        accounts = SyncOperator(
+            task_id="accounts", flow=SALESFORCE_TO_SAP_FLOW, streams=["Account"], options=scoped
+        )
+        # Orders need their accounts' partners: the opportunities follow the accounts.
+        opportunities = SyncOperator(
+            task_id="opportunities", flow=SALESFORCE_TO_SAP_FLOW, streams=["Opportunity"], options=scoped
+        )
+        wait >> accounts >> opportunities
+        synced.append(opportunities)
+
+    per_company(COMPANIES, sync_company)
 
     @task.short_circuit(task_id="cdc_unavailable")
     def cdc_unavailable(woken: dict[str, Any]) -> bool:
@@ -92,7 +123,7 @@ def sap_b1_salesforce_changes():
 
     cool_down = WaitSensor(task_id="cool_down", time_to_wait=COOL_DOWN, deferrable=True)
     unavailable = cdc_unavailable(wait.output)
-    wait >> accounts >> opportunities >> unavailable >> cool_down
+    synced >> unavailable >> cool_down
 
 
 sap_b1_salesforce_changes()
