@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_b1.exceptions import PermanentError
 from airflow_provider_b1.operators.sync import PermanentFailures
-from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW, mapping_of
+from airflow_provider_b1.salesforce.flow import SALESFORCE_TO_SAP_FLOW, mapping_of, salesforce_conn_id
 from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as DEFAULT_AUDIT_CONN_ID
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
 
@@ -65,18 +65,16 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
         options = SALESFORCE_TO_SAP_FLOW.merged_options(self.options)
         mapping = mapping_of(options)
         orgs: dict[str, list[str]] = {}
-        for sap_conn_id, salesforce_conn_id in self.companies or [
-            [options["sap_b1_conn_id"], options["salesforce_conn_id"]]
-        ]:
-            orgs.setdefault(salesforce_conn_id, []).append(sap_conn_id)
+        for sap_conn_id, org in self.companies or [[options["sap_b1_conn_id"], salesforce_conn_id(options)]]:
+            orgs.setdefault(org, []).append(sap_conn_id)
         problems: list[str] = []
         unrouted: dict[str, int] = {}
-        for salesforce_conn_id, sap_conn_ids in orgs.items():
-            found, count = self._check_org(mapping, salesforce_conn_id, sap_conn_ids)
-            where = f" (org of {salesforce_conn_id})" if len(orgs) > 1 else ""
-            problems += [problem + where for problem in found]
+        for org, sap_conn_ids in orgs.items():
+            named, count = self._check_org(mapping, org, sap_conn_ids)
+            where = f" (org of {org})" if len(orgs) > 1 else ""
+            problems += [problem + where for problem in named]
             if count is not None:
-                unrouted[salesforce_conn_id] = count
+                unrouted[org] = count
         if problems:
             raise SalesforceMappingMismatch(
                 "The mapping does not fit the org: "
@@ -92,14 +90,12 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
             found["unrouted"] = unrouted
         return found
 
-    def _check_org(
-        self, mapping: Any, salesforce_conn_id: str, sap_conn_ids: Sequence[str]
-    ) -> tuple[list[str], int | None]:
+    def _check_org(self, mapping: Any, org: str, sap_conn_ids: Sequence[str]) -> tuple[list[str], int | None]:
         """The problems of one org; and, when several companies share it, how many of its accounts
         name none of them."""
         from airflow_provider_b1.hooks.salesforce import SalesforceHook
 
-        hook = SalesforceHook(salesforce_conn_id)
+        hook = SalesforceHook(org)
         try:
             described = {}
             for sobject in mapping.salesforce_fields():
@@ -189,7 +185,7 @@ class SalesforceReconcileOperator(PermanentFailures, BaseOperator):
         options = SALESFORCE_TO_SAP_FLOW.merged_options(self.options)
         mapping = mapping_of(options)
         with contextlib.ExitStack() as stack:
-            salesforce = SalesforceHook(options["salesforce_conn_id"])
+            salesforce = SalesforceHook(salesforce_conn_id(options))
             stack.callback(salesforce.close)
             sap = SapB1Hook(options["sap_b1_conn_id"])
             stack.callback(sap.close)

@@ -26,6 +26,7 @@ carry the company too (the invoice object's ``sap_b1_eu:17``; the default compan
 so a CardCode or DocEntry every company has never leads one company's writes to another's
 records. With the mapping's ``accounts.company_field`` (one org, several companies), a company
 reads only the accounts naming it (:func:`company_values`) and the won opportunities of those.
+A replay of ``<flow>@<conn id>`` reopens the company's own org (:func:`salesforce_conn_id`).
 """
 
 from __future__ import annotations
@@ -69,10 +70,37 @@ def mapping_of(options: Mapping[str, Any]) -> Any:
     return load_mapping(options["mapping"] or os.environ.get("B1_SALESFORCE_MAPPING") or None)
 
 
+#: The environment variable declaring the SAP companies and, where one has its own, their orgs.
+COMPANIES_ENV = "B1_SALESFORCE_COMPANIES"
+
+
+def salesforce_conn_id(options: Mapping[str, Any]) -> str:
+    """The Salesforce connection of the SAP company the (merged) options name: the options' own,
+    unless it is the default and ``B1_SALESFORCE_COMPANIES`` gives the SAP connection an org of its
+    own (a replay of ``<flow>@<conn id>``, which sets only its SAP connection, then reopens the
+    company's own org; the variable must be the same where the replay runs as where the DAG is
+    parsed).
+
+    :raises SalesforceMappingError: when the declaration cannot be read (not retried).
+    """
+    given = options.get("salesforce_conn_id") or DEFAULT_SALESFORCE_CONN_ID
+    if given != DEFAULT_SALESFORCE_CONN_ID:
+        return given
+    from airflow_provider_b1.companies import declared_companies
+    from airflow_provider_b1.salesforce.mapping import SalesforceMappingError
+
+    try:
+        companies = declared_companies(COMPANIES_ENV, peer="Salesforce connection")
+    except ValueError as exc:
+        raise SalesforceMappingError(str(exc)) from None
+    sap = options.get("sap_b1_conn_id") or DEFAULT_SAP_CONN_ID
+    return next((c.peer_conn_id for c in companies if c.sap_b1_conn_id == sap), None) or given
+
+
 def _salesforce(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.hooks.salesforce import SalesforceHook
 
-    return SalesforceHook(options["salesforce_conn_id"])
+    return SalesforceHook(salesforce_conn_id(options))
 
 
 def company_of(options: Mapping[str, Any]) -> str | None:
@@ -114,7 +142,7 @@ def orgs_of(companies: Sequence[Any]) -> dict[str, list[str]]:
     return orgs
 
 
-def check_companies(companies: Sequence[Any], mapping: Any, env: str = "B1_SALESFORCE_COMPANIES") -> None:
+def check_companies(companies: Sequence[Any], mapping: Any, env: str = COMPANIES_ENV) -> None:
     """Refuse, when a DAG is parsed, an org shared by several companies without the mapping's
     ``accounts.company_field`` (nothing would tell their accounts apart).
 

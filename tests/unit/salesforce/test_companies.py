@@ -18,6 +18,7 @@ from airflow_provider_b1.salesforce.flow import (
     company_values,
     orgs_of,
     reads,
+    salesforce_conn_id,
 )
 from airflow_provider_b1.salesforce.mapping import (
     SalesforceMappingError,
@@ -123,3 +124,16 @@ def test_a_company_is_named_by_its_connection_id_or_its_company_db(set_connectio
     # a connection that cannot be read: its id still names it (its tasks then fail on it)
     assert company_values({"sap_b1_conn_id": "sap_b1_nowhere"}, mapping) == ("sap_b1_nowhere",)
     assert company_values({"sap_b1_conn_id": "sap_b1_eu"}, load_mapping(DAG_MAPPING)) is None
+
+
+def test_a_replay_of_a_companys_scoped_flow_reopens_the_org_the_declaration_pairs_it_with(monkeypatch):
+    monkeypatch.setenv(ENV, "sap_b1_default,sap_b1_eu=b1_salesforce_eu")
+    # a replay of salesforce_to_sap_b1@sap_b1_eu: only its SAP connection is set
+    replayed = SALESFORCE_TO_SAP_FLOW.scoped({"sap_b1_conn_id": "sap_b1_eu"}).merged_options({})
+    assert salesforce_conn_id(replayed) == "b1_salesforce_eu"
+    assert salesforce_conn_id(SALESFORCE_TO_SAP_FLOW.merged_options({})) == "b1_salesforce_default"
+    # options naming another connection keep it
+    assert salesforce_conn_id({**replayed, "salesforce_conn_id": "b1_salesforce_x"}) == "b1_salesforce_x"
+    monkeypatch.setenv(ENV, "sap_b1_eu,sap_b1_eu")
+    with pytest.raises(SalesforceMappingError, match="names a SAP connection twice"):
+        salesforce_conn_id(replayed)
