@@ -105,6 +105,7 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
                     if getattr(exc, "status", None) not in (404,) and "NOT_FOUND" not in str(exc):
                         raise
             problems = mapping.check_against(described)
+            problems += _external_id_room(mapping, described, sap_conn_ids)
             if len(sap_conn_ids) < 2:
                 return problems, None
             shared = f"{len(sap_conn_ids)} SAP companies ({', '.join(sap_conn_ids)}) share this org"
@@ -156,6 +157,28 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
                 ", ".join(ids[:10]),
             )
         return len(ids)
+
+
+def _external_id_room(
+    mapping: Any, described: Mapping[str, Mapping[str, Any]], sap_conn_ids: Sequence[str]
+) -> list[str]:
+    """A company other than the default writes ``<conn id>:<DocEntry>`` into the invoice object's
+    external id: a field too short for it is named now, not refused invoice by invoice."""
+    from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID
+
+    invoices = mapping.invoices
+    if invoices is None:
+        return []
+    length = (described.get(invoices.sobject, {}).get(invoices.external_id) or {}).get("length")
+    longest = max((len(c) for c in sap_conn_ids if c != DEFAULT_SAP_CONN_ID), default=0)
+    # DocEntry: up to 10 digits
+    if not length or not longest or length >= longest + 11:
+        return []
+    return [
+        f"{invoices.sobject}.{invoices.external_id} holds {length} characters, and the invoices of "
+        f"{', '.join(c for c in sap_conn_ids if c != DEFAULT_SAP_CONN_ID)} need up to {longest + 11} "
+        "(<SAP conn id>:<DocEntry>): lengthen it"
+    ]
 
 
 class SalesforceReconcileOperator(PermanentFailures, BaseOperator):

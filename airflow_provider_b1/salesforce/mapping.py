@@ -73,10 +73,10 @@ same CardCode exists in each company, for different accounts).
 object exists only with Revenue Cloud (or Order Management), so an org without it names a custom
 object. Without the section, SAP's invoices reach Salesforce only as the balances above. With it,
 every invoice of a partner linked to an account is upserted by ``external_id`` (a text field
-marked External ID, holding ``DocEntry``, or ``<SAP conn id>:<DocEntry>`` for a company other than
-``sap_b1_default``), with ``account`` pointing at that account and, where
-the invoice carries an opportunity id in ``orders.id_field``, ``opportunity`` at the opportunity
-(sent empty otherwise). ``fields`` may name ``DocNum``, ``DocDate``, ``DocDueDate``, ``TaxDate``,
+marked External ID, holding ``DocEntry``, or ``<SAP conn id>:<DocEntry>`` for a company other
+than ``sap_b1_default``: make it long enough), with ``account`` pointing at that account and,
+where the invoice carries an opportunity id in ``orders.id_field``, ``opportunity`` at the
+opportunity (sent empty otherwise). ``fields`` may name ``DocNum``, ``DocDate``, ``DocDueDate``, ``TaxDate``,
 ``DocTotal``, ``VatSum``, ``PaidToDate``, ``DocCurrency``, ``DocumentStatus``, ``Cancelled``,
 ``CardCode``, ``CardName``, ``NumAtCard``, ``Comments`` and ``U_`` fields (as text);
 ``DocumentStatus`` goes as ``Open``, ``Closed``, ``Paid`` or ``Delivered``, and as ``Cancelled``

@@ -19,8 +19,8 @@
   section: Revenue Cloud's ``Invoice`` or a custom object). Each invoice of a linked partner is
   upserted by its external id (``DocEntry``; ``<conn id>:<DocEntry>`` for a SAP company other
   than ``sap_b1_default``, as every company numbers its invoices from 1), pointing at its account
-  and, when it carries one, its opportunity; a payment re-sends the invoices it is applied to, whose paid amount and status
-  it moved. An invoice is sent only when a value differs from the one last written (the agreed
+  and, when it carries one, its opportunity; a payment re-sends the invoices it is applied to,
+  whose paid amount and status it moved. An invoice is sent only when a value differs from the one last written (the agreed
   values, kept per invoice record), so a second run writes nothing. Credit notes are not sent:
   the flow reads no credit notes stream, and they lower the balances above instead.
 

@@ -137,3 +137,26 @@ def test_a_replay_of_a_companys_scoped_flow_reopens_the_org_the_declaration_pair
     monkeypatch.setenv(ENV, "sap_b1_eu,sap_b1_eu")
     with pytest.raises(SalesforceMappingError, match="names a SAP connection twice"):
         salesforce_conn_id(replayed)
+
+
+def test_the_check_names_an_invoice_external_id_too_short_for_a_companys_keys():
+    from airflow_provider_b1.operators.salesforce import _external_id_room
+
+    mapping = parse_mapping(
+        {
+            "accounts": {"fields": {"Name": {"sap": "CardName"}}},
+            "invoices": {
+                "object": "SAP_Invoice__c",
+                "external_id": "SAP_Doc_Entry__c",
+                "account": "Account__c",
+                "fields": {"DocNum": "Name"},
+            },
+        }
+    )
+    described = {"SAP_Invoice__c": {"SAP_Doc_Entry__c": {"type": "string", "length": 20}}}
+    assert _external_id_room(mapping, described, ["sap_b1_default", "sap_b1_eu"]) == []
+    assert _external_id_room(mapping, described, ["sap_b1_default", "sap_b1_europe"]) == [
+        "SAP_Invoice__c.SAP_Doc_Entry__c holds 20 characters, and the invoices of sap_b1_europe need "
+        "up to 24 (<SAP conn id>:<DocEntry>): lengthen it"
+    ]
+    assert _external_id_room(mapping, described, ["sap_b1_default"]) == []
