@@ -275,6 +275,40 @@ def flow(
         gc.collect()  # hooks' keep-alive connections to the sandboxes
 
 
+#: The second SAP company of the multi-company DAG tests: its connection id and CompanyDB.
+EU, EU_COMPANY_DB = "sap_b1_eu", "SBODEMOEU"
+
+
+@pytest.fixture(scope="module")
+def eu_sandbox(sap_sandbox) -> Iterator[Any]:
+    """A second SAP company on a Service Layer of its own (same user as the shared one, other data,
+    CompanyDB ``SBODEMOEU``, Berlin time); a test restores the invoice count it wants."""
+    import gc
+
+    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
+    from airflow_provider_b1.sandbox.server import serve_in_thread
+
+    login, password = sap_sandbox.connection()["login"], sap_sandbox.connection()["password"]
+    app = create_app(
+        SapSandboxConfig(
+            seed=7, invoices=100, company_db=EU_COMPANY_DB, users={login: password}, timezone="Europe/Berlin"
+        )
+    )
+    served = serve_in_thread(app, tls=True)
+    try:
+        yield type(sap_sandbox)(served.base_url, str(served.ca_path), served.cert_sha256, app)
+    finally:
+        gc.collect()
+        served.stop()
+
+
+def eu_connection(eu_sandbox: Any, **overrides: Any) -> dict[str, Any]:
+    """The second company's SAP connection (``overrides`` replace its fields: another host...)."""
+    connection = eu_sandbox.connection(schema=EU_COMPANY_DB)
+    connection["extra"] = {**connection["extra"], "timezone": "Europe/Berlin"}
+    return {**connection, **overrides}
+
+
 @pytest.fixture
 def dag_of() -> Callable[..., Any]:
     """``dag_of("sap_b1_to_warehouse", retries=0)``: a fresh DAG object from its file."""

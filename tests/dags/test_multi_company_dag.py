@@ -9,49 +9,24 @@ the second company failed is replayed through its own connection into its own ro
 from __future__ import annotations
 
 import functools
-import gc
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from dag_helpers import WAREHOUSE_SCHEMA, sap_differences, task_states, xcoms
+from dag_helpers import (
+    EU,
+    EU_COMPANY_DB,
+    WAREHOUSE_SCHEMA,
+    eu_connection,
+    sap_differences,
+    task_states,
+    xcoms,
+)
 
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.warehouse.entities import ENTITIES, entity_spec
 
 DAG_ID = "sap_b1_to_warehouse"
-HOME, EU = "sap_b1_default", "sap_b1_eu"
-EU_COMPANY_DB = "SBODEMOEU"
+HOME = "sap_b1_default"
 HOME_INVOICES, EU_INVOICES = 200, 100
-
-
-@pytest.fixture(scope="module")
-def eu_sandbox(sap_sandbox) -> Iterator[Any]:
-    """A second, smaller SAP company on a Service Layer of its own (same user as the first)."""
-    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
-    from airflow_provider_b1.sandbox.server import serve_in_thread
-
-    app = create_app(
-        SapSandboxConfig(
-            seed=7,
-            invoices=EU_INVOICES,
-            company_db=EU_COMPANY_DB,
-            users={sap_sandbox.connection()["login"]: sap_sandbox.connection()["password"]},
-            timezone="Europe/Berlin",
-        )
-    )
-    served = serve_in_thread(app, tls=True)
-    try:
-        yield type(sap_sandbox)(served.base_url, str(served.ca_path), served.cert_sha256, app)
-    finally:
-        gc.collect()
-        served.stop()
-
-
-def _eu_connection(eu_sandbox: Any) -> dict[str, Any]:
-    connection = eu_sandbox.connection(schema=EU_COMPANY_DB)
-    connection["extra"] = {**connection["extra"], "timezone": "Europe/Berlin"}
-    return connection
 
 
 def _differences(flow: Any, sap: Any, company: str) -> dict[str, Any]:
@@ -78,7 +53,7 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     )
     flow.sap.restore(invoices=HOME_INVOICES)
     eu_sandbox.restore(invoices=EU_INVOICES)
-    set_connection(EU, _eu_connection(eu_sandbox))
+    set_connection(EU, eu_connection(eu_sandbox))
     monkeypatch.setenv("B1_SAP_COMPANIES", f"{HOME},{EU}")
     # one record the second company cannot load yet (no DocTotal): its own failure, replayed later
     eu_sandbox.control("POST", "corrupt", {"entity": "Invoices", "keys": [3], "kind": "null_amount"})
@@ -137,7 +112,7 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     assert all(r["ok"] for r in xcoms(DAG_ID, first.run_id)["values"][f"{HOME}.reconcile:return_value"])
 
     # the second company's Service Layer down: only its tasks fail, the first company loads on
-    set_connection(EU, {**_eu_connection(eu_sandbox), "host": "https://127.0.0.1:9/b1s/v2/"})
+    set_connection(EU, {**eu_connection(eu_sandbox), "host": "https://127.0.0.1:9/b1s/v2/"})
     flow.sap.control("POST", "mutate", {"entity": "Invoices", "keys": [1]})
     second = dag_of(DAG_ID, retries=0).test()
     states = task_states(second)

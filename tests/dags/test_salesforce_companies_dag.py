@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from dag_helpers import forget_runs, task_states, xcoms
-from test_multi_company_dag import EU, EU_COMPANY_DB, _eu_connection
-from test_multi_company_dag import eu_sandbox as eu_sandbox  # the second SAP company (a fixture)
+from dag_helpers import EU, EU_COMPANY_DB, eu_connection, forget_runs, task_states, xcoms
 
 from airflow_provider_b1.sandbox.salesforce.schema import SAP_INVOICE_OBJECT
 from airflow_provider_b1.utils.retry import RetryPolicy
@@ -63,7 +61,7 @@ def org(flow, eu_sandbox, salesforce_sandbox, set_connection, tmp_path, monkeypa
     monkeypatch.setenv("B1_SALESFORCE_CACHE_DIR", str(tmp_path / "sf-tokens"))
     monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{HOME},{EU}")
     set_connection(ORG, salesforce_sandbox.connection())
-    set_connection(EU, _eu_connection(eu_sandbox))
+    set_connection(EU, eu_connection(eu_sandbox))
     try:
         yield salesforce_sandbox
     finally:
@@ -184,7 +182,7 @@ def test_one_org_two_companies_each_gets_its_own_accounts_orders_balances_and_on
         functools.partial(RetryPolicy, initial_wait=0.01, max_wait=0.05),
     )
     org.edit("Account", home[1]["Id"], Website="https://still-synced.example")
-    set_connection(EU, {**_eu_connection(eu_sandbox), "host": "https://127.0.0.1:9/b1s/v2/"})
+    set_connection(EU, {**eu_connection(eu_sandbox), "host": "https://127.0.0.1:9/b1s/v2/"})
     second = dag_of(DAG_ID, retries=0).test()
     states = task_states(second)
     failed = {t for t, s in states.items() if s in ("failed", "upstream_failed")}

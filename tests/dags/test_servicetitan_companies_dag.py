@@ -18,31 +18,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from dag_helpers import task_states, xcoms
+from dag_helpers import EU, eu_connection, task_states, xcoms
 
 from airflow_provider_b1.utils.retry import RetryPolicy
 
 DAG_ID = "servicetitan_to_sap_b1"
 FLOW = "servicetitan_to_sap_b1"
-HOME, EU = "sap_b1_default", "sap_b1_eu"
+HOME = "sap_b1_default"
 ST_HOME, ST_EU = "servicetitan_us", "servicetitan_eu"
-EU_COMPANY_DB = "SBODEMOEU"
-
-
-@pytest.fixture(scope="module")
-def eu_sap(sap_sandbox) -> Iterator[Any]:
-    """A second SAP company on a Service Layer of its own (same user as the first), few documents."""
-    from airflow_provider_b1.sandbox.sap import SapSandboxConfig, create_app
-    from airflow_provider_b1.sandbox.server import serve_in_thread
-
-    login, password = sap_sandbox.connection()["login"], sap_sandbox.connection()["password"]
-    app = create_app(SapSandboxConfig(seed=7, invoices=20, company_db=EU_COMPANY_DB, users={login: password}))
-    served = serve_in_thread(app, tls=True)
-    try:
-        yield type(sap_sandbox)(served.base_url, str(served.ca_path), served.cert_sha256, app)
-    finally:
-        gc.collect()
-        served.stop()
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +45,6 @@ def tenants(servicetitan_sandbox) -> Iterator[dict[str, Any]]:
         gc.collect()
         for server in served:
             server.stop()
-
-
-def _sap(eu_sap: Any, **overrides: Any) -> dict[str, Any]:
-    connection = eu_sap.connection(schema=EU_COMPANY_DB)
-    return {**connection, **overrides}
 
 
 def _sap_by_partner(conn_id: str) -> dict[str, tuple[int, Decimal]]:
@@ -128,7 +106,7 @@ def _new_invoice(conn_id: str, tenant: Any) -> None:
 
 
 def test_two_companies_post_their_own_tenants_and_one_company_down_fails_only_its_own_tasks(
-    flow, dag_of, eu_sap, tenants, set_connection, tmp_path, monkeypatch
+    flow, dag_of, eu_sandbox, tenants, set_connection, tmp_path, monkeypatch
 ):
     # The hooks' real policy (same attempts), with millisecond backoffs: the closed port costs no waiting.
     monkeypatch.setattr(
@@ -136,11 +114,11 @@ def test_two_companies_post_their_own_tenants_and_one_company_down_fails_only_it
         functools.partial(RetryPolicy, initial_wait=0.01, max_wait=0.05),
     )
     monkeypatch.setenv("B1_SERVICETITAN_CACHE_DIR", str(tmp_path / "st-tokens"))
-    eu_sap.restore(invoices=20)
+    eu_sandbox.restore(invoices=20)
     for conn_id, tenant in tenants.items():
         tenant.restore()
         set_connection(conn_id, tenant.connection())
-    set_connection(EU, _sap(eu_sap))
+    set_connection(EU, eu_connection(eu_sandbox))
     monkeypatch.setenv("B1_SERVICETITAN_COMPANIES", f"{HOME}={ST_HOME},{EU}={ST_EU}")
 
     dag = dag_of(DAG_ID, retries=0)
@@ -190,7 +168,7 @@ def test_two_companies_post_their_own_tenants_and_one_company_down_fails_only_it
     # company's tasks fail; the first posts its invoice, from its own cursors
     for conn_id in (ST_HOME, ST_EU):
         _new_invoice(conn_id, tenants[conn_id])
-    set_connection(EU, _sap(eu_sap, host="https://127.0.0.1:9/b1s/v2/"))
+    set_connection(EU, eu_connection(eu_sandbox, host="https://127.0.0.1:9/b1s/v2/"))
     second = dag_of(DAG_ID, retries=0).test()
     states = task_states(second)
     assert second.state == "failed"
@@ -202,7 +180,7 @@ def test_two_companies_post_their_own_tenants_and_one_company_down_fails_only_it
     invoices = xcoms(DAG_ID, second.run_id)["values"][f"{HOME}.invoices:return_value"]
     assert invoices["entities"]["invoices"]["mode"] == "incremental", invoices
     assert flow.audit_counts(second.run_id)["created"] == 1
-    set_connection(EU, _sap(eu_sap))
+    set_connection(EU, eu_connection(eu_sandbox))
     assert _sap_by_partner(EU) == eu  # the second company untouched
     home_now = _sap_by_partner(HOME)
     assert sum(n for n, _ in home_now.values()) == 41

@@ -20,9 +20,17 @@ from collections import Counter
 
 import pytest
 import yaml
-from dag_helpers import AUDIT_SCHEMA, DAGS, forget_runs, load_dag, rerun_task, task_states
+from dag_helpers import (
+    AUDIT_SCHEMA,
+    DAGS,
+    EU_COMPANY_DB,
+    eu_connection,
+    forget_runs,
+    load_dag,
+    rerun_task,
+    task_states,
+)
 from hitl_helpers import Responder
-from test_multi_company_dag import EU_COMPANY_DB, _eu_connection, eu_sandbox  # noqa: F401 (a fixture)
 
 HOME, EU = "sap_b1_default", "sap_b1_eu"
 HOME_COMPANY_DB = "SBODEMOUS"
@@ -37,7 +45,7 @@ EU_APPROVER = ("eu_approver", "eu-approver-secret-1")
 def two_companies(
     airflow_db,
     sap_sandbox,
-    eu_sandbox,  # noqa: F811
+    eu_sandbox,
     teams_sandbox,
     pg_database,
     pg_airflow_connection,
@@ -65,7 +73,7 @@ def two_companies(
     monkeypatch.setenv("B1_TEAMS_CACHE_DIR", str(tmp_path / "teams-tokens"))
     monkeypatch.setenv("B1_RATE_LIMIT_DIR", str(tmp_path / "limits"))
     set_connection(HOME, sap_sandbox.connection())
-    set_connection(EU, _eu_connection(eu_sandbox))
+    set_connection(EU, eu_connection(eu_sandbox))
     set_connection("b1_audit_default", pg_airflow_connection)
     set_connection("b1_teams_bot_default", teams_sandbox.bot_connection())
     try:
@@ -186,7 +194,7 @@ def test_each_company_s_documents_become_cards_once_naming_it_and_one_company_do
     }
 
     # the second company's SAP unreachable: only its tasks fail; the first sends nothing again
-    set_connection(EU, {**_eu_connection(eu), "host": "https://127.0.0.1:9/b1s/v2/"})
+    set_connection(EU, {**eu_connection(eu), "host": "https://127.0.0.1:9/b1s/v2/"})
     dag = load_dag(TEAMS, retries=0)
     second = dag.test()
     states = task_states(second)
@@ -194,7 +202,7 @@ def test_each_company_s_documents_become_cards_once_naming_it_and_one_company_do
     assert {t: s for t, s in states.items() if s != "success"} == {f"{EU}.{s}": "failed" for s in STREAMS}
     assert len(teams.posts()) == len(posts)
     # back up, the second company's task runs again and sends nothing twice either
-    set_connection(EU, _eu_connection(eu))
+    set_connection(EU, eu_connection(eu))
     assert rerun_task(dag, second, f"{EU}.PurchaseOrders") == "success"
     assert len(teams.posts()) == len(posts)
 
