@@ -26,9 +26,7 @@ def old_map(request, tmp_path, monkeypatch) -> Iterator[CustomerMap]:
     conn_id = f"st_map_{secrets.token_hex(3)}"
     schema = None
     if request.param == "postgres":
-        pg = request.getfixturevalue("pg_database")
-        conn = {"conn_type": "postgres", "host": pg["host"], "port": pg["port"], "login": pg["user"]}
-        conn["schema"] = pg["dbname"]
+        conn = request.getfixturevalue("pg_airflow_connection")
         schema = f"st_map_{secrets.token_hex(4)}"
     else:
         conn = {"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}

@@ -22,14 +22,7 @@ def trail_connection(request, tmp_path, monkeypatch) -> tuple[str, str]:
     conn_id = f"b1_audit_test_{secrets.token_hex(3)}"
     schema = "b1_audit"
     if request.param == "postgres":
-        pg = request.getfixturevalue("pg_database")
-        conn = {
-            "conn_type": "postgres",
-            "host": pg["host"],
-            "port": pg["port"],
-            "login": pg["user"],
-            "schema": pg["dbname"],
-        }
+        conn = request.getfixturevalue("pg_airflow_connection")
         schema = f"audit_{secrets.token_hex(4)}"
     else:
         conn = {"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}

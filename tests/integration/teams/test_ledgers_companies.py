@@ -22,14 +22,7 @@ CHANNEL = "webhook:b1_teams_webhook_default"
 def place(request, set_connection, tmp_path):
     """``(database, schema)`` of an empty audit database: a fresh schema on PostgreSQL, a file on SQLite."""
     if request.param == "postgres":
-        pg = request.getfixturevalue("pg_database")
-        connection = {
-            "conn_type": "postgres",
-            "host": pg["host"],
-            "port": pg["port"],
-            "login": pg["user"],
-            "schema": pg["dbname"],
-        }
+        connection = request.getfixturevalue("pg_airflow_connection")
         schema = f"teams_{secrets.token_hex(4)}"
     else:
         connection = {"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}
