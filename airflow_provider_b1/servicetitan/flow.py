@@ -15,12 +15,15 @@ the variable must then be the same where the replay runs as where the DAG is par
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_b1.companies import Company, declared_companies
 from airflow_provider_b1.sync.cursors import TokenCursor
 from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
+
+log = logging.getLogger(__name__)
 
 NAME = "servicetitan_to_sap_b1"
 DEFAULT_SERVICETITAN_CONN_ID = "servicetitan_default"
@@ -87,6 +90,41 @@ def _tenant(conn_id: str) -> str:
     return str(tenant)
 
 
+def own_tenant(options: Mapping[str, Any]) -> str:
+    """The tenant the (merged) options' company reads, checked to be no other declared company's.
+
+    Two ServiceTitan connections of two companies reaching one tenant would post each of its
+    invoices into both companies; the declaration cannot tell (it names connections, not tenants),
+    so the task that would post checks before it writes anything.
+
+    :raises MappingError: naming both connections and the tenant (not retried).
+    """
+    conn_id = servicetitan_conn_id(options)
+    tenant = _tenant(conn_id)
+    sap = options.get("sap_b1_conn_id") or DEFAULT_SAP_CONN_ID
+    try:
+        companies = servicetitan_companies()
+    except ValueError:  # reported by servicetitan_conn_id where it matters
+        return tenant
+    for company in companies:
+        if company.sap_b1_conn_id == sap or company.peer_conn_id in (None, conn_id):
+            continue
+        try:
+            other = _tenant(company.peer_conn_id)
+        except Exception as exc:  # a missing or incomplete connection: its own company's tasks fail on it
+            log.debug("Cannot read the tenant of %s: %s", company.peer_conn_id, exc)
+            continue
+        if other == tenant:
+            from airflow_provider_b1.servicetitan.mappings import MappingError
+
+            raise MappingError(
+                f"ServiceTitan connections {conn_id!r} (SAP company {sap}) and {company.peer_conn_id!r} "
+                f"(SAP company {company.sap_b1_conn_id}) both reach tenant {tenant}: each SAP company in "
+                f"{COMPANIES_ENV} needs a tenant of its own, or its invoices would be posted into both."
+            )
+    return tenant
+
+
 def _open_source(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.hooks.servicetitan import ServiceTitanHook
     from airflow_provider_b1.sources.servicetitan import ServiceTitanSource
@@ -105,7 +143,7 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
     customers = CustomerMap(
         database,
         options["mapping_schema"],
-        _tenant(servicetitan_conn_id(options)),
+        own_tenant(options),
         company=options["sap_b1_conn_id"],
     )
     return SapReceivablesSink(

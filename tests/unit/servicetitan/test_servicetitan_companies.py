@@ -66,3 +66,29 @@ def test_a_scoped_flow_reads_the_tenant_declared_for_its_company_unless_told_ano
 
     with pytest.raises(MappingError, match="names no ServiceTitan connection"):
         servicetitan_conn_id(scoped.merged_options())
+
+
+def test_two_companies_whose_connections_reach_one_tenant_are_refused_before_anything_is_posted(
+    monkeypatch,
+):
+    import json
+
+    from airflow_provider_b1.servicetitan.flow import own_tenant
+    from airflow_provider_b1.servicetitan.mappings import MappingError
+
+    def servicetitan(conn_id: str, tenant: str) -> None:
+        extra = {"tenant_id": tenant, "app_key": "k"}
+        connection = {"conn_type": "servicetitan", "login": "id", "password": "secret", "extra": extra}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+
+    servicetitan("servicetitan_us", "1000")
+    servicetitan("servicetitan_eu", "2000")
+    monkeypatch.setenv(COMPANIES_ENV, "sap_b1_us=servicetitan_us,sap_b1_eu=servicetitan_eu")
+    eu = {"sap_b1_conn_id": "sap_b1_eu", "servicetitan_conn_id": "servicetitan_eu"}
+    assert own_tenant(eu) == "2000"
+    assert own_tenant({"sap_b1_conn_id": "sap_b1_eu"}) == "2000"  # a replay: the declared pair
+    servicetitan("servicetitan_eu", "1000")  # a copy of the US connection, renamed
+    with pytest.raises(
+        MappingError, match=r"'servicetitan_eu' .* and 'servicetitan_us' .* both reach tenant 1000"
+    ):
+        own_tenant(eu)
