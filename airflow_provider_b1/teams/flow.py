@@ -22,6 +22,7 @@ own audit rows, cursors and replay, and its own rows in the sent-ledger. The com
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ from airflow_provider_b1.sync.audit import DEFAULT_CONN_ID as AUDIT_CONN_ID
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as AUDIT_SCHEMA
 from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
 from airflow_provider_b1.teams.routing import FIELDS_READ, PAYMENT_FIELDS_READ, PAYMENTS
+
+log = logging.getLogger(__name__)
 
 NAME = "sap_b1_to_teams"
 STREAMS = ("PurchaseOrders", "PurchaseInvoices", "IncomingPayments", "VendorPayments")
@@ -54,6 +57,14 @@ def teams_companies(value: str | None = None) -> list[Company]:
     """
     text = os.environ.get(COMPANIES_ENV, "") if value is None else value
     if text.strip():
+        if value is None and os.environ.get(SAP_CONN_ENV):
+            log.warning(
+                "%s is set, so %s (%s) is not read: list that connection in %s.",
+                COMPANIES_ENV,
+                SAP_CONN_ENV,
+                os.environ[SAP_CONN_ENV],
+                COMPANIES_ENV,
+            )
         return declared_companies(COMPANIES_ENV, text)
     return [Company(os.environ.get(SAP_CONN_ENV) or DEFAULT_SAP_CONN_ID)]
 

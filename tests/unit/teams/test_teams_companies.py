@@ -10,7 +10,7 @@ from airflow_provider_b1.teams import flow
 from airflow_provider_b1.teams.approvals import approval_companies
 
 
-def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always_read(monkeypatch):
+def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always_read(monkeypatch, caplog):
     monkeypatch.delenv("B1_TEAMS_COMPANIES", raising=False)
     monkeypatch.delenv("B1_TEAMS_SAP_CONN_ID", raising=False)
     assert flow.teams_companies() == [Company("sap_b1_default")]
@@ -24,6 +24,10 @@ def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always
     monkeypatch.setenv("B1_TEAMS_COMPANIES", "sap_b1_default, sap_b1_eu")
     assert flow.teams_companies() == [Company("sap_b1_default"), Company("sap_b1_eu")]
     assert flow._default_sap_conn_id() == "sap_b1_default"
+    assert (
+        "B1_TEAMS_SAP_CONN_ID (sap_b1_us) is not read: list that connection in B1_TEAMS_COMPANIES"
+        in caplog.text
+    )
     with pytest.raises(ValueError, match="takes only SAP connection ids"):
         flow.teams_companies("sap_b1_eu=other")
 
