@@ -314,6 +314,14 @@ def reconcile_entity(
             differences.append(Difference(key, FAILED, error or "failed without a reason"))
         elif key in unreadable:
             differences.append(Difference(key, UNREADABLE, unreadable[key]))
+        elif action == "deleted":
+            differences.append(
+                Difference(
+                    key,
+                    MISSING,
+                    "in SAP again after the warehouse marked it deleted; the next load restores it",
+                )
+            )
         else:
             seen = f" (its latest attempt: {action})" if action else ""
             differences.append(Difference(key, MISSING, f"in SAP, not in the warehouse{seen}"))

@@ -174,6 +174,12 @@ def test_deleted_partner_and_item_are_marked_audited_reconciled_and_restored_by_
     # re-created in SAP with the same keys: the next incremental load brings them back
     hook.create("BusinessPartners", {**PARTNER, "CardName": "Deleted Partner Ltd (again)"})
     hook.create("Items", dict(ITEM))  # the very same payload: still restored
+    # reconciled before that load, the difference says what it is and what comes next
+    between = reconcile(hook, loader, MASTER, raise_on_difference=False, audit=trail)
+    assert {d.key: d.reason for r in between for d in r.differences} == dict.fromkeys(
+        ("CDEL-01", "IDEL-01"),
+        "in SAP again after the warehouse marked it deleted; the next load restores it",
+    )
     cursors = {e: s.cursor for e, s in first.items()}
     restored = {
         entity: sync_stream(
