@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 #: The SAP connection a flow uses when no company is declared.
 DEFAULT_SAP_CONN_ID = "sap_b1_default"
@@ -88,6 +89,27 @@ def declared_companies(
     if len(set(peers)) != len(peers):
         raise ValueError(f"{env} gives one {peer} to two companies ({text!r}); each needs its own.")
     return companies or [Company(DEFAULT_SAP_CONN_ID)]
+
+
+def peer_conn_id(
+    options: Mapping[str, Any], option: str, default: str, companies: Callable[[], Sequence[Company]]
+) -> str:
+    """The connection on the other side of the SAP company that a flow's (merged) options name.
+
+    The options' own ``option``, unless it is ``default`` and the declaration pairs the options'
+    SAP connection with another: a replay of ``<flow>@<SAP conn id>`` sets only the SAP connection
+    (the audit trail keeps no options), and so reopens the company's own tenant or org. The
+    declaration must then read the same where the replay runs as where the DAG is parsed.
+
+    :param companies: reads the flow's declaration.
+    :raises ValueError: from ``companies``.
+    """
+    given = options.get(option) or default
+    if given != default:
+        return given
+    sap = options.get("sap_b1_conn_id") or DEFAULT_SAP_CONN_ID
+    paired = (c.peer_conn_id for c in companies() if c.sap_b1_conn_id == sap and c.peer_conn_id)
+    return next(paired, None) or given
 
 
 def per_company(companies: Sequence[Company], build: Callable[[Company, str], object]) -> None:

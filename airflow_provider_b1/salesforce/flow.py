@@ -83,18 +83,18 @@ def salesforce_conn_id(options: Mapping[str, Any]) -> str:
 
     :raises SalesforceMappingError: when the declaration cannot be read (not retried).
     """
-    given = options.get("salesforce_conn_id") or DEFAULT_SALESFORCE_CONN_ID
-    if given != DEFAULT_SALESFORCE_CONN_ID:
-        return given
-    from airflow_provider_b1.companies import declared_companies
+    from airflow_provider_b1.companies import declared_companies, peer_conn_id
     from airflow_provider_b1.salesforce.mapping import SalesforceMappingError
 
     try:
-        companies = declared_companies(COMPANIES_ENV, peer="Salesforce connection")
+        return peer_conn_id(
+            options,
+            "salesforce_conn_id",
+            DEFAULT_SALESFORCE_CONN_ID,
+            lambda: declared_companies(COMPANIES_ENV, peer="Salesforce connection"),
+        )
     except ValueError as exc:
         raise SalesforceMappingError(str(exc)) from None
-    sap = options.get("sap_b1_conn_id") or DEFAULT_SAP_CONN_ID
-    return next((c.peer_conn_id for c in companies if c.sap_b1_conn_id == sap), None) or given
 
 
 def _salesforce(options: Mapping[str, Any]) -> Any:

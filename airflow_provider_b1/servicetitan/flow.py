@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_b1.companies import Company, declared_companies
+from airflow_provider_b1.companies import Company, declared_companies, peer_conn_id
 from airflow_provider_b1.sync.cursors import TokenCursor
 from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
 
@@ -66,17 +66,14 @@ def servicetitan_conn_id(options: Mapping[str, Any]) -> str:
 
     :raises MappingError: when the declaration cannot be read (not retried).
     """
-    given = options.get("servicetitan_conn_id") or DEFAULT_SERVICETITAN_CONN_ID
-    if given != DEFAULT_SERVICETITAN_CONN_ID:
-        return given
     try:
-        companies = servicetitan_companies()
+        return peer_conn_id(
+            options, "servicetitan_conn_id", DEFAULT_SERVICETITAN_CONN_ID, servicetitan_companies
+        )
     except ValueError as exc:
         from airflow_provider_b1.servicetitan.mappings import MappingError
 
         raise MappingError(str(exc)) from None
-    sap = options.get("sap_b1_conn_id") or DEFAULT_SAP_CONN_ID
-    return next((c.peer_conn_id for c in companies if c.sap_b1_conn_id == sap), None) or given
 
 
 def _tenant(conn_id: str) -> str:
