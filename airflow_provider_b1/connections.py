@@ -308,6 +308,12 @@ TEAMS_BOT: dict[str, Any] = {
         **tls_fields(
             ca_bundle="PEM file on the workers that signs the servers' certificates (a sandbox or a TLS-inspecting proxy)."
         ),
+        "redis_url": {
+            "label": "Redis URL for the shared rate limit",
+            "description": "redis://[:password@]host:6379/2: keep the bot's calls under Teams' limit across "
+            "workers. Empty: each worker counts its own tasks' calls.",
+            "schema": {"type": ["string", "null"], "format": "password"},
+        },
     },
 }
 

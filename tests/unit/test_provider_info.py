@@ -118,7 +118,7 @@ def test_the_two_teams_connection_types_keep_their_secrets_in_password_fields():
     relabeling = ui_field_behaviour(bot)["relabeling"]
     assert (relabeling["login"], relabeling["password"]) == ("Bot app ID", "Bot app secret")
     secret_fields = {n for n, f in bot["conn-fields"].items() if f["schema"].get("format") == "password"}
-    assert secret_fields == {"graph_client_secret"}
+    assert secret_fields == {"graph_client_secret", "redis_url"}
     assert {"tenant_id", "service_url", "graph_client_id", "login_url", "graph_url", "ca_bundle"} <= set(
         bot["conn-fields"]
     )

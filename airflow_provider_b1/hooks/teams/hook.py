@@ -346,6 +346,7 @@ class _BotSettings:
     test_conversation_id: str | None
     verify: bool
     ca_bundle: str | None
+    redis_url: str | None = field(default=None, repr=False)
 
     @property
     def bot_token_url(self) -> str:
@@ -363,7 +364,8 @@ class TeamsBotHook(TeamsHook):
     Connection: ``login`` = the bot's app id, ``password`` = its secret; extras ``tenant_id``,
     ``single_tenant``, ``service_url``, ``graph_client_id`` / ``graph_client_secret`` (default:
     the bot's), ``test_conversation_id``, ``login_url`` / ``graph_url`` (a sandbox or a
-    sovereign cloud), ``verify_tls`` / ``ca_bundle``.
+    sovereign cloud), ``verify_tls`` / ``ca_bundle``, ``redis_url`` (count the Bot Connector
+    calls of every worker in this Redis, see ``requests_per_second``).
 
     Tokens (Bot Framework and Graph) are obtained on first use, shared by a worker's task
     processes and renewed once on a 401 (:class:`~airflow_provider_b1.hooks.teams.auth.TeamsTokenAuth`);
@@ -375,7 +377,8 @@ class TeamsBotHook(TeamsHook):
     :param requests_per_second: when given, Bot Connector calls wait for room under this many a
         second, counted across the worker's processes (:mod:`airflow_provider_b1.utils.ratelimit`;
         Teams allows a bot about 30 a second and answers 429 beyond).
-    :param redis_url: count those calls in this Redis, shared by every worker.
+    :param redis_url: count those calls in this Redis, shared by every worker (default: the
+        connection's ``redis_url``; neither: each worker counts its own).
     """
 
     default_conn_name = "b1_teams_bot_default"
@@ -412,6 +415,9 @@ class TeamsBotHook(TeamsHook):
         graph_secret = extra.get("graph_client_secret") or app_secret
         for secret in (app_secret, graph_secret):
             mask(secret)
+        redis_url = blank_to_none(extra.get("redis_url"))
+        if redis_url:
+            mask(urlsplit(str(redis_url)).password)
         tenant = extra.get("tenant_id")
         missing = [
             label
@@ -437,6 +443,7 @@ class TeamsBotHook(TeamsHook):
             test_conversation_id=extra.get("test_conversation_id"),
             verify=parse_bool(extra.get("verify_tls"), default=True, name="verify_tls"),
             ca_bundle=extra.get("ca_bundle"),
+            redis_url=str(redis_url).strip() if redis_url else None,
         )
 
     def _token_session(
@@ -468,7 +475,8 @@ class TeamsBotHook(TeamsHook):
         )
         if self.requests_per_second:
             name = "teams-bot-" + hashlib.sha256(f"{s.service_url}|{s.app_id}".encode()).hexdigest()[:16]
-            limiter = shared_limiter(name, int(self.requests_per_second), 1.0, redis_url=self.redis_url)
+            redis_url = self.redis_url or s.redis_url
+            limiter = shared_limiter(name, int(self.requests_per_second), 1.0, redis_url=redis_url)
             session.mount(
                 f"{s.service_url}/v3/",
                 RateLimitedAdapter(limiter, verify=s.verify, ca_bundle=s.ca_bundle, pool_maxsize=8),

@@ -3,6 +3,7 @@ lookups, throttling, and the connection test."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -98,6 +99,34 @@ def test_the_bots_call_rate_limit_is_kept_by_waiting(teams, connect):
     assert len(set(ids)) == 5
     stats = teams.stats()
     assert stats["bot_calls_throttled"] >= 1
+    assert stats["peak_bot_calls_per_second"] <= 3
+
+
+def test_the_connections_redis_url_shares_the_rate_limit_across_workers(teams, connect):
+    """With ``redis_url`` in the connection the bot's calls are counted in Redis (every worker's
+    calls in one count), not in the worker's own file, and are kept under the limit there."""
+    redis = pytest.importorskip("redis")
+    url = os.environ.get("B1_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Redis is not reachable at {url} ({type(exc).__name__}); CI needs it.")
+        pytest.skip(f"Redis is not reachable at {url} ({type(exc).__name__}).")
+    teams.control("POST", "config", {"bot_requests_per_second": 3})
+    connect.bot(redis_url=url)
+    hook = TeamsBotHook(retry_policy=FAST_RETRIES, requests_per_second=3)
+    channel = _channel(teams)
+    limiter = hook.client.get_adapter(f"{hook.settings.service_url}/v3/").limiter
+    try:
+        assert limiter.backend == "redis"
+        assert len({hook.send(channel, CARD) for _ in range(5)}) == 5
+        assert redis.Redis.from_url(url).exists(f"b1:ratelimit:{limiter.name}")
+    finally:
+        redis.Redis.from_url(url).delete(f"b1:ratelimit:{limiter.name}")
+        hook.close()
+    stats = teams.stats()
+    assert stats["rate_limited"] == 0
     assert stats["peak_bot_calls_per_second"] <= 3
 
 
