@@ -38,7 +38,8 @@ def _settings(environment: dict) -> dict[str, str]:
 
 def test_every_airflow_service_gets_exactly_the_settings_of_the_native_run(compose):
     services = compose["services"]
-    expected = set(stack.SHARED_SETTINGS) | set(stack.FLOW_CONNECTIONS.values()) | set(stack.COMPOSE_ONLY)
+    flows = {variable for variables in stack.FLOW_CONNECTIONS.values() for variable in variables}
+    expected = set(stack.SHARED_SETTINGS) | flows | set(stack.COMPOSE_ONLY)
     for name in AIRFLOW_SERVICES:
         service = services[name]
         assert service["image"] == "airflow-provider-b1:local", name

@@ -11,10 +11,12 @@ sandbox serves every component over HTTPS.
 :data:`SHARED_SETTINGS` and :data:`WORKER_SETTINGS` name what every component, and each worker,
 is given; the compose file must give the same (``tests/unit/test_deployment.py`` compares them).
 
-:func:`celery_topology` deploys the DAGs of the flows asked for (``warehouse``, ``servicetitan``,
-``salesforce``) with their sandboxes. ``tests/integration/live/test_celery_topology.py`` runs the
-warehouse DAG through it; ``./run celery`` (``python tests/integration/live/celery_stack.py``)
-runs all three flows' DAGs one after the other, printing each step and its time.
+:func:`celery_topology` deploys the DAGs of the flows asked for (``warehouse``, ``teams``,
+``servicetitan``, ``salesforce``) with their sandboxes. ``tests/integration/live/test_celery_topology.py``
+runs the warehouse DAG through it; ``./run celery`` (``python tests/integration/live/celery_stack.py``)
+runs every flow's DAG one after the other, printing each step and its time, and checks what each
+one wrote: the warehouse against SAP, the cards the Teams sandbox received against the SAP
+documents the routing sends (and that a second run sends none).
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ NATIVE_ONLY = {
     "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "a queue of its own, on a Redis other runs may share",
     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "each worker's log server on a port of its own",
     "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "only the runs it triggers, none on the DAG's schedule",
+    "B1_TEAMS_CACHE_DIR": "each worker's Teams token cache of its own, as on a machine of its own "
+    "(a compose worker keeps it in its container's $AIRFLOW_HOME/teams_tokens)",
 }
 """Settings the native run needs because its components share one machine, and why."""
 
@@ -108,10 +112,11 @@ COMPOSE_ONLY = {
 """Settings of the compose file the native run does without, and why."""
 
 FLOW_CONNECTIONS = {
-    "servicetitan": "AIRFLOW_CONN_SERVICETITAN_DEFAULT",
-    "salesforce": "AIRFLOW_CONN_B1_SALESFORCE_DEFAULT",
+    "teams": ("AIRFLOW_CONN_B1_TEAMS_WEBHOOK_DEFAULT", "AIRFLOW_CONN_B1_TEAMS_BOT_DEFAULT"),
+    "servicetitan": ("AIRFLOW_CONN_SERVICETITAN_DEFAULT",),
+    "salesforce": ("AIRFLOW_CONN_B1_SALESFORCE_DEFAULT",),
 }
-"""The connection each flow besides the warehouse adds to every component."""
+"""The connections each flow besides the warehouse adds to every component."""
 
 WORKERS = ("worker-1", "worker-2")
 WORKER_CONCURRENCY = 2
@@ -124,12 +129,18 @@ warm shutdown takes up to about 8 s, the api-server's exit up to about 14 s afte
 finished."""
 REDIS_URL = os.environ.get("B1_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SALESFORCE_DAG = "sap_b1_salesforce"
+TEAMS_DAG = "sap_b1_to_teams"
+TEAMS_STREAMS = ("PurchaseOrders", "PurchaseInvoices", "IncomingPayments", "VendorPayments")
+TEAMS_WEBHOOK_CHANNEL = 0
+"""The Teams sandbox's channel behind ``b1_teams_webhook_default`` (Finance / General)."""
 FLOWS = {
     "warehouse": (WAREHOUSE_DAG, ["sap_b1_to_warehouse.py"]),
+    "teams": (TEAMS_DAG, ["sap_b1_to_teams.py", "teams_routing.yaml"]),
     "servicetitan": (SERVICETITAN_DAG, ["servicetitan_to_sap_b1.py", "servicetitan_mappings.yaml"]),
     "salesforce": (SALESFORCE_DAG, ["sap_b1_salesforce.py", "salesforce_mapping.yaml"]),
 }
-"""Flow -> its DAG and the files deployed for it, in the order they run (the later ones write to SAP)."""
+"""Flow -> its DAG and the files deployed for it, in the order they run (the later ones write to
+SAP; those before only read it)."""
 WAREHOUSE_SCHEMA = "sap_b1"
 
 
@@ -167,6 +178,9 @@ class CeleryTopology:
     warehouse_dsn: str
     queue: str
     timings: dict[str, float] = field(default_factory=dict)
+    sap_app: Any = None
+    teams_url: str | None = None
+    teams_ca: str | None = None
 
     def sap(self, path: str) -> Any:
         """``GET /_sandbox/<path>`` of the SAP sandbox."""
@@ -222,6 +236,70 @@ class CeleryTopology:
             loader.close()
         return differences
 
+    def teams(self, path: str) -> Any:
+        """``GET /_sandbox/<path>`` of the Teams sandbox."""
+        reply = requests.get(f"{self.teams_url}/_sandbox/{path}", verify=self.teams_ca, timeout=30)
+        reply.raise_for_status()
+        return reply.json()
+
+    def teams_cards(self) -> dict[str, dict[str, Any]]:
+        """The cards the deployed routing (``teams_routing.yaml``) sends for the SAP sandbox's
+        documents, read from SAP's own store, then those the Teams sandbox received, per
+        destination: ``{destination: {"expected": n, "received": n, "missing": [...],
+        "duplicated": [...], "unexpected": [...]}}`` (documents as ``<type> <DocEntry>``).
+
+        A document's first card carries the marker of its destination, type and ``DocEntry``
+        (:func:`~airflow_provider_b1.teams.sink.marker_of`), so every card received is matched to
+        one document and one destination. Where one run has more of one type for one destination
+        than the routing's ``digest_over``, they come as one digest card, counted as one.
+        """
+        from collections import Counter
+
+        from airflow_provider_b1.teams.routing import load_routing
+        from airflow_provider_b1.teams.sink import marker_of
+
+        routing = load_routing(DAGS / "teams_routing.yaml")
+        if routing.needs_partner_groups:
+            raise ValueError("The routing asks for partner groups; this check does not look them up.")
+        store = self.sap_app.state.sandbox.store
+        documents: dict[tuple[str, str], list[str]] = {}  # (destination, type) -> DocEntry
+        for kind in TEAMS_STREAMS:
+            entity = store.entity(kind)
+            for row in entity.ordered():
+                document = entity.serialize(row, True)
+                for destination in routing.route(kind, document, None, ("sap_b1_default", SAP_COMPANY)):
+                    documents.setdefault((destination.key, kind), []).append(str(document["DocEntry"]))
+        expected: dict[str, tuple[str, str]] = {}  # marker -> (destination, document)
+        digests: Counter = Counter()  # destination -> digest cards expected
+        for (destination, kind), entries in documents.items():
+            if len(entries) > routing.digest_over:
+                digests[destination] += 1
+                continue
+            for entry in entries:
+                expected[marker_of(destination, kind, entry, "created")] = (destination, f"{kind} {entry}")
+        received: Counter = Counter()
+        for post in self.teams("posts")["posts"]:
+            if post.get("action") == "update":
+                continue
+            for attachment in post["attachments"]:
+                received[(attachment["content"].get("body") or [{}])[0].get("id")] += 1
+        report: dict[str, dict[str, Any]] = {}
+        for destination in sorted({d for d, _ in expected.values()} | set(digests)):
+            mine = {m: doc for m, (d, doc) in expected.items() if d == destination}
+            report[destination] = {
+                "expected": len(mine) + digests[destination],
+                "received": sum(received[m] for m in mine),
+                "missing": sorted(doc for m, doc in mine.items() if not received[m]),
+                "duplicated": sorted(doc for m, doc in mine.items() if received[m] > 1),
+            }
+        others = sum(n for m, n in received.items() if m not in expected)
+        if others or digests:
+            report["(digests, cards of no document)"] = {
+                "expected": sum(digests.values()),
+                "received": others,
+            }
+        return report
+
     def running_processes(self) -> list[Any]:
         return self.airflow.running_processes()
 
@@ -270,40 +348,80 @@ def _sap_app(invoices: int) -> Any:
     )
 
 
-def _servicetitan(stack: contextlib.ExitStack) -> tuple[Any, dict[str, Any]]:
+def _teams(stack: contextlib.ExitStack) -> tuple[Any, list[dict[str, Any]]]:
+    """The Teams sandbox (its seeded tenant) and the connections of :data:`FLOW_CONNECTIONS`
+    ``["teams"]``: a Workflows webhook to one of its channels, and the bot, whose Bot Connector
+    calls every worker counts in the broker's Redis (``redis_url``), so that together they stay
+    under Teams' limit."""
+    from airflow_provider_b1.sandbox.teams import TeamsSandboxConfig, create_app
+
+    config = TeamsSandboxConfig()
+    served = stack.enter_context(_served(create_app(config)))
+    reply = requests.get(f"{served.base_url}/_sandbox/tenant", verify=str(served.ca_path), timeout=30)
+    reply.raise_for_status()
+    channel = reply.json()["channels"][TEAMS_WEBHOOK_CHANNEL]
+    webhook = {
+        "conn_type": "b1_teams_webhook",
+        "host": f"{channel['team']} / {channel['name']}",
+        "password": channel["webhook_url"],
+        "extra": {"ca_bundle": str(served.ca_path)},
+    }
+    bot = {
+        "conn_type": "b1_teams_bot",
+        "login": config.bot_app_id,
+        "password": config.bot_app_secret,
+        "extra": {
+            "tenant_id": config.tenant_id,
+            "service_url": served.base_url,
+            "graph_client_id": config.graph_client_id,
+            "graph_client_secret": config.graph_client_secret,
+            "login_url": served.base_url,
+            "graph_url": served.base_url,
+            "ca_bundle": str(served.ca_path),
+            "redis_url": REDIS_URL,
+        },
+    }
+    return served, [webhook, bot]
+
+
+def _servicetitan(stack: contextlib.ExitStack) -> tuple[Any, list[dict[str, Any]]]:
     """A small ServiceTitan sandbox and the connection to it."""
     from airflow_provider_b1.sandbox.servicetitan import ServiceTitanSandboxConfig, create_app
 
     config = ServiceTitanSandboxConfig(seed=5, customers=10, invoices=20)
     served = stack.enter_context(_served(create_app(config)))
-    return served, {
-        "conn_type": "servicetitan",
-        "login": config.client_id,
-        "password": config.client_secret,
-        "extra": {
-            "environment": "integration",
-            "tenant_id": config.tenant_id,
-            "app_key": config.app_key,
-            "api_url": served.base_url,
-            "auth_url": served.base_url,
-            "ca_bundle": str(served.ca_path),
-        },
-    }
+    return served, [
+        {
+            "conn_type": "servicetitan",
+            "login": config.client_id,
+            "password": config.client_secret,
+            "extra": {
+                "environment": "integration",
+                "tenant_id": config.tenant_id,
+                "app_key": config.app_key,
+                "api_url": served.base_url,
+                "auth_url": served.base_url,
+                "ca_bundle": str(served.ca_path),
+            },
+        }
+    ]
 
 
-def _salesforce(stack: contextlib.ExitStack) -> tuple[Any, dict[str, Any]]:
+def _salesforce(stack: contextlib.ExitStack) -> tuple[Any, list[dict[str, Any]]]:
     """A small Salesforce sandbox and the connection to it."""
     from airflow_provider_b1.sandbox.salesforce import SalesforceSandboxConfig, create_app
 
     config = SalesforceSandboxConfig(seed=7, accounts=15, opportunities=20, bulk_processing_delay=0.2)
     served = stack.enter_context(_served(create_app(config)))
-    return served, {
-        "conn_type": "b1_salesforce",
-        "host": served.base_url,
-        "login": config.client_id,
-        "password": config.client_secret,
-        "extra": {"api_version": "62.0", "ca_bundle": str(served.ca_path)},
-    }
+    return served, [
+        {
+            "conn_type": "b1_salesforce",
+            "host": served.base_url,
+            "login": config.client_id,
+            "password": config.client_secret,
+            "extra": {"api_version": "62.0", "ca_bundle": str(served.ca_path)},
+        }
+    ]
 
 
 def _check_redis(url: str) -> None:
@@ -324,7 +442,7 @@ def _airflow_uri(sqlalchemy_url: str) -> str:
 def _worker_component(name: str, folder: Path, run_tag: str) -> tuple[list[str], dict[str, str]]:
     """``airflow celery worker`` as one more component (its arguments and environment): a
     hostname, pid file and log-server port of its own beside the other worker on this machine,
-    and its own session cache, as on a machine of its own. The hostname carries ``run_tag``: a
+    and its own SAP session cache and Teams token cache, as on a machine of its own. The hostname carries ``run_tag``: a
     worker refuses to start beside one of the same name on the broker (another run's)."""
     cache_dir = folder / name / "b1_sessions"
     cache_dir.mkdir(parents=True, mode=0o700)
@@ -337,6 +455,7 @@ def _worker_component(name: str, folder: Path, run_tag: str) -> tuple[list[str],
     ]
     env = {
         "B1_SESSION_CACHE_DIR": str(cache_dir),
+        "B1_TEAMS_CACHE_DIR": str(folder / name / "teams_tokens"),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
     }
     return args, env
@@ -374,7 +493,8 @@ def celery_topology(
         _check_redis(REDIS_URL)
         metadata_url = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER))
         warehouse_url = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER))
-        sap = stack.enter_context(_served(_sap_app(invoices)))
+        sap_app = _sap_app(invoices)
+        sap = stack.enter_context(_served(sap_app))
         warehouse = _airflow_uri(warehouse_url)
         connections: dict[str, Any] = {
             "b1_warehouse_default": warehouse,
@@ -382,10 +502,15 @@ def celery_topology(
             "sap_b1_default": _sap_connection(sap.base_url, str(sap.ca_path)),
         }
         sandboxes = {"sap": sap}
-        for flow, start_sandbox in (("servicetitan", _servicetitan), ("salesforce", _salesforce)):
+        for flow, start_sandbox in (
+            ("teams", _teams),
+            ("servicetitan", _servicetitan),
+            ("salesforce", _salesforce),
+        ):
             if flow in flows:
-                sandboxes[flow], connection = start_sandbox(stack)
-                connections[FLOW_CONNECTIONS[flow].removeprefix("AIRFLOW_CONN_").lower()] = connection
+                sandboxes[flow], flow_connections = start_sandbox(stack)
+                for variable, connection in zip(FLOW_CONNECTIONS[flow], flow_connections, strict=True):
+                    connections[variable.removeprefix("AIRFLOW_CONN_").lower()] = connection
         say(
             f"sandboxes: {', '.join(f'{name} {served.base_url}' for name, served in sandboxes.items())} "
             f"({invoices} SAP invoices); PostgreSQL databases for the metadata and the warehouse created"
@@ -433,12 +558,13 @@ def celery_topology(
             warehouse_dsn=f"postgresql://{urlsplit(warehouse_url).netloc}{urlsplit(warehouse_url).path}",
             queue=queue,
             timings=timings,
+            sap_app=sap_app,
+            teams_url=sandboxes["teams"].base_url if "teams" in sandboxes else None,
+            teams_ca=str(sandboxes["teams"].ca_path) if "teams" in sandboxes else None,
         )
         missing = [key for key in SHARED_SETTINGS if key not in airflow.env]
         missing += [
-            FLOW_CONNECTIONS[f]
-            for f in flows
-            if f in FLOW_CONNECTIONS and FLOW_CONNECTIONS[f] not in airflow.env
+            variable for f in flows for variable in FLOW_CONNECTIONS.get(f, ()) if variable not in airflow.env
         ]
         if missing:
             raise LiveAirflowError(f"The native topology does not set {', '.join(missing)}.")
@@ -454,9 +580,59 @@ def _say(text: str) -> None:
 
 def _run_flow(topology: CeleryTopology, flow: str) -> bool:
     """Run the flow's DAG through the workers and print how it went; True when it succeeded
-    (and, for the warehouse, the warehouse equals SAP)."""
+    (and, for the warehouse, the warehouse equals SAP; for Teams, the cards received are the
+    documents the routing sends, each once, and a second run sends none)."""
     dag_id = FLOWS[flow][0]
-    _say(f"running {dag_id} through the workers")
+    ok = _run_once(topology, dag_id)
+    if flow == "warehouse":
+        differences = topology.warehouse_differences()
+        _say(
+            "  the warehouse equals SAP"
+            if not differences
+            else f"  the warehouse differs from SAP: {differences}"
+        )
+        ok = ok and not differences
+    if flow == "teams":
+        ok = _check_teams(topology) and ok
+    return ok
+
+
+def _check_teams(topology: CeleryTopology) -> bool:
+    """The cards of the first run against the SAP documents the routing sends; the bot's calls
+    counted in Redis; then a second run, which must send nothing."""
+    import redis
+
+    ok = True
+    cards = topology.teams_cards()
+    for destination, found in cards.items():
+        wrong = {k: v for k, v in found.items() if k in ("missing", "duplicated") and v}
+        good = found["expected"] == found["received"] and not wrong
+        ok = ok and good
+        _say(
+            f"  {destination}: {found['received']} cards, {found['expected']} SAP documents routed there"
+            + ("" if good else f"; {wrong}")
+        )
+    stats = topology.teams("stats")
+    _say(
+        f"  Teams sandbox: {stats['posts']} posts, tokens issued {stats['tokens_issued']}, "
+        f"peak {stats['peak_bot_calls_per_second']} bot calls/s, {stats['rate_limited']} refused (429)"
+    )
+    limits = redis.Redis.from_url(REDIS_URL).keys("b1:ratelimit:teams-bot-*")
+    bot_cards = sum(
+        found["received"] for destination, found in cards.items() if destination.startswith("bot:")
+    )
+    _say(f"  the bot's calls counted in Redis: {', '.join(k.decode() for k in limits) or 'no'}")
+    ok = ok and stats["rate_limited"] == 0 and (bool(limits) or not bot_cards)
+    posts = stats["posts"]
+    ok = _run_once(topology, TEAMS_DAG, "again") and ok
+    sent = topology.teams("stats")["posts"] - posts
+    _say(f"  the second run sent {sent} cards")
+    return ok and sent == 0
+
+
+def _run_once(topology: CeleryTopology, dag_id: str, again: str = "") -> bool:
+    """One run of the DAG through the workers, printed; True when it succeeded."""
+    _say(f"running {dag_id} {again + ' ' if again else ''}through the workers")
     started = time.monotonic()
     run = topology.run_dag(dag_id)
     states = topology.task_instances(dag_id, run["dag_run_id"])
@@ -469,16 +645,7 @@ def _run_flow(topology: CeleryTopology, flow: str) -> bool:
         _say(f"  {worker.name} ran {', '.join(worker.task_ids(run['dag_run_id'])) or 'nothing'}")
     cached = ", ".join(f"{worker.name} {len(worker.session_files())}" for worker in topology.workers)
     _say(f"  SAP logins so far: {topology.sap('stats')['logins']}; sessions cached per worker: {cached}")
-    ok = run["state"] == "success"
-    if flow == "warehouse":
-        differences = topology.warehouse_differences()
-        _say(
-            "  the warehouse equals SAP"
-            if not differences
-            else f"  the warehouse differs from SAP: {differences}"
-        )
-        ok = ok and not differences
-    return ok
+    return run["state"] == "success"
 
 
 def main(argv: list[str] | None = None) -> int:
