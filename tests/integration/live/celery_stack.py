@@ -12,11 +12,12 @@ sandbox serves every component over HTTPS.
 is given; the compose file must give the same (``tests/unit/test_deployment.py`` compares them).
 
 :func:`celery_topology` deploys the DAGs of the flows asked for (``warehouse``, ``teams``,
-``servicetitan``, ``salesforce``) with their sandboxes. ``tests/integration/live/test_celery_topology.py``
+``servicetitan``, ``salesforce``, ``approvals``) with their sandboxes. ``tests/integration/live/test_celery_topology.py``
 runs the warehouse DAG through it; ``./run celery`` (``python tests/integration/live/celery_stack.py``)
 runs every flow's DAG one after the other, printing each step and its time, and checks what each
 one wrote: the warehouse against SAP, the cards the Teams sandbox received against the SAP
-documents the routing sends (and that a second run sends none).
+documents the routing sends (and that a second run sends none), and an approval request asked
+in Teams, answered through Airflow's REST API and decided in SAP.
 """
 
 from __future__ import annotations
@@ -115,8 +116,10 @@ FLOW_CONNECTIONS = {
     "teams": ("AIRFLOW_CONN_B1_TEAMS_WEBHOOK_DEFAULT", "AIRFLOW_CONN_B1_TEAMS_BOT_DEFAULT"),
     "servicetitan": ("AIRFLOW_CONN_SERVICETITAN_DEFAULT",),
     "salesforce": ("AIRFLOW_CONN_B1_SALESFORCE_DEFAULT",),
+    "approvals": ("AIRFLOW_CONN_SAP_B1_APPROVER",),
 }
-"""The connections each flow besides the warehouse adds to every component."""
+"""The connections each flow besides the warehouse adds to every component (``approvals`` sends
+its cards through the bot of ``teams`` too)."""
 
 WORKERS = ("worker-1", "worker-2")
 WORKER_CONCURRENCY = 2
@@ -133,11 +136,20 @@ TEAMS_DAG = "sap_b1_to_teams"
 TEAMS_STREAMS = ("PurchaseOrders", "PurchaseInvoices", "IncomingPayments", "VendorPayments")
 TEAMS_WEBHOOK_CHANNEL = 0
 """The Teams sandbox's channel behind ``b1_teams_webhook_default`` (Finance / General)."""
+APPROVALS_DAG = "sap_b1_approvals"
+APPROVER, APPROVER_PASSWORD = "approver", "approver-secret-1"  # the SAP sandbox's default approver
+APPROVAL_THRESHOLD = 10_000
+"""Purchase orders of this total or more wait for an approval in SAP."""
+APPROVAL_VENDOR = "V00002"
+"""A vendor of the SAP sandbox billing in the company's local currency (USD)."""
+APPROVAL_USER = "ada@contoso.example"
+"""Whose Teams chat the approval card goes to (``teams_to``)."""
 FLOWS = {
     "warehouse": (WAREHOUSE_DAG, ["sap_b1_to_warehouse.py"]),
     "teams": (TEAMS_DAG, ["sap_b1_to_teams.py", "teams_routing.yaml"]),
     "servicetitan": (SERVICETITAN_DAG, ["servicetitan_to_sap_b1.py", "servicetitan_mappings.yaml"]),
     "salesforce": (SALESFORCE_DAG, ["sap_b1_salesforce.py", "salesforce_mapping.yaml"]),
+    "approvals": (APPROVALS_DAG, ["sap_b1_approvals.py"]),
 }
 """Flow -> its DAG and the files deployed for it, in the order they run (the later ones write to
 SAP; those before only read it)."""
@@ -192,18 +204,32 @@ class CeleryTopology:
         """The values of :data:`SHARED_SETTINGS` every component runs with."""
         return {key: self.airflow.env[key] for key in SHARED_SETTINGS}
 
-    def run_dag(self, dag_id: str, *, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
-        """Trigger a manual run of ``dag_id``, unpaused until the run ends; return the run."""
+    def run_dag(
+        self,
+        dag_id: str,
+        *,
+        conf: dict[str, Any] | None = None,
+        during: Callable[[dict[str, Any]], None] | None = None,
+        timeout: float = RUN_TIMEOUT,
+    ) -> dict[str, Any]:
+        """Trigger a manual run of ``dag_id`` (with ``conf``), unpaused until the run ends;
+        return the run. ``during(run)`` is called every second while it runs (to answer it)."""
         airflow = self.airflow
-        run = airflow.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}})
+        run = airflow.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
         airflow.unpause(dag_id)
+        path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+
+        def ended() -> dict[str, Any] | None:
+            current = airflow.api("GET", path)
+            if current["state"] in ("success", "failed"):
+                return current
+            if during is not None:
+                during(current)
+            return None
+
         try:
-            path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
             return airflow.wait(
-                lambda: run if (run := airflow.api("GET", path))["state"] in ("success", "failed") else None,
-                timeout=timeout,
-                interval=1.0,
-                what=f"run {run['dag_run_id']} of {dag_id} to end",
+                ended, timeout=timeout, interval=1.0, what=f"run {run['dag_run_id']} of {dag_id} to end"
             )
         finally:
             airflow.pause(dag_id)
@@ -502,12 +528,15 @@ def celery_topology(
             "sap_b1_default": _sap_connection(sap.base_url, str(sap.ca_path)),
         }
         sandboxes = {"sap": sap}
+        if "approvals" in flows:
+            approver = {"conn_type": "sap_b1", "login": APPROVER, "password": APPROVER_PASSWORD}
+            connections[FLOW_CONNECTIONS["approvals"][0].removeprefix("AIRFLOW_CONN_").lower()] = approver
         for flow, start_sandbox in (
             ("teams", _teams),
             ("servicetitan", _servicetitan),
             ("salesforce", _salesforce),
         ):
-            if flow in flows:
+            if flow in flows or (flow == "teams" and "approvals" in flows):
                 sandboxes[flow], flow_connections = start_sandbox(stack)
                 for variable, connection in zip(FLOW_CONNECTIONS[flow], flow_connections, strict=True):
                     connections[variable.removeprefix("AIRFLOW_CONN_").lower()] = connection
@@ -564,7 +593,11 @@ def celery_topology(
         )
         missing = [key for key in SHARED_SETTINGS if key not in airflow.env]
         missing += [
-            variable for f in flows for variable in FLOW_CONNECTIONS.get(f, ()) if variable not in airflow.env
+            variable
+            for f in flows
+            for variable in FLOW_CONNECTIONS.get(f, ())
+            + (FLOW_CONNECTIONS["teams"] if f == "approvals" else ())
+            if variable not in airflow.env
         ]
         if missing:
             raise LiveAirflowError(f"The native topology does not set {', '.join(missing)}.")
@@ -583,6 +616,8 @@ def _run_flow(topology: CeleryTopology, flow: str) -> bool:
     (and, for the warehouse, the warehouse equals SAP; for Teams, the cards received are the
     documents the routing sends, each once, and a second run sends none)."""
     dag_id = FLOWS[flow][0]
+    if flow == "approvals":
+        return _approve_through_airflow(topology)
     ok = _run_once(topology, dag_id)
     if flow == "warehouse":
         differences = topology.warehouse_differences()
@@ -630,11 +665,90 @@ def _check_teams(topology: CeleryTopology) -> bool:
     return ok and sent == 0
 
 
-def _run_once(topology: CeleryTopology, dag_id: str, again: str = "") -> bool:
-    """One run of the DAG through the workers, printed; True when it succeeded."""
+def _approve_through_airflow(topology: CeleryTopology) -> bool:
+    """A purchase order over SAP's approval threshold waits as a draft with a pending approval
+    request; ``sap_b1_approvals`` asks it through the workers (a card in the approver's Teams
+    chat, the task deferred to the triggerer), the request is answered Approve through Airflow's
+    REST API (``PATCH .../hitlDetails``, as the webhook receiver answers a pressed button), and
+    the decision must land in SAP: the request approved and its draft added as the purchase
+    order (``arsGenerated``)."""
+    import uuid
+
+    store = topology.sap_app.state.sandbox.store
+    reply = requests.post(
+        f"{topology.sap_url}/_sandbox/approvals",
+        json={"entity": "PurchaseOrders", "threshold": APPROVAL_THRESHOLD},
+        verify=topology.sap_ca,
+        timeout=30,
+    )
+    reply.raise_for_status()
+    reference = f"PO-{uuid.uuid4().hex[:8]}"
+    # Entered in SAP by a user (in the sandbox's store: no login is counted for it), from a
+    # vendor billing in the local currency. SAP holds it as a draft and answers -2028.
+    from airflow_provider_b1.sandbox.sap.store import SapError
+
+    with store.lock, contextlib.suppress(SapError):
+        store.create(
+            "PurchaseOrders",
+            {
+                "CardCode": APPROVAL_VENDOR,
+                "NumAtCard": reference,
+                "DocDueDate": "2026-12-31",
+                "DocumentLines": [{"ItemCode": "A00001", "Quantity": 1, "UnitPrice": 2 * APPROVAL_THRESHOLD}],
+            },
+            "manager",
+        )
+    (draft,) = _sap_rows(topology, "Drafts", NumAtCard=reference)
+    (request,) = _sap_rows(topology, "ApprovalRequests", DraftEntry=draft["DocEntry"])
+    _say(
+        f"  purchase order {reference} over {APPROVAL_THRESHOLD}: draft {draft['DocEntry']}, "
+        f"approval request {request['Code']} {request['Status']}"
+    )
+    posts = topology.teams("stats")["posts"]
+    answered: list[str] = []
+
+    def answer(run: dict[str, Any]) -> None:
+        if answered:
+            return
+        path = f"/dags/{APPROVALS_DAG}/dagRuns/{run['dag_run_id']}/taskInstances/approve/0/hitlDetails"
+        detail = topology.airflow.api("GET", path, expect=(200, 404))
+        if detail is None or detail.get("response_received"):
+            return
+        topology.airflow.api(
+            "PATCH", path, json={"chosen_options": ["Approve"], "params_input": {}}, expect=(200,)
+        )
+        answered.append(run["dag_run_id"])
+        _say(f"  the request waited in Airflow ({', '.join(detail.get('options') or [])}); answered Approve")
+
+    ok = _run_once(topology, APPROVALS_DAG, conf={"teams_to": APPROVAL_USER}, during=answer)
+    (request,) = _sap_rows(topology, "ApprovalRequests", Code=request["Code"])
+    added = _sap_rows(topology, "PurchaseOrders", NumAtCard=reference)
+    received = [post for post in topology.teams("posts")["posts"][posts:] if post["via"] == "bot"]
+    cards = [post for post in received if post.get("action") != "update"]
+    updates = len(received) - len(cards)
+    _say(
+        f"  SAP: request {request['Code']} {request['Status']}, purchase orders {reference}: {len(added)}; "
+        f"Teams: {len(cards)} approval card(s) in {', '.join(sorted({c['conversation'] for c in cards})) or 'no chat'}"
+        f", updated {updates} time(s) with the outcome"
+    )
+    return (
+        ok and bool(answered) and request["Status"] == "arsGenerated" and len(added) == 1 and len(cards) == 1
+    )
+
+
+def _sap_rows(topology: CeleryTopology, entity: str, **equal: Any) -> list[dict[str, Any]]:
+    """The SAP sandbox's ``entity`` records whose fields equal ``equal``, read from its store."""
+    found = topology.sap_app.state.sandbox.store.entity(entity)
+    rows = [found.serialize(row, True) for row in found.ordered()]
+    return [row for row in rows if all(row.get(key) == value for key, value in equal.items())]
+
+
+def _run_once(topology: CeleryTopology, dag_id: str, again: str = "", **options: Any) -> bool:
+    """One run of the DAG through the workers (``options`` as :meth:`CeleryTopology.run_dag`'s),
+    printed; True when it succeeded."""
     _say(f"running {dag_id} {again + ' ' if again else ''}through the workers")
     started = time.monotonic()
-    run = topology.run_dag(dag_id)
+    run = topology.run_dag(dag_id, **options)
     states = topology.task_instances(dag_id, run["dag_run_id"])
     failed = sorted(task for task, ti in states.items() if ti["state"] not in ("success", "skipped"))
     _say(
@@ -653,7 +767,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="./run celery",
         description="Start the CeleryExecutor deployment of docker-compose.yaml natively (PostgreSQL "
         "and Redis on 127.0.0.1), run the flows' DAGs through two Celery workers against the sandboxes, "
-        "check the warehouse against SAP and the SAP logins per worker, and stop everything.",
+        "check the warehouse against SAP, the Teams cards against the SAP documents routed, an approval "
+        "answered through the REST API against SAP's decision, and the SAP logins per worker, and stop "
+        "everything.",
     )
     parser.add_argument(
         "--flows",
