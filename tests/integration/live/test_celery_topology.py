@@ -1,10 +1,13 @@
-"""The CeleryExecutor deployment of ``docker-compose.yaml``, started natively, runs the warehouse DAG.
+"""The CeleryExecutor deployment of ``docker-compose.yaml``, started natively, runs the warehouse
+and Teams DAGs.
 
 PostgreSQL (metadata and warehouse), Redis as the broker, api-server, scheduler, dag-processor,
 triggerer and two Celery workers with a session cache each (:mod:`celery_stack`). A manual run of
-``sap_b1_to_warehouse`` goes through the workers to success; the warehouse then equals SAP; the
-SAP sandbox counted exactly one login per worker although each worker ran several tasks that
-call SAP; and stopping the topology leaves no process behind. Under ``CI=true`` a topology that
+``sap_b1_to_warehouse`` goes through the workers to success; the warehouse then equals SAP; a run
+of ``sap_b1_to_teams`` sends each SAP document its routing names one card per destination, the
+bot's calls counted in Redis, and a second run sends none; the SAP sandbox counted exactly one
+login per worker although each worker ran several tasks that call SAP; and stopping the topology
+leaves no process behind. Under ``CI=true`` a topology that
 cannot start (no PostgreSQL, no Redis) fails the test; elsewhere it is skipped.
 
 It starts a whole deployment of its own (six Airflow processes) and takes about two minutes on
@@ -20,7 +23,8 @@ import os
 import time
 
 import pytest
-from celery_stack import SHARED_SETTINGS, WAREHOUSE_DAG, WORKERS, celery_topology
+import redis
+from celery_stack import REDIS_URL, SHARED_SETTINGS, TEAMS_DAG, WAREHOUSE_DAG, WORKERS, celery_topology
 from live_airflow import LiveAirflowError, ci_requires_it
 
 pytestmark = pytest.mark.skipif(
@@ -32,11 +36,11 @@ SAP_TASKS = {"load_master", "check_deletions", "reconcile"}
 """Tasks of the warehouse DAG that call SAP whatever the DAG's partitioning."""
 
 
-def test_the_warehouse_dag_runs_through_two_celery_workers_with_one_sap_login_each():
+def test_the_warehouse_and_teams_dags_run_through_two_celery_workers_with_one_sap_login_each():
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         try:
-            topology = stack.enter_context(celery_topology())
+            topology = stack.enter_context(celery_topology(("warehouse", "teams")))
         except LiveAirflowError as exc:
             if ci_requires_it():
                 pytest.fail(f"The Celery topology is required under CI=true and did not start:\n{exc}")
@@ -61,6 +65,21 @@ def test_the_warehouse_dag_runs_through_two_celery_workers_with_one_sap_login_ea
         assert all(handed.values()), f"a worker ran no task: {handed}"
 
         assert topology.warehouse_differences() == {}
+
+        # Teams: every card the routing names for SAP's documents, each once, and no more.
+        teams_run = topology.run_dag(TEAMS_DAG)
+        assert teams_run["state"] == "success", topology.airflow.log_tails(20)
+        cards = topology.teams_cards()
+        assert {d: (c["expected"], c["received"]) for d, c in cards.items()} == {
+            d: (c["expected"], c["expected"]) for d, c in cards.items()
+        }
+        assert not [c for c in cards.values() if c.get("missing") or c.get("duplicated")], cards
+        assert {"webhook:b1_teams_webhook_default"} < set(cards)  # and the bot's chat(s)
+        assert topology.teams("stats")["rate_limited"] == 0
+        assert redis.Redis.from_url(REDIS_URL).keys("b1:ratelimit:teams-bot-*")  # one count for all workers
+        posts = topology.teams("stats")["posts"]
+        assert topology.run_dag(TEAMS_DAG)["state"] == "success"
+        assert topology.teams("stats")["posts"] == posts
 
         # One login per worker, kept in that worker's cache, shared by all of its tasks.
         stats = topology.sap("stats")
