@@ -16,7 +16,9 @@ like any record a load handles: flow ``sap_b1_to_warehouse``, source system ``sa
 entity and key, action ``deleted``, the task's DAG, run, task and try, and the reason ("not among
 SAP's 1,234 keys at 2026-05-01 02:00:00 UTC", the time SAP's keys were read). When the audit
 trail and the warehouse share a database, the rows are written in the marking's own transaction;
-otherwise right after its commit (see :meth:`.WarehouseLoader.mark_deleted`). A record that comes
+otherwise right after its commit (see :meth:`.WarehouseLoader.mark_deleted`); if that write fails,
+the task fails and the next check, before it compares anything, audits every row still marked
+whose latest audit row is not ``deleted`` (:func:`audit_late_markings`). A record that comes
 back is audited ``restored`` by the load that brings it. So ``history()`` of a key reads
 *created, ..., deleted, restored*, and a record whose last attempt failed before SAP deleted it is
 no longer offered to replay.
@@ -174,6 +176,8 @@ def check_deletions(
                 f"The deletion check audits into the {WAREHOUSE_FLOW.name} flow (or a company's scope of it); "
                 f"open its session with that flow name, not {audit.flow!r}"
             )
+    if audit is not None:
+        audit_late_markings(loader, audit, specs)
     checks = [compare(hook, loader, spec) for spec in specs]
     too_many = [c for c in checks if c.missing and c.share > max_share]
     if too_many:
@@ -192,3 +196,37 @@ def check_deletions(
             check.marked = loader.mark_deleted(spec, check.missing, run, audit=audit, reason=check.reason)
         log.info("%s", check.describe())
     return checks
+
+
+#: The reason of a marking audited by a later check.
+LATE_REASON = "marked deleted by an earlier deletion check whose audit row was not written; audited late"
+
+
+def audit_late_markings(loader: WarehouseLoader, audit: AuditSession, specs: Iterable[EntitySpec]) -> int:
+    """Audit the rows marked deleted whose latest audit row is not ``deleted``; return how many.
+
+    Where the trail is in another database than the warehouse, a marking commits before its audit
+    row is written, and that write can fail (the task then fails, and its retry finds nothing left
+    to mark). Every row still marked must read *deleted* in the trail, so each check first writes
+    the ``deleted`` row of any marking that lacks it (reason :data:`LATE_REASON`, the checking
+    task's run). Markings are few (master data SAP deleted), so this costs one look-up per check.
+    """
+    from airflow_provider_b1.sync.engine import audit_key
+
+    late = 0
+    for spec in specs:
+        marked = loader.deleted_keys(spec)
+        if not marked:
+            continue
+        latest = audit.trail.latest(audit.flow, spec.entity, map(audit_key, marked), source_system="sap_b1")
+        missing = [key for key in marked if latest.get(audit_key(key), (None, None))[0] != "deleted"]
+        if missing:
+            log.warning(
+                "%s: %d record(s) marked deleted had no audit row saying so (an earlier check's audit "
+                "write failed); auditing them now.",
+                spec.entity,
+                len(missing),
+            )
+            audit.write(loader.deletion_records(spec, missing, LATE_REASON))
+            late += len(missing)
+    return late

@@ -297,7 +297,7 @@ class WarehouseLoader(DatabaseSink):
                 marked += [key for (key,) in rows]
             self._log(spec, marked, "deleted", run)
             if audit is not None:
-                records = self._deletion_records(spec, marked, reason)
+                records = self.deletion_records(spec, marked, reason)
                 if shared and records:
                     cursor = self.conn.cursor()
                     try:
@@ -315,7 +315,7 @@ class WarehouseLoader(DatabaseSink):
                 audit.write(records)
         return marked
 
-    def _deletion_records(
+    def deletion_records(
         self, spec: EntitySpec, keys: Sequence[Any], reason: str | None
     ) -> list[AuditRecord]:
         """The ``deleted`` audit rows of these marked keys."""

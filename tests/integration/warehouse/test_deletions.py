@@ -256,6 +256,48 @@ def test_the_guard_refuses_to_mark_when_sap_returns_far_fewer_keys(hook, loader,
     assert len(check.marked) == len(keys) // 2 + 1
 
 
+def test_a_marking_whose_audit_row_failed_is_audited_by_the_next_check(hook, loader, session, monkeypatch):
+    from airflow_provider_b1.sync.audit import AuditSession
+    from airflow_provider_b1.warehouse.deletions import LATE_REASON
+
+    hook.create("BusinessPartners", dict(PARTNER))
+    hook.create("Items", dict(ITEM))
+    _load(hook, loader, session, SyncWindow("full"))
+    hook.request("DELETE", entity_path("BusinessPartners", "CDEL-01"))
+    hook.request("DELETE", entity_path("Items", "IDEL-01"))
+    trail = session.trail  # a database of its own: the markings commit before their audit rows
+
+    def unwritable(self, records, cursor=None, *, counted=True):
+        raise OSError("the audit database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(AuditSession, "write", unwritable)
+        with (
+            trail.session(
+                WAREHOUSE_FLOW.name, "sap_b1_to_warehouse", "check-1", "check_deletions", 1
+            ) as check,
+            pytest.raises(OSError, match="went away"),
+        ):
+            check_deletions(hook, loader, MASTER, audit=check)
+    # the partner's marking committed, its audit row failed, the task stopped before the items
+    assert _deleted_at(loader, "BusinessPartners", "CDEL-01") is not None
+    assert _deleted_at(loader, "Items", "IDEL-01") is None
+    assert trail.history(WAREHOUSE_FLOW.name, "BusinessPartners", "CDEL-01")[-1]["action"] == "created"
+
+    # the retry audits the marking that lacks its row, then marks (and audits) what is left
+    with trail.session(WAREHOUSE_FLOW.name, "sap_b1_to_warehouse", "check-1", "check_deletions", 2) as check:
+        again = check_deletions(hook, loader, MASTER, audit=check)
+    assert [c.marked for c in again] == [[], ["IDEL-01"]]
+    *_, late = trail.history(WAREHOUSE_FLOW.name, "BusinessPartners", "CDEL-01")
+    assert (late["action"], late["error"], late["try_number"]) == ("deleted", LATE_REASON, 2)
+    *_, item = trail.history(WAREHOUSE_FLOW.name, "Items", "IDEL-01")
+    assert (item["action"], item["error"].startswith("not among SAP's")) == ("deleted", True)
+    # audited once: a later check writes nothing more
+    with trail.session(WAREHOUSE_FLOW.name, "sap_b1_to_warehouse", "check-2", "check_deletions", 1) as check:
+        check_deletions(hook, loader, MASTER, audit=check)
+    assert trail.counts_for_run("sap_b1_to_warehouse", "check-2")["deleted"] == 0
+
+
 def test_entities_sap_cannot_delete_are_refused(hook, loader):
     with pytest.raises(ValueError, match="SAP does not delete Invoices"):
         check_deletions(hook, loader, ["Invoices"])
