@@ -38,8 +38,17 @@ cursors (each task's own XCom), its own audit rows and replay (flow
 ``servicetitan_to_sap_b1@<SAP conn id>``; replayed with no options, it reads the tenant this
 variable pairs with the company, so set it alike on the workers), its own rows of the customer
 mapping table (keyed by company and tenant), and its own reconciliation of its SAP company with its
-tenant. The mapping file (GL accounts, business units, tax, payment types) is shared by all
-companies. The list is read when the file is parsed, so the UI shows every company.
+tenant. The list is read when the file is parsed, so the UI shows every company.
+
+**A mapping per company.** The mapping (GL accounts, business units, tax, payment types) is shared
+by every company, except where its ``companies`` section gives a company, by its SAP connection id
+or its CompanyDB, its own value of a key (``companies: {sap_b1_eu: {gl_accounts: {...}, tax_code:
+B1}}``): that key then replaces the shared one wholesale (the company gets exactly its own GL
+accounts, never another company's codes), while the keys it does not name stay shared. Every
+section is checked when the file is parsed (an error names ``companies.<name>.<key>``); with
+``B1_SERVICETITAN_COMPANIES`` set, a section naming none of its companies is an import error too. A
+replay given no options maps as the DAG does (``B1_SERVICETITAN_MAPPINGS``, else the file beside
+this DAG), so set the variable alike on the workers.
 """
 
 from __future__ import annotations
@@ -53,18 +62,24 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag
 from airflow_provider_b1.companies import Company, per_company
 from airflow_provider_b1.operators.servicetitan import ServiceTitanReconcileOperator
 from airflow_provider_b1.operators.sync import SyncOperator
-from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW, servicetitan_companies
-from airflow_provider_b1.servicetitan.mappings import load_mappings
+from airflow_provider_b1.servicetitan.flow import (
+    COMPANIES_ENV,
+    MAPPINGS_ENV,
+    SERVICETITAN_FLOW,
+    servicetitan_companies,
+)
+from airflow_provider_b1.servicetitan.mappings import check_mappings
 from airflow_provider_b1.sync import sync_params
 from airflow_provider_b1.webhooks.assets import servicetitan_asset
 
-MAPPINGS = os.environ.get("B1_SERVICETITAN_MAPPINGS") or str(
-    Path(__file__).with_name("servicetitan_mappings.yaml")
-)
+MAPPINGS = os.environ.get(MAPPINGS_ENV) or str(Path(__file__).with_name("servicetitan_mappings.yaml"))
 # SAP sessions posting side by side (a session serves one request at a time; each holds a licence).
 SAP_SESSIONS = int(os.environ.get("B1_SAP_SESSIONS") or 2)
 if not MAPPINGS.startswith("var:"):
-    load_mappings(MAPPINGS)  # checked at parse time: a wrong mapping is an import error naming the key
+    # Checked at parse time, each company's section too: a wrong mapping is an import error naming
+    # the key. Section names are checked against the companies only where the DAG declares them.
+    declared = os.environ.get(COMPANIES_ENV, "").strip()
+    check_mappings(MAPPINGS, [c.sap_b1_conn_id for c in servicetitan_companies()] if declared else None)
 
 
 @dag(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_b1.operators.sync import PermanentFailures
-from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW, servicetitan_conn_id
+from airflow_provider_b1.servicetitan.flow import SERVICETITAN_FLOW, mappings_of, servicetitan_conn_id
 from airflow_provider_b1.sync.audit import DEFAULT_SCHEMA as DEFAULT_AUDIT_SCHEMA
 
 if TYPE_CHECKING:
@@ -26,8 +26,9 @@ class ServiceTitanReconcileOperator(PermanentFailures, BaseOperator):
 
     :param options: the flow's options where they differ from its defaults (connection ids,
         ``mappings``), as the flow's load tasks are given them: ``sap_b1_conn_id`` names the SAP
-        company compared, with its own ServiceTitan tenant, mapping-table rows and audit rows (its
-        scope of the flow, ``servicetitan_to_sap_b1@<conn id>``).
+        company compared, with its own ServiceTitan tenant, mapping-table rows, audit rows (its
+        scope of the flow, ``servicetitan_to_sap_b1@<conn id>``) and mapping (its ``companies``
+        section's keys; without ``mappings``, ``B1_SERVICETITAN_MAPPINGS`` or the example file).
     :param audit_schema: the PostgreSQL schema of the audit trail (and the mapping table).
     """
 
@@ -49,14 +50,13 @@ class ServiceTitanReconcileOperator(PermanentFailures, BaseOperator):
         from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
         from airflow_provider_b1.hooks.servicetitan import ServiceTitanHook
         from airflow_provider_b1.servicetitan.customers import CustomerMap
-        from airflow_provider_b1.servicetitan.mappings import load_mappings
         from airflow_provider_b1.servicetitan.reconcile import reconcile_or_raise, reconcile_receivables
         from airflow_provider_b1.sync.audit import AuditTrail
         from airflow_provider_b1.utils.sql import open_database
 
         flow = SERVICETITAN_FLOW.scoped(self.options)
         options = flow.merged_options(self.options)
-        mappings = load_mappings(options["mappings"])
+        mappings = mappings_of(options)
         with contextlib.ExitStack() as stack:
             servicetitan = ServiceTitanHook(servicetitan_conn_id(options))
             stack.callback(servicetitan.close)

@@ -11,17 +11,28 @@ the default (``servicetitan_default``, as a replay of ``servicetitan_to_sap_b1@s
 options does), the one the same declaration pairs with the SAP connection
 (:func:`servicetitan_conn_id`). So a replay reopens the company's own tenant with no options given;
 the variable must then be the same where the replay runs as where the DAG is parsed.
+
+The mapping (GL accounts, business units, tax, payment types) is the ``mappings`` option, else
+``B1_SERVICETITAN_MAPPINGS``, else the example ``dags/servicetitan_mappings.yaml``
+(:func:`mappings_of`), so a replay given no options maps as the DAG does; each company gets its own
+keys from the document's ``companies`` section, by its SAP connection id or CompanyDB (see
+:mod:`airflow_provider_b1.servicetitan.mappings`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_b1.companies import Company, declared_companies, peer_conn_id
 from airflow_provider_b1.sync.cursors import TokenCursor
 from airflow_provider_b1.sync.flows import Flow, Lineage, Stream, System
+
+if TYPE_CHECKING:
+    from airflow_provider_b1.servicetitan.mappings import Mappings
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +42,10 @@ DEFAULT_SAP_CONN_ID = "sap_b1_default"
 DEFAULT_MAPPING_CONN_ID = "b1_audit_default"
 #: The environment variable declaring the SAP companies and the ServiceTitan connection of each.
 COMPANIES_ENV = "B1_SERVICETITAN_COMPANIES"
+#: The environment variable naming the mapping (a path, or ``var:<Variable key>``).
+MAPPINGS_ENV = "B1_SERVICETITAN_MAPPINGS"
+#: The example mapping beside the DAGs, for the sandboxes.
+DEFAULT_MAPPINGS = str(Path(__file__).resolve().parents[2] / "dags" / "servicetitan_mappings.yaml")
 
 
 def servicetitan_companies(value: str | None = None) -> list[Company]:
@@ -74,6 +89,25 @@ def servicetitan_conn_id(options: Mapping[str, Any]) -> str:
         from airflow_provider_b1.servicetitan.mappings import MappingError
 
         raise MappingError(str(exc)) from None
+
+
+def mappings_source(options: Mapping[str, Any]) -> str:
+    """Where the mapping is: the ``mappings`` option, else ``B1_SERVICETITAN_MAPPINGS`` (as the DAG
+    reads it, so that a replay or a task run outside the DAG maps alike), else the example file."""
+    return str(options.get("mappings") or os.environ.get(MAPPINGS_ENV) or DEFAULT_MAPPINGS)
+
+
+def mappings_of(options: Mapping[str, Any]) -> Mappings:
+    """The mapping of the SAP company the (merged) options name (:func:`mappings_source`, with the
+    keys its ``companies`` section gives, by SAP connection id or CompanyDB).
+
+    :raises MappingError: naming the key at fault (not retried).
+    """
+    from airflow_provider_b1.companies import company_db
+    from airflow_provider_b1.servicetitan.mappings import load_mappings
+
+    conn_id = str(options.get("sap_b1_conn_id") or DEFAULT_SAP_CONN_ID)
+    return load_mappings(mappings_source(options), company=(conn_id, company_db(conn_id)))
 
 
 def _tenant(conn_id: str) -> str:
@@ -132,7 +166,6 @@ def _open_source(options: Mapping[str, Any]) -> Any:
 def _open_sink(options: Mapping[str, Any]) -> Any:
     from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
     from airflow_provider_b1.servicetitan.customers import CustomerMap
-    from airflow_provider_b1.servicetitan.mappings import load_mappings
     from airflow_provider_b1.servicetitan.sink import SapReceivablesSink
     from airflow_provider_b1.utils.sql import open_database
 
@@ -143,9 +176,7 @@ def _open_sink(options: Mapping[str, Any]) -> Any:
         own_tenant(options),
         company=options["sap_b1_conn_id"],
     )
-    return SapReceivablesSink(
-        SapB1Hook(options["sap_b1_conn_id"]), load_mappings(options["mappings"]), customers
-    )
+    return SapReceivablesSink(SapB1Hook(options["sap_b1_conn_id"]), mappings_of(options), customers)
 
 
 SERVICETITAN_FLOW = Flow(

@@ -176,7 +176,8 @@ def test_reconcile_names_an_invoice_the_flow_failed_and_replay_posts_it_once_fix
         "mapping's gl_accounts"
     ) in out
 
-    # The mapping is fixed; b1_replay_failed posts the invoice through the flow's own sink, once.
+    # The mapping is fixed where the DAG reads it (B1_SERVICETITAN_MAPPINGS); b1_replay_failed, given
+    # no options, posts the invoice through the flow's own sink with that deployed mapping, once.
     from pathlib import Path
 
     import yaml
@@ -187,12 +188,16 @@ def test_reconcile_names_an_invoice_the_flow_failed_and_replay_posts_it_once_fix
     mapping_file.write_text(yaml.safe_dump(fixed))
     monkeypatch.setenv("B1_SERVICETITAN_MAPPINGS", str(mapping_file))
     for _attempt in (1, 2):  # a second replay finds nothing left to do
-        replay = dag_of("b1_replay_failed").test(
-            run_conf={"flow": DAG_ID, "dry_run": False, "options": {"mappings": str(mapping_file)}}
-        )
+        replay = dag_of("b1_replay_failed").test(run_conf={"flow": DAG_ID, "dry_run": False})
         assert replay.state == "success"
     created = flow.audit_rows("task_id = 'replay' AND action = 'created'")
     assert [(r["entity"], r["key"]) for r in created] == [("invoices", "990001")]  # once, not twice
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    sap = SapB1Hook()
+    (posted,) = [r for page in sap.iter_pages("Invoices", filter="NumAtCard eq '990001'") for r in page]
+    sap.close()
+    assert "431002" in {line["AccountCode"] for line in posted["DocumentLines"]}  # the deployed mapping's
     third = dag_of(DAG_ID, retries=0).test()
     assert set(task_states(third).values()) == {"success"}  # reconcile: SAP equals ServiceTitan again
 
