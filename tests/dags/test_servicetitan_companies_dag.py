@@ -5,7 +5,9 @@ Two SAP sandboxes (the session's ``SBODEMOUS`` and a ``SBODEMOEU`` on a server o
 ServiceTitan tenants, each a sandbox of its own, small. One run posts each tenant's customers,
 invoices and payments into its own company only, and each company's reconciliation passes; with
 the second company's Service Layer unreachable, only its tasks fail, and the first company posts
-on from its own cursors. A replay of the second company's scoped flow reopens its own tenant.
+on from its own cursors. A replay of the second company's scoped flow reopens its own tenant. The
+second company has its own GL accounts in the mapping's ``companies`` section (by its CompanyDB):
+its invoices' lines carry them, the first company's the shared ones.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import gc
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from dag_helpers import EU, eu_connection, task_states, xcoms
+import yaml
+from dag_helpers import EU, EU_COMPANY_DB, eu_connection, task_states, xcoms
 
 from airflow_provider_b1.utils.retry import RetryPolicy
 
@@ -63,6 +67,24 @@ def _sap_by_partner(conn_id: str) -> dict[str, tuple[int, Decimal]]:
     finally:
         hook.close()
     return {code: (n, total) for code, (n, total) in totals.items()}
+
+
+def _line_accounts(conn_id: str) -> set[str]:
+    """The accounts of the lines of the ServiceTitan invoices in one SAP company."""
+    from airflow_provider_b1.hooks.sap_b1 import SapB1Hook
+
+    hook = SapB1Hook(conn_id)
+    try:
+        return {
+            line["AccountCode"]
+            for page in hook.iter_pages(
+                "Invoices", filter="startswith(CardCode, 'ST')", select=["DocumentLines"]
+            )
+            for record in page
+            for line in record["DocumentLines"]
+        }
+    finally:
+        hook.close()
 
 
 def _expected_by_partner(tenant: Any, company: str) -> dict[str, tuple[int, Decimal]]:
@@ -120,6 +142,14 @@ def test_two_companies_post_their_own_tenants_and_one_company_down_fails_only_it
         set_connection(conn_id, tenant.connection())
     set_connection(EU, eu_connection(eu_sandbox))
     monkeypatch.setenv("B1_SERVICETITAN_COMPANIES", f"{HOME}={ST_HOME},{EU}={ST_EU}")
+    # The second company's chart of accounts: its own GL accounts (by its CompanyDB); the rest shared.
+    shared = yaml.safe_load((Path(__file__).parents[2] / "dags" / "servicetitan_mappings.yaml").read_text())
+    eu_accounts = {"4000": "422001", "4010": "422002", "4100": "412001", "4200": "412002", "4900": "432001"}
+    mapping_file = tmp_path / "mappings.yaml"
+    mapping_file.write_text(
+        yaml.safe_dump({**shared, "companies": {EU_COMPANY_DB: {"gl_accounts": eu_accounts}}})
+    )
+    monkeypatch.setenv("B1_SERVICETITAN_MAPPINGS", str(mapping_file))
 
     dag = dag_of(DAG_ID, retries=0)
     assert set(dag.task_dict) == {
@@ -138,6 +168,13 @@ def test_two_companies_post_their_own_tenants_and_one_company_down_fails_only_it
     assert home == _expected_by_partner(tenants[ST_HOME], HOME)
     assert eu == _expected_by_partner(tenants[ST_EU], EU)
     assert (sum(n for n, _ in home.values()), sum(n for n, _ in eu.values())) == (40, 30)
+    # each company's lines on its own GL accounts; the sales-tax account shared
+    tax = {shared["sales_tax_account"]}
+    home_accounts, eu_accounts_used = _line_accounts(HOME) - tax, _line_accounts(EU) - tax
+    assert home_accounts, "no invoice line in the first company"
+    assert eu_accounts_used, "no invoice line in the second company"
+    assert home_accounts <= set(shared["gl_accounts"].values()), home_accounts
+    assert eu_accounts_used <= set(eu_accounts.values()), eu_accounts_used
     # audit rows under each company's scope of the flow, nothing failed
     created = dict(
         flow.query(
@@ -163,6 +200,7 @@ def test_two_companies_post_their_own_tenants_and_one_company_down_fails_only_it
         assert source.hook.tenant_id == "2000002"
         assert sink.hook.sap_b1_conn_id == EU
         assert (sink.customers.company, sink.customers.tenant) == (EU, "2000002")
+        assert sink.mappings.account_for({"number": "4000"}) == "422001"  # the deployed mapping, its own
 
     # the second company's Service Layer down, a new invoice in each tenant: only the second
     # company's tasks fail; the first posts its invoice, from its own cursors

@@ -92,3 +92,33 @@ def test_two_companies_whose_connections_reach_one_tenant_are_refused_before_any
         MappingError, match=r"'servicetitan_eu' .* and 'servicetitan_us' .* both reach tenant 1000"
     ):
         own_tenant(eu)
+
+
+def test_the_dag_refuses_a_mapping_section_naming_none_of_its_companies_where_it_declares_them(
+    tmp_path, monkeypatch
+):
+    import importlib.util
+    from pathlib import Path
+
+    from airflow_provider_b1.servicetitan.flow import MAPPINGS_ENV
+    from airflow_provider_b1.servicetitan.mappings import MappingError
+
+    def parse_dag() -> None:
+        path = Path(__file__).parents[3] / "dags" / "servicetitan_to_sap_b1.py"
+        spec = importlib.util.spec_from_file_location("servicetitan_to_sap_b1_parsed", path)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+    mapping_file = tmp_path / "mappings.yaml"
+    mapping_file.write_text('gl_accounts: {"4000": "421001"}\ncompanies:\n  sap_b1_ue: {tax_code: B1}\n')
+    monkeypatch.setenv(MAPPINGS_ENV, str(mapping_file))
+    monkeypatch.delenv(COMPANIES_ENV, raising=False)
+    parse_dag()  # no declaration: the file may serve other deployments' companies
+    monkeypatch.setenv(COMPANIES_ENV, "sap_b1_us=servicetitan_us,sap_b1_eu=servicetitan_eu")
+    with pytest.raises(
+        MappingError,
+        match=r"companies\.sap_b1_ue names none of the declared SAP companies \(sap_b1_us, sap_b1_eu;",
+    ):
+        parse_dag()
+    mapping_file.write_text('companies:\n  sap_b1_eu: {gl_accounts: {"4000": ""}}\n')
+    with pytest.raises(MappingError, match=r"companies\.sap_b1_eu\.gl_accounts must map names"):
+        parse_dag()
