@@ -39,10 +39,10 @@ one sensor wakes every company: each gets its own ``accounts`` and ``opportuniti
 group named after its connection, with its own cursors, audit rows (flow
 ``salesforce_to_sap_b1@<conn id>``) and links, and a company whose SAP is down fails only its own
 tasks. Where companies share an org, each reads only the accounts naming it in the mapping's
-``accounts.company_field`` and the won opportunities of those accounts. The sensor listens to the
-org of the first company listed; the orgs of companies with one of their own are read at every
-run all the same (a quiet hour ends a run with a poll), so their edits arrive within the hour
-rather than within seconds.
+``accounts.company_field`` and the won opportunities of those accounts. A sensor listens to one
+org, so where companies have orgs of their own this file makes one such DAG per org, each with its
+own sensor (and replay id) waking only its org's companies: ``sap_b1_salesforce_changes`` for the
+org of the first company listed, ``sap_b1_salesforce_changes_<Salesforce conn id>`` for each other.
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ from airflow.sdk import dag, task
 from airflow_provider_b1.companies import Company, declared_companies, per_company
 from airflow_provider_b1.operators.sync import SyncOperator
 from airflow_provider_b1.salesforce.flow import (
-    DEFAULT_SALESFORCE_CONN_ID,
     SALESFORCE_TO_SAP_FLOW,
     check_companies,
     company_options,
+    orgs_of,
 )
 from airflow_provider_b1.salesforce.mapping import load_mapping
 from airflow_provider_b1.sensors.salesforce import SalesforceChangeSensor
@@ -79,51 +79,69 @@ COOL_DOWN = pendulum.duration(minutes=10)
 """How long a run waits after a fallback that the next run would meet again at once."""
 
 
-@dag(
-    dag_id="sap_b1_salesforce_changes",
-    description="Salesforce -> SAP Business One within seconds: CDC wakes the account and opportunity syncs.",
-    schedule="@continuous",
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
-    tags=["salesforce", "sap_b1", "cdc"],
-    doc_md=__doc__,
-)
-def sap_b1_salesforce_changes():
-    options = {"mapping": MAPPING}
-    wait = SalesforceChangeSensor(
-        task_id="wait_for_changes",
-        topics=TOPICS,
-        wait_seconds=3600,
-        return_when_idle=True,
-        salesforce_conn_id=COMPANIES[0].peer_conn_id or DEFAULT_SALESFORCE_CONN_ID,
+DAG_ID = "sap_b1_salesforce_changes"
+#: ``{Salesforce connection id: [SAP connection ids]}``: the orgs and the companies each serves.
+ORGS = orgs_of(COMPANIES)
+
+
+def changes_dag(dag_id: str, org: str) -> Any:
+    """The DAG of one org: its sensor wakes the syncs of the companies that org serves."""
+    companies = [c for c in COMPANIES if c.sap_b1_conn_id in ORGS[org]]
+
+    @dag(
+        dag_id=dag_id,
+        description="Salesforce -> SAP Business One within seconds: CDC wakes the account and opportunity syncs.",
+        schedule="@continuous",
+        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
+        tags=["salesforce", "sap_b1", "cdc"],
+        doc_md=__doc__,
     )
-    synced = []
-
-    def sync_company(company: Company, prefix: str) -> None:
-        """One company's syncs (``prefix``: its task group's)."""
-        scoped = company_options(company, options)
-        accounts = SyncOperator(
-            task_id="accounts", flow=SALESFORCE_TO_SAP_FLOW, streams=["Account"], options=scoped
+    def changes():
+        options = {"mapping": MAPPING}
+        wait = SalesforceChangeSensor(
+            task_id="wait_for_changes",
+            topics=TOPICS,
+            wait_seconds=3600,
+            return_when_idle=True,
+            salesforce_conn_id=org,
         )
-        # Orders need their accounts' partners: the opportunities follow the accounts.
-        opportunities = SyncOperator(
-            task_id="opportunities", flow=SALESFORCE_TO_SAP_FLOW, streams=["Opportunity"], options=scoped
-        )
-        wait >> accounts >> opportunities
-        synced.append(opportunities)
+        synced = []
 
-    per_company(COMPANIES, sync_company)
+        def sync_company(company: Company, prefix: str) -> None:
+            """One company's syncs (``prefix``: its task group's)."""
+            scoped = company_options(company, options)
+            accounts = SyncOperator(
+                task_id="accounts", flow=SALESFORCE_TO_SAP_FLOW, streams=["Account"], options=scoped
+            )
+            # Orders need their accounts' partners: the opportunities follow the accounts.
+            opportunities = SyncOperator(
+                task_id="opportunities", flow=SALESFORCE_TO_SAP_FLOW, streams=["Opportunity"], options=scoped
+            )
+            wait >> accounts >> opportunities
+            synced.append(opportunities)
 
-    @task.short_circuit(task_id="cdc_unavailable")
-    def cdc_unavailable(woken: dict[str, Any]) -> bool:
-        """Go on to the cool-down only when the next run would fall back again at once."""
-        return (woken or {}).get("fallback") in (CDC_NOT_ENABLED, STREAM_FAILED)
+        per_company(companies, sync_company)
 
-    cool_down = WaitSensor(task_id="cool_down", time_to_wait=COOL_DOWN, deferrable=True)
-    unavailable = cdc_unavailable(wait.output)
-    synced >> unavailable >> cool_down
+        @task.short_circuit(task_id="cdc_unavailable")
+        def cdc_unavailable(woken: dict[str, Any]) -> bool:
+            """Go on to the cool-down only when the next run would fall back again at once."""
+            return (woken or {}).get("fallback") in (CDC_NOT_ENABLED, STREAM_FAILED)
+
+        cool_down = WaitSensor(task_id="cool_down", time_to_wait=COOL_DOWN, deferrable=True)
+        unavailable = cdc_unavailable(wait.output)
+        synced >> unavailable >> cool_down
+
+    return changes()
+
+
+def sap_b1_salesforce_changes() -> Any:
+    """The DAG of the first company's org (the only one where every company shares an org)."""
+    return changes_dag(DAG_ID, next(iter(ORGS)))
 
 
 sap_b1_salesforce_changes()
+#: The DAGs of the other orgs, by DAG id.
+OTHER_ORGS = {f"{DAG_ID}_{org}": changes_dag(f"{DAG_ID}_{org}", org) for org in list(ORGS)[1:]}

@@ -194,32 +194,53 @@ def test_one_org_two_companies_each_gets_its_own_accounts_orders_balances_and_on
     home_sap.close()
 
 
-def test_the_changes_dag_wakes_every_companys_syncs_with_one_sensor(dag_of, tmp_path, monkeypatch):
+def test_the_changes_dags_wake_each_orgs_companies_with_that_orgs_sensor(dag_of, tmp_path, monkeypatch):
+    import importlib.util
+
+    from dag_helpers import DAGS
+
     document = yaml.safe_load(DAG_MAPPING.read_text())
     document["accounts"]["company_field"] = COMPANY_FIELD
     mapping = tmp_path / "salesforce_mapping.yaml"
     mapping.write_text(yaml.safe_dump(document, sort_keys=False))
     monkeypatch.setenv("B1_SALESFORCE_MAPPING", str(mapping))
-    monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{HOME},{EU}=b1_salesforce_eu")
-    dag = dag_of("sap_b1_salesforce_changes")
-    sensor = dag.task_dict["wait_for_changes"]
-    assert sensor.salesforce_conn_id == ORG  # the first company's org
-    assert {t.task_id for t in sensor.downstream_list} == {
-        f"{HOME}.accounts",
-        f"{EU}.accounts",
-        "cdc_unavailable",
-    }
-    for company in (HOME, EU):
-        assert [t.task_id for t in dag.task_dict[f"{company}.accounts"].downstream_list] == [
-            f"{company}.opportunities"
-        ]
-        assert dag.task_dict[f"{company}.opportunities"].downstream_task_ids == {"cdc_unavailable"}
-    assert dag.task_dict[f"{EU}.accounts"].options == {
+    # two companies sharing the default org, a third with an org of its own
+    monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{HOME},sap_b1_uk,{EU}=b1_salesforce_eu")
+    spec = importlib.util.spec_from_file_location("changes_under_test", DAGS / "sap_b1_salesforce_changes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shared = module.sap_b1_salesforce_changes()
+    (own,) = module.OTHER_ORGS.values()
+    assert (shared.dag_id, own.dag_id) == (
+        "sap_b1_salesforce_changes",
+        "sap_b1_salesforce_changes_b1_salesforce_eu",
+    )
+    for dag, org, companies in ((shared, ORG, (HOME, "sap_b1_uk")), (own, "b1_salesforce_eu", (EU,))):
+        sensor = dag.task_dict["wait_for_changes"]
+        assert sensor.salesforce_conn_id == org  # each DAG listens to its own org, keeps its replay id
+        prefix = [f"{company}." for company in companies] if len(companies) > 1 else [""]
+        assert {t.task_id for t in sensor.downstream_list} == {f"{p}accounts" for p in prefix} | {
+            "cdc_unavailable"
+        }
+        for p in prefix:
+            assert [t.task_id for t in dag.task_dict[f"{p}accounts"].downstream_list] == [f"{p}opportunities"]
+            assert dag.task_dict[f"{p}opportunities"].downstream_task_ids == {"cdc_unavailable"}
+    assert own.task_dict["accounts"].options == {
         "mapping": str(mapping),
         "sap_b1_conn_id": EU,
         "salesforce_conn_id": "b1_salesforce_eu",
     }
-    assert dag.task_dict[f"{HOME}.accounts"].options == {"mapping": str(mapping)}
+    assert shared.task_dict[f"{HOME}.accounts"].options == {"mapping": str(mapping)}
+    assert shared.task_dict["sap_b1_uk.accounts"].options == {
+        "mapping": str(mapping),
+        "sap_b1_conn_id": "sap_b1_uk",
+    }
+    # one org, one DAG: as it always was
+    monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{HOME},sap_b1_uk")
+    assert {"sap_b1_default.accounts", "sap_b1_uk.accounts"} <= set(
+        dag_of("sap_b1_salesforce_changes").task_dict
+    )
+    monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{HOME},{EU}=b1_salesforce_eu")
     # the 10-minute DAG checks both orgs once
     check = dag_of(DAG_ID).task_dict["check_mapping"]
     assert check.companies == [[HOME, ORG], [EU, "b1_salesforce_eu"]]
