@@ -101,7 +101,21 @@ def _press_test(page: Any, conn_id: str) -> dict[str, Any]:
     expect(toast.last).to_contain_text(title)
     page.wait_for_timeout(500)  # the toast slides in
     page.shot(f"test-{conn_id}")
+    _dismiss_toasts(page)
     return result
+
+
+def _dismiss_toasts(page: Any) -> None:
+    """Let the messages go before the next button is pressed, as a user would: they stack up from
+    the bottom right over the rows' buttons, and a pointer resting on them (where the last button
+    was pressed) holds them there. Closed with their close button where they have one."""
+    page.mouse.move(0, 0)
+    toasts = page.locator("[data-scope=toast][data-part=root]")
+    closers = toasts.locator("[data-part=close-trigger]")
+    while closers.count():
+        closers.first.click()
+        page.mouse.move(0, 0)
+    expect(toasts).to_have_count(0, timeout=30_000)
 
 
 @pytest.fixture(scope="module")
