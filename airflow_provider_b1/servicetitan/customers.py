@@ -16,35 +16,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow_provider_b1.utils.migrations import Migration, MigrationSet
+from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID
+from airflow_provider_b1.utils.migrations import (
+    Migration,
+    MigrationSet,
+    postgres_key_column,
+    sqlite_key_column,
+)
 from airflow_provider_b1.utils.sql import Database, dialect_of, mark_of, query, transaction
 
 TABLE = "st_customer_map"
 #: The company of a mapping table holding one SAP company's links (and of rows older than companies).
-DEFAULT_COMPANY = "sap_b1_default"
+DEFAULT_COMPANY = DEFAULT_SAP_CONN_ID
 
-# Version 2 puts the company first in the key. SQLite cannot change a primary key in place: the
-# table is rebuilt (version 1's columns are known, so the copy names them).
-_COLUMNS = "tenant, customer_id, card_code, linked_by, merged_into, updated_at"
-_V2_POSTGRES = (
-    f"ALTER TABLE {{s}}{TABLE} ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}', "
-    f"DROP CONSTRAINT {TABLE}_pkey, ADD PRIMARY KEY (company, tenant, customer_id)",
-)
-_V2_SQLITE = (
-    f"""CREATE TABLE {TABLE}__company (
-    company TEXT NOT NULL DEFAULT '{DEFAULT_COMPANY}',
-    tenant TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    card_code TEXT NOT NULL,
-    linked_by TEXT NOT NULL,
-    merged_into TEXT,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (company, tenant, customer_id)
-)""",
-    f"INSERT INTO {TABLE}__company ({_COLUMNS}) SELECT {_COLUMNS} FROM {TABLE}",
-    f"DROP TABLE {TABLE}",
-    f"ALTER TABLE {TABLE}__company RENAME TO {TABLE}",
-)
+# Version 2 puts the company first in the key (SQLite rebuilds the table to change its key).
+_V2_KEY = ("company", DEFAULT_COMPANY, ("tenant", "customer_id"))
 
 MIGRATIONS = MigrationSet(
     "servicetitan_customers",
@@ -71,12 +57,13 @@ MIGRATIONS = MigrationSet(
             "several SAP companies: the key (company, tenant, customer_id)",
             (),
             postgres_only=(
-                *_V2_POSTGRES,
+                postgres_key_column(TABLE, *_V2_KEY),
                 f"DROP INDEX {{s}}{TABLE}_card_code",
                 f"CREATE INDEX {TABLE}_card_code ON {{s}}{TABLE} (company, tenant, card_code)",
             ),
             sqlite_only=(
-                *_V2_SQLITE,
+                sqlite_key_column(TABLE, *_V2_KEY),
+                f"DROP INDEX {TABLE}_card_code",
                 f"CREATE INDEX {TABLE}_card_code ON {TABLE} (company, tenant, card_code)",
             ),
         ),

@@ -22,7 +22,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID
-from airflow_provider_b1.utils.migrations import Migration, MigrationSet
+from airflow_provider_b1.utils.migrations import (
+    Migration,
+    MigrationSet,
+    postgres_key_column,
+    sqlite_key_column,
+)
 from airflow_provider_b1.utils.sql import Database, dialect_of, mark_of, query, transaction
 
 TABLE = "b1_teams_sent"
@@ -30,21 +35,8 @@ TABLE = "b1_teams_sent"
 PENDING = "pending"
 SENT = "sent"
 
-#: The columns of version 1 (before companies), copied as they are when SQLite rebuilds the table.
-_V1_COLUMNS = (
-    "destination",
-    "doc_type",
-    "doc_entry",
-    "event",
-    "state",
-    "card",
-    "conversation_id",
-    "activity_id",
-    "marker",
-    "attempts",
-    "run_id",
-    "updated_at",
-)
+#: Version 2's key: the company first, then what a page's look-up names.
+_V2_KEY = ("company", DEFAULT_SAP_CONN_ID, ("doc_type", "doc_entry", "destination", "event"))
 
 MIGRATIONS = MigrationSet(
     "teams_sent_ledger",
@@ -78,32 +70,8 @@ MIGRATIONS = MigrationSet(
             2,
             "several SAP companies: the company in every row and first in the key",
             (),
-            postgres_only=(
-                f"ALTER TABLE {{s}}{TABLE} ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_SAP_CONN_ID}', "
-                f"DROP CONSTRAINT {TABLE}_pkey, ADD PRIMARY KEY (company, doc_type, doc_entry, destination, event)",
-            ),
-            sqlite_only=(
-                f"""CREATE TABLE {TABLE}__v2 (
-                company {{text}} NOT NULL DEFAULT '{DEFAULT_SAP_CONN_ID}',
-                destination {{text}} NOT NULL,
-                doc_type {{text}} NOT NULL,
-                doc_entry {{text}} NOT NULL,
-                event {{text}} NOT NULL,
-                state {{text}} NOT NULL,
-                card {{text}} NOT NULL,
-                conversation_id {{text}},
-                activity_id {{text}},
-                marker {{text}} NOT NULL,
-                attempts {{int}} NOT NULL,
-                run_id {{text}},
-                updated_at {{ts}} NOT NULL,
-                PRIMARY KEY (company, doc_type, doc_entry, destination, event)
-            )""",
-                f"INSERT INTO {TABLE}__v2 ({', '.join(_V1_COLUMNS)}) SELECT {', '.join(_V1_COLUMNS)} FROM {TABLE}",
-                f"DROP TABLE {TABLE}",
-                f"ALTER TABLE {TABLE}__v2 RENAME TO {TABLE}",
-                f"CREATE INDEX IF NOT EXISTS {TABLE}_state ON {TABLE} (state, destination)",
-            ),
+            postgres_only=(postgres_key_column(TABLE, *_V2_KEY),),
+            sqlite_only=(sqlite_key_column(TABLE, *_V2_KEY),),
         ),
     ),
 )

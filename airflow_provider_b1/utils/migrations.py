@@ -64,6 +64,68 @@ TYPES: dict[str, dict[str, str]] = {
 Step = str | Callable[[Any, str | None], None]
 
 
+def postgres_key_column(table: str, column: str, default: str, key: tuple[str, ...]) -> str:
+    """A PostgreSQL statement adding ``column`` (text, ``default`` for the rows there) and making
+    the primary key ``(column, *key)``."""
+    return (
+        f"ALTER TABLE {{s}}{table} ADD COLUMN {column} {{text}} NOT NULL DEFAULT '{default}', "
+        f"DROP CONSTRAINT {table}_pkey, ADD PRIMARY KEY ({column}, {', '.join(key)})"
+    )
+
+
+def sqlite_key_column(table: str, column: str, default: str, key: tuple[str, ...]) -> Step:
+    """A SQLite step doing what :func:`postgres_key_column` does, by rebuilding the table (SQLite
+    cannot change a primary key in place): ``column`` first, then the table's own column
+    definitions (read from its stored definition, a column's inline ``PRIMARY KEY`` dropped), the
+    rows copied, its indexes made again."""
+
+    def rebuild(conn: Any, _schema: str | None) -> None:
+        (create,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        indexes = [
+            sql
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+                (table,),
+            )
+        ]
+        columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+        body = create[create.index("(") + 1 : create.rindex(")")]
+        kept = [
+            part.strip().replace(" PRIMARY KEY", " NOT NULL")
+            for part in _split_top_level(body)
+            if not part.strip().upper().startswith("PRIMARY KEY")
+        ]
+        new = f"{table}__rebuilt"
+        conn.execute(
+            f"CREATE TABLE {new} ({column} TEXT NOT NULL DEFAULT '{default}', {', '.join(kept)}, "
+            f"PRIMARY KEY ({column}, {', '.join(key)}))"
+        )
+        conn.execute(f"INSERT INTO {new} ({columns}) SELECT {columns} FROM {table}")
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"ALTER TABLE {new} RENAME TO {table}")
+        for sql in indexes:
+            conn.execute(sql)
+
+    return rebuild
+
+
+def _split_top_level(body: str) -> list[str]:
+    """A table definition's parts, split at the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(body):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(body[start:index])
+            start = index + 1
+    parts.append(body[start:])
+    return parts
+
+
 def render(statement: str, dialect: str, schema: str | None) -> str:
     """Render one dialect-neutral statement for ``dialect`` (``postgres`` or ``sqlite``)."""
     prefix = f"{validate_identifier(schema)}." if dialect == "postgres" and schema else ""

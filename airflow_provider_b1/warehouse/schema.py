@@ -10,8 +10,15 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from airflow_provider_b1.companies import DEFAULT_SAP_CONN_ID
 from airflow_provider_b1.sync.checkpoints import CHECKPOINT_TABLE
-from airflow_provider_b1.utils.migrations import Migration, MigrationSet, render
+from airflow_provider_b1.utils.migrations import (
+    Migration,
+    MigrationSet,
+    postgres_key_column,
+    render,
+    sqlite_key_column,
+)
 from airflow_provider_b1.utils.sql import validate_identifier
 
 DEFAULT_SCHEMA = "sap_b1"
@@ -336,7 +343,7 @@ JOIN tree ON tree.account_code = a.account_code""",
 ]
 
 #: The company of rows loaded before the warehouse held several: the flow's default SAP connection.
-DEFAULT_COMPANY = "sap_b1_default"
+DEFAULT_COMPANY = DEFAULT_SAP_CONN_ID
 
 #: Every table of loaded records and its key, which becomes ``(company, key)``.
 COMPANY_TABLES: dict[str, tuple[str, ...]] = {
@@ -390,11 +397,7 @@ CREATE TABLE {s}dim_company (
 
 _V5_POSTGRES: list[str] = [
     "DROP VIEW {s}dim_gl_account_hierarchy",
-    *(
-        f"ALTER TABLE {{s}}{table} ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}', "
-        f"DROP CONSTRAINT {table}_pkey, ADD PRIMARY KEY (company, {', '.join(key)})"
-        for table, key in COMPANY_TABLES.items()
-    ),
+    *(postgres_key_column(table, "company", DEFAULT_COMPANY, key) for table, key in COMPANY_TABLES.items()),
     f"ALTER TABLE {{s}}deletion_log ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}'",
     "DROP INDEX {s}ix_deletion_log_entity_key",
     "CREATE INDEX ix_deletion_log_entity_key ON {s}deletion_log (company, entity, record_key)",
@@ -403,63 +406,9 @@ _V5_POSTGRES: list[str] = [
 ]
 
 
-def _sqlite_company_key(table: str, key: tuple[str, ...]) -> Any:
-    """A step rebuilding one SQLite table with ``company`` first and the key ``(company, key)``:
-    SQLite cannot change a primary key in place. The rows, the other columns and the indexes are
-    kept, from the table's own definition."""
-
-    def rebuild(conn: sqlite3.Connection, _schema: str | None) -> None:
-        (create,) = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
-        ).fetchone()
-        indexes = [
-            sql
-            for (sql,) in conn.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-                (table,),
-            )
-        ]
-        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
-        body = create[create.index("(") + 1 : create.rindex(")")]
-        definitions = [part.strip() for part in _split_top_level(body)]
-        kept = []
-        for definition in definitions:
-            if definition.upper().startswith("PRIMARY KEY"):
-                continue
-            kept.append(definition.replace(" PRIMARY KEY", " NOT NULL"))
-        new = f"{table}__company"
-        conn.execute(
-            f"CREATE TABLE {new} (company TEXT NOT NULL DEFAULT '{DEFAULT_COMPANY}', {', '.join(kept)}, "
-            f"PRIMARY KEY (company, {', '.join(key)}))"
-        )
-        listed = ", ".join(columns)
-        conn.execute(f"INSERT INTO {new} ({listed}) SELECT {listed} FROM {table}")
-        conn.execute(f"DROP TABLE {table}")
-        conn.execute(f"ALTER TABLE {new} RENAME TO {table}")
-        for sql in indexes:
-            conn.execute(sql)
-
-    return rebuild
-
-
-def _split_top_level(body: str) -> list[str]:
-    """A table definition's parts, split at the commas outside parentheses."""
-    parts, depth, start = [], 0, 0
-    for index, char in enumerate(body):
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(body[start:index])
-            start = index + 1
-    parts.append(body[start:])
-    return parts
-
-
 _V5_SQLITE: list[Any] = [
     "DROP VIEW {s}dim_gl_account_hierarchy",
-    *(_sqlite_company_key(table, key) for table, key in COMPANY_TABLES.items()),
+    *(sqlite_key_column(table, "company", DEFAULT_COMPANY, key) for table, key in COMPANY_TABLES.items()),
     f"ALTER TABLE {{s}}deletion_log ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}'",
     "DROP INDEX {s}ix_deletion_log_entity_key",
     "CREATE INDEX ix_deletion_log_entity_key ON {s}deletion_log (company, entity, record_key)",
