@@ -8,9 +8,9 @@ progress lines) is the engine's.
 
 Several SAP companies load into one warehouse. A company is named by the id of the Airflow
 connection it is read through (``sap_b1_conn_id``), and that id is the ``company`` column of every
-warehouse table (keys are ``(company, key)``): it is what the DAG maps over, stable however the
-company is renamed in SAP, and unique in the deployment, whereas two servers may both hold a
-``SBODEMOUS``. The CompanyDB people know a company by is kept beside it in ``dim_company``, which
+warehouse table (keys are ``(company, key)``): stable however the company is renamed in SAP, and
+unique in the deployment, whereas two servers may both hold a ``SBODEMOUS``; the DAG builds a task
+group per id. The CompanyDB people know a company by is kept beside it in ``dim_company``, which
 the explores join. The connection id is also the flow's scope (:meth:`~airflow_provider_b1.sync.flows.Flow.scoped`):
 a company other than ``sap_b1_default`` runs as ``sap_b1_to_warehouse@<conn id>``, with its own
 audit rows, checkpoints and replay; the default company keeps the plain name, as a warehouse of one
