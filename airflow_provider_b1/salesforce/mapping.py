@@ -495,7 +495,9 @@ def parse_mapping(document: Mapping[str, Any] | None, *, where: str = "the mappi
 
 def soql_list(values: Sequence[str]) -> str:
     """SOQL text literals separated by commas (``'a', 'b'``), quotes and backslashes escaped."""
-    return ", ".join("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+    from airflow_provider_b1.sources.salesforce import quoted
+
+    return ", ".join(quoted(v) for v in values)
 
 
 def load_mapping(source: str | Path | Mapping[str, Any] | None) -> SalesforceMapping:
