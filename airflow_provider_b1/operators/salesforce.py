@@ -106,57 +106,82 @@ class SalesforceMappingCheckOperator(PermanentFailures, BaseOperator):
                         raise
             problems = mapping.check_against(described)
             problems += _external_id_room(mapping, described, sap_conn_ids)
-            if len(sap_conn_ids) < 2:
-                return problems, None
-            shared = f"{len(sap_conn_ids)} SAP companies ({', '.join(sap_conn_ids)}) share this org"
-            if not mapping.company_field:
-                problems.append(
-                    f"{shared}: name in accounts.company_field the account field that says each "
-                    "account's company (its SAP connection id or CompanyDB)"
-                )
-                return problems, None
-            number = described.get("Account", {}).get(mapping.account_number) or {}
-            if number.get("unique"):
-                problems.append(
-                    f"{shared}, whose CardCodes repeat (each has its own C00001), but Account."
-                    f"{mapping.account_number} (accounts.account_number) is unique: use a field that is not"
-                )
-            if problems:
+            if len(sap_conn_ids) >= 2:
+                shared = f"{len(sap_conn_ids)} SAP companies ({', '.join(sap_conn_ids)}) share this org"
+                if not mapping.company_field:
+                    problems.append(
+                        f"{shared}: name in accounts.company_field the account field that says each "
+                        "account's company (its SAP connection id or CompanyDB)"
+                    )
+                    return problems, None
+                number = described.get("Account", {}).get(mapping.account_number) or {}
+                if number.get("unique"):
+                    problems.append(
+                        f"{shared}, whose CardCodes repeat (each has its own C00001), but Account."
+                        f"{mapping.account_number} (accounts.account_number) is unique: use a field that is not"
+                    )
+                problems += self._ambiguous_company_dbs(hook, mapping, sap_conn_ids)
+            if problems or not mapping.company_field:
                 return problems, None
             return problems, self._unrouted(hook, mapping, sap_conn_ids)
         finally:
             hook.close()
 
-    def _unrouted(self, hook: Any, mapping: Any, sap_conn_ids: Sequence[str]) -> int:
-        """Count and log the accounts (of the mapping's ``where``) naming no declared company."""
+    @staticmethod
+    def _names(sap_conn_ids: Sequence[str]) -> dict[str, list[str]]:
+        """``{value: [SAP conn ids it names]}``: each company by its connection id and its CompanyDB."""
         from airflow_provider_b1.companies import company_db
+
+        names: dict[str, list[str]] = {}
+        for conn_id in sap_conn_ids:
+            for value in dict.fromkeys((conn_id, company_db(conn_id))):
+                if value:
+                    names.setdefault(value, []).append(conn_id)
+        return names
+
+    def _ambiguous_company_dbs(self, hook: Any, mapping: Any, sap_conn_ids: Sequence[str]) -> list[str]:
+        """Accounts naming a CompanyDB that two companies sharing the org log into (two servers may
+        both hold a ``SBODEMOUS``) would be synced into both: named as a problem."""
         from airflow_provider_b1.salesforce.mapping import soql_list
 
-        values = [
-            value
-            for conn_id in sap_conn_ids
-            for value in dict.fromkeys((conn_id, company_db(conn_id)))
-            if value
-        ]
+        problems = []
+        for value, conn_ids in self._names(sap_conn_ids).items():
+            if len(conn_ids) < 2:
+                continue
+            field = mapping.company_field
+            found = hook.count(f"SELECT COUNT() FROM Account WHERE {field} = {soql_list([value])}")
+            if found:
+                problems.append(
+                    f"{found} account(s) name {value!r} in {field}, the CompanyDB of {', '.join(conn_ids)}: "
+                    "they would be synced into each; name those accounts' company by its SAP connection id"
+                )
+        return problems
+
+    def _unrouted(self, hook: Any, mapping: Any, sap_conn_ids: Sequence[str]) -> int:
+        """Count and log the accounts (of the mapping's ``where``) naming none of the org's companies."""
+        from airflow_provider_b1.salesforce.mapping import soql_list
+
+        values = list(self._names(sap_conn_ids))
         field = mapping.company_field
         where = f"({field} = null OR {field} NOT IN ({soql_list(values)}))"
         if mapping.account_where:
             where = f"({mapping.account_where}) AND {where}"
-        ids = [
-            record["Id"]
-            for page in hook.query_pages(f"SELECT Id, {field} FROM Account WHERE {where}")
-            for record in page
-        ]
-        if ids:
+        unrouted = hook.count(f"SELECT COUNT() FROM Account WHERE {where}")
+        if unrouted:
+            first = [
+                record["Id"]
+                for page in hook.query_pages(f"SELECT Id FROM Account WHERE {where} LIMIT 10", max_pages=1)
+                for record in page
+            ]
             self.log.warning(
                 "%d Salesforce account(s) name no declared SAP company in %s (empty, or not one of %s): "
                 "synced into no company until the field names one. First: %s",
-                len(ids),
+                unrouted,
                 field,
                 ", ".join(values),
-                ", ".join(ids[:10]),
+                ", ".join(first),
             )
-        return len(ids)
+        return unrouted
 
 
 def _external_id_room(
