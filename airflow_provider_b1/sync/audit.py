@@ -34,7 +34,7 @@ import datetime as dt
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -805,13 +805,31 @@ class AuditTrail:
         :param source_keys: their keys (any number: asked in chunks).
         :param source_system: their system, when a flow reads several.
         """
+        rows = self._latest("a.action, a.error", flow, source_entity, source_keys, source_system)
+        return {key: (action, error) for key, action, error in rows}
+
+    def latest_at(
+        self, flow: str, source_entity: str, source_keys: Iterable[Any], *, source_system: str | None = None
+    ) -> dict[str, tuple[str, dt.datetime]]:
+        """As :meth:`latest`, with when each latest attempt was written: ``{key: (action, at)}``."""
+        rows = self._latest("a.action, a.at", flow, source_entity, source_keys, source_system)
+        return {key: (action, self._from_db_time(at)) for key, action, at in rows}
+
+    def _latest(
+        self,
+        columns: str,
+        flow: str,
+        source_entity: str,
+        source_keys: Iterable[Any],
+        source_system: str | None,
+    ) -> Iterator[tuple]:
+        """``(source_key, *columns)`` of each named record's latest row, asked in chunks."""
         keys = list(dict.fromkeys(str(k) for k in source_keys))
-        found: dict[str, tuple[str, str | None]] = {}
         t = self.table
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             sql = (
-                f"SELECT a.source_key, a.action, a.error FROM {t} a WHERE a.flow = {{p}} AND a.source_entity = {{p}}"
+                f"SELECT a.source_key, {columns} FROM {t} a WHERE a.flow = {{p}} AND a.source_entity = {{p}}"
                 f" AND a.source_key IN ({', '.join(['{p}'] * len(chunk))})"
             )
             params: list[Any] = [flow, source_entity, *chunk]
@@ -819,9 +837,7 @@ class AuditTrail:
                 sql += " AND a.source_system = {p}"
                 params.append(source_system)
             sql += _IS_LATEST.format(t=t)
-            for key, action, error in self._query(sql, params):
-                found[key] = (action, error)
-        return found
+            yield from self._query(sql, params)
 
     def history(
         self, flow: str, source_entity: str, source_key: str | int, *, source_system: str | None = None

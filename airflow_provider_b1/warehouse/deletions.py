@@ -170,11 +170,12 @@ def check_deletions(
     if audit is not None:
         from airflow_provider_b1.warehouse.flow import WAREHOUSE_FLOW
 
-        # A company's scope of the flow (sap_b1_to_warehouse@<conn id>) is the flow too.
-        if audit.flow.partition("@")[0] != WAREHOUSE_FLOW.name:
+        # The markings of a company are its own scope's audit rows (sap_b1_to_warehouse@<conn id>).
+        expected = WAREHOUSE_FLOW.scoped({"sap_b1_conn_id": loader.company}).name
+        if audit.flow != expected:
             raise ValueError(
-                f"The deletion check audits into the {WAREHOUSE_FLOW.name} flow (or a company's scope of it); "
-                f"open its session with that flow name, not {audit.flow!r}"
+                f"The deletion check of company {loader.company} audits into the flow {expected!r}; "
+                f"open its session with that name, not {audit.flow!r}"
             )
     if audit is not None:
         audit_late_markings(loader, audit, specs)
@@ -203,23 +204,32 @@ LATE_REASON = "marked deleted by an earlier deletion check whose audit row was n
 
 
 def audit_late_markings(loader: WarehouseLoader, audit: AuditSession, specs: Iterable[EntitySpec]) -> int:
-    """Audit the rows marked deleted whose latest audit row is not ``deleted``; return how many.
+    """Audit the markings whose ``deleted`` audit row was never written; return how many.
 
     Where the trail is in another database than the warehouse, a marking commits before its audit
     row is written, and that write can fail (the task then fails, and its retry finds nothing left
-    to mark). Every row still marked must read *deleted* in the trail, so each check first writes
-    the ``deleted`` row of any marking that lacks it (reason :data:`LATE_REASON`, the checking
-    task's run). Markings are few (master data SAP deleted), so this costs one look-up per check.
+    to mark). So each check first looks at every row still marked: one whose latest audit row is
+    not ``deleted`` and was written before the marking lacks its row, which is written now (reason
+    :data:`LATE_REASON`, the checking task's run). A latest row written after the marking (a load
+    that failed to restore the record SAP re-created) is left as it is: that record's latest word
+    is its failure, which replay offers. Markings are few (master data SAP deleted), so this costs
+    one look-up per check. The two databases' clocks are compared: a trail clock ahead of the
+    warehouse's by more than the time between the last load and the marking hides a gap.
     """
     from airflow_provider_b1.sync.engine import audit_key
 
     late = 0
     for spec in specs:
-        marked = loader.deleted_keys(spec)
-        if not marked:
+        marks = loader.deleted_marks(spec)
+        if not marks:
             continue
-        latest = audit.trail.latest(audit.flow, spec.entity, map(audit_key, marked), source_system="sap_b1")
-        missing = [key for key in marked if latest.get(audit_key(key), (None, None))[0] != "deleted"]
+        latest = audit.trail.latest_at(audit.flow, spec.entity, map(audit_key, marks), source_system="sap_b1")
+        missing = []
+        for key, marked_at in marks.items():
+            action, at = latest.get(audit_key(key), (None, None))
+            # SQLite keeps deleted_at in whole seconds: an attempt in the marking's second is before it
+            if action != "deleted" and (at is None or at < marked_at + dt.timedelta(seconds=1)):
+                missing.append(key)
         if missing:
             log.warning(
                 "%s: %d record(s) marked deleted had no audit row saying so (an earlier check's audit "

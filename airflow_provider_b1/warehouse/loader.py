@@ -230,15 +230,25 @@ class WarehouseLoader(DatabaseSink):
 
     def deleted_keys(self, spec: EntitySpec) -> list[Any]:
         """Keys of the rows marked deleted in SAP (none for an entity SAP cannot delete)."""
+        return list(self.deleted_marks(spec))
+
+    def deleted_marks(self, spec: EntitySpec) -> dict[Any, datetime.datetime]:
+        """``{key: deleted_at}`` of the rows marked deleted in SAP (none for an entity SAP cannot
+        delete), the times aware (UTC)."""
         if not spec.deletable:
-            return []
+            return {}
         mark = "%s" if self.dialect == "postgres" else "?"
         rows = self.execute(
-            f"SELECT {spec.key_column} FROM {self.table_name(spec)} WHERE company = {mark} AND deleted_at IS NOT NULL",
+            f"SELECT {spec.key_column}, deleted_at FROM {self.table_name(spec)} "
+            f"WHERE company = {mark} AND deleted_at IS NOT NULL",
             (self.company,),
         )
         self.rollback()
-        return [key for (key,) in rows]
+        found = {}
+        for key, at in rows:
+            at = datetime.datetime.fromisoformat(at) if isinstance(at, str) else at  # SQLite: UTC text
+            found[key] = at if at.tzinfo else at.replace(tzinfo=datetime.timezone.utc)
+        return found
 
     def mark_deleted(
         self,

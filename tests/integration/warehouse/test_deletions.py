@@ -12,9 +12,11 @@ and its audit row commit together or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +26,7 @@ from wh_records import partner
 from airflow_provider_b1.hooks.sap_b1.literals import entity_path
 from airflow_provider_b1.sources.sap_b1 import SapB1Source
 from airflow_provider_b1.sync import SyncWindow, sync_stream
+from airflow_provider_b1.sync.outcomes import Action
 from airflow_provider_b1.utils.retry import RetryPolicy
 from airflow_provider_b1.utils.sql import transaction
 from airflow_provider_b1.warehouse.deletions import DeletionGuardError, check_deletions
@@ -296,6 +299,27 @@ def test_a_marking_whose_audit_row_failed_is_audited_by_the_next_check(hook, loa
     with trail.session(WAREHOUSE_FLOW.name, "sap_b1_to_warehouse", "check-2", "check_deletions", 1) as check:
         check_deletions(hook, loader, MASTER, audit=check)
     assert trail.counts_for_run("sap_b1_to_warehouse", "check-2")["deleted"] == 0
+
+    # a load after the marking that failed the record (SAP re-created it, its restore failed): its
+    # failure is its latest word, which replay offers; the check does not audit it deleted again
+    time.sleep(1.1)  # past the marking's second (SQLite keeps deleted_at in whole seconds)
+    (record,) = loader.deletion_records(ENTITIES["BusinessPartners"], ["CDEL-01"], None)
+    with trail.session(WAREHOUSE_FLOW.name, "sap_b1_to_warehouse", "load-3", "load_master", 1) as load:
+        load.write([dataclasses.replace(record, action=Action.FAILED, error="could not be restored")])
+    with trail.session(WAREHOUSE_FLOW.name, "sap_b1_to_warehouse", "check-3", "check_deletions", 1) as check:
+        check_deletions(hook, loader, MASTER, audit=check)
+    assert trail.history(WAREHOUSE_FLOW.name, "BusinessPartners", "CDEL-01")[-1]["action"] == "failed"
+    assert trail.counts_for_run("sap_b1_to_warehouse", "check-3")["deleted"] == 0
+
+
+def test_a_check_refuses_an_audit_session_of_another_company(hook, loader, session):
+    with (
+        session.trail.session(
+            f"{WAREHOUSE_FLOW.name}@sap_b1_eu", "sap_b1_to_warehouse", "check-1", "check_deletions", 1
+        ) as check,
+        pytest.raises(ValueError, match=r"company sap_b1_default audits into the flow 'sap_b1_to_warehouse'"),
+    ):
+        check_deletions(hook, loader, MASTER, audit=check)
 
 
 def test_entities_sap_cannot_delete_are_refused(hook, loader):
