@@ -47,8 +47,9 @@ B1}}``): that key then replaces the shared one wholesale (the company gets exact
 accounts, never another company's codes), while the keys it does not name stay shared. Every
 section is checked when the file is parsed (an error names ``companies.<name>.<key>``); with
 ``B1_SERVICETITAN_COMPANIES`` set, a section naming none of its companies is an import error too. A
-replay given no options maps as the DAG does (``B1_SERVICETITAN_MAPPINGS``, else the file beside
-this DAG), so set the variable alike on the workers.
+replay given no options reads ``B1_SERVICETITAN_MAPPINGS`` (set it alike on the workers); where
+the DAG reads the file beside it, give the replay ``{"mappings": "<its path>"}`` (without either,
+nothing is mapped and each replayed record fails naming what to map).
 """
 
 from __future__ import annotations

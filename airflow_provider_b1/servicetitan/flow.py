@@ -13,8 +13,8 @@ options does), the one the same declaration pairs with the SAP connection
 the variable must then be the same where the replay runs as where the DAG is parsed.
 
 The mapping (GL accounts, business units, tax, payment types) is the ``mappings`` option, else
-``B1_SERVICETITAN_MAPPINGS``, else the example ``dags/servicetitan_mappings.yaml``
-(:func:`mappings_of`), so a replay given no options maps as the DAG does; each company gets its own
+``B1_SERVICETITAN_MAPPINGS`` (:func:`mappings_of`), so a replay given no options maps as a DAG
+reading that variable does (never the example file: its accounts are the sandbox's); each company gets its own
 keys from the document's ``companies`` section, by its SAP connection id or CompanyDB (see
 :mod:`airflow_provider_b1.servicetitan.mappings`).
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_b1.companies import Company, declared_companies, peer_conn_id
@@ -45,7 +44,6 @@ COMPANIES_ENV = "B1_SERVICETITAN_COMPANIES"
 #: The environment variable naming the mapping (a path, or ``var:<Variable key>``).
 MAPPINGS_ENV = "B1_SERVICETITAN_MAPPINGS"
 #: The example mapping beside the DAGs, for the sandboxes.
-DEFAULT_MAPPINGS = str(Path(__file__).resolve().parents[2] / "dags" / "servicetitan_mappings.yaml")
 
 
 def servicetitan_companies(value: str | None = None) -> list[Company]:
@@ -91,10 +89,12 @@ def servicetitan_conn_id(options: Mapping[str, Any]) -> str:
         raise MappingError(str(exc)) from None
 
 
-def mappings_source(options: Mapping[str, Any]) -> str:
+def mappings_source(options: Mapping[str, Any]) -> str | None:
     """Where the mapping is: the ``mappings`` option, else ``B1_SERVICETITAN_MAPPINGS`` (as the DAG
-    reads it, so that a replay or a task run outside the DAG maps alike), else the example file."""
-    return str(options.get("mappings") or os.environ.get(MAPPINGS_ENV) or DEFAULT_MAPPINGS)
+    reads it, so that a replay or a task run outside the DAG maps alike); ``None`` without either:
+    nothing mapped, so a record fails naming the key to map rather than being posted with an
+    example file's sandbox accounts (which an installed package does not even hold)."""
+    return options.get("mappings") or os.environ.get(MAPPINGS_ENV) or None
 
 
 def mappings_of(options: Mapping[str, Any]) -> Mappings:

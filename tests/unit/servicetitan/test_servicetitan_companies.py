@@ -122,3 +122,13 @@ def test_the_dag_refuses_a_mapping_section_naming_none_of_its_companies_where_it
     mapping_file.write_text('companies:\n  sap_b1_eu: {gl_accounts: {"4000": ""}}\n')
     with pytest.raises(MappingError, match=r"companies\.sap_b1_eu\.gl_accounts must map names"):
         parse_dag()
+
+
+def test_a_task_reads_its_option_else_the_variable_else_maps_nothing(monkeypatch):
+    from airflow_provider_b1.servicetitan.flow import MAPPINGS_ENV, mappings_source
+
+    monkeypatch.delenv(MAPPINGS_ENV, raising=False)
+    assert mappings_source({}) is None  # never the example file's sandbox accounts
+    monkeypatch.setenv(MAPPINGS_ENV, "var:st_mappings")
+    assert mappings_source({}) == "var:st_mappings"
+    assert mappings_source({"mappings": "/deployed/mappings.yaml"}) == "/deployed/mappings.yaml"
