@@ -42,7 +42,8 @@ tasks. Where companies share an org, each reads only the accounts naming it in t
 ``accounts.company_field`` and the won opportunities of those accounts. A sensor listens to one
 org, so where companies have orgs of their own this file makes one such DAG per org, each with its
 own sensor (and replay id) waking only its org's companies: ``sap_b1_salesforce_changes`` for the
-org of the first company listed, ``sap_b1_salesforce_changes_<Salesforce conn id>`` for each other.
+org of ``b1_salesforce_default``, ``sap_b1_salesforce_changes_<Salesforce conn id>`` for each other
+(whatever the order of the list: a sensor resumes from its own org's replay id).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from airflow.sdk import dag, task
 from airflow_provider_b1.companies import Company, declared_companies, per_company
 from airflow_provider_b1.operators.sync import SyncOperator
 from airflow_provider_b1.salesforce.flow import (
+    DEFAULT_SALESFORCE_CONN_ID,
     SALESFORCE_TO_SAP_FLOW,
     check_companies,
     company_options,
@@ -137,11 +139,21 @@ def changes_dag(dag_id: str, org: str) -> Any:
     return changes()
 
 
+def dag_id_of(org: str) -> str:
+    """An org's DAG id, fixed by the org whatever the order of the list (a DAG's sensor resumes
+    from its previous run's replay id, which only its own org understands)."""
+    return DAG_ID if org == DEFAULT_SALESFORCE_CONN_ID else f"{DAG_ID}_{org}"
+
+
+#: The orgs, the default connection's first.
+_ORDER = sorted(ORGS, key=lambda org: org != DEFAULT_SALESFORCE_CONN_ID)
+
+
 def sap_b1_salesforce_changes() -> Any:
-    """The DAG of the first company's org (the only one where every company shares an org)."""
-    return changes_dag(DAG_ID, next(iter(ORGS)))
+    """The DAG of the default org (of the first org listed when no company uses the default)."""
+    return changes_dag(dag_id_of(_ORDER[0]), _ORDER[0])
 
 
 sap_b1_salesforce_changes()
 #: The DAGs of the other orgs, by DAG id.
-OTHER_ORGS = {f"{DAG_ID}_{org}": changes_dag(f"{DAG_ID}_{org}", org) for org in list(ORGS)[1:]}
+OTHER_ORGS = {dag_id_of(org): changes_dag(dag_id_of(org), org) for org in _ORDER[1:]}

@@ -235,6 +235,11 @@ def test_the_changes_dags_wake_each_orgs_companies_with_that_orgs_sensor(dag_of,
         "mapping": str(mapping),
         "sap_b1_conn_id": "sap_b1_uk",
     }
+    # listed in another order, each org keeps its DAG (and so its sensor's replay id)
+    monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{EU}=b1_salesforce_eu,{HOME},sap_b1_uk")
+    spec.loader.exec_module(module)
+    assert module.sap_b1_salesforce_changes().task_dict["wait_for_changes"].salesforce_conn_id == ORG
+    assert list(module.OTHER_ORGS) == ["sap_b1_salesforce_changes_b1_salesforce_eu"]
     # one org, one DAG: as it always was
     monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{HOME},sap_b1_uk")
     assert {"sap_b1_default.accounts", "sap_b1_uk.accounts"} <= set(
