@@ -30,7 +30,8 @@ once. Connection ids are in the rules (defaults ``b1_teams_webhook_default`` and
 a period: trigger with **Since**/**Until**, or backfill: documents already announced stay silent.
 
 **Several SAP companies.** List their SAP connection ids in ``B1_TEAMS_COMPANIES``
-(``sap_b1_us,sap_b1_eu``; read when the DAG is parsed, ``B1_TEAMS_SAP_CONN_ID`` is then ignored):
+(``sap_b1_us,sap_b1_eu``; read when the DAG is parsed; a ``B1_TEAMS_SAP_CONN_ID`` already set stays
+the default company, whose rows and flow name it keeps, and must be among them):
 each company gets a task group of its own, named after its connection, with the four tasks.
 Each company keeps its own cursors, audit rows (the flow ``sap_b1_to_teams@<conn id>`` for every
 company but ``sap_b1_default``: replay it by that name) and sent-ledger rows, so ``DocEntry`` 17

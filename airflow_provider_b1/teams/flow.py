@@ -45,7 +45,8 @@ BOT_REQUESTS_PER_SECOND = 25
 
 #: The SAP companies the DAG sends cards for: their SAP connection ids, separated by commas.
 COMPANIES_ENV = "B1_TEAMS_COMPANIES"
-#: The one SAP connection of a deployment that declares no companies (ignored when it does).
+#: The SAP connection of the default company: the one company of a deployment without a list, and
+#: the company of the plain flow name and of the ledger rows ``sap_b1_default`` with one.
 SAP_CONN_ENV = "B1_TEAMS_SAP_CONN_ID"
 
 
@@ -53,28 +54,33 @@ def teams_companies(value: str | None = None) -> list[Company]:
     """The SAP companies whose documents become cards: ``B1_TEAMS_COMPANIES`` (``value``, when
     given, instead); without it, the one company of ``B1_TEAMS_SAP_CONN_ID`` or ``sap_b1_default``.
 
-    :raises ValueError: for a list :func:`~airflow_provider_b1.companies.declared_companies` refuses.
+    A deployment that ran with ``B1_TEAMS_SAP_CONN_ID`` keeps that company as its default one when
+    it lists companies (its flow name, cursors and sent-ledger rows stay its own, so nothing is
+    announced twice); a list that leaves it out, or that also names ``sap_b1_default`` (whose rows
+    would then be the same), is refused.
+
+    :raises ValueError: for a list :func:`~airflow_provider_b1.companies.declared_companies` refuses,
+        and for the two lists above.
     """
     text = os.environ.get(COMPANIES_ENV, "") if value is None else value
-    if text.strip():
-        if value is None and os.environ.get(SAP_CONN_ENV):
-            log.warning(
-                "%s is set, so %s (%s) is not read: list that connection in %s.",
-                COMPANIES_ENV,
-                SAP_CONN_ENV,
-                os.environ[SAP_CONN_ENV],
-                COMPANIES_ENV,
-            )
-        return declared_companies(COMPANIES_ENV, text)
-    return [Company(os.environ.get(SAP_CONN_ENV) or DEFAULT_SAP_CONN_ID)]
+    single = os.environ.get(SAP_CONN_ENV) or DEFAULT_SAP_CONN_ID
+    if not text.strip():
+        return [Company(single)]
+    companies = declared_companies(COMPANIES_ENV, text)
+    names = [company.sap_b1_conn_id for company in companies]
+    if single != DEFAULT_SAP_CONN_ID and (single not in names or DEFAULT_SAP_CONN_ID in names):
+        raise ValueError(
+            f"{SAP_CONN_ENV} names {single}, the company whose cards were sent before {COMPANIES_ENV}: "
+            f"list it there (it keeps its sent-ledger rows and flow name) and not {DEFAULT_SAP_CONN_ID} "
+            f"beside it, or unset {SAP_CONN_ENV} (not {text!r})."
+        )
+    return companies
 
 
 def _default_sap_conn_id() -> str:
     """The default company's SAP connection: the flow under its plain name, the ledger rows of
-    ``sap_b1_default``. A deployment without a list keeps its ``B1_TEAMS_SAP_CONN_ID`` there, so
-    its flow name, audit rows and ledger rows stay what they were."""
-    if os.environ.get(COMPANIES_ENV, "").strip():
-        return DEFAULT_SAP_CONN_ID
+    ``sap_b1_default``: ``B1_TEAMS_SAP_CONN_ID``'s, whether or not companies are listed, so a
+    deployment's flow name, audit rows and ledger rows stay what they were."""
     return os.environ.get(SAP_CONN_ENV) or DEFAULT_SAP_CONN_ID
 
 

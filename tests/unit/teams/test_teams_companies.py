@@ -10,7 +10,7 @@ from airflow_provider_b1.teams import flow
 from airflow_provider_b1.teams.approvals import approval_companies
 
 
-def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always_read(monkeypatch, caplog):
+def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always_read(monkeypatch):
     monkeypatch.delenv("B1_TEAMS_COMPANIES", raising=False)
     monkeypatch.delenv("B1_TEAMS_SAP_CONN_ID", raising=False)
     assert flow.teams_companies() == [Company("sap_b1_default")]
@@ -20,14 +20,19 @@ def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always
     monkeypatch.setenv("B1_TEAMS_SAP_CONN_ID", "sap_b1_us")
     assert flow.teams_companies() == [Company("sap_b1_us")]
     assert flow._default_sap_conn_id() == "sap_b1_us"
-    # the list wins, and its default company is sap_b1_default
+    # listing companies keeps it as the default company: nothing of it is sent twice
+    monkeypatch.setenv("B1_TEAMS_COMPANIES", "sap_b1_us, sap_b1_eu")
+    assert flow.teams_companies() == [Company("sap_b1_us"), Company("sap_b1_eu")]
+    assert flow._default_sap_conn_id() == "sap_b1_us"
+    for omitted in ("sap_b1_eu", "sap_b1_default, sap_b1_us"):
+        monkeypatch.setenv("B1_TEAMS_COMPANIES", omitted)
+        with pytest.raises(ValueError, match="B1_TEAMS_SAP_CONN_ID names sap_b1_us, the company whose cards"):
+            flow.teams_companies()
+    # without it, the list's default company is sap_b1_default
+    monkeypatch.delenv("B1_TEAMS_SAP_CONN_ID")
     monkeypatch.setenv("B1_TEAMS_COMPANIES", "sap_b1_default, sap_b1_eu")
     assert flow.teams_companies() == [Company("sap_b1_default"), Company("sap_b1_eu")]
     assert flow._default_sap_conn_id() == "sap_b1_default"
-    assert (
-        "B1_TEAMS_SAP_CONN_ID (sap_b1_us) is not read: list that connection in B1_TEAMS_COMPANIES"
-        in caplog.text
-    )
     with pytest.raises(ValueError, match="takes only SAP connection ids"):
         flow.teams_companies("sap_b1_eu=other")
 
