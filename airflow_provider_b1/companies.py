@@ -13,9 +13,10 @@ ids separated by commas; where a flow pairs each company with a connection of it
 side (a ServiceTitan tenant per company), an entry is ``<SAP conn id>=<other conn id>``. Unset or
 empty, the DAG runs ``sap_b1_default`` alone, with the tasks it always had.
 
-:func:`per_company` builds the DAG's tasks once per company, each company in a task group named
-after its connection: its own dependencies (a company whose SAP is down fails only its own tasks),
-its own task ids (so its cursors, kept in its tasks' XComs, stay its own whatever the list's order).
+:func:`per_company` builds the DAG's tasks once per company, the default company's directly in the
+DAG and each other company's in a task group named after its connection: its own dependencies (a
+company whose SAP is down fails only its own tasks), its own task ids (so its cursors, kept in its
+tasks' XComs, stay its own whatever the list holds and in whatever order).
 The groups are built from the list rather than mapped over it at run time because Airflow does not
 map a task inside a mapped task group (the warehouse's key ranges are mapped), and one set of tasks
 mapped over every company would let one company's failure stop the others downstream.
@@ -112,21 +113,29 @@ def peer_conn_id(
     return next(paired, None) or given
 
 
-def per_company(companies: Sequence[Company], build: Callable[[Company, str], object]) -> None:
-    """Build a DAG's tasks for each company: one company's directly in the DAG (the DAG it always
-    was), several each in a task group named after the SAP connection.
+def per_company(
+    companies: Sequence[Company],
+    build: Callable[[Company, str], object],
+    default: str = DEFAULT_SAP_CONN_ID,
+) -> None:
+    """Build a DAG's tasks for each company: the default company's directly in the DAG (the DAG it
+    always was), every other company's in a task group named after its SAP connection. So adding or
+    removing a company, or reordering the list, changes no other company's task ids, and with them
+    its cursors (each task's last successful XCom).
 
     Call inside the DAG's definition. ``build(company, prefix)`` makes one company's tasks;
-    ``prefix`` is its group's (``"sap_b1_eu."``, empty without groups), for the task ids that tasks
-    name each other by (an upstream XCom's ``task_ids``).
+    ``prefix`` is its group's (``"sap_b1_eu."``, empty for the default company), for the task ids
+    that tasks name each other by (an upstream XCom's ``task_ids``).
+
+    :param default: the default company's SAP connection (a flow's default ``sap_b1_conn_id``).
     """
-    if len(companies) == 1:
-        build(companies[0], "")
-        return
     from airflow.sdk import TaskGroup
 
     for company in companies:
         name = company.sap_b1_conn_id
+        if name == default:
+            build(company, "")
+            continue
         with TaskGroup(group_id=name, tooltip=f"SAP company of connection {name}"):
             build(company, f"{name}.")
 

@@ -21,8 +21,8 @@ by the ``teams_conn_id`` param.
 **Several SAP companies.** List them in ``B1_APPROVALS_COMPANIES`` (read when the DAG is parsed),
 each with the connection of its own SAP approver: ``sap_b1_us=sap_b1_us_approver,
 sap_b1_eu=sap_b1_eu_approver`` (``sap_b1_default`` may leave its approver out: ``sap_b1_approver``;
-every other company of several must name its own). Each company gets a task group named after its
-SAP connection, with its own ``pending_requests`` and ``approve`` tasks: its requests are read
+every other company of several must name its own). Each company but ``sap_b1_default`` (whose tasks stay
+where they were) gets a task group named after its SAP connection, with its own ``pending_requests`` and ``approve`` tasks: its requests are read
 through its SAP connection, its ledger rows are its own, each request and its card name the
 company (its CompanyDB), and the answer is written as that company's approver and the approved
 draft added through that company's SAP connection. A company whose SAP is down fails only its own

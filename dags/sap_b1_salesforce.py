@@ -29,8 +29,8 @@ requests would pass that share. Reload a period: trigger with **Since**/**Until*
 by commas (``sap_b1_us,sap_b1_eu``); an entry may give a company an org of its own
 (``sap_b1_eu=b1_salesforce_eu``), else it uses ``b1_salesforce_default``. Unset, the DAG links
 ``sap_b1_default`` alone, with the tasks above. With several, the mapping is checked once (every
-org), then each company gets the accounts, orders, balances and reconcile tasks in a task group
-named after its connection: its own dependencies (a company whose SAP is down fails only its own
+org), then each company but ``sap_b1_default`` (whose tasks stay where they were) gets the
+accounts, orders, balances and reconcile tasks in a task group named after its connection: its own dependencies (a company whose SAP is down fails only its own
 tasks), cursors, audit rows and replay (flows ``salesforce_to_sap_b1@<conn id>`` and
 ``sap_b1_to_salesforce@<conn id>``), its own links and agreed values, and external ids carrying
 the company (an invoice record of ``sap_b1_eu`` is ``sap_b1_eu:17``), so a CardCode or DocEntry

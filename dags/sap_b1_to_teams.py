@@ -32,7 +32,8 @@ a period: trigger with **Since**/**Until**, or backfill: documents already annou
 **Several SAP companies.** List their SAP connection ids in ``B1_TEAMS_COMPANIES``
 (``sap_b1_us,sap_b1_eu``; read when the DAG is parsed; a ``B1_TEAMS_SAP_CONN_ID`` already set stays
 the default company, whose rows and flow name it keeps, and must be among them):
-each company gets a task group of its own, named after its connection, with the four tasks.
+each company but the default one (whose tasks stay where they were) gets a task group of its own,
+named after its connection, with the four tasks.
 Each company keeps its own cursors, audit rows (the flow ``sap_b1_to_teams@<conn id>`` for every
 company but ``sap_b1_default``: replay it by that name) and sent-ledger rows, so ``DocEntry`` 17
 of two companies is two documents with a card each; a company whose SAP is down fails only its
@@ -52,7 +53,7 @@ from airflow.sdk import dag
 from airflow_provider_b1.companies import Company, per_company
 from airflow_provider_b1.operators.sync import SyncOperator
 from airflow_provider_b1.sync import sync_params
-from airflow_provider_b1.teams.flow import STREAMS, TEAMS_FLOW, teams_companies
+from airflow_provider_b1.teams.flow import STREAMS, TEAMS_FLOW, default_sap_conn_id, teams_companies
 from airflow_provider_b1.teams.routing import load_routing
 
 ROUTING = os.environ.get("B1_TEAMS_ROUTING") or str(Path(__file__).with_name("teams_routing.yaml"))
@@ -73,7 +74,7 @@ if not ROUTING.startswith("var:"):
     doc_md=__doc__,
 )
 def sap_b1_to_teams():
-    per_company(teams_companies(), send_company)
+    per_company(teams_companies(), send_company, default=default_sap_conn_id())
 
 
 def send_company(company: Company, prefix: str) -> None:

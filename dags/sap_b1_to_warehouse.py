@@ -48,7 +48,9 @@ marked deleted left out) and fails with a report on any difference.
 
 **Several SAP companies.** Set ``B1_SAP_COMPANIES`` to their SAP connection ids, separated by
 commas (``sap_b1_us,sap_b1_eu``); unset, the DAG loads ``sap_b1_default`` alone, with the tasks
-above. With several, each company gets the same tasks in a task group named after its connection:
+above. With several, each company but ``sap_b1_default`` (whose tasks stay where they were, so
+adding a company changes none of its task ids) gets the same tasks in a task group named after its
+connection:
 its own dependencies (a company whose SAP is down fails only its own tasks; the others load and
 reconcile), its own cursors (each task's own XCom, so reordering the list hands no company
 another's cursor), its own audit rows, checkpoints and replay (flow

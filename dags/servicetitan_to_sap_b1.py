@@ -31,8 +31,9 @@ the ServiceTitan connection of the tenant that feeds it, separated by commas
 (``sap_b1_us=servicetitan_us,sap_b1_eu=servicetitan_eu``); unset, the DAG posts from
 ``servicetitan_default`` into ``sap_b1_default``, with the tasks above. One entry may leave out its
 ServiceTitan connection (``servicetitan_default``); with several, each must name its own, and no
-two the same (two companies reading one tenant would each post its invoices). Each company gets
-the same tasks in a task group named after its SAP connection: its own dependencies (a company
+two the same (two companies reading one tenant would each post its invoices). Each company but
+``sap_b1_default`` (whose tasks stay where they were) gets the same tasks in a task group named
+after its SAP connection: its own dependencies (a company
 whose SAP or ServiceTitan is down fails only its own tasks; the others post and reconcile), its own
 cursors (each task's own XCom), its own audit rows and replay (flow
 ``servicetitan_to_sap_b1@<SAP conn id>``; replayed with no options, it reads the tenant this

@@ -59,7 +59,7 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     eu_sandbox.control("POST", "corrupt", {"entity": "Invoices", "keys": [3], "kind": "null_amount"})
 
     dag = dag_of(DAG_ID, retries=0)
-    assert {t.task_id.split(".")[0] for t in dag.tasks} == {HOME, EU}
+    assert {t.task_id.split(".")[0] for t in dag.tasks if "." in t.task_id} == {EU}  # the default: no group
     first = dag.test()
     states = task_states(first)
     # only the second company's reconciliation fails, on the record it recorded as failed
@@ -109,7 +109,7 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     }
     scopes = {row[0] for row in flow.query(f"SELECT flow FROM {WAREHOUSE_SCHEMA}.sync_checkpoint")}
     assert scopes == {"sap_b1_to_warehouse", f"sap_b1_to_warehouse@{EU}"}
-    assert all(r["ok"] for r in xcoms(DAG_ID, first.run_id)["values"][f"{HOME}.reconcile:return_value"])
+    assert all(r["ok"] for r in xcoms(DAG_ID, first.run_id)["values"]["reconcile:return_value"])
 
     # the second company's Service Layer down: only its tasks fail, the first company loads on
     set_connection(EU, {**eu_connection(eu_sandbox), "host": "https://127.0.0.1:9/b1s/v2/"})
@@ -120,10 +120,10 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     failed = {t for t, s in states.items() if s in ("failed", "upstream_failed")}
     assert failed, states
     assert all(t.startswith(f"{EU}.") for t in failed), states
-    assert {s for t, s in states.items() if t.startswith(f"{HOME}.") and "_ranges" not in t} == {"success"}
+    assert {s for t, s in states.items() if not t.startswith(f"{EU}.") and "_ranges" not in t} == {"success"}
 
     # ...reading incrementally from its own cursors: only the record changed since its first run
-    sales = xcoms(DAG_ID, second.run_id)["values"][f"{HOME}.load_sales:return_value"]
+    sales = xcoms(DAG_ID, second.run_id)["values"]["load_sales:return_value"]
     invoices = sales["entities"]["Invoices"]
     assert invoices["mode"] == "incremental", invoices
     assert invoices["read"] == 1, invoices
@@ -131,18 +131,25 @@ def test_two_companies_load_side_by_side_and_one_company_down_fails_only_its_own
     assert _differences(flow, eu_sandbox, EU) == {}  # the second company's rows untouched
 
 
-def test_each_company_is_a_task_group_of_its_own_whatever_the_order_of_the_list(dag_of, monkeypatch):
-    def companies_of(order: str) -> dict[str, set[str]]:
-        monkeypatch.setenv("B1_SAP_COMPANIES", order)
-        dag = dag_of(DAG_ID)
+def test_each_other_company_is_a_task_group_of_its_own_whatever_the_list(dag_of, monkeypatch):
+    def companies_of(order: str | None) -> dict[str, set[str]]:
+        if order is None:
+            monkeypatch.delenv("B1_SAP_COMPANIES", raising=False)
+        else:
+            monkeypatch.setenv("B1_SAP_COMPANIES", order)
         found: dict[str, set[str]] = {}
-        for task in dag.tasks:
-            group = task.task_id.split(".")[0]
+        for task in dag_of(DAG_ID).tasks:
             conn_id = getattr(task, "sap_b1_conn_id", None) or task.partial_kwargs.get("sap_b1_conn_id")
-            found.setdefault(group, set()).add(conn_id)
+            found.setdefault(task.task_id, set()).add(conn_id)
         return found
 
-    # a task's cursor is its own XCom: the same task ids, on the same connection, in any order
-    assert companies_of(f"{HOME},{EU}") == companies_of(f"{EU},{HOME}") == {HOME: {HOME}, EU: {EU}}
-    monkeypatch.delenv("B1_SAP_COMPANIES")
-    assert "load_master" in dag_of(DAG_ID).task_dict  # one company: the tasks as they always were
+    # a task's cursor is its own XCom: the same task ids, on the same connection, whatever the list
+    # holds and in whatever order; the default company's tasks sit in the DAG as they always did
+    alone = companies_of(None)
+    both = companies_of(f"{HOME},{EU}")
+    assert both == companies_of(f"{EU},{HOME}")
+    assert {task: ids for task, ids in both.items() if not task.startswith(f"{EU}.")} == alone
+    assert set(alone) == {task.removeprefix(f"{EU}.") for task in both if task.startswith(f"{EU}.")}
+    assert alone["load_master"] == {HOME}
+    assert both[f"{EU}.load_master"] == {EU}
+    assert companies_of(EU) == {task: ids for task, ids in both.items() if task.startswith(f"{EU}.")}

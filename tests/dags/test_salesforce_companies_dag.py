@@ -132,7 +132,12 @@ def test_one_org_two_companies_each_gets_its_own_accounts_orders_balances_and_on
     assert eu_won
 
     dag = dag_of(DAG_ID, retries=0)
-    assert {t.task_id.split(".")[0] for t in dag.tasks} == {"check_mapping", HOME, EU}
+    assert {t.task_id.split(".")[0] for t in dag.tasks if "." in t.task_id} == {
+        "accounts",
+        "orders",
+        "balances",
+        EU,
+    }
     first = dag.test()
     assert set(task_states(first).values()) == {"success"}, task_states(first)  # both reconciles
 
@@ -161,7 +166,7 @@ def test_one_org_two_companies_each_gets_its_own_accounts_orders_balances_and_on
 
     values = xcoms(DAG_ID, first.run_id)["values"]
     assert values["check_mapping:return_value"]["unrouted"] == {ORG: len(nowhere)}
-    assert values[f"{HOME}.reconcile:return_value"]["accounts"] == len(home)
+    assert values["reconcile:return_value"]["accounts"] == len(home)
     assert values[f"{EU}.reconcile:return_value"]["accounts"] == len(eu)
     assert values[f"{EU}.reconcile:return_value"]["opportunities"] == len(eu_won)
     # audit rows, links and agreed values per company; the default company's are today's
@@ -218,19 +223,19 @@ def test_the_changes_dags_wake_each_orgs_companies_with_that_orgs_sensor(dag_of,
     for dag, org, companies in ((shared, ORG, (HOME, "sap_b1_uk")), (own, "b1_salesforce_eu", (EU,))):
         sensor = dag.task_dict["wait_for_changes"]
         assert sensor.salesforce_conn_id == org  # each DAG listens to its own org, keeps its replay id
-        prefix = [f"{company}." for company in companies] if len(companies) > 1 else [""]
+        prefix = ["" if company == HOME else f"{company}." for company in companies]  # the default: no group
         assert {t.task_id for t in sensor.downstream_list} == {f"{p}accounts" for p in prefix} | {
             "cdc_unavailable"
         }
         for p in prefix:
             assert [t.task_id for t in dag.task_dict[f"{p}accounts"].downstream_list] == [f"{p}opportunities"]
             assert dag.task_dict[f"{p}opportunities"].downstream_task_ids == {"cdc_unavailable"}
-    assert own.task_dict["accounts"].options == {
+    assert own.task_dict[f"{EU}.accounts"].options == {
         "mapping": str(mapping),
         "sap_b1_conn_id": EU,
         "salesforce_conn_id": "b1_salesforce_eu",
     }
-    assert shared.task_dict[f"{HOME}.accounts"].options == {"mapping": str(mapping)}
+    assert shared.task_dict["accounts"].options == {"mapping": str(mapping)}
     assert shared.task_dict["sap_b1_uk.accounts"].options == {
         "mapping": str(mapping),
         "sap_b1_conn_id": "sap_b1_uk",
@@ -242,9 +247,7 @@ def test_the_changes_dags_wake_each_orgs_companies_with_that_orgs_sensor(dag_of,
     assert list(module.OTHER_ORGS) == ["sap_b1_salesforce_changes_b1_salesforce_eu"]
     # one org, one DAG: as it always was
     monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{HOME},sap_b1_uk")
-    assert {"sap_b1_default.accounts", "sap_b1_uk.accounts"} <= set(
-        dag_of("sap_b1_salesforce_changes").task_dict
-    )
+    assert {"accounts", "sap_b1_uk.accounts"} <= set(dag_of("sap_b1_salesforce_changes").task_dict)
     monkeypatch.setenv("B1_SALESFORCE_COMPANIES", f"{HOME},{EU}=b1_salesforce_eu")
     # the 10-minute DAG checks both orgs once
     check = dag_of(DAG_ID).task_dict["check_mapping"]
