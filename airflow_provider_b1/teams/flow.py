@@ -77,7 +77,7 @@ def teams_companies(value: str | None = None) -> list[Company]:
     return companies
 
 
-def _default_sap_conn_id() -> str:
+def default_sap_conn_id() -> str:
     """The default company's SAP connection: the flow under its plain name, the ledger rows of
     ``sap_b1_default``: ``B1_TEAMS_SAP_CONN_ID``'s, whether or not companies are listed, so a
     deployment's flow name, audit rows and ledger rows stay what they were."""
@@ -85,7 +85,7 @@ def _default_sap_conn_id() -> str:
 
 
 OPTIONS = {
-    "sap_b1_conn_id": _default_sap_conn_id(),
+    "sap_b1_conn_id": default_sap_conn_id(),
     "ledger_conn_id": AUDIT_CONN_ID,
     "ledger_schema": AUDIT_SCHEMA,
     "routing": None,

@@ -14,16 +14,16 @@ def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always
     monkeypatch.delenv("B1_TEAMS_COMPANIES", raising=False)
     monkeypatch.delenv("B1_TEAMS_SAP_CONN_ID", raising=False)
     assert flow.teams_companies() == [Company("sap_b1_default")]
-    assert flow._default_sap_conn_id() == "sap_b1_default"
+    assert flow.default_sap_conn_id() == "sap_b1_default"
     # a deployment reading another SAP connection keeps it as its default company: its flow
     # name, audit rows and ledger rows stay what they were
     monkeypatch.setenv("B1_TEAMS_SAP_CONN_ID", "sap_b1_us")
     assert flow.teams_companies() == [Company("sap_b1_us")]
-    assert flow._default_sap_conn_id() == "sap_b1_us"
+    assert flow.default_sap_conn_id() == "sap_b1_us"
     # listing companies keeps it as the default company: nothing of it is sent twice
     monkeypatch.setenv("B1_TEAMS_COMPANIES", "sap_b1_us, sap_b1_eu")
     assert flow.teams_companies() == [Company("sap_b1_us"), Company("sap_b1_eu")]
-    assert flow._default_sap_conn_id() == "sap_b1_us"
+    assert flow.default_sap_conn_id() == "sap_b1_us"
     for omitted in ("sap_b1_eu", "sap_b1_default, sap_b1_us"):
         monkeypatch.setenv("B1_TEAMS_COMPANIES", omitted)
         with pytest.raises(ValueError, match="B1_TEAMS_SAP_CONN_ID names sap_b1_us, the company whose cards"):
@@ -32,7 +32,7 @@ def test_the_cards_companies_are_the_list_else_the_one_connection_the_dag_always
     monkeypatch.delenv("B1_TEAMS_SAP_CONN_ID")
     monkeypatch.setenv("B1_TEAMS_COMPANIES", "sap_b1_default, sap_b1_eu")
     assert flow.teams_companies() == [Company("sap_b1_default"), Company("sap_b1_eu")]
-    assert flow._default_sap_conn_id() == "sap_b1_default"
+    assert flow.default_sap_conn_id() == "sap_b1_default"
     with pytest.raises(ValueError, match="takes only SAP connection ids"):
         flow.teams_companies("sap_b1_eu=other")
 
