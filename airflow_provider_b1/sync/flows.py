@@ -222,20 +222,25 @@ class Flow:
 
 
 _FLOWS: dict[str, Flow] = {}
-_SCOPED: dict[tuple[int, str], Flow] = {}
+_SCOPED: dict[tuple[str, str], tuple[Flow, Flow]] = {}
 
 
 def _scoped(flow: Flow, value: str) -> Flow:
-    """The scoped flow, made once per flow and value (a flow is compared by identity)."""
-    key = (id(flow), value)
-    if key not in _SCOPED:
-        _SCOPED[key] = dataclasses.replace(
+    """The scoped flow, made once per flow and value: the cache holds the flow it was made from,
+    so a flow declared again under the same name (tests do) gets a scope of its own."""
+    key = (flow.name, value)
+    made = _SCOPED.get(key)
+    if made is None or made[0] is not flow:
+        made = _SCOPED[key] = (
             flow,
-            name=f"{flow.name}@{value}",
-            options={**flow.options, flow.scope_option: value},
-            register=False,
+            dataclasses.replace(
+                flow,
+                name=f"{flow.name}@{value}",
+                options={**flow.options, flow.scope_option: value},
+                register=False,
+            ),
         )
-    return _SCOPED[key]
+    return made[1]
 
 
 def register_flow(flow: Flow) -> None:
