@@ -319,7 +319,7 @@ def reconcile_entity(
                 Difference(
                     key,
                     MISSING,
-                    "in SAP again after the warehouse marked it deleted; the next load restores it",
+                    "in SAP again after the warehouse marked it deleted; the next load reading it restores it",
                 )
             )
         else:

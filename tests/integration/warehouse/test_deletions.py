@@ -181,7 +181,7 @@ def test_deleted_partner_and_item_are_marked_audited_reconciled_and_restored_by_
     between = reconcile(hook, loader, MASTER, raise_on_difference=False, audit=trail)
     assert {d.key: d.reason for r in between for d in r.differences} == dict.fromkeys(
         ("CDEL-01", "IDEL-01"),
-        "in SAP again after the warehouse marked it deleted; the next load restores it",
+        "in SAP again after the warehouse marked it deleted; the next load reading it restores it",
     )
     cursors = {e: s.cursor for e, s in first.items()}
     restored = {
