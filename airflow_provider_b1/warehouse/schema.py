@@ -395,26 +395,19 @@ CREATE TABLE {s}dim_company (
     loaded_at {ts} NOT NULL DEFAULT {now}
 )"""
 
-_V5_POSTGRES: list[str] = [
-    "DROP VIEW {s}dim_gl_account_hierarchy",
-    *(postgres_key_column(table, "company", DEFAULT_COMPANY, key) for table, key in COMPANY_TABLES.items()),
-    f"ALTER TABLE {{s}}deletion_log ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}'",
-    "DROP INDEX {s}ix_deletion_log_entity_key",
-    "CREATE INDEX ix_deletion_log_entity_key ON {s}deletion_log (company, entity, record_key)",
-    _V5_HIERARCHY,
-    _V5_COMPANY_TABLE,
-]
 
+def _v5(key_column: Any) -> list[Any]:
+    """Version 5's steps, with the dialect's way of putting ``company`` first in a key."""
+    return [
+        "DROP VIEW {s}dim_gl_account_hierarchy",
+        *(key_column(table, "company", DEFAULT_COMPANY, key) for table, key in COMPANY_TABLES.items()),
+        f"ALTER TABLE {{s}}deletion_log ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}'",
+        "DROP INDEX {s}ix_deletion_log_entity_key",
+        "CREATE INDEX ix_deletion_log_entity_key ON {s}deletion_log (company, entity, record_key)",
+        _V5_HIERARCHY,
+        _V5_COMPANY_TABLE,
+    ]
 
-_V5_SQLITE: list[Any] = [
-    "DROP VIEW {s}dim_gl_account_hierarchy",
-    *(sqlite_key_column(table, "company", DEFAULT_COMPANY, key) for table, key in COMPANY_TABLES.items()),
-    f"ALTER TABLE {{s}}deletion_log ADD COLUMN company {{text}} NOT NULL DEFAULT '{DEFAULT_COMPANY}'",
-    "DROP INDEX {s}ix_deletion_log_entity_key",
-    "CREATE INDEX ix_deletion_log_entity_key ON {s}deletion_log (company, entity, record_key)",
-    _V5_HIERARCHY,
-    _V5_COMPANY_TABLE,
-]
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "star schema: dimensions, document facts at line grain, payments", tuple(_V1_TABLES)),
@@ -432,8 +425,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "several SAP companies: a company column in every table, keys (company, key)",
         (),
-        postgres_only=tuple(_V5_POSTGRES),
-        sqlite_only=tuple(_V5_SQLITE),
+        postgres_only=tuple(_v5(postgres_key_column)),
+        sqlite_only=tuple(_v5(sqlite_key_column)),
     ),
 )
 
